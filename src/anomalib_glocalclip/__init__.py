@@ -1,0 +1,1 @@
+"""GlocalCLIP and AnoCLIP zero-shot anomaly detection for Anomalib."""

@@ -1,0 +1,179 @@
+"""The frozen CLIP backbone both methods share: one open_clip model, its V-V and deep-prompt hooks.
+
+Its weights never enter a ``state_dict``: Lightning checkpoints of a model that holds a ``CLIPBackbone``
+carry only what was learned (a few MB), and the backbone is rebuilt from ``pretrained`` when the model
+is built again. Loading such a checkpoint leaves the backbone as built. ``persist_weights=True`` turns
+this off (the backbone then saves and loads like any module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .loading import build_clip
+from .text_prompts import encode_token_embeddings, encode_tokens, text_tower
+from .vv_attention import DualStreamOutput, check_vision_tower, dual_stream_forward, project_tokens
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(context_length: int) -> Any:  # noqa: ANN401 - open_clip's SimpleTokenizer
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
+def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:  # noqa: ANN401
+    """State-dict hook: leave the frozen CLIP weights out."""
+    del local_metadata
+    if module.persist_weights:
+        return
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _keep_backbone_weights(
+    module: nn.Module,
+    state_dict: dict,
+    prefix: str,
+    *args: Any,  # noqa: ANN401
+) -> None:
+    """Load-state-dict pre-hook: a state dict without CLIP weights keeps the ones already built."""
+    del args
+    if module.persist_weights:
+        return
+    for key, value in module.state_dict(keep_vars=True, persist_all=True).items():
+        state_dict.setdefault(prefix + key, value)
+
+
+class CLIPBackbone(nn.Module):
+    """A frozen open_clip CLIP with a dual-stream (V-V) vision pass and a prompt-embedding text pass.
+
+    Args:
+        model: open_clip model name or model-config JSON file.
+        pretrained: open_clip pretrained tag, local weight file, or ``None`` for random weights.
+        image_size: input size of the vision tower (positional embeddings are resized to it).
+        quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
+        cache_dir: open_clip download cache.
+        persist_weights: keep the CLIP weights in ``state_dict`` (off: checkpoints stay small).
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "ViT-L-14-336",
+        pretrained: str | Path | None = "openai",
+        image_size: int | None = None,
+        quick_gelu: bool | None = None,
+        cache_dir: str | Path | None = None,
+        persist_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        self.clip = build_clip(model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir)
+        self.clip.requires_grad_(False)
+        check_vision_tower(self.clip.visual)
+        self.persist_weights = persist_weights
+        self.register_state_dict_post_hook(_drop_backbone_weights)
+        self.register_load_state_dict_pre_hook(_keep_backbone_weights)
+
+    def state_dict(self, *args: Any, persist_all: bool = False, **kwargs: Any) -> dict:  # noqa: ANN401
+        """Like ``nn.Module.state_dict``; ``persist_all=True`` keeps the CLIP weights in this one call."""
+        if not persist_all:
+            return super().state_dict(*args, **kwargs)
+        persist, self.persist_weights = self.persist_weights, True
+        try:
+            return super().state_dict(*args, **kwargs)
+        finally:
+            self.persist_weights = persist
+
+    def train(self, mode: bool = True) -> CLIPBackbone:
+        """The backbone is frozen: it stays in eval mode whatever the owner's mode."""
+        del mode
+        return super().train(False)
+
+    # ----- shapes -----
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """Input size ``(H, W)`` the vision tower was built for."""
+        return tuple(self.clip.visual.image_size)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid ``(h, w)``."""
+        return tuple(self.clip.visual.grid_size)
+
+    @property
+    def num_vision_layers(self) -> int:
+        """Number of residual blocks of the vision tower."""
+        return len(self.clip.visual.transformer.resblocks)
+
+    @property
+    def embed_dim(self) -> int:
+        """Joint image-text embedding size ``E``."""
+        return self.clip.visual.proj.shape[1]
+
+    @property
+    def text_width(self) -> int:
+        """Width ``D`` of text token embeddings."""
+        return text_tower(self.clip).token_embedding.embedding_dim
+
+    @property
+    def context_length(self) -> int:
+        """Number of text positions ``L``."""
+        return text_tower(self.clip).positional_embedding.shape[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype of the vision tower."""
+        return self.clip.visual.conv1.weight.dtype
+
+    # ----- vision -----
+    def encode_image(
+        self,
+        images: torch.Tensor,
+        vv_start_layer: int,
+        out_layers: Sequence[int],
+    ) -> DualStreamOutput:
+        """Dual-stream pass: CLS token ``[B, W]`` and V-V tokens ``[B, 1+N, W]`` at ``out_layers`` (1-indexed)."""
+        return dual_stream_forward(self.clip.visual, images, vv_start_layer, out_layers)
+
+    def project(self, tokens: torch.Tensor, apply_ln_post: bool = True) -> torch.Tensor:
+        """Vision-width tokens ``[..., W]`` -> joint embeddings ``[..., E]`` through ``ln_post`` and ``proj``."""
+        return project_tokens(self.clip.visual, tokens, apply_ln_post=apply_ln_post)
+
+    # ----- text -----
+    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """CLIP BPE token ids ``[P, L]`` of ``texts`` (SOT ... EOT, zero padded)."""
+        tokenizer = _tokenizer(self.context_length)
+        return tokenizer([texts] if isinstance(texts, str) else list(texts)).to(self.clip.visual.proj.device)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``[P, L, D]`` of token ids ``[P, L]``."""
+        return text_tower(self.clip).token_embedding(tokens)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Plain CLIP text features ``[P, E]`` of token ids ``[P, L]`` (not normalised)."""
+        return encode_tokens(text_tower(self.clip), tokens)
+
+    def encode_prompt_embeddings(
+        self,
+        embeddings: torch.Tensor,
+        eot_indices: torch.Tensor,
+        deep_prompts: Sequence[torch.Tensor] = (),
+        round_deep_prompts_to_fp16: bool = False,
+    ) -> torch.Tensor:
+        """Text features ``[P, E]`` of prompt embeddings ``[P, L, D]`` with optional deep prompts ``[t, D]``."""
+        return encode_token_embeddings(
+            text_tower(self.clip),
+            embeddings,
+            eot_indices,
+            deep_prompts=deep_prompts,
+            round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
+        )

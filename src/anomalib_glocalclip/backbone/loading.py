@@ -1,0 +1,284 @@
+"""Build an open_clip model by name or config file, at any input size, with weights from a tag or a file.
+
+Three ways to give weights (``pretrained``):
+
+* an open_clip pretrained tag (``"openai"``, ``"laion400m_e32"``, ...): the file is looked up in open_clip's
+  cache and downloaded only when it is missing and the machine is online;
+* a local file: OpenAI's TorchScript ``.pt`` archive, an open_clip state dict (``.pt``/``.pth``/``.bin``)
+  or a ``.safetensors`` file;
+* ``None`` (or ``"random"``): an explicitly random backbone, for tests and speed measurements only.
+
+The model is always built at the requested image size, and pretrained positional embeddings are resized
+to the new patch grid while loading (bilinear, as the GlocalCLIP reference does on its first forward),
+so OpenAI weights work at 518 px too. Nothing here is downloaded unless a tag asks for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_ENV_VARS = ("ANOMALIB_GLOCALCLIP_OFFLINE", "HF_HUB_OFFLINE")
+RANDOM_WEIGHTS = {"random", "none", "null", ""}
+WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
+_OPENAI_STATE_DICT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """CLIP weights were asked for but are neither on disk nor downloadable."""
+
+
+class UnsupportedBackboneError(ValueError):
+    """The open_clip model cannot carry this project's hooks (it is not a native CLIP ViT)."""
+
+
+def is_offline() -> bool:
+    """True when downloads are switched off (``ANOMALIB_GLOCALCLIP_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
+    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in OFFLINE_ENV_VARS)
+
+
+def load_model_config(model: str | Path) -> dict[str, Any]:
+    """Return the open_clip model config of a model name (``"ViT-L-14-336"``) or of a JSON config file.
+
+    Raises:
+        ValueError: if the name is not an open_clip model and no such file exists.
+    """
+    import open_clip
+
+    path = Path(model)
+    if path.suffix == ".json":
+        if not path.is_file():
+            msg = f"CLIP model config file {path} does not exist. Pass an open_clip model name or a JSON config file."
+            raise ValueError(msg)
+        config = json.loads(path.read_text())
+    else:
+        config = open_clip.get_model_config(str(model).replace("/", "-"))
+        if config is None:
+            known = ", ".join(name for name in open_clip.list_models() if name.startswith("ViT"))
+            msg = f"Unknown CLIP model {model!r}. Use an open_clip model name ({known}) or a JSON config file."
+            raise ValueError(msg)
+    return copy.deepcopy(config)
+
+
+def build_clip(
+    model: str | Path = "ViT-L-14-336",
+    pretrained: str | Path | None = "openai",
+    image_size: int | None = None,
+    quick_gelu: bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> nn.Module:
+    """Build an open_clip ``CLIP`` model in eval mode.
+
+    Args:
+        model: open_clip model name or path to a model-config JSON file.
+        pretrained: pretrained tag, local weight file, or ``None``/``"random"`` for random weights.
+        image_size: input size the vision tower is built for (positional embeddings follow).
+            ``None`` keeps the config's size.
+        quick_gelu: use QuickGELU activations. ``None`` decides from the weights: OpenAI weights
+            (the ``openai`` tag or a TorchScript archive) need it, others follow the config.
+        cache_dir: open_clip download cache (default ``~/.cache/clip``, or the Hugging Face cache).
+
+    Returns:
+        The open_clip model, weights loaded, in eval mode.
+    """
+    import open_clip
+
+    config = load_model_config(model)
+    model_name = Path(model).stem if Path(model).suffix == ".json" else str(model).replace("/", "-")
+    vision_config, text_config = config.get("vision_cfg", {}), config.get("text_cfg", {})
+    if "timm_model_name" in vision_config or "hf_model_name" in text_config:
+        msg = (
+            f"CLIP model {model_name!r} uses a timm or Hugging Face tower; the V-V attention and deep-prompt hooks "
+            "need open_clip's native ViT and text transformer (e.g. ViT-L-14-336, ViT-B-16-plus-240)."
+        )
+        raise UnsupportedBackboneError(msg)
+
+    weights_path = resolve_weights(model_name, pretrained, cache_dir)
+    state_dict = read_state_dict(weights_path) if weights_path is not None else None
+    if quick_gelu is None:
+        quick_gelu = bool(config.get("quick_gelu", False)) or _is_openai_weights(pretrained, weights_path)
+    config["quick_gelu"] = quick_gelu
+    if image_size is not None:
+        vision_config["image_size"] = int(image_size)
+
+    custom_text = config.pop("custom_text", False)
+    clip = open_clip.CustomTextCLIP(**config) if custom_text else open_clip.CLIP(**config)
+    if state_dict is not None:
+        _load_weights(clip, state_dict, weights_path)
+    clip.eval()
+    return clip
+
+
+def resolve_weights(model_name: str, pretrained: str | Path | None, cache_dir: str | Path | None = None) -> Path | None:
+    """Find the weight file that ``pretrained`` stands for, downloading it only if allowed.
+
+    Returns:
+        The local file, or ``None`` for an explicitly random backbone.
+
+    Raises:
+        WeightsNotFoundError: with the file expected, the cache folder and how to pass a local file.
+    """
+    if pretrained is None or str(pretrained).strip().lower() in RANDOM_WEIGHTS:
+        logger.warning("Building %s with RANDOM weights (pretrained=None): scores will mean nothing.", model_name)
+        return None
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix in WEIGHT_FILE_SUFFIXES or os.sep in str(pretrained):
+        msg = (
+            f"CLIP weight file {path} does not exist. Pass an existing OpenAI .pt archive, open_clip state dict or "
+            f".safetensors file, or an open_clip pretrained tag such as 'openai'."
+        )
+        raise WeightsNotFoundError(msg)
+
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    tag = str(pretrained)
+    pretrained_config = get_pretrained_cfg(model_name, tag)
+    if not pretrained_config:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        msg = (
+            f"Unknown pretrained tag {tag!r} for CLIP model {model_name!r}. Known tags: {tags or 'none'}. "
+            "Pass one of them, a local weight file, or null for random weights."
+        )
+        raise WeightsNotFoundError(msg)
+
+    expected, cache_folder, source = _cache_location(pretrained_config, cache_dir)
+    if expected is not None and expected.is_file():
+        return expected
+    if not is_offline():
+        try:
+            downloaded = open_clip.pretrained.download_pretrained(
+                pretrained_config,
+                cache_dir=str(cache_dir) if cache_dir else None,
+            )
+        except Exception as error:  # noqa: BLE001 - any network failure ends in the same advice
+            logger.debug("Downloading %s / %s failed: %s", model_name, tag, error)
+        else:
+            if downloaded and Path(downloaded).is_file():
+                return Path(downloaded)
+    file_name = expected.name if expected is not None else "open_clip_pytorch_model.bin"
+    msg = (
+        f"CLIP weights {model_name!r} / {tag!r} are not available offline.\n"
+        f"  Expected file: {expected or file_name} (from {source})\n"
+        f"  Cache folder:  {cache_folder}\n"
+        f"Fix: put {file_name} into that folder, or pass the local file instead of the tag, e.g. "
+        f"--model.pretrained /path/to/{file_name} (an OpenAI .pt archive, an open_clip state dict or a "
+        f".safetensors file). For a random backbone (tests, speed runs) pass --model.pretrained null."
+    )
+    raise WeightsNotFoundError(msg)
+
+
+def _cache_location(pretrained_config: dict, cache_dir: str | Path | None) -> tuple[Path | None, Path, str]:
+    """Where open_clip keeps the file of a pretrained config: (file or None, folder, source address)."""
+    url = pretrained_config.get("url", "")
+    if url:
+        folder = Path(cache_dir).expanduser() if cache_dir else Path("~/.cache/clip").expanduser()
+        return folder / Path(url).name, folder, url
+    hub = pretrained_config.get("hf_hub", "")
+    model_id, file_name = os.path.split(hub)
+    file_name = file_name or "open_clip_pytorch_model.bin"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        cached = try_to_load_from_cache(model_id, file_name, cache_dir=str(cache_dir) if cache_dir else None)
+        folder = Path(cache_dir) if cache_dir else Path(HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover - huggingface_hub ships with open_clip
+        cached, folder = None, Path(cache_dir or "~/.cache/huggingface/hub").expanduser()
+    expected = Path(cached) if isinstance(cached, str) else None
+    return expected, folder, f"https://huggingface.co/{model_id}"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read CLIP weights from an OpenAI TorchScript archive, a (wrapped) state dict or a safetensors file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state_dict = load_file(str(path))
+        elif _is_torchscript_archive(path):
+            state_dict = torch.jit.load(str(path), map_location="cpu").state_dict()
+        else:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        msg = f"Could not read CLIP weights from {path}: {error}. Is the file complete and a CLIP checkpoint?"
+        raise WeightsNotFoundError(msg) from error
+    if isinstance(state_dict, dict) and "state_dict" in state_dict:
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, dict) or not state_dict:
+        msg = f"{path} holds no CLIP state dict."
+        raise WeightsNotFoundError(msg)
+    if next(iter(state_dict)).startswith("module."):
+        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    for key in _OPENAI_STATE_DICT_EXTRAS:
+        state_dict.pop(key, None)
+    return {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
+
+
+def resize_positional_embedding(
+    positional_embedding: torch.Tensor,
+    grid_size: tuple[int, int],
+    mode: str = "bilinear",
+) -> torch.Tensor:
+    """Resize a ViT positional embedding ``[1 + h*w, D]`` to ``[1 + H*W, D]`` for a new patch grid.
+
+    The class-token row is kept; the grid rows are interpolated with ``align_corners=False``.
+    """
+    class_row, grid_rows = positional_embedding[:1], positional_embedding[1:]
+    old_side = int(round(grid_rows.shape[0] ** 0.5))
+    if old_side * old_side != grid_rows.shape[0]:
+        msg = f"Cannot resize a positional embedding of {grid_rows.shape[0]} grid rows: not a square grid."
+        raise ValueError(msg)
+    if (old_side, old_side) == tuple(grid_size):
+        return positional_embedding
+    grid = grid_rows.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(grid_size), mode=mode, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(-1, positional_embedding.shape[-1])
+    return torch.cat([class_row, grid.to(positional_embedding.dtype)], dim=0)
+
+
+def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    import open_clip
+
+    if "positional_embedding" in state_dict and not hasattr(clip, "positional_embedding"):
+        state_dict = open_clip.model.convert_to_custom_text_state_dict(state_dict)
+    key = "visual.positional_embedding"
+    if key in state_dict and state_dict[key].shape != clip.visual.positional_embedding.shape:
+        state_dict[key] = resize_positional_embedding(state_dict[key], tuple(clip.visual.grid_size))
+    if getattr(clip, "logit_bias", None) is None:
+        state_dict.pop("logit_bias", None)
+    result = clip.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        msg = (
+            f"CLIP weights {path} do not fit the model built: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}. Check that --model.backbone names the architecture the file "
+            "was trained with."
+        )
+        raise WeightsNotFoundError(msg)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _is_openai_weights(pretrained: str | Path | None, weights_path: Path | None) -> bool:
+    if pretrained is not None and str(pretrained).lower() == "openai":
+        return True
+    return weights_path is not None and weights_path.suffix == ".pt" and _is_torchscript_archive(weights_path)
