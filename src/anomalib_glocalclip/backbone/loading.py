@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 OFFLINE_ENV_VARS = ("ANOMALIB_GLOCALCLIP_OFFLINE", "HF_HUB_OFFLINE")
 RANDOM_WEIGHTS = {"random", "none", "null", ""}
 WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
+RANDOM_INIT_SEED = 0
 _OPENAI_STATE_DICT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 
@@ -113,7 +114,12 @@ def build_clip(
         vision_config["image_size"] = int(image_size)
 
     custom_text = config.pop("custom_text", False)
-    clip = open_clip.CustomTextCLIP(**config) if custom_text else open_clip.CLIP(**config)
+    clip_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    # Random weights are drawn from a fixed seed, so a random backbone is rebuilt identically (prompts
+    # learned on it, e.g. in tests or the offline demo, stay valid) and the global RNG is left alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        clip = clip_class(**config)
     if state_dict is not None:
         _load_weights(clip, state_dict, weights_path)
     clip.eval()
@@ -130,7 +136,7 @@ def resolve_weights(model_name: str, pretrained: str | Path | None, cache_dir: s
         WeightsNotFoundError: with the file expected, the cache folder and how to pass a local file.
     """
     if pretrained is None or str(pretrained).strip().lower() in RANDOM_WEIGHTS:
-        logger.warning("Building %s with RANDOM weights (pretrained=None): scores will mean nothing.", model_name)
+        logger.warning("Building %s with RANDOM weights (pretrained=None): its scores mean nothing.", model_name)
         return None
     path = Path(pretrained).expanduser()
     if path.is_file():

@@ -1,0 +1,53 @@
+"""The ``anomalib-glocalclip`` command: Anomalib's CLI with the plugin loaded, plus the plugin's own commands.
+
+``anomalib-glocalclip train|fit|validate|test|predict|export|...`` behaves exactly like ``anomalib ...``
+(it *is* Anomalib's CLI), with GlocalCLIP, AnoCLIP and the plugin's datamodules registered whether or
+not the start-up hook is active. The plugin adds its own commands, listed by ``anomalib-glocalclip --help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module with a ``main(argv) -> int``, one-line help)
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("anomalib_glocalclip.demo", "offline demo: learn prompts on generated data, test zero-shot"),
+}
+
+
+def _usage() -> str:
+    own = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in PLUGIN_COMMANDS.items())
+    return (
+        "usage: anomalib-glocalclip <command> [options]\n\n"
+        f"Plugin commands:\n{own}\n\n"
+        "Anomalib commands (same as `anomalib <command>`, with the plugin loaded):\n"
+        "  train, fit, validate, test, predict, export, install, ...   see `anomalib-glocalclip <command> --help`\n"
+    )
+
+
+def run_anomalib_cli(argv: Sequence[str]) -> None:
+    """Run Anomalib's own CLI on ``argv`` after registering the plugin."""
+    import anomalib_glocalclip  # noqa: F401 - registers the plugin's classes with Anomalib
+    from anomalib.cli.cli import main as anomalib_main
+
+    sys.argv = ["anomalib", *argv]
+    anomalib_main()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``anomalib-glocalclip``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())  # noqa: T201
+        return 0
+    if argv[0] in PLUGIN_COMMANDS:
+        module = importlib.import_module(PLUGIN_COMMANDS[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    run_anomalib_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
+
+GlocalCLIP learns its prompts once, on the *test* split (anomalies with masks) of every category of one
+or more auxiliary datasets, and is then used zero-shot elsewhere. No stock Anomalib datamodule puts
+anomalies into a train split and each covers one category, so this datamodule builds the train split
+from dataset layouts and takes validation and test from any Anomalib datamodule of the target.
+
+Example (CLI)::
+
+    anomalib train --model GlocalCLIP --data AuxiliaryTransfer \\
+        --data.auxiliary '[{layout: visa, root: ./datasets/visa}]' \\
+        --data.target MVTecAD --data.target.root ./datasets/MVTecAD --data.target.category bottle
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from anomalib.data import AnomalibDataModule
+from torchvision.transforms.v2 import Transform
+
+from .dataset import SampleDataset
+from .layouts import get_layout
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AuxiliarySource:
+    """One auxiliary dataset.
+
+    Attributes:
+        layout: dataset layout name (``mvtec_ad``, ``visa``, ``folder``, ...; see ``data.layouts``).
+        root: dataset root in its official download layout.
+        categories: categories to use; ``None`` = all found under ``root``.
+        split: which split to learn from; the paper uses ``test`` (anomalies with masks).
+    """
+
+    layout: str
+    root: str
+    categories: list[str] | None = None
+    split: str = "test"
+
+    def samples(self) -> pd.DataFrame:
+        """The samples of every selected category, as one table."""
+        layout = get_layout(self.layout)
+        categories = self.categories or layout.categories(self.root)
+        tables = [layout.samples(self.root, category, self.split) for category in categories]
+        table = pd.concat(tables, ignore_index=True)
+        table["source"] = f"{layout.name}:{self.root}"
+        return table
+
+
+class AuxiliaryTransfer(AnomalibDataModule):
+    """Train on auxiliary datasets; validate and test on a target datamodule.
+
+    Args:
+        auxiliary: one or more auxiliary sources (their samples are pooled into the train split).
+        target: any Anomalib datamodule of the target (e.g. ``MVTecAD(category="bottle")``); its validation
+            split sets thresholds and normalisation, its test split is tested. ``None``: no validation/test.
+        train_batch_size: training batch size (8 in the paper).
+        eval_batch_size: batch size of validation and test (overrides the target's).
+        num_workers: dataloader workers (overrides the target's).
+        train_augmentations: augmentations of the auxiliary images (none in the paper).
+        augmentations: augmentations of every split, unless a split-specific one is given.
+        seed: seed of Anomalib's split utilities.
+    """
+
+    def __init__(
+        self,
+        auxiliary: AuxiliarySource | Sequence[AuxiliarySource],
+        target: AnomalibDataModule | None = None,
+        train_batch_size: int = 8,
+        eval_batch_size: int = 8,
+        num_workers: int = 4,
+        train_augmentations: Transform | None = None,
+        augmentations: Transform | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            train_batch_size=train_batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            train_augmentations=train_augmentations,
+            augmentations=augmentations,
+            seed=seed,
+        )
+        sources = [auxiliary] if isinstance(auxiliary, (AuxiliarySource, dict)) else list(auxiliary)
+        self.auxiliary = [AuxiliarySource(**s) if isinstance(s, dict) else s for s in sources]
+        if not self.auxiliary:
+            msg = "AuxiliaryTransfer needs at least one auxiliary source to learn from."
+            raise ValueError(msg)
+        self.target = target
+        if target is not None:
+            target.eval_batch_size = eval_batch_size
+            target.num_workers = num_workers
+            self.category = target.category or getattr(target, "name", "target")
+        else:
+            self.category = "auxiliary"
+
+    @property
+    def name(self) -> str:
+        """``<auxiliary layouts>_to_<target>``, used in Anomalib's result paths."""
+        sources = "+".join(dict.fromkeys(get_layout(s.layout).name for s in self.auxiliary))
+        target = self.target.name if self.target is not None else "none"
+        return f"{sources}_to_{target}"
+
+    def prepare_data(self) -> None:
+        """Let the target datamodule prepare its data (e.g. split raw VisA)."""
+        if self.target is not None:
+            self.target.prepare_data()
+
+    def _setup(self, _stage: str | None = None) -> None:
+        table = pd.concat([source.samples() for source in self.auxiliary], ignore_index=True)
+        table["split"] = "train"
+        pixel_labels = bool(table["pixel_labels"].any())
+        table.attrs["task"] = "segmentation" if pixel_labels else "classification"
+        self.train_data = SampleDataset(table, name=self.name)
+        logger.info(
+            "Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
+            len(table),
+            int(table["label_index"].sum()),
+            int(((table["label_index"] == 1) & table["pixel_labels"]).sum()),
+            table["category"].nunique(),
+        )
+        if self.target is not None:
+            self.target.setup()
+            self.val_data = self.target.val_data
+            self.test_data = self.target.test_data
+
+    def _create_test_split(self) -> None:
+        """The target datamodule made its own test split."""
+
+    def _create_val_split(self) -> None:
+        """The target datamodule made its own validation split."""
+
+    def val_dataloader(self) -> Any:  # noqa: ANN401
+        """The target's validation data, or nothing without a target."""
+        return super().val_dataloader() if self.target is not None else []
+
+    def test_dataloader(self) -> Any:  # noqa: ANN401
+        """The target's test data, or nothing without a target."""
+        return super().test_dataloader() if self.target is not None else []

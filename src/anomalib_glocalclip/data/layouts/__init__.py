@@ -1,0 +1,22 @@
+"""Dataset layouts: each reads one dataset from its official download layout into Anomalib's samples table."""
+
+from __future__ import annotations
+
+from .base import DatasetLayout, DatasetLayoutError
+from .folder import FOLDER
+from .mvtec import MVTEC_AD
+from .visa import VISA
+
+LAYOUTS: dict[str, DatasetLayout] = {layout.name: layout for layout in (MVTEC_AD, VISA, FOLDER)}
+
+
+def get_layout(name: str) -> DatasetLayout:
+    """The layout registered under ``name`` (case-insensitive, ``-`` and ``_`` alike)."""
+    key = name.lower().replace("-", "_")
+    if key not in LAYOUTS:
+        msg = f"Unknown dataset layout {name!r}. Known layouts: {', '.join(sorted(LAYOUTS))}."
+        raise DatasetLayoutError(msg)
+    return LAYOUTS[key]
+
+
+__all__ = ["LAYOUTS", "DatasetLayout", "DatasetLayoutError", "get_layout"]

@@ -1,0 +1,301 @@
+"""GlocalCLIP as an Anomalib model: learns prompts on auxiliary data, then detects anomalies zero-shot.
+
+Paper: GlocalCLIP: Object-agnostic Global-Local Prompt Learning for Zero-shot Anomaly Detection,
+arXiv 2411.06071. Reference code: github.com/YUL-git/GlocalCLIP.
+
+Two modes, chosen by ``prompt_weights``:
+
+* **learning prompts** (``prompt_weights=None``): learning type ``ONE_CLASS``, so ``anomalib train``/``fit``
+  runs Lightning's fit on the datamodule's train split, which must hold the auxiliary data (anomalies
+  with masks, e.g. ``AuxiliaryTransfer`` over all VisA categories). The learned prompts are written to
+  ``prompts.pt`` next to the checkpoint after every epoch.
+* **zero-shot** (``prompt_weights=<file>``): learning type ``ZERO_SHOT``, so ``anomalib test``/``predict``
+  first validates on the target to set thresholds and normalisation, then tests.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib_glocalclip import GlocalCLIP
+    >>> model = GlocalCLIP(prompt_weights="prompts.pt")  # doctest: +SKIP
+    >>> Engine().test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+
+from anomalib_glocalclip.components import clip_pre_processor, zero_shot_evaluator
+from anomalib_glocalclip.data.dataset import has_pixel_labels
+
+from .loss import glocal_contrastive_loss, global_loss, local_loss
+from .presets import resolve_prompt_shape
+from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
+from .torch_model import GlocalCLIPModel
+
+logger = logging.getLogger(__name__)
+
+PROMPT_FILE_NAME = "prompts.pt"
+LIGHTNING_DEFAULT_MAX_EPOCHS = 1000
+
+
+class GlocalCLIP(AnomalibModule):
+    """GlocalCLIP: object-agnostic global and local prompts over a frozen CLIP with V-V attention.
+
+    Args:
+        backbone: open_clip model name or model-config JSON file. Defaults to ``"ViT-L-14-336"``.
+        pretrained: open_clip pretrained tag, local weight file (OpenAI ``.pt``, open_clip state dict,
+            ``.safetensors``), or ``None`` for a random backbone. Defaults to ``"openai"``.
+        image_size: input size in pixels (square). Defaults to ``518``.
+        prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP ``.ckpt`` or a reference ``.pth``).
+            Given: zero-shot mode. ``None``: prompts are learned (one-class training on auxiliary data).
+        preset: prompt sizes of one of the paper's protocols: ``visa_to_mvtec`` (13/13/9/4),
+            ``mvtec_to_industrial`` (12/13/10/2), ``colondb_to_clinicdb`` (12/12/12/4),
+            ``clinicdb_to_medical`` (12/12/9/4). ``None``: 12/12/9/4, or the sizes of ``prompt_weights``.
+        n_ctx: N, normal context length (overrides the preset).
+        n_abnormal_ctx: M, extra anomalous context length (overrides the preset).
+        deep_prompt_depth: text layers with prompts (overrides the preset).
+        deep_prompt_length: t, length of each deep prompt (overrides the preset).
+        feature_layers: vision layers (1-indexed) of the local branch. Defaults to ``(6, 12, 18, 24)``.
+        vv_start_layer: first vision layer with V-V attention. Defaults to ``6``.
+        per_layer_features: ``False`` (default) reproduces the reference, where every feature layer holds
+            the last layer's V-V tokens (maps and local loss are ``len(feature_layers)`` x the last
+            layer's); ``True`` uses each layer's own tokens.
+        global_ln_post: apply ``ln_post`` to the global CLS feature (the reference does not).
+        temperature: τ of the softmax over states. Defaults to ``0.07``.
+        gcl_weight: α, weight of the glocal contrastive loss. Defaults to ``1.0``.
+        gcl_margin: margin of the glocal contrastive loss (the reference's 0 makes it a pure pull).
+        sigma: Gaussian smoothing of the anomaly map in pixels. Defaults to ``8``.
+        learning_rate: Adam learning rate. Defaults to ``1e-3``.
+        betas: Adam betas. Defaults to ``(0.5, 0.999)``.
+        max_epochs: epochs of prompt learning when ``--trainer.max_epochs`` is left unset. Defaults to ``15``.
+        round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
+        quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
+        cache_dir: open_clip download cache.
+        pre_processor: pre-processor, or ``True`` for bicubic resize + CLIP normalisation.
+        post_processor: post-processor, or ``True`` for Anomalib's default.
+        evaluator: evaluator, or ``True`` for image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max.
+        visualizer: visualizer, or ``True`` for Anomalib's image visualizer.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "ViT-L-14-336",
+        pretrained: str | None = "openai",
+        image_size: int = 518,
+        prompt_weights: str | None = None,
+        preset: str | None = None,
+        n_ctx: int | None = None,
+        n_abnormal_ctx: int | None = None,
+        deep_prompt_depth: int | None = None,
+        deep_prompt_length: int | None = None,
+        feature_layers: Sequence[int] = (6, 12, 18, 24),
+        vv_start_layer: int = 6,
+        per_layer_features: bool = False,
+        global_ln_post: bool = False,
+        temperature: float = 0.07,
+        gcl_weight: float = 1.0,
+        gcl_margin: float = 0.0,
+        sigma: float = 8.0,
+        learning_rate: float = 1e-3,
+        betas: Sequence[float] = (0.5, 0.999),
+        max_epochs: int = 15,
+        round_deep_prompts_to_fp16: bool = True,
+        quick_gelu: bool | None = None,
+        cache_dir: str | None = None,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        self.image_size = int(image_size)
+        self.prompt_weights = str(prompt_weights) if prompt_weights is not None else None
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        prompt_file = read_prompt_file(self.prompt_weights) if self.prompt_weights else None
+        sizes = (n_ctx, n_abnormal_ctx, deep_prompt_depth, deep_prompt_length)
+        requested = resolve_prompt_shape(preset, *sizes)
+        shape = requested
+        if prompt_file is not None:
+            # The file decides the sizes; sizes asked for explicitly must agree with it.
+            if (preset is not None or any(size is not None for size in sizes)) and requested != prompt_file.shape:
+                msg = (
+                    f"Prompt file {self.prompt_weights} holds prompts of sizes {prompt_file.shape._asdict()}, but "
+                    f"the model was asked for {requested._asdict()}. Drop --model.preset/--model.n_ctx/... to take "
+                    "the file's sizes."
+                )
+                raise PromptFileError(msg)
+            shape = prompt_file.shape
+        self.model = GlocalCLIPModel(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=self.image_size,
+            prompt_shape=shape,
+            feature_layers=feature_layers,
+            vv_start_layer=vv_start_layer,
+            per_layer_features=per_layer_features,
+            global_ln_post=global_ln_post,
+            temperature=temperature,
+            sigma=sigma,
+            round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
+            quick_gelu=quick_gelu,
+            cache_dir=cache_dir,
+        )
+        if prompt_file is not None:
+            self._load_prompts(prompt_file.state_dict)
+        self.backbone_name = str(backbone)
+        self.gcl_weight = gcl_weight
+        self.gcl_margin = gcl_margin
+        self.learning_rate = learning_rate
+        self.betas = tuple(betas)
+        self.max_epochs = max_epochs
+        self.model.refresh_text_features()
+
+    # ----- prompts -----
+    def _load_prompts(self, state_dict: dict[str, torch.Tensor]) -> None:
+        learner = self.model.prompt_learner
+        expected = {name: tensor.shape for name, tensor in learner.state_dict().items()}
+        given = {name: tensor.shape for name, tensor in state_dict.items()}
+        if expected != given:
+            msg = (
+                f"Prompt file {self.prompt_weights} does not fit this backbone: expected tensors {expected}, "
+                f"found {given}. Was it learned with another CLIP model (--model.backbone)?"
+            )
+            raise PromptFileError(msg)
+        learner.load_state_dict(state_dict)
+
+    def save_prompts(self, path: str | Path) -> Path:
+        """Write the learned prompts to a standalone file (atomically)."""
+        return save_prompt_file(self.model.prompt_learner, path, backbone=self.backbone_name)
+
+    # ----- Anomalib -----
+    @property
+    def learning_type(self) -> LearningType:
+        """``ZERO_SHOT`` with learned prompts, ``ONE_CLASS`` while learning them."""
+        return LearningType.ZERO_SHOT if self.prompt_weights else LearningType.ONE_CLASS
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """No sanity validation; the epoch count stays the user's (see ``on_fit_start``)."""
+        return {"num_sanity_val_steps": 0}
+
+    def configure_pre_processor(self, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Bicubic resize to the model's input size and CLIP normalisation."""
+        if image_size is not None and tuple(image_size) != (self.image_size, self.image_size):
+            logger.warning("GlocalCLIP resizes to its image_size %d; ignoring %s.", self.image_size, image_size)
+        return clip_pre_processor(self.image_size)
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """Anomalib's post-processor: thresholds and normalisation from validation on the target."""
+        return PostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """Image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max (pixel metrics skipped without masks)."""
+        return zero_shot_evaluator()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | None:
+        """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
+        if self.learning_type == LearningType.ZERO_SHOT:
+            return None
+        return torch.optim.Adam(self.model.prompt_learner.parameters(), lr=self.learning_rate, betas=self.betas)
+
+    def on_fit_start(self) -> None:
+        """Use ``max_epochs`` (15) unless the user set ``--trainer.max_epochs``/``max_steps``."""
+        fit_loop = self.trainer.fit_loop
+        if fit_loop.max_epochs == LIGHTNING_DEFAULT_MAX_EPOCHS and self.trainer.max_steps == -1:
+            fit_loop.max_epochs = self.max_epochs
+
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+        """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL."""
+        del args, kwargs
+        losses = self.compute_losses(batch)
+        logged = {f"train_{name}": value for name, value in losses.items()}
+        self.log_dict(logged, prog_bar=True, batch_size=len(batch.image))
+        return {"loss": losses["loss"]}
+
+    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """All loss terms of a batch, and their total under ``"loss"``."""
+        text = self.model.encode_text()
+        features = self.model.encode_image(batch.image)
+        labels = batch.gt_label.to(text.device)
+        loss_global = global_loss(self.model.image_logits(features.global_features, text), labels)
+        loss_gcl = glocal_contrastive_loss(text[0], text[1], text[2], text[3], margin=self.gcl_margin)
+        labelled = has_pixel_labels(batch.gt_label, batch.mask_path) if batch.gt_mask is not None else None
+        loss_local = self._local_loss(features.patch_features, text, batch.gt_mask, labelled, features.layer_weight)
+        total = loss_global + loss_local + self.gcl_weight * loss_gcl
+        return {"loss": total, "loss_global": loss_global, "loss_local": loss_local, "loss_gcl": loss_gcl}
+
+    def _local_loss(
+        self,
+        patch_features: torch.Tensor,
+        text: torch.Tensor,
+        masks: torch.Tensor | None,
+        labelled: torch.Tensor | None,
+        layer_weight: float,
+    ) -> torch.Tensor:
+        """Σ over map layers of focal + dice on the images that have pixel labels (0 if none has)."""
+        if masks is None or labelled is None or not labelled.any():
+            return text.new_zeros(())
+        labelled = labelled.to(text.device)
+        masks = masks.to(text.device)
+        if masks.dim() == 4:
+            masks = masks.squeeze(1)
+        masks = (masks[labelled] > 0).float()
+        maps = self.model.probability_maps(patch_features[:, labelled], text, tuple(masks.shape[-2:]))
+        return layer_weight * sum(local_loss(layer_map, masks) for layer_map in maps)
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+        """Score the target's validation batch (for thresholds and normalisation)."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    def on_validation_start(self) -> None:
+        """Compute the text features once per evaluation."""
+        self.model.refresh_text_features()
+
+    def on_test_start(self) -> None:
+        """Compute the text features once per evaluation."""
+        self.model.refresh_text_features()
+
+    def on_predict_start(self) -> None:
+        """Compute the text features once per evaluation."""
+        self.model.refresh_text_features()
+
+    def on_train_epoch_end(self) -> None:
+        """Write the prompts learned so far next to the checkpoint (``prompts.pt``)."""
+        self.model.refresh_text_features()
+        if self.trainer.is_global_zero:
+            path = self.save_prompts(self.prompt_file_path())
+            logger.info("Learned prompts written to %s", path)
+
+    def prompt_file_path(self) -> Path:
+        """Where a training run writes its prompt file: beside the Lightning checkpoint."""
+        callback = self.trainer.checkpoint_callback
+        folder = getattr(callback, "dirpath", None) or self.trainer.default_root_dir
+        return Path(folder) / PROMPT_FILE_NAME
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+        """Load a checkpoint; evaluator metric buffers (e.g. AUPRO's ``fpr_limit``) follow this model's evaluator."""
+        own = {key: value for key, value in self.state_dict(keep_vars=True).items() if key.startswith("evaluator.")}
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith("evaluator.")}
+        return super().load_state_dict({**state_dict, **own}, strict=strict, assign=assign)

@@ -1,0 +1,82 @@
+"""GlocalCLIP's losses: global cross-entropy, local focal + dice, and the glocal contrastive loss.
+
+All functions take tensors on any device and build nothing on the host (the reference builds its
+focal-loss one-hot on the CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+FOCAL_SMOOTH = 1e-5
+
+
+def global_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``[B, 2]`` (normal, anomalous) logits against ``[B]`` image labels."""
+    return F.cross_entropy(logits, labels.long().view(-1))
+
+
+def focal_loss(probabilities: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss on probabilities (already soft-maxed), as the reference computes it.
+
+    Args:
+        probabilities: ``[B, 2, H, W]`` (normal, anomalous) probabilities.
+        mask: ``[B, H, W]`` binary ground truth.
+        gamma: focusing parameter.
+
+    Returns:
+        Mean over all ``B*H*W`` pixels of ``-(1 - p_t)^γ log p_t``, where the one-hot target is clamped to
+        ``[1e-5, 1 - 1e-5]`` and ``p_t = Σ_c onehot_c p_c + 1e-5``.
+    """
+    anomalous = mask.to(probabilities.dtype).unsqueeze(1)
+    target = torch.cat([1 - anomalous, anomalous], dim=1).clamp(FOCAL_SMOOTH, 1 - FOCAL_SMOOTH)
+    p_t = (target * probabilities).sum(dim=1) + FOCAL_SMOOTH
+    return (-((1 - p_t) ** gamma) * p_t.log()).mean()
+
+
+def dice_loss(probabilities: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Binary dice loss ``1 - (2 Σ p t + 1) / (Σ p + Σ t + 1)`` per image, averaged over the batch.
+
+    Args:
+        probabilities: ``[B, H, W]`` probabilities of one class.
+        mask: ``[B, H, W]`` binary target of that class.
+        smooth: additive smoothing (1 in the reference).
+    """
+    p = probabilities.flatten(1)
+    t = mask.to(p.dtype).flatten(1)
+    dice = (2 * (p * t).sum(dim=1) + smooth) / (p.sum(dim=1) + t.sum(dim=1) + smooth)
+    return (1 - dice).mean()
+
+
+def local_loss(probability_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Focal + dice(anomalous, M) + dice(normal, 1 - M) of one layer's ``[B, 2, H, W]`` probability map."""
+    return (
+        focal_loss(probability_map, mask)
+        + dice_loss(probability_map[:, 1], mask)
+        + dice_loss(probability_map[:, 0], 1 - mask.to(probability_map.dtype))
+    )
+
+
+def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """``‖a - p‖² + max(0, m - ‖a - n‖)²`` with ``torch.pairwise_distance`` (eps 1e-6), mean over rows ``[*, E]``."""
+    positive_distance = F.pairwise_distance(anchor, positive)
+    negative_distance = F.pairwise_distance(anchor, negative)
+    return (positive_distance.pow(2) + (margin - negative_distance).clamp(min=0).pow(2)).mean()
+
+
+def glocal_contrastive_loss(
+    global_normal: torch.Tensor,
+    global_anomalous: torch.Tensor,
+    local_normal: torch.Tensor,
+    local_anomalous: torch.Tensor,
+    margin: float = 0.0,
+) -> torch.Tensor:
+    """GCL: each global prompt (anchor) is pulled to the local prompt of its state, pushed from the other.
+
+    ``T(g_n; l_n, l_a) + T(g_a; l_a, l_n)`` on normalised ``[E]`` or ``[1, E]`` embeddings. With the
+    reference's margin 0 the push term is always zero and the loss is a pure pull.
+    """
+    rows = [t.reshape(1, -1) for t in (global_normal, global_anomalous, local_normal, local_anomalous)]
+    g_n, g_a, l_n, l_a = rows
+    return triplet_loss(g_n, l_n, l_a, margin) + triplet_loss(g_a, l_a, l_n, margin)

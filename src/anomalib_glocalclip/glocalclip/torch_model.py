@@ -1,0 +1,181 @@
+"""GlocalCLIP as a plain ``nn.Module``: frozen CLIP, learnable glocal prompts, scoring.
+
+Data flow for a batch of ``B`` normalised images ``[B, 3, S, S]`` (``S`` = 518 for ViT-L-14-336)::
+
+    vision tower (original stream) -> CLS @ proj (no ln_post, as the reference) -> global feature f  [B, E]
+    vision tower (V-V stream)       -> tokens at the feature layers -> ln_post @ proj -> F_l  [B, N, E]
+    prompt learner -> text tower    -> g_n, g_a, l_n, l_a                                 [4, E]
+    image score  = softmax([<f,g_n>, <f,g_a>] / τ)[anomalous]                               [B]
+    S_l          = upsample(softmax([<F_l,l_n>, <F_l,l_a>] / τ))                            [B, 2, S, S]
+    anomaly map  = Gaussian_σ(Σ_l S_l[anomalous])                                           [B, S, S]
+
+Reference-compatible features (the default): the reference code stores its multi-layer V-V features
+without copying them, so every requested layer ends up holding the *last* layer's V-V output. Its
+maps and local loss are therefore ``len(feature_layers)`` times the last layer's. ``per_layer_features``
+computes the true features of each layer instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from anomalib.data import InferenceBatch
+from anomalib.models.components import DynamicBufferMixin
+from torch import nn
+
+from anomalib_glocalclip.backbone import CLIPBackbone
+
+from .anomaly_map import gaussian_blur, patch_probability_map, state_probabilities
+from .prompt_learner import GlocalPromptLearner, PromptShape
+
+
+class ImageFeatures(NamedTuple):
+    """L2-normalised image features.
+
+    Attributes:
+        global_features: ``[B, E]`` from the original stream's CLS token.
+        patch_features: ``[K, B, N, E]`` V-V patch tokens (class token dropped), one entry per map layer.
+        layer_weight: how many requested layers each entry stands for (``len(feature_layers)`` in
+            reference mode, where one computed layer replaces all of them; else 1).
+    """
+
+    global_features: torch.Tensor
+    patch_features: torch.Tensor
+    layer_weight: float
+
+
+class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
+    """GlocalCLIP's network.
+
+    Args:
+        backbone: open_clip model name or JSON config.
+        pretrained: open_clip tag, local weight file, or ``None`` for random weights.
+        image_size: input size ``S`` of the vision tower.
+        prompt_shape: sizes of the learnable prompts.
+        feature_layers: vision layers (1-indexed) whose V-V tokens make the local maps.
+        vv_start_layer: first layer of the V-V stream (6 for ViT-L-14: the reference's DPAM_layer=20).
+        per_layer_features: use each layer's own V-V tokens instead of the reference behaviour.
+        global_ln_post: apply ``ln_post`` to the global CLS feature (the reference does not).
+        temperature: τ of the softmax over states.
+        sigma: Gaussian smoothing of the anomaly map, in pixels (0 turns it off).
+        round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does.
+        quick_gelu: force QuickGELU on/off (``None``: decided from the weights).
+        cache_dir: open_clip download cache.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Path = "ViT-L-14-336",
+        pretrained: str | Path | None = "openai",
+        image_size: int = 518,
+        prompt_shape: PromptShape | None = None,
+        feature_layers: Sequence[int] = (6, 12, 18, 24),
+        vv_start_layer: int = 6,
+        per_layer_features: bool = False,
+        global_ln_post: bool = False,
+        temperature: float = 0.07,
+        sigma: float = 8.0,
+        round_deep_prompts_to_fp16: bool = True,
+        quick_gelu: bool | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        from .presets import DEFAULT_PROMPT_SHAPE
+
+        self.backbone = CLIPBackbone(
+            backbone,
+            pretrained=pretrained,
+            image_size=image_size,
+            quick_gelu=quick_gelu,
+            cache_dir=cache_dir,
+        )
+        num_layers = self.backbone.num_vision_layers
+        bad = [layer for layer in feature_layers if not 1 <= layer <= num_layers]
+        if bad or not feature_layers:
+            msg = f"feature_layers {list(feature_layers)} must be non-empty and within 1..{num_layers} for {backbone}."
+            raise ValueError(msg)
+        self.feature_layers = tuple(int(layer) for layer in feature_layers)
+        self.vv_start_layer = vv_start_layer
+        self.per_layer_features = per_layer_features
+        self.global_ln_post = global_ln_post
+        self.temperature = temperature
+        self.sigma = sigma
+        self.round_deep_prompts_to_fp16 = round_deep_prompts_to_fp16
+        self.prompt_learner = GlocalPromptLearner(self.backbone, prompt_shape or DEFAULT_PROMPT_SHAPE)
+        # Normalised [g_n, g_a, l_n, l_a], computed once per evaluation and folded into exported graphs.
+        self.register_buffer("text_features", torch.empty(0))
+
+    @property
+    def map_layers(self) -> tuple[int, ...]:
+        """Layers actually computed: the requested ones, or only the last layer in reference mode."""
+        return self.feature_layers if self.per_layer_features else (self.backbone.num_vision_layers,)
+
+    def encode_text(self) -> torch.Tensor:
+        """Normalised text features ``[4, E]`` of the current prompts (differentiable w.r.t. the prompts)."""
+        learner = self.prompt_learner
+        features = self.backbone.encode_prompt_embeddings(
+            learner(),
+            learner.eot_indices,
+            deep_prompts=list(learner.deep_prompts),
+            round_deep_prompts_to_fp16=self.round_deep_prompts_to_fp16,
+        )
+        return nn.functional.normalize(features.float(), dim=-1)
+
+    @torch.no_grad()
+    def refresh_text_features(self) -> None:
+        """Recompute the cached text features from the current prompts."""
+        self.text_features = self.encode_text().detach()
+
+    def current_text_features(self) -> torch.Tensor:
+        """Cached text features in eval mode (computed if missing); fresh, differentiable ones in train mode."""
+        if self.training:
+            return self.encode_text()
+        if self.text_features.numel() == 0:
+            self.refresh_text_features()
+        return self.text_features
+
+    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
+        """Frozen image features of ``[B, 3, S, S]`` images (no gradient)."""
+        with torch.no_grad():
+            output = self.backbone.encode_image(images, self.vv_start_layer, self.map_layers)
+            global_features = self.backbone.project(output.class_token, apply_ln_post=self.global_ln_post)
+            patch_features = torch.stack([self.backbone.project(tokens[:, 1:]) for tokens in output.vv_tokens])
+        layer_weight = 1.0 if self.per_layer_features else float(len(self.feature_layers))
+        return ImageFeatures(
+            global_features=nn.functional.normalize(global_features.float(), dim=-1),
+            patch_features=nn.functional.normalize(patch_features.float(), dim=-1),
+            layer_weight=layer_weight,
+        )
+
+    def image_logits(self, global_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``[B, 2]`` (normal, anomalous) logits of the global branch: cosines over τ."""
+        return global_features @ text_features[:2].t() / self.temperature
+
+    def probability_maps(
+        self,
+        patch_features: torch.Tensor,
+        text_features: torch.Tensor,
+        output_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """``[K, B, 2, H, W]`` local (normal, anomalous) probability maps, one per computed layer."""
+        probabilities = state_probabilities(patch_features, text_features[2:], self.temperature)
+        layers, batch = probabilities.shape[:2]
+        maps = patch_probability_map(probabilities.flatten(0, 1), self.backbone.grid_size, output_size)
+        return maps.view(layers, batch, *maps.shape[1:])
+
+    def forward(self, images: torch.Tensor) -> InferenceBatch:
+        """Score a batch of normalised images ``[B, 3, S, S]``.
+
+        Returns:
+            ``InferenceBatch`` with ``pred_score`` ``[B]`` (anomalous probability of the global branch) and
+            ``anomaly_map`` ``[B, S, S]`` (smoothed sum of the layers' anomalous probabilities).
+        """
+        text_features = self.current_text_features()
+        features = self.encode_image(images)
+        pred_score = self.image_logits(features.global_features, text_features).softmax(dim=-1)[:, 1]
+        maps = self.probability_maps(features.patch_features, text_features, tuple(images.shape[-2:]))
+        anomaly_map = maps[:, :, 1].sum(dim=0) * features.layer_weight
+        return InferenceBatch(pred_score=pred_score, anomaly_map=gaussian_blur(anomaly_map, self.sigma))
