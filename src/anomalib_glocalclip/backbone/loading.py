@@ -267,12 +267,19 @@ def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Pa
         state_dict[key] = resize_positional_embedding(state_dict[key], tuple(clip.visual.grid_size))
     if getattr(clip, "logit_bias", None) is None:
         state_dict.pop("logit_bias", None)
-    result = clip.load_state_dict(state_dict, strict=False)
+    # TorchScript archives also hold buffers the model rebuilds itself (e.g. the causal ``attn_mask``).
+    for name in {name for name, _ in clip.named_buffers()} - set(clip.state_dict()):
+        state_dict.pop(name, None)
+    advice = "Check that --model.backbone names the architecture the file was trained with."
+    try:
+        result = clip.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # tensors of other shapes
+        msg = f"CLIP weights {path} do not fit the model built: {error}\n{advice}"
+        raise WeightsNotFoundError(msg) from None
     if result.missing_keys or result.unexpected_keys:
         msg = (
             f"CLIP weights {path} do not fit the model built: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}. Check that --model.backbone names the architecture the file "
-            "was trained with."
+            f"unexpected {result.unexpected_keys[:5]}. {advice}"
         )
         raise WeightsNotFoundError(msg)
 

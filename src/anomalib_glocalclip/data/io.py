@@ -1,0 +1,164 @@
+"""Robust reading of images and masks: any common colour mode or bit depth, and clear errors for unusable files.
+
+Anomalib's own readers call ``Image.open(path).convert("RGB")``, which clips 16-bit images to white and fails with
+cryptic PIL errors on corrupt files. These readers scale every bit depth into [0, 1] and raise errors that name the
+file and say how to fix it. EXIF orientation is not applied, like in Anomalib, so masks stay aligned with pixels.
+"""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+_MAX_16_BIT = 65535.0
+# Errors PIL raises for files that exist but cannot be decoded: unknown format (UnidentifiedImageError is an
+# OSError), truncated data ("image file is truncated"), broken chunks (SyntaxError), and, from some format plugins
+# on malformed headers, struct, index and key errors.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
+_CORRUPT_FIX = (
+    "the file is corrupt, truncated, not an image, or a variant PIL cannot decode (such as float RGB TIFF); "
+    "re-export the file or remove it from the dataset"
+)
+
+
+class ImageReadError(ValueError):
+    """An image or mask that cannot be used; the message names the file and says how to fix it."""
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """Read an image of any common mode and bit depth as RGB.
+
+    Grayscale images are replicated to 3 channels, alpha is dropped, 16-bit data is divided by 65535 and float
+    data is kept if it lies in [0, 1] and min-max scaled otherwise.
+
+    Args:
+        path: Image file (PNG, JPEG, BMP, TIFF, or anything else PIL decodes).
+
+    Returns:
+        Image of shape ``[3, H, W]``, float32 in [0, 1].
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ImageReadError: ``path`` is not a file, or is corrupt, truncated or not an image.
+    """
+    path = Path(path)
+    if not path.exists():
+        msg = f"Image file not found: {path}. Check the dataset root and the image's path."
+        raise FileNotFoundError(msg)
+    img = _load(path, what="image", context="")
+    if _is_high_depth(img):
+        gray = torch.from_numpy(_scale_high_depth(img))
+        return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
+    rgb = np.asarray(_to_rgb8(img, path))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous().float().div_(255.0)
+
+
+def read_mask(
+    path: str | Path,
+    expected_size: tuple[int, int] | None = None,
+    image_path: str | Path | None = None,
+) -> torch.Tensor:
+    """Read a ground-truth mask; every nonzero pixel (any colour channel, any bit depth) is anomalous.
+
+    Args:
+        path: Mask file.
+        expected_size: ``(H, W)`` of the image the mask belongs to; checked when given.
+        image_path: The image the mask belongs to, named in error messages.
+
+    Returns:
+        Mask of shape ``[H, W]``, uint8 with values 0 and 1.
+
+    Raises:
+        ImageReadError: The mask is missing, corrupt, or its size differs from ``expected_size``.
+    """
+    path = Path(path)
+    for_image = f" of image {image_path}" if image_path is not None else ""
+    if not path.exists():
+        msg = (
+            f"Mask file not found: {path}{for_image}. Add the mask, or move the image to a folder of image-level "
+            "data (images without masks)."
+        )
+        raise ImageReadError(msg)
+    img = _load(path, what="mask", context=for_image)
+    mask = torch.from_numpy(_nonzero(img, path).astype(np.uint8))
+    if expected_size is not None and tuple(mask.shape) != tuple(expected_size):
+        height, width = mask.shape
+        image = f"its image {image_path}" if image_path is not None else "its image"
+        msg = (
+            f"Mask {path} is {height}x{width} (HxW) but {image} is {expected_size[0]}x{expected_size[1]}; masks must "
+            "have the size of their image. Re-export the mask at the image's size."
+        )
+        raise ImageReadError(msg)
+    return mask
+
+
+def _load(path: Path, what: str, context: str) -> Image.Image:
+    """Open and fully decode ``path``, so that truncated files fail here rather than later in a worker."""
+    if not path.is_file():
+        msg = f"The {what} path {path}{context} is not a file; point it at an image file."
+        raise ImageReadError(msg)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except Image.DecompressionBombError:
+        raise  # not broken, just larger than PIL allows by default; its message says how to allow it
+    except _DECODE_ERRORS as exc:
+        msg = f"Cannot read {what} {path}{context} ({type(exc).__name__}: {exc}): {_CORRUPT_FIX}."
+        raise ImageReadError(msg) from exc
+
+
+def _scale_high_depth(img: Image.Image) -> np.ndarray:
+    """Scale a single-channel 16-bit, 32-bit integer or float image into [0, 1].
+
+    Returns:
+        Array of shape ``[H, W]``, float32 in [0, 1].
+    """
+    data = np.asarray(img).astype(np.float32)
+    if img.mode.startswith("I;16"):
+        return data / _MAX_16_BIT
+    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(data.min()), float(data.max())
+    # Older PIL versions open 16-bit PNGs as mode "I": values in the 16-bit range are read as 16-bit data.
+    if img.mode == "I" and low >= 0.0 and high <= _MAX_16_BIT:
+        return data / _MAX_16_BIT
+    if img.mode == "F" and low >= 0.0 and high <= 1.0:
+        return data
+    if high > low:
+        return (data - low) / (high - low)
+    return np.clip(data, 0.0, 1.0)
+
+
+def _is_high_depth(img: Image.Image) -> bool:
+    """Whether ``img`` is single-channel 16-bit, 32-bit integer or float data, which PIL would clip to 8 bits."""
+    return img.mode.startswith("I;16") or img.mode in {"I", "F"}
+
+
+def _to_rgb8(img: Image.Image, path: Path) -> Image.Image:
+    """Convert an 8-bit image of any other mode (L, LA, P, RGBA, CMYK, 1, ...) to RGB, dropping alpha."""
+    try:
+        if img.mode == "La":  # premultiplied LA: PIL converts it to LA only
+            img = img.convert("LA")
+        return img.convert("RGB")
+    except ValueError as exc:
+        msg = (
+            f"Cannot convert {path} from PIL colour mode {img.mode!r} to RGB ({exc}); re-export it as 8-bit RGB or "
+            "grayscale, or 16-bit grayscale."
+        )
+        raise ImageReadError(msg) from exc
+
+
+def _nonzero(img: Image.Image, path: Path) -> np.ndarray:
+    """Pixels where any colour channel (alpha excluded) is nonzero.
+
+    Returns:
+        Boolean array of shape ``[H, W]``.
+    """
+    if _is_high_depth(img) or img.mode in {"1", "L"}:
+        data = np.asarray(img)
+        if data.dtype.kind == "f":
+            data = np.nan_to_num(data, nan=0.0)
+        return data != 0
+    return np.asarray(_to_rgb8(img, path)).any(axis=-1)
