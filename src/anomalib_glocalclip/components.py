@@ -1,12 +1,20 @@
-"""Anomalib components both models configure the same way: CLIP pre-processing and the zero-shot evaluator."""
+"""Anomalib components both models configure the same way: CLIP pre-processing, evaluator, prediction table."""
 
 from __future__ import annotations
 
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
 from anomalib.pre_processing import PreProcessor
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
 
 from .backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+logger = logging.getLogger(__name__)
 
 
 def clip_pre_processor(image_size: int | tuple[int, int]) -> PreProcessor:
@@ -39,3 +47,44 @@ def zero_shot_evaluator() -> Evaluator:
         F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
     ]
     return Evaluator(test_metrics=test_metrics)
+
+
+class PredictionTable(Callback):
+    """Write ``predictions.csv`` (image path, score, label) into the run folder after ``predict``.
+
+    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. The table is
+    written once, at the end, to a temporary name and renamed, so an interrupted run leaves no half table.
+    """
+
+    file_name = "predictions.csv"
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, float, int | str]] = []
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start a new table."""
+        del trainer, pl_module
+        self._rows = []
+
+    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:  # noqa: ANN401
+        """Collect the batch's paths, scores and labels (after post-processing)."""
+        del trainer, pl_module, args
+        paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
+        labels = outputs.pred_label if outputs.pred_label is not None else [""] * len(paths)
+        for path, score, label in zip(paths, outputs.pred_score.flatten().tolist(), labels, strict=True):
+            self._rows.append((str(path), float(score), int(label) if label != "" else ""))
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Write the table (rank zero only)."""
+        del pl_module
+        if not trainer.is_global_zero or not self._rows:
+            return
+        path = Path(trainer.default_root_dir) / self.file_name
+        temporary = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["image_path", "pred_score", "pred_label"])
+            writer.writerows(self._rows)
+        temporary.replace(path)
+        logger.info("Predictions written to %s", path)

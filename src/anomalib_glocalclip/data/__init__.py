@@ -2,17 +2,45 @@
 
 from .auxiliary import AuxiliarySource, AuxiliaryTransfer
 from .datamodule import LayoutDataModule
+from .datamodules import (
+    BTAD,
+    DAGM,
+    ISIC2016,
+    TN3K,
+    Br35H,
+    BrainMRI,
+    CVCClinicDB,
+    CVCColonDB,
+    DTDSynthetic,
+    EndoTect,
+    HeadCT,
+    KolektorSDD,
+    KvasirSEG,
+)
 from .dataset import SampleDataset, has_pixel_labels
 from .io import ImageReadError, read_image, read_mask
 from .layouts import LAYOUTS, DatasetLayout, DatasetLayoutError, get_layout
 
 __all__ = [
+    "BTAD",
+    "DAGM",
+    "ISIC2016",
     "LAYOUTS",
+    "TN3K",
     "AuxiliarySource",
     "AuxiliaryTransfer",
+    "Br35H",
+    "BrainMRI",
+    "CVCClinicDB",
+    "CVCColonDB",
+    "DTDSynthetic",
     "DatasetLayout",
     "DatasetLayoutError",
+    "EndoTect",
+    "HeadCT",
     "ImageReadError",
+    "KolektorSDD",
+    "KvasirSEG",
     "LayoutDataModule",
     "SampleDataset",
     "get_layout",

@@ -59,8 +59,8 @@ class SampleDataset(AnomalibDataset):
         if self.task == TaskType.SEGMENTATION:
             size = image.shape[-2:]
             if int(row.label_index) == 0 or not bool(row.pixel_labels):
-                # Anomalous rows without pixel labels get a placeholder mask and no mask_path; a model that
-                # learns from masks must skip them (see ``has_pixel_labels``).
+                # Anomalous rows without pixel labels get an empty mask, which marks them as image-labelled
+                # (see ``has_pixel_labels``).
                 gt_mask = torch.zeros(size, dtype=torch.uint8)
             else:
                 gt_mask = read_mask(row.mask_path, expected_size=tuple(size), image_path=row.image_path)
@@ -79,10 +79,12 @@ class SampleDataset(AnomalibDataset):
         )
 
 
-def has_pixel_labels(gt_label: torch.Tensor, mask_path: list[str | None] | None) -> torch.Tensor:
-    """``[B]`` bool: which samples of a batch have a true mask (normal images, or anomalies with a mask file)."""
-    normal = gt_label.view(-1) == 0
-    if mask_path is None:
-        return normal
-    with_mask = torch.tensor([bool(path) for path in mask_path], device=gt_label.device)
-    return normal | with_mask
+def has_pixel_labels(gt_label: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: which samples carry pixel labels.
+
+    Normal images do (every pixel is normal); anomalous images do when their mask marks some pixels. An
+    anomalous image with an empty mask has an image label only (image-level data, or a defect lost when the
+    mask was resized) and must not teach that all its pixels are normal.
+    """
+    normal = gt_label.view(-1).to(gt_mask.device) == 0
+    return normal | gt_mask.flatten(1).any(dim=1)

@@ -35,10 +35,11 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.components import clip_pre_processor, zero_shot_evaluator
+from anomalib_glocalclip.components import PredictionTable, clip_pre_processor, zero_shot_evaluator
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 
 from .loss import glocal_contrastive_loss, global_loss, local_loss
@@ -167,6 +168,27 @@ class GlocalCLIP(AnomalibModule):
         self.betas = tuple(betas)
         self.max_epochs = max_epochs
         self.model.refresh_text_features()
+        self._set_natural_thresholds()
+
+    def _set_natural_thresholds(self) -> None:
+        """Thresholds and ranges for runs without validation data, from what the scores mean.
+
+        The image score is a probability (anomalous above 0.5, range [0, 1]); the map sums the anomalous
+        probability of ``len(feature_layers)`` layers (anomalous above half of that, range [0, that]).
+        Validation on the target, when there is one, replaces all of them.
+        """
+        if not isinstance(self.post_processor, PostProcessor):
+            return
+        layers = float(len(self.model.feature_layers))
+        for name, value in (
+            ("_image_threshold", 0.5),
+            ("image_min", 0.0),
+            ("image_max", 1.0),
+            ("_pixel_threshold", 0.5 * layers),
+            ("pixel_min", 0.0),
+            ("pixel_max", layers),
+        ):
+            getattr(self.post_processor, name).fill_(value)
 
     # ----- prompts -----
     def _load_prompts(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -212,6 +234,10 @@ class GlocalCLIP(AnomalibModule):
         """Image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max (pixel metrics skipped without masks)."""
         return zero_shot_evaluator()
 
+    def configure_callbacks(self) -> list[Callback]:
+        """Anomalib's components, plus ``predictions.csv`` written by ``predict``."""
+        return [*super().configure_callbacks(), PredictionTable()]
+
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
         if self.learning_type == LearningType.ZERO_SHOT:
@@ -239,7 +265,7 @@ class GlocalCLIP(AnomalibModule):
         labels = batch.gt_label.to(text.device)
         loss_global = global_loss(self.model.image_logits(features.global_features, text), labels)
         loss_gcl = glocal_contrastive_loss(text[0], text[1], text[2], text[3], margin=self.gcl_margin)
-        labelled = has_pixel_labels(batch.gt_label, batch.mask_path) if batch.gt_mask is not None else None
+        labelled = has_pixel_labels(batch.gt_label, batch.gt_mask) if batch.gt_mask is not None else None
         loss_local = self._local_loss(features.patch_features, text, batch.gt_mask, labelled, features.layer_weight)
         total = loss_global + loss_local + self.gcl_weight * loss_gcl
         return {"loss": total, "loss_global": loss_global, "loss_local": loss_local, "loss_gcl": loss_gcl}
@@ -262,6 +288,15 @@ class GlocalCLIP(AnomalibModule):
         masks = (masks[labelled] > 0).float()
         maps = self.model.probability_maps(patch_features[:, labelled], text, tuple(masks.shape[-2:]))
         return layer_weight * sum(local_loss(layer_map, masks) for layer_map in maps)
+
+    def val_dataloader(self) -> list:
+        """No validation data of the model's own: without a datamodule (e.g. ``anomalib predict`` on a folder)
+        validation is skipped and the natural thresholds apply."""
+        logger.warning(
+            "No validation data: GlocalCLIP uses its natural thresholds (image probability 0.5, mean layer "
+            "probability 0.5). Pass a datamodule of the target to set thresholds and normalisation from it.",
+        )
+        return []
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """Score the target's validation batch (for thresholds and normalisation)."""

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from .base import DatasetLayout, DatasetLayoutError
 from .folder import FOLDER
+from .industrial import INDUSTRIAL_LAYOUTS
+from .medical_image import MEDICAL_IMAGE_LAYOUTS
+from .medical_pixel import MEDICAL_PIXEL_LAYOUTS
 from .mvtec import MVTEC_AD
 from .visa import VISA
 
-LAYOUTS: dict[str, DatasetLayout] = {layout.name: layout for layout in (MVTEC_AD, VISA, FOLDER)}
+LAYOUTS: dict[str, DatasetLayout] = {
+    layout.name: layout
+    for layout in (MVTEC_AD, VISA, FOLDER, *INDUSTRIAL_LAYOUTS, *MEDICAL_PIXEL_LAYOUTS, *MEDICAL_IMAGE_LAYOUTS)
+}
 
 
 def get_layout(name: str) -> DatasetLayout:
