@@ -66,6 +66,11 @@ class _RegisteringLoader(Loader):
 
     def exec_module(self, module) -> None:  # noqa: ANN001
         self._loader.exec_module(module)
+        # The import system binds ``anomalib.models`` on its parent only after this returns; plugins that
+        # ``import anomalib.models`` while we register need the binding now.
+        parent, _, child = module.__name__.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
         register_entry_points()
 
     def __getattr__(self, name: str):  # noqa: ANN204 - keeps get_source, is_package, ... working

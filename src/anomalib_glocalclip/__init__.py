@@ -5,10 +5,14 @@ Installing the package registers its models and datamodules with Anomalib, so th
 naming ``GlocalCLIP`` all work without an import by the user.
 """
 
-from .data import AuxiliarySource, AuxiliaryTransfer
+from .anoclip import AnoCLIP
+from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer
 from .glocalclip import GlocalCLIP
 from .registry import register_with_anomalib
 
-__all__ = ["AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP"]
+__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP"]
 
-register_with_anomalib(models={"GlocalCLIP": GlocalCLIP}, datamodules={"AuxiliaryTransfer": AuxiliaryTransfer})
+register_with_anomalib(
+    models={"GlocalCLIP": GlocalCLIP, "AnoCLIP": AnoCLIP},
+    datamodules={datamodule.__name__: datamodule for datamodule in DATAMODULES},
+)

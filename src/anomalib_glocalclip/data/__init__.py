@@ -21,7 +21,27 @@ from .dataset import SampleDataset, has_pixel_labels
 from .io import ImageReadError, read_image, read_mask
 from .layouts import LAYOUTS, DatasetLayout, DatasetLayoutError, get_layout
 
+DATAMODULES = (
+    AuxiliaryTransfer,
+    LayoutDataModule,
+    BTAD,
+    DAGM,
+    ISIC2016,
+    TN3K,
+    Br35H,
+    BrainMRI,
+    CVCClinicDB,
+    CVCColonDB,
+    DTDSynthetic,
+    EndoTect,
+    HeadCT,
+    KolektorSDD,
+    KvasirSEG,
+)
+"""Datamodules this plugin registers with Anomalib under their class names."""
+
 __all__ = [
+    "DATAMODULES",
     "BTAD",
     "DAGM",
     "ISIC2016",

@@ -1,0 +1,235 @@
+"""AnoCLIP and AnoCLIP+: zero-shot anomaly localisation with fine-grained CLIP vision-language alignment.
+
+Paper: Deng, Zhang, Bao, Li, "Bootstrap Fine-Grained Vision-Language Alignment for Unified Zero-Shot
+Anomaly Localization" (arXiv 2308.15939; first titled "AnoVL"). AnoCLIP is training-free: V-V attention
+in CLIP's vision tower, a domain-aware state prompt ensemble and softmax(cos) scores. AnoCLIP+
+(``tta=True``) adds a test-time adapter fitted to every test image's own patch tokens.
+
+Example:
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_glocalclip.anoclip import AnoCLIP
+    >>> model = AnoCLIP(tta=True)  # doctest: +SKIP
+    >>> Engine().test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+
+from anomalib_glocalclip.components import PredictionTable, clip_pre_processor, zero_shot_evaluator
+
+from .adapter import TestTimeAdaptation
+from .prompts import DOMAIN_PHRASES, Domain, clean_class_name, default_domain
+from .torch_model import AnoCLIPModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLASS_NAME = "object"
+PROMPTED_FOR_KEY = "anoclip_prompted_for"
+
+
+class AnoCLIP(AnomalibModule):
+    """AnoCLIP (training-free) and, with ``tta=True``, AnoCLIP+ (per-image test-time adapter).
+
+    Zero-shot: ``anomalib test``/``Engine.test`` first validate on the target data (thresholds and
+    normalisation), then test; nothing is trained. The text prompts are encoded in ``setup`` once the class
+    name is known.
+
+    Args:
+        backbone: open_clip model name (e.g. ``"ViT-B-16-plus-240"``, ``"ViT-L-14-336"``) or config JSON file.
+        pretrained: open_clip pretrained tag (e.g. ``"laion400m_e32"``, ``"openai"``), local weight file, or
+            ``None`` for random weights (tests only).
+        image_size: input size of the vision tower and of the pre-processor's resize.
+        class_name: class name in the prompts. ``None``: the datamodule's ``category`` (``"macaroni1"`` and
+            ``"macaroni2"`` become ``"macaroni"``), or ``"object"`` if it has none (e.g. ``Folder``).
+        domain: prompt domain, ``"object"`` or ``"texture"``. ``None``: ``"texture"`` for the MVTec AD
+            texture categories (carpet, grid, leather, tile, wood), else ``"object"``.
+        feature_layer: vision layer (1-indexed) whose V-V tokens give the anomaly map; ``None`` = the last.
+        image_score_views: ``"reference"``: image score averaged over the image and 21 augmented views, as
+            in the reference code; ``"none"``: the image alone (22 times cheaper scoring).
+        tta: run AnoCLIP+'s test-time adapter (needs gradients at test time; cannot be exported).
+        tta_steps: AdamW steps per image.
+        tta_lr: AdamW learning rate.
+        tta_weight_decay: AdamW weight decay.
+        tta_noise_std: standard deviation of the noise that makes the pseudo-anomalous tokens.
+        tta_seed: seed of the adapter initialisation and noise, the same for every image, so scores depend
+            neither on the batch size nor on the order of the images.
+        encoder_batch_size: most images per vision-tower pass (each image adds 21 augmented views);
+            ``None``: no limit. Lower it if memory runs out.
+        pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
+        post_processor: post-processor, ``True`` for ``PostProcessor()``.
+        evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
+        visualizer: visualizer, ``True`` for Anomalib's default.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "ViT-B-16-plus-240",
+        pretrained: str | None = "laion400m_e32",
+        image_size: int = 240,
+        class_name: str | None = None,
+        domain: str | None = None,
+        feature_layer: int | None = None,
+        image_score_views: str = "reference",
+        tta: bool = False,
+        tta_steps: int = 5,
+        tta_lr: float = 1e-3,
+        tta_weight_decay: float = 0.01,
+        tta_noise_std: float = 0.055,
+        tta_seed: int = 111,
+        encoder_batch_size: int | None = 64,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        if domain is not None and domain not in DOMAIN_PHRASES:
+            msg = f"domain must be one of {sorted(DOMAIN_PHRASES)} or None, got {domain!r}."
+            raise ValueError(msg)
+        # Anomalib calls configure_pre_processor() without arguments inside super().__init__().
+        self.image_size = image_size
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.class_name = class_name
+        self.domain = domain
+        self.tta = tta
+        adaptation = None
+        if tta:
+            adaptation = TestTimeAdaptation(
+                steps=tta_steps,
+                lr=tta_lr,
+                weight_decay=tta_weight_decay,
+                noise_std=tta_noise_std,
+                seed=tta_seed,
+            )
+        self.model = AnoCLIPModel(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
+            feature_layer=feature_layer,
+            image_score_views=image_score_views,
+            adaptation=adaptation,
+            encoder_batch_size=encoder_batch_size,
+        )
+        self._prompted_for: tuple[str, str] | None = None
+
+    def setup(self, stage: str) -> None:
+        """Encode the prompt ensemble for the class name, unless it is already encoded for it.
+
+        Runs before Lightning moves the model, so the text tower is moved to the trainer's device first.
+        """
+        del stage
+        class_name = self._resolve_class_name()
+        domain: Domain = self.domain or default_domain(class_name)  # type: ignore[assignment]
+        if self.model.has_prompts and self._prompted_for == (class_name, domain):
+            return
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            self.model.to(trainer.strategy.root_device)
+        logger.info("Encoding AnoCLIP prompts for class %r (%s domain).", class_name, domain)
+        self.model.setup_prompts(class_name, domain)
+        self._prompted_for = (class_name, domain)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also record which class and domain the text buffers were encoded for."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[PROMPTED_FOR_KEY] = list(self._prompted_for) if self._prompted_for else None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the class and domain of the loaded text buffers, so ``setup`` re-encodes only on a change."""
+        super().on_load_checkpoint(checkpoint)
+        prompted_for = checkpoint.get(PROMPTED_FOR_KEY)
+        self._prompted_for = tuple(prompted_for) if prompted_for else None
+
+    def _resolve_class_name(self) -> str:
+        """Class name: the init argument, else the datamodule's category, else ``"object"``."""
+        if self.class_name:
+            return clean_class_name(self.class_name)
+        trainer = getattr(self, "_trainer", None)
+        category = getattr(getattr(trainer, "datamodule", None), "category", None)
+        if isinstance(category, str) and category.strip():
+            return clean_class_name(category)
+        logger.info("No class name given and the datamodule has no category: prompting for %r.", DEFAULT_CLASS_NAME)
+        return DEFAULT_CLASS_NAME
+
+    def configure_pre_processor(self, image_size: tuple[int, int] | None = None) -> PreProcessor:  # type: ignore[override]
+        """Bicubic resize to the backbone's input size and CLIP normalisation."""
+        return clip_pre_processor(image_size or self.image_size)
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """Thresholds and min-max normalisation, fitted on the target's validation outputs."""
+        return PostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """The plugin's zero-shot metrics (image and pixel AUROC, AUPR/AUPRO, F1Max)."""
+        return zero_shot_evaluator()
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Anomalib's components, plus ``predictions.csv`` written by ``predict`` (as GlocalCLIP does)."""
+        return [*super().configure_callbacks(), PredictionTable()]
+
+    @staticmethod
+    def configure_optimizers() -> None:
+        """Nothing is trained (AnoCLIP+'s adapters are fitted and discarded inside each test step)."""
+        return
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score the batch, as in testing; the post-processor fits its thresholds on these outputs."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """With ``tta``, evaluate under ``no_grad`` instead of ``inference_mode`` (the adapter needs autograd)."""
+        return {"inference_mode": False} if self.tta else {}
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Zero-shot: no training, no reference images."""
+        return LearningType.ZERO_SHOT
+
+    # ----- export: per-image optimisation is not a static graph -----
+    @staticmethod
+    def _tta_export_not_supported() -> None:
+        logger.warning(
+            "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
+            "Export AnoCLIP with tta=False instead. Skipping export.",
+        )
+
+    def to_torch(self, *args, **kwargs) -> Any:  # noqa: ANN401
+        """Export to a torch pickle; with ``tta=True`` log a warning and return ``None``."""
+        if self.tta:
+            return self._tta_export_not_supported()
+        return super().to_torch(*args, **kwargs)
+
+    def to_onnx(self, *args, **kwargs) -> Any:  # noqa: ANN401
+        """Export to ONNX; with ``tta=True`` log a warning and return ``None``."""
+        if self.tta:
+            return self._tta_export_not_supported()
+        return super().to_onnx(*args, **kwargs)
+
+    def to_openvino(self, *args, **kwargs) -> Any:  # noqa: ANN401
+        """Export to OpenVINO; with ``tta=True`` log a warning and return ``None``."""
+        if self.tta:
+            return self._tta_export_not_supported()
+        return super().to_openvino(*args, **kwargs)

@@ -1,0 +1,143 @@
+"""PyTorch model of AnoCLIP (training-free) and AnoCLIP+ (with the per-image test-time adapter).
+
+For a batch of CLIP-normalised images the model
+
+1. runs the frozen CLIP vision tower with V-V attention in every layer (the project's shared backbone);
+2. scores each image by the mean anomalous probability of its class token over 22 views (the image and
+   its 21 augmentations), the class token coming from the original stream (``ln_post`` + ``proj``);
+3. maps each patch by the anomalous probability of its V-V token at ``feature_layer`` (``ln_post`` +
+   ``proj``), optionally after AnoCLIP+'s test-time adapter, then smooths (3x3 mean) and upsamples it.
+
+The text side (state prompt ensemble) is encoded once per class by ``setup_prompts`` and kept in buffers,
+so ``forward`` needs only the vision tower and exports without the text tower.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from anomalib.data import InferenceBatch
+from anomalib.models.components import DynamicBufferMixin
+from torch import nn
+
+from anomalib_glocalclip.backbone import CLIPBackbone
+
+from .adapter import TestTimeAdaptation
+from .prompts import Domain, encode_state_prompts
+from .scoring import image_anomaly_score, patch_anomaly_map, state_probabilities
+from .views import augmented_views
+
+IMAGE_SCORE_VIEWS = ("reference", "none")
+
+
+class AnoCLIPModel(DynamicBufferMixin, nn.Module):
+    """AnoCLIP: V-V attention, domain-aware state prompts, optional test-time adapter (AnoCLIP+).
+
+    Args:
+        backbone: open_clip model name or model-config JSON file.
+        pretrained: open_clip pretrained tag, local weight file, or ``None`` for random weights.
+        image_size: input size of the vision tower.
+        feature_layer: layer (1-indexed) whose V-V tokens give the anomaly map; ``None`` = the last layer.
+        image_score_views: ``"reference"``: average the image score over the image and its 21 augmented
+            views; ``"none"``: score the image alone.
+        adaptation: AnoCLIP+'s test-time adaptation, or ``None`` for training-free AnoCLIP.
+        encoder_batch_size: most images per vision-tower pass (views included); ``None``: no limit.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Path = "ViT-B-16-plus-240",
+        pretrained: str | Path | None = "laion400m_e32",
+        image_size: int = 240,
+        feature_layer: int | None = None,
+        image_score_views: str = "reference",
+        adaptation: TestTimeAdaptation | None = None,
+        encoder_batch_size: int | None = 64,
+    ) -> None:
+        super().__init__()
+        if image_score_views not in IMAGE_SCORE_VIEWS:
+            msg = f"image_score_views must be one of {IMAGE_SCORE_VIEWS}, got {image_score_views!r}."
+            raise ValueError(msg)
+        if encoder_batch_size is not None and encoder_batch_size < 1:
+            msg = f"encoder_batch_size must be positive or None, got {encoder_batch_size}."
+            raise ValueError(msg)
+        self.backbone = CLIPBackbone(backbone, pretrained, image_size=image_size)
+        num_layers = self.backbone.num_vision_layers
+        self.feature_layer = num_layers if feature_layer is None else feature_layer
+        if not 1 <= self.feature_layer <= num_layers:
+            msg = f"feature_layer must be in 1..{num_layers} for this backbone, got {feature_layer}."
+            raise ValueError(msg)
+        self.image_score_views = image_score_views
+        self.adaptation = adaptation
+        self.encoder_batch_size = encoder_batch_size
+
+        self.register_buffer("state_embeddings", torch.empty(0))  # [2, E]
+        self.register_buffer("sentence_embeddings", torch.empty(0))  # [2, K, E]
+
+    @property
+    def has_prompts(self) -> bool:
+        """Whether the text embeddings have been computed (or loaded)."""
+        return self.state_embeddings.numel() > 0
+
+    def setup_prompts(self, class_name: str, domain: Domain) -> None:
+        """Encode the state prompt ensemble of ``class_name`` in ``domain`` into the text buffers."""
+        prompts = encode_state_prompts(self.backbone, class_name, domain)
+        self.state_embeddings = prompts.state_embeddings
+        self.sentence_embeddings = prompts.sentence_embeddings
+
+    def _vision_passes(self, images: torch.Tensor, with_vv: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Projected class tokens ``[B, E]`` and, ``with_vv``, projected V-V patch tokens ``[B, N, E]``."""
+        num_layers = self.backbone.num_vision_layers
+        chunk = self.encoder_batch_size
+        chunks = [images] if chunk is None or torch.compiler.is_exporting() else images.split(chunk)
+        class_tokens, patch_tokens = [], []
+        for part in chunks:
+            # vv_start_layer past the last layer runs plain CLIP, which is all the augmented views need.
+            output = self.backbone.encode_image(
+                part,
+                vv_start_layer=1 if with_vv else num_layers + 1,
+                out_layers=[self.feature_layer] if with_vv else [],
+            )
+            class_tokens.append(self.backbone.project(output.class_token))
+            if with_vv:
+                patch_tokens.append(self.backbone.project(output.vv_tokens[0][:, 1:]))
+        return torch.cat(class_tokens), torch.cat(patch_tokens) if with_vv else None
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class-token embeddings of all views and V-V patch embeddings of the images.
+
+        Args:
+            images: ``[B, 3, H, W]`` CLIP-normalised images at the backbone's input size.
+
+        Returns:
+            ``([B, V, E], [B, N, E])``: class tokens of ``V`` views (the image first) and patch tokens.
+        """
+        class_tokens, patch_tokens = self._vision_passes(images, with_vv=True)
+        class_tokens = class_tokens.unsqueeze(1)
+        if self.image_score_views == "reference":
+            views = augmented_views(images)
+            view_tokens, _ = self._vision_passes(views.flatten(0, 1), with_vv=False)
+            class_tokens = torch.cat([class_tokens, view_tokens.view(*views.shape[:2], -1)], dim=1)
+        return class_tokens, patch_tokens
+
+    def forward(self, images: torch.Tensor) -> InferenceBatch:
+        """Score images.
+
+        Args:
+            images: ``[B, 3, H, W]`` CLIP-normalised images at the backbone's input size.
+
+        Returns:
+            ``InferenceBatch`` with ``pred_score`` ``[B]`` and ``anomaly_map`` ``[B, H, W]``.
+        """
+        if not self.has_prompts:
+            msg = "AnoCLIP's text embeddings are empty: call setup_prompts(class_name, domain) first."
+            raise RuntimeError(msg)
+        class_embeddings, patch_embeddings = self.encode_images(images)
+        pred_score = image_anomaly_score(class_embeddings, self.state_embeddings)
+        if self.adaptation is not None:
+            patch_embeddings = self.adaptation(patch_embeddings, self.state_embeddings, self.sentence_embeddings)
+        patch_scores = state_probabilities(patch_embeddings, self.state_embeddings)[..., 1]
+        anomaly_map = patch_anomaly_map(patch_scores, self.backbone.grid_size, images.shape[-2:])
+        return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
