@@ -12,6 +12,9 @@ import torch
 # and for every subprocess the tests start.
 os.environ["ANOMALIB_GLOCALCLIP_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Two cores shared by pytest-xdist workers and their subprocesses: one thread each avoids idle spinning.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG  # noqa: E402
 
@@ -28,6 +31,29 @@ def tiny_backbone():  # noqa: ANN201
     from anomalib_glocalclip.backbone import CLIPBackbone
 
     return CLIPBackbone(TINY_CLIP_CONFIG, pretrained=None, image_size=64)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300):  # noqa: ANN201
+    """Run a console command of this environment (``anomalib``, ``anomalib-glocalclip``, ``python``)."""
+    import subprocess
+    import sys
+
+    executable = Path(sys.executable).parent / args[0] if args[0] != "python" else Path(sys.executable)
+    return subprocess.run(
+        [str(executable), *args[1:]],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def cli():  # noqa: ANN201
+    """``run_cli``: run a console command of this environment and capture its output."""
+    return run_cli
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""The plugin is found by Anomalib right after ``pip install``, with nothing imported by the user."""
+
+from __future__ import annotations
+
+import pytest
+
+PRINT_REGISTERED = (
+    "import anomalib.models as m, anomalib.data as d;"
+    "print(m.GlocalCLIP.__module__, m.AnoCLIP.__name__, d.AuxiliaryTransfer.__name__, d.HeadCT.__name__)"
+)
+
+
+def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:  # noqa: ANN001
+    result = cli("python", "-c", "import sys; print(sorted(n for n in sys.modules if n.split('.')[0] in "
+                     "{'torch', 'anomalib', 'anomalib_glocalclip'})); print('_anomalib_glocalclip_hook' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "True"]
+
+
+def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:  # noqa: ANN001
+    result = cli("python", "-c", PRINT_REGISTERED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "anomalib_glocalclip.glocalclip.lightning_model", "AnoCLIP", "AuxiliaryTransfer", "HeadCT"
+    ]
+    assert "failed to load" not in result.stderr
+
+
+def test_importing_the_plugin_first_has_no_circular_import_trouble(cli) -> None:  # noqa: ANN001
+    result = cli("python", "-c", "import anomalib_glocalclip;" + PRINT_REGISTERED)
+    assert result.returncode == 0, result.stderr
+    assert "failed to load" not in result.stderr
+
+
+def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None:  # noqa: ANN001
+    code = (
+        "from anomalib.models import get_model;"
+        f"kw = dict(backbone={str(tiny_config)!r}, pretrained=None, image_size=64);"
+        "print(type(get_model('GlocalCLIP', **kw)).__name__);"
+        "print(type(get_model('glocalclip', **kw)).__name__);"
+        "print(type(get_model({'class_path': 'GlocalCLIP', 'init_args': kw})).__name__);"
+        "print(type(get_model({'class_path': 'anomalib.models.AnoCLIP', 'init_args': kw})).__name__)"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["GlocalCLIP", "GlocalCLIP", "GlocalCLIP", "AnoCLIP"]
+
+
+def test_environment_switch_turns_the_hook_off(cli) -> None:  # noqa: ANN001
+    code = "import anomalib.models as m; print(hasattr(m, 'GlocalCLIP'))"
+    result = cli("python", "-c", code, env={"ANOMALIB_DISABLE_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_cli_resolves_short_names(cli) -> None:  # noqa: ANN001
+    result = cli("anomalib", "train", "--model", "GlocalCLIP", "--data", "AuxiliaryTransfer",
+                     "--data.auxiliary", "[{layout: visa, root: ./visa}]", "--print_config")
+    assert result.returncode == 0, result.stderr
+    assert "class_path: anomalib_glocalclip.GlocalCLIP" in result.stdout
+    assert "class_path: anomalib_glocalclip.AuxiliaryTransfer" in result.stdout
+
+
+def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:  # noqa: ANN001
+    result = cli("anomalib-glocalclip", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "demo" in result.stdout and "train, fit, validate, test, predict, export" in result.stdout
