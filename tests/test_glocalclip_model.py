@@ -130,7 +130,7 @@ class TestScoring:
         image = torch.randn(1, 3, 64, 64)
         batch = ImageBatch(image=image, gt_label=torch.tensor([1]), gt_mask=torch.zeros(1, 64, 64, dtype=torch.bool))
         batch.gt_mask[0, 10:20, 10:20] = True
-        losses = model.compute_losses(batch)
+        losses = model.compute_losses(model.model.encode_image(batch.image), batch.gt_label, batch.gt_mask)
         assert torch.isfinite(losses["loss"]) and losses["loss_local"] > 0
         losses["loss"].backward()
         assert model.model.prompt_learner.global_normal_ctx.grad is not None

@@ -181,5 +181,5 @@ def test_image_level_auxiliary_data_trains_the_global_branch_only(tmp_path: Path
     batch = next(iter(datamodule.train_dataloader()))
     assert batch.gt_mask is None
     batch.image = model.pre_processor.transform(batch.image)
-    losses = model.compute_losses(batch)
+    losses = model.compute_losses(model.model.encode_image(batch.image), batch.gt_label, batch.gt_mask)
     assert losses["loss_local"] == 0 and losses["loss_global"] > 0

@@ -17,6 +17,19 @@ from .backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 logger = logging.getLogger(__name__)
 
 
+class CLIPPreProcessor(PreProcessor):
+    """Anomalib's ``PreProcessor``, except that training batches without images pass untouched.
+
+    GlocalCLIP can train on cached encoder outputs (``CachedBatch``), which were pre-processed when they
+    were encoded and carry no image.
+    """
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
+        """Transform image batches; leave batches of cached features alone."""
+        if getattr(batch, "image", None) is not None:
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+
 def clip_pre_processor(image_size: int | tuple[int, int]) -> PreProcessor:
     """Bicubic resize to the backbone's input size and CLIP normalisation.
 
@@ -24,7 +37,7 @@ def clip_pre_processor(image_size: int | tuple[int, int]) -> PreProcessor:
     sizes collate, and masks are resized with their images.
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return PreProcessor(
+    return CLIPPreProcessor(
         transform=Compose([
             Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
             Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD),
@@ -36,7 +49,8 @@ def zero_shot_evaluator() -> Evaluator:
     """Image AUROC, AUPR, F1Max and pixel AUROC, AUPRO (FPR <= 0.3), F1Max.
 
     Pixel metrics are non-strict, so image-level datasets (no masks) skip them. The same metric names are
-    used by every model of this plugin, and by WinCLIP in its benchmark, so results tables line up.
+    used by every model of this plugin, and by WinCLIP in its benchmark, so results tables line up. Metric
+    states stay on the model's device (no copy to the host after every batch).
     """
     test_metrics = [
         AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
@@ -46,7 +60,7 @@ def zero_shot_evaluator() -> Evaluator:
         AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
         F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
     ]
-    return Evaluator(test_metrics=test_metrics)
+    return Evaluator(test_metrics=test_metrics, compute_on_cpu=False)
 
 
 class PredictionTable(Callback):

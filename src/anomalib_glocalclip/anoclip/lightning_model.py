@@ -69,6 +69,7 @@ class AnoCLIP(AnomalibModule):
             neither on the batch size nor on the order of the images.
         encoder_batch_size: most images per vision-tower pass (each image adds 21 augmented views);
             ``None``: no limit. Lower it if memory runs out.
+        precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
         pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
@@ -91,6 +92,7 @@ class AnoCLIP(AnomalibModule):
         tta_noise_std: float = 0.055,
         tta_seed: int = 111,
         encoder_batch_size: int | None = 64,
+        precision: str = "auto",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -127,6 +129,7 @@ class AnoCLIP(AnomalibModule):
             image_score_views=image_score_views,
             adaptation=adaptation,
             encoder_batch_size=encoder_batch_size,
+            precision=precision,
         )
         self._prompted_for: tuple[str, str] | None = None
 
@@ -216,20 +219,32 @@ class AnoCLIP(AnomalibModule):
             "Export AnoCLIP with tta=False instead. Skipping export.",
         )
 
+    def _encode_prompts_for_export(self) -> None:
+        """Encode the prompts if nothing has (no run and no checkpoint), for ``class_name`` or ``"object"``.
+
+        Prompts already encoded (by a run, or loaded with ``--ckpt_path``) are kept: the export has no
+        datamodule to tell their class again.
+        """
+        if not self.model.has_prompts:
+            self.setup("export")
+
     def to_torch(self, *args, **kwargs) -> Any:  # noqa: ANN401
         """Export to a torch pickle; with ``tta=True`` log a warning and return ``None``."""
         if self.tta:
             return self._tta_export_not_supported()
+        self._encode_prompts_for_export()
         return super().to_torch(*args, **kwargs)
 
     def to_onnx(self, *args, **kwargs) -> Any:  # noqa: ANN401
         """Export to ONNX; with ``tta=True`` log a warning and return ``None``."""
         if self.tta:
             return self._tta_export_not_supported()
+        self._encode_prompts_for_export()
         return super().to_onnx(*args, **kwargs)
 
     def to_openvino(self, *args, **kwargs) -> Any:  # noqa: ANN401
         """Export to OpenVINO; with ``tta=True`` log a warning and return ``None``."""
         if self.tta:
             return self._tta_export_not_supported()
+        self._encode_prompts_for_export()
         return super().to_openvino(*args, **kwargs)

@@ -43,6 +43,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
             views; ``"none"``: score the image alone.
         adaptation: AnoCLIP+'s test-time adaptation, or ``None`` for training-free AnoCLIP.
         encoder_batch_size: most images per vision-tower pass (views included); ``None``: no limit.
+        precision: backbone precision (``auto``: bf16 autocast on CUDA, fp32 elsewhere); scoring is in fp32.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         image_score_views: str = "reference",
         adaptation: TestTimeAdaptation | None = None,
         encoder_batch_size: int | None = 64,
+        precision: str = "auto",
     ) -> None:
         super().__init__()
         if image_score_views not in IMAGE_SCORE_VIEWS:
@@ -62,7 +64,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         if encoder_batch_size is not None and encoder_batch_size < 1:
             msg = f"encoder_batch_size must be positive or None, got {encoder_batch_size}."
             raise ValueError(msg)
-        self.backbone = CLIPBackbone(backbone, pretrained, image_size=image_size)
+        self.backbone = CLIPBackbone(backbone, pretrained, image_size=image_size, precision=precision)
         num_layers = self.backbone.num_vision_layers
         self.feature_layer = num_layers if feature_layer is None else feature_layer
         if not 1 <= self.feature_layer <= num_layers:
@@ -83,8 +85,8 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
     def setup_prompts(self, class_name: str, domain: Domain) -> None:
         """Encode the state prompt ensemble of ``class_name`` in ``domain`` into the text buffers."""
         prompts = encode_state_prompts(self.backbone, class_name, domain)
-        self.state_embeddings = prompts.state_embeddings
-        self.sentence_embeddings = prompts.sentence_embeddings
+        self.state_embeddings = prompts.state_embeddings.float()
+        self.sentence_embeddings = prompts.sentence_embeddings.float()
 
     def _vision_passes(self, images: torch.Tensor, with_vv: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Projected class tokens ``[B, E]`` and, ``with_vv``, projected V-V patch tokens ``[B, N, E]``."""
@@ -102,7 +104,8 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
             class_tokens.append(self.backbone.project(output.class_token))
             if with_vv:
                 patch_tokens.append(self.backbone.project(output.vv_tokens[0][:, 1:]))
-        return torch.cat(class_tokens), torch.cat(patch_tokens) if with_vv else None
+        # Scoring and the test-time adapter run in fp32, whatever precision the encoder ran in.
+        return torch.cat(class_tokens).float(), torch.cat(patch_tokens).float() if with_vv else None
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

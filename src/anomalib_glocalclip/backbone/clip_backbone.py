@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .loading import build_clip
+from .precision import check_precision, under_precision
 from .text_prompts import encode_token_embeddings, encode_tokens, text_tower
 from .vv_attention import DualStreamOutput, check_vision_tower, dual_stream_forward, project_tokens
 
@@ -64,6 +65,8 @@ class CLIPBackbone(nn.Module):
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         persist_weights: keep the CLIP weights in ``state_dict`` (off: checkpoints stay small).
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``. Encoders then return
+            bf16 tensors under bf16; callers convert what they keep to fp32.
     """
 
     def __init__(
@@ -74,8 +77,10 @@ class CLIPBackbone(nn.Module):
         quick_gelu: bool | None = None,
         cache_dir: str | Path | None = None,
         persist_weights: bool = False,
+        precision: str = "auto",
     ) -> None:
         super().__init__()
+        self.precision = check_precision(precision)
         self.clip = build_clip(model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir)
         self.clip.requires_grad_(False)
         check_vision_tower(self.clip.visual)
@@ -135,6 +140,7 @@ class CLIPBackbone(nn.Module):
         return self.clip.visual.conv1.weight.dtype
 
     # ----- vision -----
+    @under_precision
     def encode_image(
         self,
         images: torch.Tensor,
@@ -144,6 +150,7 @@ class CLIPBackbone(nn.Module):
         """Dual-stream pass: CLS token ``[B, W]`` and V-V tokens ``[B, 1+N, W]`` at ``out_layers`` (1-indexed)."""
         return dual_stream_forward(self.clip.visual, images, vv_start_layer, out_layers)
 
+    @under_precision
     def project(self, tokens: torch.Tensor, apply_ln_post: bool = True) -> torch.Tensor:
         """Vision-width tokens ``[..., W]`` -> joint embeddings ``[..., E]`` through ``ln_post`` and ``proj``."""
         return project_tokens(self.clip.visual, tokens, apply_ln_post=apply_ln_post)
@@ -158,10 +165,12 @@ class CLIPBackbone(nn.Module):
         """Token embeddings ``[P, L, D]`` of token ids ``[P, L]``."""
         return text_tower(self.clip).token_embedding(tokens)
 
+    @under_precision
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Plain CLIP text features ``[P, E]`` of token ids ``[P, L]`` (not normalised)."""
         return encode_tokens(text_tower(self.clip), tokens)
 
+    @under_precision
     def encode_prompt_embeddings(
         self,
         embeddings: torch.Tensor,

@@ -138,6 +138,19 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def _create_val_split(self) -> None:
         """The target datamodule made its own validation split."""
 
+    def train_dataloader(self) -> Any:  # noqa: ANN401
+        """The auxiliary images, or their cached encoder outputs when the model offers to cache them.
+
+        A model that defines ``cached_train_dataloader(dataset, batch_size, num_workers)`` (GlocalCLIP) is
+        given the train split once; caching is only offered when no random augmentation is configured.
+        """
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        if model is not None and self.train_augmentations is None and hasattr(model, "cached_train_dataloader"):
+            loader = model.cached_train_dataloader(self.train_data, self.train_batch_size, self.num_workers)
+            if loader is not None:
+                return loader
+        return super().train_dataloader()
+
     def val_dataloader(self) -> Any:  # noqa: ANN401
         """The target's validation data, or nothing without a target."""
         return super().val_dataloader() if self.target is not None else []

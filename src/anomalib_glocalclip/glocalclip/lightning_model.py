@@ -38,14 +38,21 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
-from anomalib_glocalclip.components import PredictionTable, clip_pre_processor, zero_shot_evaluator
+from anomalib_glocalclip.components import (
+    CLIPPreProcessor,
+    PredictionTable,
+    clip_pre_processor,
+    zero_shot_evaluator,
+)
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 
+from .feature_cache import STORAGES, CachedBatch, FeatureCache
 from .loss import glocal_contrastive_loss, global_loss, local_loss
 from .presets import resolve_prompt_shape
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
-from .torch_model import GlocalCLIPModel
+from .torch_model import GlocalCLIPModel, ImageFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,11 @@ class GlocalCLIP(AnomalibModule):
         betas: Adam betas. Defaults to ``(0.5, 0.999)``.
         max_epochs: epochs of prompt learning when ``--trainer.max_epochs`` is left unset. Defaults to ``15``.
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
+        precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        cache_features: train on encoder outputs cached in the first pass (each auxiliary image is encoded
+            once). Applies with ``AuxiliaryTransfer`` when the training data has no random augmentation.
+        cache_storage: where cached features live: ``auto`` (GPU, host memory or disk, by size), ``device``,
+            ``host`` or ``disk``.
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         pre_processor: pre-processor, or ``True`` for bicubic resize + CLIP normalisation.
@@ -115,6 +127,9 @@ class GlocalCLIP(AnomalibModule):
         betas: Sequence[float] = (0.5, 0.999),
         max_epochs: int = 15,
         round_deep_prompts_to_fp16: bool = True,
+        precision: str = "auto",
+        cache_features: bool = True,
+        cache_storage: str = "auto",
         quick_gelu: bool | None = None,
         cache_dir: str | None = None,
         pre_processor: PreProcessor | bool = True,
@@ -158,6 +173,7 @@ class GlocalCLIP(AnomalibModule):
             round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
             quick_gelu=quick_gelu,
             cache_dir=cache_dir,
+            precision=precision,
         )
         if prompt_file is not None:
             self._load_prompts(prompt_file.state_dict)
@@ -167,6 +183,13 @@ class GlocalCLIP(AnomalibModule):
         self.learning_rate = learning_rate
         self.betas = tuple(betas)
         self.max_epochs = max_epochs
+        if cache_storage not in STORAGES:
+            msg = f"cache_storage must be one of {STORAGES}, got {cache_storage!r}."
+            raise ValueError(msg)
+        self.cache_features = cache_features
+        self.cache_storage = cache_storage
+        self._feature_cache: FeatureCache | None = None
+        self._feature_cache_source: Dataset | None = None
         self.model.refresh_text_features()
         self._set_natural_thresholds()
 
@@ -250,44 +273,99 @@ class GlocalCLIP(AnomalibModule):
         if fit_loop.max_epochs == LIGHTNING_DEFAULT_MAX_EPOCHS and self.trainer.max_steps == -1:
             fit_loop.max_epochs = self.max_epochs
 
-    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+    def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL."""
         del args, kwargs
-        losses = self.compute_losses(batch)
+        if isinstance(batch, CachedBatch):
+            features = self.model.normalize_features(batch.global_features, batch.patch_features)
+        else:
+            features = self.model.encode_image(batch.image)
+        losses = self.compute_losses(features, batch.gt_label, batch.gt_mask)
+        # Logged per epoch only: per-step values would be read back from the GPU at every step.
         logged = {f"train_{name}": value for name, value in losses.items()}
-        self.log_dict(logged, prog_bar=True, batch_size=len(batch.image))
+        self.log_dict(logged, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch.gt_label))
         return {"loss": losses["loss"]}
 
-    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """All loss terms of a batch, and their total under ``"loss"``."""
+    def compute_losses(
+        self,
+        features: ImageFeatures,
+        labels: torch.Tensor,
+        masks: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """All loss terms of a batch, and their total under ``"loss"``.
+
+        Args:
+            features: normalised image features of the batch.
+            labels: ``[B]`` image labels.
+            masks: ``[B, H, W]`` (or ``[B, 1, H, W]``) masks; ``None`` for image-level data.
+        """
         text = self.model.encode_text()
-        features = self.model.encode_image(batch.image)
-        labels = batch.gt_label.to(text.device)
-        loss_global = global_loss(self.model.image_logits(features.global_features, text), labels)
+        loss_global = global_loss(self.model.image_logits(features.global_features, text), labels.to(text.device))
         loss_gcl = glocal_contrastive_loss(text[0], text[1], text[2], text[3], margin=self.gcl_margin)
-        labelled = has_pixel_labels(batch.gt_label, batch.gt_mask) if batch.gt_mask is not None else None
-        loss_local = self._local_loss(features.patch_features, text, batch.gt_mask, labelled, features.layer_weight)
+        loss_local = self._local_loss(features, text, labels, masks)
         total = loss_global + loss_local + self.gcl_weight * loss_gcl
         return {"loss": total, "loss_global": loss_global, "loss_local": loss_local, "loss_gcl": loss_gcl}
 
     def _local_loss(
         self,
-        patch_features: torch.Tensor,
+        features: ImageFeatures,
         text: torch.Tensor,
+        labels: torch.Tensor,
         masks: torch.Tensor | None,
-        labelled: torch.Tensor | None,
-        layer_weight: float,
     ) -> torch.Tensor:
-        """Σ over map layers of focal + dice on the images that have pixel labels (0 if none has)."""
-        if masks is None or labelled is None or not labelled.any():
+        """Σ over map layers of focal + dice, over the images that have pixel labels (0 if none has)."""
+        if masks is None:
             return text.new_zeros(())
-        labelled = labelled.to(text.device)
         masks = masks.to(text.device)
         if masks.dim() == 4:
             masks = masks.squeeze(1)
-        masks = (masks[labelled] > 0).float()
-        maps = self.model.probability_maps(patch_features[:, labelled], text, tuple(masks.shape[-2:]))
-        return layer_weight * sum(local_loss(layer_map, masks) for layer_map in maps)
+        weights = has_pixel_labels(labels, masks).float()
+        masks = (masks > 0).float()
+        maps = self.model.probability_maps(features.patch_features, text, tuple(masks.shape[-2:]))
+        return features.layer_weight * sum(local_loss(layer_map, masks, weights) for layer_map in maps)
+
+    # ----- training on cached features -----
+    def cached_train_dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader | None:
+        """Encode ``dataset`` once and return a dataloader of its cached features (``None``: caching is off).
+
+        Called by ``AuxiliaryTransfer`` when Lightning asks for the train dataloader (the model is on its
+        device by then); the dataset must be free of random augmentations.
+        """
+        if not self.cache_features:
+            return None
+        if self.pre_processor is not None and not isinstance(self.pre_processor, CLIPPreProcessor):
+            logger.info("Feature caching needs the model's default pre-processor; training on images instead.")
+            return None
+        if self._feature_cache is None or self._feature_cache_source is not dataset:
+            self.release_feature_cache()
+            # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
+            # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
+            images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
+                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator())
+            scratch = Path(self.trainer.default_root_dir) if self._trainer is not None else None
+            self._feature_cache = FeatureCache.build(images, self._encode_for_cache, len(dataset), self.device,
+                                                     storage=self.cache_storage, scratch=scratch)
+            self._feature_cache_source = dataset
+        return self._feature_cache.dataloader(batch_size, shuffle=True)
+
+    def _encode_for_cache(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Pre-process a batch as Lightning would, then encode it: raw features, labels, masks."""
+        images = batch.image.to(self.device)
+        masks = batch.gt_mask.to(self.device) if batch.gt_mask is not None else None
+        if self.pre_processor is not None:
+            images, masks = self.pre_processor.transform(images, masks)
+        global_features, patch_features = self.model.encode_image_raw(images)
+        return global_features, patch_features, batch.gt_label.to(self.device), masks
+
+    def release_feature_cache(self) -> None:
+        """Free the cached features (GPU memory, pinned memory or files)."""
+        if self._feature_cache is not None:
+            self._feature_cache.release()
+        self._feature_cache, self._feature_cache_source = None, None
+
+    def on_train_end(self) -> None:
+        """The cache is only for this fit."""
+        self.release_feature_cache()
 
     def val_dataloader(self) -> list:
         """No validation data of the model's own: without a datamodule (e.g. ``anomalib predict`` on a folder)

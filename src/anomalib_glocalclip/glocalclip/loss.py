@@ -17,44 +17,68 @@ def global_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels.long().view(-1))
 
 
-def focal_loss(probabilities: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+def _weighted_mean(per_image: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``[B]`` values, over the images whose weight is 1 when ``weights`` are given (0 if none).
+
+    Weights instead of boolean indexing keep shapes static, so no value has to travel to the host.
+    """
+    if weights is None:
+        return per_image.mean()
+    weights = weights.to(per_image.dtype)
+    return (per_image * weights).sum() / weights.sum().clamp(min=1)
+
+
+def focal_loss(
+    probabilities: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 2.0,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Focal loss on probabilities (already soft-maxed), as the reference computes it.
 
     Args:
         probabilities: ``[B, 2, H, W]`` (normal, anomalous) probabilities.
         mask: ``[B, H, W]`` binary ground truth.
         gamma: focusing parameter.
+        weights: ``[B]`` 0/1, images that count (default: all).
 
     Returns:
-        Mean over all ``B*H*W`` pixels of ``-(1 - p_t)^γ log p_t``, where the one-hot target is clamped to
-        ``[1e-5, 1 - 1e-5]`` and ``p_t = Σ_c onehot_c p_c + 1e-5``.
+        Mean over all pixels (of the images that count) of ``-(1 - p_t)^γ log p_t``, where the one-hot target
+        is clamped to ``[1e-5, 1 - 1e-5]`` and ``p_t = Σ_c onehot_c p_c + 1e-5``.
     """
     anomalous = mask.to(probabilities.dtype).unsqueeze(1)
     target = torch.cat([1 - anomalous, anomalous], dim=1).clamp(FOCAL_SMOOTH, 1 - FOCAL_SMOOTH)
     p_t = (target * probabilities).sum(dim=1) + FOCAL_SMOOTH
-    return (-((1 - p_t) ** gamma) * p_t.log()).mean()
+    per_pixel = -((1 - p_t) ** gamma) * p_t.log()
+    return _weighted_mean(per_pixel.flatten(1).mean(dim=1), weights)
 
 
-def dice_loss(probabilities: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+def dice_loss(
+    probabilities: torch.Tensor,
+    mask: torch.Tensor,
+    smooth: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Binary dice loss ``1 - (2 Σ p t + 1) / (Σ p + Σ t + 1)`` per image, averaged over the batch.
 
     Args:
         probabilities: ``[B, H, W]`` probabilities of one class.
         mask: ``[B, H, W]`` binary target of that class.
         smooth: additive smoothing (1 in the reference).
+        weights: ``[B]`` 0/1, images that count (default: all).
     """
     p = probabilities.flatten(1)
     t = mask.to(p.dtype).flatten(1)
     dice = (2 * (p * t).sum(dim=1) + smooth) / (p.sum(dim=1) + t.sum(dim=1) + smooth)
-    return (1 - dice).mean()
+    return _weighted_mean(1 - dice, weights)
 
 
-def local_loss(probability_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def local_loss(probability_map: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Focal + dice(anomalous, M) + dice(normal, 1 - M) of one layer's ``[B, 2, H, W]`` probability map."""
     return (
-        focal_loss(probability_map, mask)
-        + dice_loss(probability_map[:, 1], mask)
-        + dice_loss(probability_map[:, 0], 1 - mask.to(probability_map.dtype))
+        focal_loss(probability_map, mask, weights=weights)
+        + dice_loss(probability_map[:, 1], mask, weights=weights)
+        + dice_loss(probability_map[:, 0], 1 - mask.to(probability_map.dtype), weights=weights)
     )
 
 

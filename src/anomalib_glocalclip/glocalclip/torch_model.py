@@ -64,6 +64,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does.
         quick_gelu: force QuickGELU on/off (``None``: decided from the weights).
         cache_dir: open_clip download cache.
+        precision: backbone precision, ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         round_deep_prompts_to_fp16: bool = True,
         quick_gelu: bool | None = None,
         cache_dir: str | Path | None = None,
+        precision: str = "auto",
     ) -> None:
         super().__init__()
         from .presets import DEFAULT_PROMPT_SHAPE
@@ -91,6 +93,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
             image_size=image_size,
             quick_gelu=quick_gelu,
             cache_dir=cache_dir,
+            precision=precision,
         )
         num_layers = self.backbone.num_vision_layers
         bad = [layer for layer in feature_layers if not 1 <= layer <= num_layers]
@@ -137,18 +140,25 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
             self.refresh_text_features()
         return self.text_features
 
-    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
-        """Frozen image features of ``[B, 3, S, S]`` images (no gradient)."""
-        with torch.no_grad():
-            output = self.backbone.encode_image(images, self.vv_start_layer, self.map_layers)
-            global_features = self.backbone.project(output.class_token, apply_ln_post=self.global_ln_post)
-            patch_features = torch.stack([self.backbone.project(tokens[:, 1:]) for tokens in output.vv_tokens])
-        layer_weight = 1.0 if self.per_layer_features else float(len(self.feature_layers))
+    @torch.no_grad()
+    def encode_image_raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen, unnormalised features in the backbone's precision: global ``[B, E]``, patch ``[K, B, N, E]``."""
+        output = self.backbone.encode_image(images, self.vv_start_layer, self.map_layers)
+        global_features = self.backbone.project(output.class_token, apply_ln_post=self.global_ln_post)
+        patch_features = torch.stack([self.backbone.project(tokens[:, 1:]) for tokens in output.vv_tokens])
+        return global_features, patch_features
+
+    def normalize_features(self, global_features: torch.Tensor, patch_features: torch.Tensor) -> ImageFeatures:
+        """fp32, L2-normalised ``ImageFeatures`` from raw features (from the encoder or the feature cache)."""
         return ImageFeatures(
             global_features=nn.functional.normalize(global_features.float(), dim=-1),
             patch_features=nn.functional.normalize(patch_features.float(), dim=-1),
-            layer_weight=layer_weight,
+            layer_weight=1.0 if self.per_layer_features else float(len(self.feature_layers)),
         )
+
+    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
+        """Frozen image features of ``[B, 3, S, S]`` images (no gradient)."""
+        return self.normalize_features(*self.encode_image_raw(images))
 
     def image_logits(self, global_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """``[B, 2]`` (normal, anomalous) logits of the global branch: cosines over τ."""

@@ -1,0 +1,43 @@
+"""Numeric precision of the frozen backbone: bf16 autocast on GPUs, fp32 elsewhere unless asked."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of ``PRECISIONS``, else a clear error."""
+    if precision not in PRECISIONS:
+        msg = f"precision must be one of {PRECISIONS}, got {precision!r}."
+        raise ValueError(msg)
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast context for ``precision`` on ``device``.
+
+    ``auto`` is bf16 on CUDA and fp32 elsewhere (CPUs run bf16 slowly and exports need fp32); ``bf16`` is
+    bf16 on any device; ``fp32`` never autocasts.
+    """
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def under_precision(method: _Function) -> _Function:
+    """Run a ``CLIPBackbone`` method under the backbone's autocast (device taken from its weights)."""
+
+    @wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001, ANN401
+        with autocast(self.clip.visual.proj.device, self.precision):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,90 @@
+"""Training on cached encoder outputs gives the same losses and prompts as training on images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib.engine import Engine
+from lightning.pytorch import seed_everything
+from lightning.pytorch.callbacks import Callback
+from torchvision.transforms.v2 import RandomHorizontalFlip
+
+from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
+from anomalib_glocalclip.glocalclip import feature_cache
+from anomalib_glocalclip.glocalclip.feature_cache import CachedBatch, FeatureCache, choose_storage
+from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_visa
+
+TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64}
+
+
+class StepRecorder(Callback):
+    """Losses of every step and the kind of batch each step saw."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.cached: list[bool] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.losses.append(float(outputs["loss"]))
+        self.cached.append(isinstance(batch, CachedBatch))
+
+
+@pytest.fixture(scope="module")
+def visa(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_visa(tmp_path_factory.mktemp("aux") / "visa", categories=("candle", "pcb1"), seed=0)
+
+
+def train(visa: Path, root: Path, augmentations=None, **model_args) -> tuple[GlocalCLIP, StepRecorder]:  # noqa: ANN001
+    seed_everything(5)
+    model = GlocalCLIP(**TINY, **model_args)
+    recorder = StepRecorder()
+    datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa)), train_batch_size=4, num_workers=0,
+                                   train_augmentations=augmentations)
+    engine = Engine(default_root_dir=root, accelerator="cpu", max_epochs=2, logger=False, callbacks=[recorder],
+                    enable_progress_bar=False, enable_model_summary=False)
+    engine.fit(model, datamodule=datamodule)
+    return model, recorder
+
+
+@pytest.mark.parametrize("storage", ["device", "host", "disk"])
+def test_cached_training_equals_training_on_images(visa: Path, tmp_path: Path, storage: str) -> None:
+    cached, cached_steps = train(visa, tmp_path / "cached", cache_storage=storage)
+    plain, plain_steps = train(visa, tmp_path / "plain", cache_features=False)
+    assert all(cached_steps.cached) and not any(plain_steps.cached)
+    assert len(cached_steps.losses) == len(plain_steps.losses) == 2 * 3  # 2 epochs of 10 images in batches of 4
+    torch.testing.assert_close(torch.tensor(cached_steps.losses), torch.tensor(plain_steps.losses))
+    for (name, a), b in zip(cached.model.prompt_learner.state_dict().items(),
+                            plain.model.prompt_learner.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert cached._feature_cache is None  # released at the end of fit
+    assert not list(tmp_path.glob("cached/**/glocalclip_features_*"))  # no memmap files left behind
+
+
+def test_random_augmentations_switch_caching_off(visa: Path, tmp_path: Path) -> None:
+    _, steps = train(visa, tmp_path, augmentations=RandomHorizontalFlip())
+    assert not any(steps.cached)
+
+
+def test_cache_keeps_bf16_bit_for_bit_on_disk(tmp_path: Path) -> None:
+    features = torch.randn(6, 8).bfloat16()
+    patches = torch.randn(1, 6, 4, 8).bfloat16()
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    masks = torch.rand(6, 5, 5) > 0.5
+    batches = [(features[i : i + 3], patches[:, i : i + 3], labels[i : i + 3], masks[i : i + 3]) for i in (0, 3)]
+    cache = FeatureCache.build(batches, lambda batch: batch, 6, torch.device("cpu"), storage="disk", scratch=tmp_path)
+    batch = cache.collate([5, 0, 2])
+    assert batch.global_features.dtype == torch.bfloat16
+    assert torch.equal(batch.global_features, features[[5, 0, 2]])
+    assert torch.equal(batch.patch_features, patches[:, [5, 0, 2]])
+    assert torch.equal(batch.gt_mask, masks[[5, 0, 2]]) and torch.equal(batch.gt_label, labels[[5, 0, 2]])
+    folder = cache.folder
+    cache.release()
+    assert not folder.exists()
+
+
+def test_storage_is_chosen_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feature_cache, "available_host_memory", lambda: 10_000)
+    assert choose_storage(4_000, torch.device("cpu")) == "host"
+    assert choose_storage(6_000, torch.device("cpu")) == "disk"
