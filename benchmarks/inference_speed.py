@@ -1,0 +1,196 @@
+"""Inference speed of GlocalCLIP, AnoCLIP, AnoCLIP+ and WinCLIP against the bare ViT-L/14 encoder, in one run.
+
+    python benchmarks/inference_speed.py                      # the real sizes (needs a GPU to be useful)
+    python benchmarks/inference_speed.py --tiny               # a smoke run on the tiny random CLIP (CPU)
+    python benchmarks/inference_speed.py --batch-sizes 1 8 32 --precisions fp32 bf16 --iterations 20
+
+Random weights (speed does not depend on them). For every model, precision and batch size it prints images/s,
+ms per image and peak GPU memory, then two ratios taken in the same run: each model against the bare encoder
+(``vs encoder``) and bf16 against fp32. Models run their ``torch_model`` forward on pre-processed images, the
+part an exported model runs too; data loading, post-processing and visualisation are not timed.
+
+Rows:
+* ``ViT-L-14 encoder`` — open_clip's ViT-L-14 image tower at 518 px (fused attention), the limit;
+* ``GlocalCLIP`` — ViT-L-14-336 at 518 px, V-V stream from layer 6, reference features, Gaussian smoothing;
+* ``AnoCLIP`` / ``AnoCLIP (1 view)`` — ViT-B-16-plus-240 at 240 px with the reference's 22 views / the image only;
+* ``AnoCLIP+`` — AnoCLIP with the per-image test-time adapter (5 AdamW steps);
+* ``WinCLIP`` — Anomalib's WinClip (ViT-B-16-plus-240, 240 px, zero-shot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from anomalib_glocalclip.backbone.precision import autocast
+
+Row = dict[str, float | int | str]
+
+
+def _bare_encoder(tiny: bool) -> tuple[nn.Module, int]:
+    from anomalib_glocalclip.backbone import build_clip
+    from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+    name, size = (TINY_CLIP_CONFIG, 64) if tiny else ("ViT-L-14", 518)
+    return build_clip(name, pretrained=None, image_size=size).visual, size
+
+
+def _glocalclip(tiny: bool, precision: str) -> tuple[nn.Module, int]:
+    from anomalib_glocalclip import GlocalCLIP
+    from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+    args = {"backbone": str(TINY_CLIP_CONFIG), "image_size": 64} if tiny else {"image_size": 518}
+    model = GlocalCLIP(pretrained=None, precision=precision, **args)
+    return model.model, model.image_size
+
+
+def _anoclip(tiny: bool, precision: str, views: str = "reference", tta: bool = False) -> tuple[nn.Module, int]:
+    from anomalib_glocalclip import AnoCLIP
+    from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+    args = {"backbone": str(TINY_CLIP_CONFIG), "image_size": 64} if tiny else {}
+    model = AnoCLIP(pretrained=None, precision=precision, image_score_views=views, tta=tta, **args)
+    model.model.setup_prompts("bottle", "object")
+    return model.model, model.image_size
+
+
+def _winclip(tiny: bool) -> tuple[nn.Module, int]:
+    """Anomalib's WinClip with random weights (its module constants name the weights it would download)."""
+    from anomalib.models.image.winclip import torch_model as winclip
+
+    if tiny:
+        import open_clip
+
+        from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+        open_clip.add_model_config(TINY_CLIP_CONFIG)
+        winclip.BACKBONE = TINY_CLIP_CONFIG.stem
+    winclip.PRETRAINED = None
+    model = winclip.WinClipModel(apply_transform=False)
+    model.setup("bottle")
+    return model, 64 if tiny else 240
+
+
+def _measure(run: Callable[[torch.Tensor], object], images: torch.Tensor, iterations: int) -> tuple[float, float]:
+    """(seconds per batch, peak GPU memory in GiB) over ``iterations`` after two warm-up batches."""
+    cuda = images.is_cuda
+    for _ in range(2):
+        run(images)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        run(images)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / iterations
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    return seconds, peak
+
+
+def benchmark(args: argparse.Namespace) -> list[Row]:
+    """Time every model at every precision and batch size; return the rows."""
+    device = torch.device(args.device)
+    rows: list[Row] = []
+    for precision in args.precisions:
+        candidates: dict[str, Callable[[], tuple[nn.Module, int]]] = {
+            "ViT-L-14 encoder": lambda: _bare_encoder(args.tiny),
+            "GlocalCLIP": lambda precision=precision: _glocalclip(args.tiny, precision),
+            "AnoCLIP": lambda precision=precision: _anoclip(args.tiny, precision),
+            "AnoCLIP (1 view)": lambda precision=precision: _anoclip(args.tiny, precision, views="none"),
+            "AnoCLIP+": lambda precision=precision: _anoclip(args.tiny, precision, tta=True),
+            "WinCLIP": lambda: _winclip(args.tiny),
+        }
+        for name in args.models or candidates:
+            model, size = candidates[name]()
+            model = model.to(device).eval()
+            # The plugin's models autocast themselves; the bare encoder and WinCLIP get the same context here.
+            outer = autocast(device, precision) if name in {"ViT-L-14 encoder", "WinCLIP"} else contextlib.nullcontext()
+            grad = torch.enable_grad() if name == "AnoCLIP+" else torch.no_grad()
+
+            def run(images: torch.Tensor, model: nn.Module = model, outer=outer, grad=grad) -> object:  # noqa: ANN001
+                with outer, grad:
+                    return model(images)
+
+            for batch_size in args.batch_sizes:
+                images = torch.randn(batch_size, 3, size, size, device=device)
+                try:
+                    seconds, peak = _measure(run, images, args.iterations)
+                except torch.OutOfMemoryError:
+                    rows.append({"model": name, "precision": precision, "batch": batch_size, "error": "out of memory"})
+                    torch.cuda.empty_cache()
+                    continue
+                rows.append({
+                    "model": name,
+                    "precision": precision,
+                    "batch": batch_size,
+                    "images_per_s": batch_size / seconds,
+                    "ms_per_image": 1000 * seconds / batch_size,
+                    "peak_gib": peak,
+                })
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """``vs_encoder``: images/s over the bare encoder's (same precision, batch); ``bf16_speedup``: bf16 over fp32."""
+    speed = {(r["model"], r["precision"], r["batch"]): r.get("images_per_s") for r in rows}
+    for row in rows:
+        encoder = speed.get(("ViT-L-14 encoder", row["precision"], row["batch"]))
+        if encoder and row.get("images_per_s"):
+            row["vs_encoder"] = row["images_per_s"] / encoder
+        fp32 = speed.get((row["model"], "fp32", row["batch"]))
+        if row["precision"] == "bf16" and fp32 and row.get("images_per_s"):
+            row["bf16_speedup"] = row["images_per_s"] / fp32
+
+
+def print_table(rows: list[Row], device: str) -> None:
+    """A Markdown table of the rows."""
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+    print(f"\nDevice: {name}, torch {torch.__version__}\n")  # noqa: T201
+    print("| model | precision | batch | images/s | ms/image | peak GiB | vs encoder | bf16 speed-up |")  # noqa: T201
+    print("|---|---|---:|---:|---:|---:|---:|---:|")  # noqa: T201
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['error']} | | | | |")  # noqa: T201
+            continue
+        ratio = f"{r['vs_encoder']:.2f}" if "vs_encoder" in r else ""
+        speedup = f"{r['bf16_speedup']:.2f}x" if "bf16_speedup" in r else ""
+        print(  # noqa: T201
+            f"| {r['model']} | {r['precision']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ms_per_image']:.2f} "
+            f"| {r['peak_gib']:.2f} | {ratio} | {speedup} |",
+        )
+
+
+def main() -> None:
+    """Parse arguments, run, print (and optionally save) the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny random CLIP at 64 px (a CPU smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--models", nargs="+", default=None, help="subset of the rows, by name")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = benchmark(args)
+    add_ratios(rows)
+    print_table(rows, args.device)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

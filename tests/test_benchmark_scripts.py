@@ -1,0 +1,29 @@
+"""The speed benchmarks run end to end (on the tiny CLIP; they print figures, nothing here checks a time)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def test_inference_speed_table(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    result = cli("python", str(BENCHMARKS / "inference_speed.py"), "--tiny", "--device", "cpu", "--batch-sizes", "2",
+                 "--iterations", "1", "--models", "ViT-L-14 encoder", "GlocalCLIP", "AnoCLIP+", "WinCLIP",
+                 "--json", str(tmp_path / "rows.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + 4 * 2  # header + 4 models x 2 precisions
+    assert "| GlocalCLIP | bf16 | 2 |" in result.stdout
+
+
+def test_training_speed_table(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    result = cli("python", str(BENCHMARKS / "training_speed.py"), "--tiny", "--images", "24", "--epochs", "2",
+                 "--workers", "0", "--accelerator", "cpu", "--data", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "caching pass" in result.stdout and "Epoch speed-up from the cache" in result.stdout
