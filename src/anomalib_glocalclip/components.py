@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
@@ -102,3 +103,38 @@ class PredictionTable(Callback):
             writer.writerows(self._rows)
         temporary.replace(path)
         logger.info("Predictions written to %s", path)
+
+
+def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> None:  # noqa: ANN401
+    """Thresholds and ranges for runs without validation data, for scores that are probabilities.
+
+    An image or pixel is anomalous when its anomalous probability exceeds 0.5; scores range over [0, 1] (pixel
+    scores over ``[0, pixel_scale]`` when a map sums ``pixel_scale`` probabilities). Validation on the target,
+    when there is one, replaces all of them.
+    """
+    if not isinstance(post_processor, PostProcessor):
+        return
+    for name, value in (
+        ("_image_threshold", 0.5),
+        ("image_min", 0.0),
+        ("image_max", 1.0),
+        ("_pixel_threshold", 0.5 * pixel_scale),
+        ("pixel_min", 0.0),
+        ("pixel_max", pixel_scale),
+    ):
+        getattr(post_processor, name).fill_(value)
+
+
+def no_validation_data(model_name: str) -> list:
+    """What a zero-shot model's own ``val_dataloader`` returns: nothing, with a warning.
+
+    Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
+    (e.g. ``anomalib predict`` on a folder) Lightning falls back to the model's ``val_dataloader``; an empty
+    one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply.
+    """
+    logger.warning(
+        "No validation data: %s uses natural thresholds (anomalous probability 0.5). Pass a datamodule of the "
+        "target to set thresholds and normalisation from its validation split.",
+        model_name,
+    )
+    return []

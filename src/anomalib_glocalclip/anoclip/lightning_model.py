@@ -29,7 +29,13 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.components import PredictionTable, clip_pre_processor, zero_shot_evaluator
+from anomalib_glocalclip.components import (
+    PredictionTable,
+    clip_pre_processor,
+    no_validation_data,
+    set_natural_thresholds,
+    zero_shot_evaluator,
+)
 
 from .adapter import TestTimeAdaptation
 from .prompts import DOMAIN_PHRASES, Domain, clean_class_name, default_domain
@@ -132,6 +138,8 @@ class AnoCLIP(AnomalibModule):
             precision=precision,
         )
         self._prompted_for: tuple[str, str] | None = None
+        # Without validation data: anomalous when closer to the anomalous than to the normal state embedding.
+        set_natural_thresholds(self.post_processor)
 
     def setup(self, stage: str) -> None:
         """Encode the prompt ensemble for the class name, unless it is already encoded for it.
@@ -194,6 +202,10 @@ class AnoCLIP(AnomalibModule):
     def configure_optimizers() -> None:
         """Nothing is trained (AnoCLIP+'s adapters are fitted and discarded inside each test step)."""
         return
+
+    def val_dataloader(self) -> list:
+        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
+        return no_validation_data(self.name)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score the batch, as in testing; the post-processor fits its thresholds on these outputs."""

@@ -44,6 +44,8 @@ from anomalib_glocalclip.components import (
     CLIPPreProcessor,
     PredictionTable,
     clip_pre_processor,
+    no_validation_data,
+    set_natural_thresholds,
     zero_shot_evaluator,
 )
 from anomalib_glocalclip.data.dataset import has_pixel_labels
@@ -191,27 +193,8 @@ class GlocalCLIP(AnomalibModule):
         self._feature_cache: FeatureCache | None = None
         self._feature_cache_source: Dataset | None = None
         self.model.refresh_text_features()
-        self._set_natural_thresholds()
-
-    def _set_natural_thresholds(self) -> None:
-        """Thresholds and ranges for runs without validation data, from what the scores mean.
-
-        The image score is a probability (anomalous above 0.5, range [0, 1]); the map sums the anomalous
-        probability of ``len(feature_layers)`` layers (anomalous above half of that, range [0, that]).
-        Validation on the target, when there is one, replaces all of them.
-        """
-        if not isinstance(self.post_processor, PostProcessor):
-            return
-        layers = float(len(self.model.feature_layers))
-        for name, value in (
-            ("_image_threshold", 0.5),
-            ("image_min", 0.0),
-            ("image_max", 1.0),
-            ("_pixel_threshold", 0.5 * layers),
-            ("pixel_min", 0.0),
-            ("pixel_max", layers),
-        ):
-            getattr(self.post_processor, name).fill_(value)
+        # Without validation data: anomalous above probability 0.5 (maps sum len(feature_layers) probabilities).
+        set_natural_thresholds(self.post_processor, pixel_scale=float(len(self.model.feature_layers)))
 
     # ----- prompts -----
     def _load_prompts(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -368,13 +351,8 @@ class GlocalCLIP(AnomalibModule):
         self.release_feature_cache()
 
     def val_dataloader(self) -> list:
-        """No validation data of the model's own: without a datamodule (e.g. ``anomalib predict`` on a folder)
-        validation is skipped and the natural thresholds apply."""
-        logger.warning(
-            "No validation data: GlocalCLIP uses its natural thresholds (image probability 0.5, mean layer "
-            "probability 0.5). Pass a datamodule of the target to set thresholds and normalisation from it.",
-        )
-        return []
+        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
+        return no_validation_data(self.name)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """Score the target's validation batch (for thresholds and normalisation)."""
