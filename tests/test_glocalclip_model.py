@@ -226,3 +226,17 @@ class TestModesAndFiles:
         post = tiny_model(tiny_config).post_processor
         assert post._image_threshold.item() == 0.5 and post.image_max.item() == 1.0
         assert post._pixel_threshold.item() == 2.0 and post.pixel_max.item() == 4.0
+
+
+@pytest.mark.parametrize(("user_epochs", "expected"), [(None, 15), (3, 3)])
+def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, user_epochs, expected) -> None:  # noqa: ANN001
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loops.utilities import _parse_loop_limits
+
+    model = tiny_model(tiny_config)
+    trainer = Trainer(max_epochs=user_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    # what Trainer.fit does before any hook: an unset max_epochs becomes Lightning's 1000
+    trainer.fit_loop.max_epochs = _parse_loop_limits(None, -1, None, user_epochs, trainer)[1]
+    model.trainer = trainer
+    model.on_fit_start()
+    assert trainer.fit_loop.max_epochs == expected

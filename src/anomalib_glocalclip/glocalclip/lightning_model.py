@@ -254,6 +254,8 @@ class GlocalCLIP(AnomalibModule):
         """Use ``max_epochs`` (15) unless the user set ``--trainer.max_epochs``/``max_steps``."""
         fit_loop = self.trainer.fit_loop
         if fit_loop.max_epochs == LIGHTNING_DEFAULT_MAX_EPOCHS and self.trainer.max_steps == -1:
+            # Lightning replaced an unset max_epochs by 1000 before any hook runs; the paper trains 15.
+            logger.info("max_epochs not set: GlocalCLIP learns prompts for %d epochs.", self.max_epochs)
             fit_loop.max_epochs = self.max_epochs
 
     def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
