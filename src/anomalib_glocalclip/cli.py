@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # name -> (module with a ``main(argv) -> int``, one-line help)
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("anomalib_glocalclip.demo", "offline demo: learn prompts on generated data, test zero-shot"),
+    "evaluate": ("anomalib_glocalclip.evaluation.sweep", "zero-shot sweep over a dataset's categories, paper tables"),
 }
 
 

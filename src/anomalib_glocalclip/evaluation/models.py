@@ -1,0 +1,197 @@
+"""What a sweep evaluates: model factories, the sweep's evaluator, and how a built model is readied for the sweep.
+
+A *model factory* is any callable that takes the keyword ``evaluator`` and returns a fresh ``AnomalibModule``;
+the sweep calls it once per category, so categories never share thresholds or metric state. Examples::
+
+    functools.partial(GlocalCLIP, prompt_weights="prompts.pt")   # what glocalclip_factory() builds
+    lambda evaluator: WinClip(evaluator=evaluator)
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from anomalib import LearningType
+from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.visualization import ImageVisualizer
+
+from anomalib_glocalclip.metrics import ReferenceAUPRO
+
+ModelFactory = Callable[..., AnomalibModule]
+"""Called as ``factory(evaluator=...)``; returns a new model."""
+
+ZERO_SHOT_TYPES = (LearningType.ZERO_SHOT, LearningType.FEW_SHOT)
+
+
+def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> Evaluator:
+    """The metrics of a sweep: the paper's, and Anomalib's where they differ.
+
+    * image: ``image_AUROC``, ``image_AUPR`` (the paper's AP), ``image_F1Max``;
+    * pixel: ``pixel_AUROC``, ``pixel_ReferenceAUPRO`` (the paper's PRO: 200 thresholds, FPR < 0.3 min-max
+      rescaled), ``pixel_AUPRO`` (Anomalib's ``AUPRO(fpr_limit=0.3)``), ``pixel_F1Max``.
+
+    Args:
+        image_metrics: compute image metrics (leave out where the test split holds one class only).
+        pixel_metrics: compute pixel metrics (leave out for datasets without masks).
+    """
+    metrics = []
+    if image_metrics:
+        metrics += [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
+        ]
+    if pixel_metrics:
+        metrics += [
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            ReferenceAUPRO(prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+            F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        ]
+    return Evaluator(test_metrics=metrics)
+
+
+def heatmap_visualizer(output_dir: str | Path) -> ImageVisualizer:
+    """Anomalib's image visualizer writing into ``output_dir``, each map min-max scaled for display.
+
+    The sweep scores without Anomalib's normalisation (see :func:`prepare_model`), so raw maps (GlocalCLIP's lie
+    in [0, 4]) are scaled per image for the colour map, as the reference code does for its pictures.
+    """
+    return ImageVisualizer(fields_config={"anomaly_map": {"colormap": True, "normalize": True}}, output_dir=output_dir)
+
+
+def prepare_model(
+    model: AnomalibModule,
+    evaluator: Evaluator,
+    visualizer: ImageVisualizer | None,
+    normalize: bool = False,
+) -> AnomalibModule:
+    """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
+
+    Args:
+        model: the model (from a factory).
+        evaluator: the sweep's evaluator (set again in case the factory ignored it).
+        visualizer: heatmap writer, or ``None`` for no heatmaps.
+        normalize: keep Anomalib's min-max/threshold normalisation of scores and maps. ``False`` (the default)
+            evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
+            validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Thresholds are
+            still set on validation, for the predicted labels and masks.
+
+    Raises:
+        TypeError: the model is not zero- or few-shot (it would be tested untrained).
+    """
+    if model.learning_type not in ZERO_SHOT_TYPES:
+        msg = (
+            f"{type(model).__name__} has learning type {model.learning_type.value!r}; the sweep tests zero-shot "
+            "(no training on the target). Give GlocalCLIP its learned prompts (--prompts) or use a zero-shot model."
+        )
+        raise TypeError(msg)
+    if model.evaluator is not evaluator:
+        model.evaluator = evaluator
+    model.visualizer = visualizer
+    if isinstance(model.post_processor, PostProcessor):
+        model.post_processor.enable_normalization = normalize
+    return model
+
+
+def _file_digest(path: str | Path) -> str:
+    """Short SHA-256 of a file, so a resumed sweep notices prompts re-learned into the same path."""
+    digest = hashlib.sha256()
+    with Path(path).expanduser().open("rb") as file:
+        for chunk in iter(functools.partial(file.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
+    """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights``.
+
+    Args:
+        prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP checkpoint or a reference ``.pth``).
+        **init_args: further ``GlocalCLIP`` arguments (``backbone``, ``pretrained``, ``image_size``, ``sigma``...).
+    """
+    from anomalib_glocalclip.glocalclip import GlocalCLIP
+
+    path = Path(prompt_weights).expanduser()
+    if not path.is_file():
+        msg = f"Prompt file {path} does not exist (pass the prompts.pt a training run wrote next to its checkpoint)."
+        raise FileNotFoundError(msg)
+    return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
+
+
+def anoclip_factory(**init_args: Any) -> ModelFactory:
+    """AnoCLIP (training-free; ``tta=True`` for AnoCLIP+) with ``init_args``."""
+    from anomalib_glocalclip.anoclip import AnoCLIP
+
+    return functools.partial(AnoCLIP, **init_args)
+
+
+def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The ``model`` part of an Anomalib config (full config, or one holding only ``class_path``/``init_args``)."""
+    section = config.get("model", config) if isinstance(config, Mapping) else None
+    if isinstance(section, str):
+        section = {"class_path": section}
+    if not isinstance(section, Mapping) or "class_path" not in section:
+        msg = f"{path} has no model (expected a `model:` section with `class_path`, as Anomalib's configs have)."
+        raise ValueError(msg)
+    return copy.deepcopy(dict(section))
+
+
+def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
+    """The model of an Anomalib config file (its ``model:`` section), built the way Anomalib's CLI builds it.
+
+    Args:
+        config: YAML file with a ``model:`` section (``class_path`` + ``init_args``), e.g. ``configs/anoclip.yaml``.
+        **init_args: values replacing the config's ``init_args``.
+    """
+    path = Path(config).expanduser()
+    section = _model_section(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, path)
+    section["init_args"] = {**(section.get("init_args") or {}), **init_args}
+
+    def build(evaluator: Evaluator) -> AnomalibModule:
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(AnomalibModule, "model", fail_untyped=False, required=True)
+        parsed = parser.parse_object({"model": copy.deepcopy(section)})
+        model = parser.instantiate_classes(parsed).model
+        model.evaluator = evaluator
+        return model
+
+    build.description = f"config {path.resolve()}: {section}"  # type: ignore[attr-defined]
+    build.title = str(section["class_path"]).rpartition(".")[2]  # type: ignore[attr-defined]
+    return build
+
+
+def model_title(factory: ModelFactory) -> str:
+    """A short name of what ``factory`` builds (``GlocalCLIP``, ``AnoCLIP``, a config's class name), for titles."""
+    if hasattr(factory, "title"):
+        return str(factory.title)
+    function = factory.func if isinstance(factory, functools.partial) else factory
+    return function.__name__ if isinstance(function, type) else "Model"
+
+
+def describe_factory(factory: ModelFactory) -> str:
+    """A description of what ``factory`` builds, stored with a sweep's results to catch mixed-up resumes.
+
+    Prompt files are identified by content (a short SHA-256), not only by path.
+    """
+    if hasattr(factory, "description"):
+        return str(factory.description)
+    if isinstance(factory, functools.partial):
+        keywords = dict(factory.keywords)
+        if keywords.get("prompt_weights"):
+            keywords["prompt_weights_sha256"] = _file_digest(keywords["prompt_weights"])
+        arguments = ", ".join(f"{key}={value!r}" for key, value in sorted(keywords.items()))
+        function = factory.func
+        return f"{function.__module__}.{function.__qualname__}({arguments})"
+    name = getattr(factory, "__qualname__", type(factory).__qualname__)
+    return f"{getattr(factory, '__module__', '')}.{name}"
