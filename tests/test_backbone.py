@@ -63,7 +63,8 @@ class TestVVAttention:
         z = torch.randn(2, 9, block.attn.embed_dim, generator=torch.Generator().manual_seed(1))
         original, vv = dual_attention(z, block.attn)
         for i in range(2):
-            torch.testing.assert_close(original[i], explicit_attention(z[i], block.attn, vv=False), atol=1e-5, rtol=1e-5)
+            expected_original = explicit_attention(z[i], block.attn, vv=False)
+            torch.testing.assert_close(original[i], expected_original, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(vv[i], explicit_attention(z[i], block.attn, vv=True), atol=1e-5, rtol=1e-5)
 
     def test_original_stream_equals_vanilla_open_clip(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:

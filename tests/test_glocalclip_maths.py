@@ -18,8 +18,8 @@ from anomalib_glocalclip.glocalclip.anomaly_map import (
 from anomalib_glocalclip.glocalclip.loss import (
     dice_loss,
     focal_loss,
-    glocal_contrastive_loss,
     global_loss,
+    glocal_contrastive_loss,
     local_loss,
     triplet_loss,
 )

@@ -11,8 +11,11 @@ PRINT_REGISTERED = (
 
 
 def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:  # noqa: ANN001
-    result = cli("python", "-c", "import sys; print(sorted(n for n in sys.modules if n.split('.')[0] in "
-                     "{'torch', 'anomalib', 'anomalib_glocalclip'})); print('_anomalib_glocalclip_hook' in sys.modules)")
+    code = (
+        "import sys; print(sorted(n for n in sys.modules if n.split('.')[0] in "
+        "{'torch', 'anomalib', 'anomalib_glocalclip'})); print('_anomalib_glocalclip_hook' in sys.modules)"
+    )
+    result = cli("python", "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "True"]
 

@@ -30,8 +30,9 @@ def _usage() -> str:
 
 def run_anomalib_cli(argv: Sequence[str]) -> None:
     """Run Anomalib's own CLI on ``argv`` after registering the plugin."""
-    import anomalib_glocalclip  # noqa: F401 - registers the plugin's classes with Anomalib
     from anomalib.cli.cli import main as anomalib_main
+
+    import anomalib_glocalclip  # noqa: F401 - registers the plugin's classes with Anomalib
 
     sys.argv = ["anomalib", *argv]
     anomalib_main()

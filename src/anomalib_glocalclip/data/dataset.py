@@ -11,6 +11,7 @@ from torchvision.tv_tensors import Image, Mask
 
 from .io import read_image, read_mask
 
+
 class SampleDataset(AnomalibDataset):
     """Images and masks listed in a samples table (see ``anomalib_glocalclip.data.layouts``).
 

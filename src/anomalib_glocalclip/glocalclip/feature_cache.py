@@ -64,7 +64,7 @@ def available_host_memory() -> int:
 
 
 def choose_storage(nbytes: int, device: torch.device) -> str:
-    """``device`` if the cache fits in half the GPU's free memory, else ``host`` within half the free RAM, else ``disk``."""
+    """``device`` if the cache fits in half the GPU's free memory, else ``host`` in half the free RAM, else ``disk``."""
     if device.type == "cuda" and nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]:
         return "device"
     if nbytes < 0.5 * available_host_memory():
@@ -136,12 +136,19 @@ class FeatureCache:
         return cache
 
     @classmethod
-    def _allocate(cls, parts: dict, length: int, device: torch.device, storage: str, scratch: Path | None) -> FeatureCache:
+    def _allocate(
+        cls,
+        parts: dict,
+        length: int,
+        device: torch.device,
+        storage: str,
+        scratch: Path | None,
+    ) -> FeatureCache:
         batch = len(parts["gt_label"])
         nbytes = sum(t.element_size() * t.numel() // batch * length for t in parts.values())
         if storage == "auto":
             storage = choose_storage(nbytes, device)
-        logger.info("Caching encoder outputs of %d training images (%.2f GB, %s storage)", length, nbytes / 1e9, storage)
+        logger.info("Caching encoder outputs of %d training images (%.2f GB, %s)", length, nbytes / 1e9, storage)
         shapes = {name: (length, *tensor.shape[1:]) for name, tensor in parts.items()}
         if storage == "disk":
             folder = Path(tempfile.mkdtemp(prefix="glocalclip_features_", dir=scratch))

@@ -37,7 +37,6 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from anomalib_glocalclip.components import (
@@ -51,7 +50,7 @@ from anomalib_glocalclip.components import (
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 
 from .feature_cache import STORAGES, CachedBatch, FeatureCache
-from .loss import glocal_contrastive_loss, global_loss, local_loss
+from .loss import global_loss, glocal_contrastive_loss, local_loss
 from .presets import resolve_prompt_shape
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
 from .torch_model import GlocalCLIPModel, ImageFeatures

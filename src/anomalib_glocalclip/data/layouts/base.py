@@ -101,7 +101,7 @@ def find_mask(mask_folder: Path, image: Path, suffixes: Iterable[str] = ("_mask"
 
 
 def make_table(rows: list[dict], pixel_labels: bool) -> pd.DataFrame:
-    """Build a samples table from rows with keys ``path, split, label, image_path, mask_path, label_index, category``."""
+    """A samples table from rows with keys ``path, split, label, image_path, mask_path, label_index, category``."""
     table = pd.DataFrame(rows, columns=SAMPLE_COLUMNS[:-1])
     table["mask_path"] = table["mask_path"].fillna("").astype(str)
     table["label_index"] = table["label_index"].astype(int)

@@ -23,7 +23,9 @@ def folder_categories(root: Path) -> list[str]:
 def folder_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     """All images of ``good/`` and ``bad/`` (with masks from ``masks/`` when that folder exists)."""
     pixel_labels = (root / MASK_DIR).is_dir()
-    rows = [sample_row(root, split, NORMAL_DIR, image, False, category=category) for image in image_files(root / NORMAL_DIR)]
+    rows = [
+        sample_row(root, split, NORMAL_DIR, image, False, category=category) for image in image_files(root / NORMAL_DIR)
+    ]
     for image in image_files(root / ABNORMAL_DIR):
         mask = None
         if pixel_labels:
