@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import torch
 # and for every subprocess the tests start.
 os.environ["ANOMALIB_GLOCALCLIP_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Synthetic anomalies drawn by tests are stored here, not in the user's cache.
+os.environ.setdefault("ANOMALIB_GLOCALCLIP_CACHE", tempfile.mkdtemp(prefix="anomalib_glocalclip_test_cache_"))
 # Two cores shared by pytest-xdist workers and their subprocesses: one thread each avoids idle spinning.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)

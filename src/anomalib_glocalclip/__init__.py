@@ -6,11 +6,11 @@ naming ``GlocalCLIP`` all work without an import by the user.
 """
 
 from .anoclip import AnoCLIP
-from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer
+from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer, SyntheticSource
 from .glocalclip import GlocalCLIP
 from .registry import register_with_anomalib
 
-__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP"]
+__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource"]
 
 register_with_anomalib(
     models={"GlocalCLIP": GlocalCLIP, "AnoCLIP": AnoCLIP},

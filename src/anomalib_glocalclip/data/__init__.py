@@ -18,8 +18,11 @@ from .datamodules import (
     KvasirSEG,
 )
 from .dataset import SampleDataset, has_pixel_labels
+from .epoch_sampler import EpochSampler
 from .io import ImageReadError, read_image, read_mask
 from .layouts import LAYOUTS, DatasetLayout, DatasetLayoutError, get_layout
+from .perlin import PerlinSynthesizer
+from .synthetic import SyntheticDataset, SyntheticSource
 
 DATAMODULES = (
     AuxiliaryTransfer,
@@ -57,12 +60,16 @@ __all__ = [
     "DatasetLayout",
     "DatasetLayoutError",
     "EndoTect",
+    "EpochSampler",
     "HeadCT",
     "ImageReadError",
     "KolektorSDD",
     "KvasirSEG",
     "LayoutDataModule",
+    "PerlinSynthesizer",
     "SampleDataset",
+    "SyntheticDataset",
+    "SyntheticSource",
     "get_layout",
     "has_pixel_labels",
     "read_image",

@@ -10,6 +10,13 @@ Example (CLI)::
     anomalib train --model GlocalCLIP --data AuxiliaryTransfer \\
         --data.auxiliary '[{layout: visa, root: ./datasets/visa}]' \\
         --data.target MVTecAD --data.target.root ./datasets/MVTecAD --data.target.category bottle
+
+With only normal images of one's own domain, synthetic anomalies take the place of real ones (see ``synthetic``)::
+
+    anomalib train --model GlocalCLIP --data AuxiliaryTransfer --data.synthetic '[{root: ./my_good_images}]' \\
+        --data.target Folder --data.target.name my_product --data.target.root ./my_test_images \\
+        --data.target.normal_dir good --data.target.normal_test_dir good --data.target.abnormal_dir bad \\
+        --data.target.mask_dir masks
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from anomalib.data import AnomalibDataModule
 from torchvision.transforms.v2 import Transform
 
 from .dataset import SampleDataset
+from .epoch_sampler import epoch_dataloader
 from .layouts import get_layout
+from .synthetic import SyntheticDataset, SyntheticSource
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
 
     Args:
         auxiliary: one or more auxiliary sources (their samples are pooled into the train split).
+            Optional when ``synthetic`` is given.
         target: any Anomalib datamodule of the target (e.g. ``MVTecAD(category="bottle")``); its validation
             split sets thresholds and normalisation, its test split is tested. ``None``: no validation/test.
         train_batch_size: training batch size (8 in the paper).
@@ -68,11 +78,13 @@ class AuxiliaryTransfer(AnomalibDataModule):
         train_augmentations: augmentations of the auxiliary images (none in the paper).
         augmentations: augmentations of every split, unless a split-specific one is given.
         seed: seed of Anomalib's split utilities.
+        synthetic: one or more sources of normal images that receive synthetic anomalies (pooled with the
+            auxiliary samples). With ``regenerate="epoch"`` on any of them, encoder outputs are not cached.
     """
 
     def __init__(
         self,
-        auxiliary: AuxiliarySource | Sequence[AuxiliarySource],
+        auxiliary: AuxiliarySource | Sequence[AuxiliarySource] | None = None,
         target: AnomalibDataModule | None = None,
         train_batch_size: int = 8,
         eval_batch_size: int = 8,
@@ -80,6 +92,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
         train_augmentations: Transform | None = None,
         augmentations: Transform | None = None,
         seed: int | None = None,
+        synthetic: SyntheticSource | Sequence[SyntheticSource] | None = None,
     ) -> None:
         super().__init__(
             train_batch_size=train_batch_size,
@@ -89,10 +102,13 @@ class AuxiliaryTransfer(AnomalibDataModule):
             augmentations=augmentations,
             seed=seed,
         )
-        sources = [auxiliary] if isinstance(auxiliary, (AuxiliarySource, dict)) else list(auxiliary)
-        self.auxiliary = [AuxiliarySource(**s) if isinstance(s, dict) else s for s in sources]
-        if not self.auxiliary:
-            msg = "AuxiliaryTransfer needs at least one auxiliary source to learn from."
+        self.auxiliary = _as_sources(auxiliary, AuxiliarySource)
+        self.synthetic = _as_sources(synthetic, SyntheticSource)
+        if not self.auxiliary and not self.synthetic:
+            msg = (
+                "AuxiliaryTransfer needs at least one source to learn from: auxiliary datasets with anomalies "
+                "(auxiliary=...) or normal images that receive synthetic anomalies (synthetic=...)."
+            )
             raise ValueError(msg)
         self.target = target
         if target is not None:
@@ -105,21 +121,30 @@ class AuxiliaryTransfer(AnomalibDataModule):
     @property
     def name(self) -> str:
         """``<auxiliary layouts>_to_<target>``, used in Anomalib's result paths."""
-        sources = "+".join(dict.fromkeys(get_layout(s.layout).name for s in self.auxiliary))
+        names = [*(get_layout(s.layout).name for s in self.auxiliary), *("synthetic" for _ in self.synthetic)]
+        sources = "+".join(dict.fromkeys(names))
         target = self.target.name if self.target is not None else "none"
         return f"{sources}_to_{target}"
 
     def prepare_data(self) -> None:
-        """Let the target datamodule prepare its data (e.g. split raw VisA)."""
+        """Draw the synthetic samples not stored yet (once, not on every rank); let the target prepare its data."""
+        for source in self.synthetic:
+            source.samples(num_workers=self.num_workers)
         if self.target is not None:
             self.target.prepare_data()
 
     def _setup(self, _stage: str | None = None) -> None:
-        table = pd.concat([source.samples() for source in self.auxiliary], ignore_index=True)
+        tables = [source.samples() for source in self.auxiliary]
+        tables += [source.samples(num_workers=self.num_workers) for source in self.synthetic]
+        table = pd.concat(tables, ignore_index=True)
         table["split"] = "train"
         pixel_labels = bool(table["pixel_labels"].any())
         table.attrs["task"] = "segmentation" if pixel_labels else "classification"
-        self.train_data = SampleDataset(table, name=self.name)
+        if self.synthetic:
+            synthesizers = {source.key(): source.synthesizer for source in self.synthetic}
+            self.train_data = SyntheticDataset(table, synthesizers, name=self.name)
+        else:
+            self.train_data = SampleDataset(table, name=self.name)
         logger.info(
             "Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
             len(table),
@@ -142,14 +167,24 @@ class AuxiliaryTransfer(AnomalibDataModule):
         """The auxiliary images, or their cached encoder outputs when the model offers to cache them.
 
         A model that defines ``cached_train_dataloader(dataset, batch_size, num_workers)`` (GlocalCLIP) is
-        given the train split once; caching is only offered when no random augmentation is configured.
+        given the train split once; caching is only offered when no random augmentation is configured and no
+        synthetic anomaly is redrawn every epoch. Redrawn samples get the epoch with every index instead.
         """
+        if getattr(self.train_data, "redraws_every_epoch", False):
+            logger.info("Synthetic anomalies are redrawn every epoch: training on images, not on cached features.")
+            collate_fn = self.external_collate_fn or self.train_data.collate_fn
+            return epoch_dataloader(self.train_data, self.train_batch_size, self.num_workers, collate_fn,
+                                    epoch=self._current_epoch)
         model = self.trainer.lightning_module if self.trainer is not None else None
         if model is not None and self.train_augmentations is None and hasattr(model, "cached_train_dataloader"):
             loader = model.cached_train_dataloader(self.train_data, self.train_batch_size, self.num_workers)
             if loader is not None:
                 return loader
         return super().train_dataloader()
+
+    def _current_epoch(self) -> int:
+        """The epoch the trainer runs (0 without a trainer)."""
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def val_dataloader(self) -> Any:  # noqa: ANN401
         """The target's validation data, or nothing without a target."""
@@ -158,3 +193,11 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def test_dataloader(self) -> Any:  # noqa: ANN401
         """The target's test data, or nothing without a target."""
         return super().test_dataloader() if self.target is not None else []
+
+
+def _as_sources(sources: Any, cls: type) -> list:  # noqa: ANN401
+    """``None``, one source, or a sequence of sources (dataclass instances or dicts of their fields), as a list."""
+    if sources is None:
+        return []
+    sources = [sources] if isinstance(sources, (cls, dict)) else list(sources)
+    return [cls(**source) if isinstance(source, dict) else source for source in sources]

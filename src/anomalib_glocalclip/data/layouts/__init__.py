@@ -8,11 +8,14 @@ from .industrial import INDUSTRIAL_LAYOUTS
 from .medical_image import MEDICAL_IMAGE_LAYOUTS
 from .medical_pixel import MEDICAL_PIXEL_LAYOUTS
 from .mvtec import MVTEC_AD
+from .normal_folder import NORMAL_FOLDER
 from .visa import VISA
 
 LAYOUTS: dict[str, DatasetLayout] = {
     layout.name: layout
-    for layout in (MVTEC_AD, VISA, FOLDER, *INDUSTRIAL_LAYOUTS, *MEDICAL_PIXEL_LAYOUTS, *MEDICAL_IMAGE_LAYOUTS)
+    for layout in (
+        MVTEC_AD, VISA, FOLDER, NORMAL_FOLDER, *INDUSTRIAL_LAYOUTS, *MEDICAL_PIXEL_LAYOUTS, *MEDICAL_IMAGE_LAYOUTS,
+    )
 }
 
 

@@ -1,0 +1,59 @@
+"""Hand the training epoch to a dataset whose samples change with it, through the sampler.
+
+Dataloader workers hold copies of the dataset (made when they start, and kept for the whole run with
+``persistent_workers``), so an epoch set on the dataset in the main process may never reach them. The indices do:
+the sampler runs in the main process at the start of every epoch and sends each index to a worker. So
+``EpochSampler`` pairs every index with the epoch, ``(epoch, index)``, and the dataset draws that epoch's sample.
+Under DDP, Lightning wraps the sampler into a distributed one that splits its output between the ranks, pairs
+included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sized
+
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` for every index of ``sampler``.
+
+    Args:
+        sampler: the indices, e.g. a ``RandomSampler`` (which reshuffles every epoch).
+        epoch: returns the epoch being run when an epoch starts (e.g. the trainer's ``current_epoch``); ``None``:
+            the value of the last ``set_epoch`` call, which Lightning makes at the start of every epoch.
+    """
+
+    def __init__(self, sampler: Sampler[int], epoch: Callable[[], int] | None = None) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.epoch_fn = epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (used when no ``epoch`` function was given)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = int(self.epoch_fn()) if self.epoch_fn is not None else self.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler) if isinstance(self.sampler, Sized) else 0
+
+
+def epoch_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable | None,
+    epoch: Callable[[], int] | None = None,
+) -> DataLoader:
+    """A shuffling dataloader whose dataset receives ``(epoch, index)`` keys (see ``EpochSampler``)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(RandomSampler(dataset), epoch),
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+    )

@@ -1,0 +1,70 @@
+"""Where synthetic samples are stored: one folder per fingerprint of everything that decides their pixels.
+
+Anomalib checks that every sample's ``image_path`` exists, so each synthetic sample is written as a PNG (and its
+mask as another) into ``<cache_dir>/<name>-<fingerprint>/``. The fingerprint covers the source images (path, size,
+modification time), the seed, the generator options and the textures, so the files are drawn once per seed and
+reused by every later run; changing any input gives a new folder. Old folders can be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+CACHE_VERSION = 1  # bump when the way samples are drawn changes, so that old files are not reused
+CACHE_ENV = "ANOMALIB_GLOCALCLIP_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set, else ``~/.cache/anomalib_glocalclip/synthetic``.
+
+    ``~/.cache`` is ``$XDG_CACHE_HOME`` when that is set.
+    """
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "synthetic"
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "anomalib_glocalclip" / "synthetic"
+
+
+def fingerprint(options: Mapping[str, Any], files: Iterable[str | Path]) -> str:
+    """16 hex digits naming ``options`` (JSON-serialisable) and the identity of ``files`` (path, size, mtime)."""
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, **options}, sort_keys=True).encode())
+    for file in files:
+        stat = Path(file).stat()
+        digest.update(f"\n{Path(file).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def write_sample(image: torch.Tensor, mask: torch.Tensor, image_path: Path, mask_path: Path) -> None:
+    """Write an image ``[3, H, W]`` uint8 and its mask ``[H, W]`` bool as PNGs, each atomically."""
+    _write_png(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), image_path)
+    _write_png(mask.numpy().astype(np.uint8) * 255, mask_path)
+
+
+def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
+    """``synthetic.json``: what the samples of ``folder`` were drawn from, for people looking at the cache."""
+    path = folder / "synthetic.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    temporary.write_text(json.dumps(content, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    # Written under a unique name and renamed: readers (other ranks, other runs) never see half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    Image.fromarray(array).save(temporary, format="PNG")
+    os.replace(temporary, path)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
