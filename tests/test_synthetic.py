@@ -313,7 +313,7 @@ def test_cli_learns_from_normal_images_and_tests_zero_shot(cli, tmp_path: Path) 
     generate_normal_folder(tmp_path / "my_good_images", n=8, category="bottle")
     generate_folder(tmp_path / "my_test_images", n_good=4, n_bad=4, defects=("scratch",), category="bottle", seed=1)
     tiny = ["--model.backbone", str(TINY_CLIP_CONFIG), "--model.pretrained", "null", "--model.image_size", "64"]
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {"ANOMALIB_GLOCALCLIP_CACHE": str(tmp_path / "cache")}
     train = cli(
         "anomalib", "train", "--model", "GlocalCLIP", *tiny,
         "--data", "AuxiliaryTransfer", "--data.synthetic", "[{root: ./my_good_images}]",
@@ -327,7 +327,7 @@ def test_cli_learns_from_normal_images_and_tests_zero_shot(cli, tmp_path: Path) 
     run = tmp_path / "results" / "train" / "GlocalCLIP" / "synthetic_to_my_product" / "my_product" / "latest"
     prompts = run / "weights" / "lightning" / "prompts.pt"
     assert prompts.is_file(), train.stderr[-2000:]
-    assert len(list((tmp_path / "cache").glob("anomalib_glocalclip/synthetic/my_good_images-*/images/*.png"))) == 8
+    assert len(list((tmp_path / "cache").glob("synthetic/my_good_images-*/images/*.png"))) == 8
     test = cli(
         "anomalib", "test", "--model", "GlocalCLIP", *tiny, "--model.prompt_weights", str(prompts),
         "--data", "Folder", "--data.name", "my_product", "--data.root", "./my_test_images",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("anomalib_glocalclip.demo", "offline demo: learn prompts on generated data, test zero-shot"),
     "evaluate": ("anomalib_glocalclip.evaluation.sweep", "zero-shot sweep over a dataset's categories, paper tables"),
+    "benchmark": ("anomalib_glocalclip.benchmark", "GlocalCLIP, AnoCLIP, WinCLIP on the same data: one results table"),
 }
 
 

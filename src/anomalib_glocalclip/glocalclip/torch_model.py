@@ -130,7 +130,10 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
     @torch.no_grad()
     def refresh_text_features(self) -> None:
         """Recompute the cached text features from the current prompts."""
-        self.text_features = self.encode_text().detach()
+        # Never an inference tensor (Lightning evaluates under inference mode): load_state_dict, e.g. of a
+        # checkpoint given to a later test or export, must be able to update the buffer in place.
+        with torch.inference_mode(False):
+            self.text_features = self.encode_text().detach()
 
     def current_text_features(self) -> torch.Tensor:
         """Cached text features in eval mode (computed if missing); fresh, differentiable ones in train mode."""

@@ -1,0 +1,90 @@
+"""``anomalib-glocalclip benchmark``: GlocalCLIP, AnoCLIP, WinCLIP (any Anomalib model) on the same data, one table.
+
+Anomalib 2.7's ``anomalib benchmark`` cannot compare these models: it passes the datamodule to ``fit``
+positionally (zero-shot models then have no validation data), its table breaks when models log different
+metrics, its ``get_model`` refuses third-party class paths, and one failing model aborts the whole run
+without writing results. This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
+generator) with the plugin's job, which fixes all four, and writes the comparison to the output folder:
+
+* ``results.csv``: one row per model x category, then a ``mean`` row per model (over its successful jobs);
+  columns ``model, data, category, status, image_AUROC, image_AUPR, image_F1Max, pixel_AUROC, pixel_AUPRO,
+  pixel_F1Max, fit_duration, test_duration, job_duration, error``, then the job's flattened config;
+* ``results.md``: the same rows and main columns as a Markdown table;
+* ``benchmark.log``: the log, with the traceback of every failed job.
+
+A job that fails (e.g. WinCLIP offline without its weights) is a row with ``status: failed`` and the error.
+The command returns 0 when every job succeeded, 1 when some failed (the table is written either way), 2 when
+the config is unusable.
+
+Config (the layout of ``anomalib benchmark``'s; any key ending in ``grid`` is expanded, all combinations)::
+
+    accelerator: cpu                    # or cuda, or a list: [cpu, cuda]
+    output_dir: results/zero_shot       # optional; --output_dir overrides; default runs/benchmark/<date-time>
+    benchmark:
+      seed: 42
+      model:
+        grid:                           # one entry per model, each with its own init args
+          - class_path: GlocalCLIP
+            init_args:
+              prompt_weights: prompts/visa.pt
+          - class_path: AnoCLIP
+            init_args:
+              image_score_views: none
+          - class_path: WinClip
+      data:
+        class_path: MVTecAD
+        init_args:
+          root: ./datasets/MVTecAD
+          category:
+            grid: [bottle, cable]
+
+``model`` may also be Anomalib's form ``model: {class_path: {grid: [GlocalCLIP, AnoCLIP, WinClip]}}`` when the
+models need no init args (or share them). Class paths are short names (``GlocalCLIP``, ``AnoCLIP``,
+``WinClip``, any Anomalib model), ``anomalib.models.*`` paths or ``anomalib_glocalclip.*`` paths. A model entry
+may set ``name`` to tell two entries of one class apart in the table. Every model gets the plugin's evaluator
+(image AUROC/AUPR/F1Max, pixel AUROC/AUPRO/F1Max) and no visualizer. Zero-shot models validate on the
+data's validation split (thresholds and normalisation) and are then tested; one-class models train first.
+
+Example:
+    anomalib-glocalclip benchmark --config configs/benchmark_zero_shot.yaml --output_dir results/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from .job import ZeroShotBenchmarkJob
+from .pipeline import ZeroShotBenchmark
+from .table import STATUS_FAILED
+
+__all__ = ["ZeroShotBenchmark", "ZeroShotBenchmarkJob", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``anomalib-glocalclip benchmark --config FILE [--output_dir DIR]``; 1 if any job failed."""
+    parser = argparse.ArgumentParser(
+        prog="anomalib-glocalclip benchmark",
+        description="Benchmark GlocalCLIP, AnoCLIP, WinCLIP and other Anomalib models; write one results table.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, required=True, help="benchmark YAML (layout below)")
+    parser.add_argument("--output_dir", type=Path, default=None, help="results folder (default: runs/benchmark/...)")
+    arguments = parser.parse_args(argv)
+    benchmark = ZeroShotBenchmark(output_dir=arguments.output_dir)
+    try:
+        table = benchmark.run(argparse.Namespace(config=arguments.config))
+    except (OSError, TypeError, ValueError, yaml.YAMLError) as error:  # the config, not a job (jobs never raise)
+        print(f"anomalib-glocalclip benchmark: error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    csv_path, markdown_path = benchmark.written
+    print(f"Results: {csv_path}\n         {markdown_path}")  # noqa: T201
+    failed = table[table["status"] == STATUS_FAILED]  # job rows only: mean rows read "k/n ok"
+    for _, row in failed.iterrows():
+        print(f"FAILED {row['model']} / {row['category']}: {row['error']}")  # noqa: T201
+    return 1 if len(failed) else 0

@@ -1,0 +1,107 @@
+"""The benchmark pipeline: Anomalib's ``Benchmark`` with the plugin's job generator, writing one results table."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from anomalib.pipelines import Benchmark
+from anomalib.pipelines.components.base import Runner
+from anomalib.pipelines.components.runners import ParallelRunner, SerialRunner
+from jsonargparse import Namespace
+
+from .generator import ZeroShotBenchmarkJobGenerator, check_section
+from .job import ZeroShotBenchmarkJob
+from .table import print_table, with_means, write_results
+
+logger = logging.getLogger(__name__)
+
+ACCELERATORS = ("cpu", "cuda")
+LOG_NAME = "benchmark.log"
+
+
+def default_output_dir() -> Path:
+    """``runs/benchmark/<date-time>``, where ``anomalib benchmark`` writes too."""
+    return Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path) -> Iterator[None]:
+    """Also send log records (INFO and up) to ``path`` while the block runs; leave other handlers alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+class ZeroShotBenchmark(Benchmark):
+    """Benchmark zero-shot, few-shot and one-class models on the same data; one table for all of them.
+
+    Runs Anomalib's runners (serial, or one process per GPU with ``accelerator: cuda`` on several GPUs) over
+    ``ZeroShotBenchmarkJob``s, and writes ``results.csv``, ``results.md`` and ``benchmark.log`` to the output
+    folder. A job that fails is a row with its error; the other jobs still run.
+
+    Args:
+        output_dir: where to write the results; ``None``: the config's ``output_dir``, else
+            ``runs/benchmark/<date-time>``.
+
+    Example:
+        >>> from jsonargparse import Namespace
+        >>> from anomalib_glocalclip.benchmark import ZeroShotBenchmark
+        >>> table = ZeroShotBenchmark("results/bench").run(Namespace(config="bench.yaml"))  # doctest: +SKIP
+    """
+
+    def __init__(self, output_dir: str | Path | None = None) -> None:
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.written: tuple[Path, Path] | None = None
+
+    @staticmethod
+    def _setup_runners(args: dict[str, Any]) -> list[Runner]:
+        """One runner per accelerator: serial, or parallel over the GPUs for ``cuda`` with several of them."""
+        accelerators = args.get("accelerator", "cpu")
+        accelerators = accelerators if isinstance(accelerators, list) else [accelerators]
+        runners: list[Runner] = []
+        for accelerator in accelerators:
+            if accelerator not in ACCELERATORS:
+                msg = f"Unsupported accelerator {accelerator!r}: use one of {ACCELERATORS} (or a list of them)."
+                raise ValueError(msg)
+            generator = ZeroShotBenchmarkJobGenerator(accelerator)
+            gpus = torch.cuda.device_count()
+            if accelerator == "cuda" and gpus > 1:
+                runners.append(ParallelRunner(generator, n_jobs=gpus))
+            else:
+                runners.append(SerialRunner(generator))
+        return runners
+
+    def run(self, args: Namespace | None = None) -> pd.DataFrame:
+        """Run every job of the config ``args.config``; write and return the table (mean rows included)."""
+        config = self._get_args(args) or {}
+        section = config.get(ZeroShotBenchmarkJob.name)
+        check_section(section)
+        output_dir = self.output_dir or Path(config.get("output_dir") or default_output_dir())
+        runners = self._setup_runners(config)
+        frames = []
+        with log_to_file(output_dir / LOG_NAME):
+            for runner in runners:
+                frames.append(runner.run(section))
+        table = with_means(pd.concat(frames, ignore_index=True))
+        self.written = write_results(table, output_dir)
+        print_table(table)
+        logger.info("Benchmark results written to %s and %s", *self.written)
+        return table

@@ -1,0 +1,102 @@
+"""The comparison table: one row per model x category plus a mean row per model, as CSV and Markdown."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+IDENTITY_COLUMNS = ["model", "data", "category", "status"]
+METRIC_ORDER = ["image_AUROC", "image_AUPR", "image_F1Max", "pixel_AUROC", "pixel_AUPRO", "pixel_F1Max"]
+DURATION_COLUMNS = ["fit_duration", "test_duration", "job_duration"]
+TRAILING_COLUMNS = ["error"]
+MEAN_CATEGORY = "mean"
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+CSV_NAME = "results.csv"
+MARKDOWN_NAME = "results.md"
+
+
+def _metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The evaluator's metrics in a fixed order, then any other ``image_``/``pixel_`` metric found."""
+    found = [column for column in frame.columns if column.startswith(("image_", "pixel_"))]
+    return [name for name in METRIC_ORDER if name in found] + sorted(set(found) - set(METRIC_ORDER))
+
+
+def collect_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of the jobs as a table with the union of their keys, main columns first, config columns last."""
+    frame = pd.DataFrame(rows, dtype=object)  # config values keep their types (an int stays an int)
+    for column in IDENTITY_COLUMNS + METRIC_ORDER + DURATION_COLUMNS + TRAILING_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = math.nan if column in METRIC_ORDER + DURATION_COLUMNS else ""
+    for column in _metric_columns(frame) + DURATION_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    main = main_columns(frame)
+    return frame[main + [column for column in frame.columns if column not in main]]
+
+
+def main_columns(frame: pd.DataFrame) -> list[str]:
+    """Identity, metrics, durations and error: the columns of the Markdown table."""
+    return IDENTITY_COLUMNS + _metric_columns(frame) + DURATION_COLUMNS + TRAILING_COLUMNS
+
+
+def with_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each model's rows followed by its mean row (``category="mean"``, over the jobs that succeeded).
+
+    The mean row's status says how many jobs it averages, e.g. ``"2/3 ok"``.
+    """
+    numeric = _metric_columns(frame) + DURATION_COLUMNS
+    # Runs on several accelerators are averaged separately.
+    keys = ["model", "accelerator"] if frame.get("accelerator", pd.Series()).nunique() > 1 else ["model"]
+    parts = []
+    for _, rows in frame.groupby(keys, sort=False):
+        succeeded = rows[rows["status"] == STATUS_OK]
+        mean = dict.fromkeys(frame.columns, "")
+        mean.update({column: pd.to_numeric(succeeded[column], errors="coerce").mean() for column in numeric})
+        mean.update({key: rows[key].iloc[0] for key in keys})
+        status = f"{len(succeeded)}/{len(rows)} {STATUS_OK}"
+        mean.update(data=rows["data"].iloc[0], category=MEAN_CATEGORY, status=status)
+        parts += [rows, pd.DataFrame([mean], columns=frame.columns)]
+    return pd.concat(parts, ignore_index=True) if parts else frame
+
+
+def _cell(value: Any, column: str) -> str:  # noqa: ANN401
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.1f}" if column in DURATION_COLUMNS else f"{value:.4f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table of the main columns (metrics to 4 decimals, durations in seconds)."""
+    columns = main_columns(frame)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_cell(row[column], column) for column in columns) + " |" for _, row in
+              frame.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(table: pd.DataFrame, output_dir: Path) -> tuple[Path, Path]:
+    """Write ``results.csv`` (all columns, config included) and ``results.md`` (main columns)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, markdown_path = output_dir / CSV_NAME, output_dir / MARKDOWN_NAME
+    table.to_csv(csv_path, index=False)
+    markdown_path.write_text(to_markdown(table), encoding="utf-8")
+    return csv_path, markdown_path
+
+
+def print_table(frame: pd.DataFrame) -> None:
+    """Print model, category, status and metrics with Rich, as Anomalib's benchmark does (errors: see the files)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ["model", "category", "status", *_metric_columns(frame)]
+    table = Table(title="Benchmark results", show_header=True, header_style="bold magenta")
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame.iterrows():
+        table.add_row(*(_cell(row[column], column) for column in columns))
+    Console().print(table)

@@ -1,0 +1,254 @@
+"""``anomalib-glocalclip benchmark``: GlocalCLIP, AnoCLIP and WinCLIP on the same data, one results table.
+
+WinCLIP needs its CLIP weights; here it is built offline on a tiny random CLIP by setting the module constants of
+Anomalib's WinCLIP (``BACKBONE``/``PRETRAINED``) inside this test process only, so the run with WinCLIP uses the
+Python API in-process, and the CLI subprocess compares GlocalCLIP and AnoCLIP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from anomalib.engine import Engine
+from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
+from lightning.pytorch import Callback
+
+from anomalib_glocalclip import AnoCLIP, GlocalCLIP
+from anomalib_glocalclip.benchmark import ZeroShotBenchmark, main
+from anomalib_glocalclip.benchmark.generator import ZeroShotBenchmarkJobGenerator
+from anomalib_glocalclip.benchmark.job import FitOnceEngine, describe_error
+from anomalib_glocalclip.benchmark.resolve import build_model
+from anomalib_glocalclip.benchmark.table import METRIC_ORDER, collect_rows, with_means
+from anomalib_glocalclip.testing import generate_mvtec_ad
+
+ANOMALIB_GLOCALCLIP = str(Path(sys.executable).with_name("anomalib-glocalclip"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CATEGORIES = ["bottle", "cable"]
+TINY_WINCLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 240, "layers": 2, "width": 64, "head_width": 32, "patch_size": 40},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """One torch thread: the tensors are tiny and the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Shallow tiny CLIP, a GlocalCLIP prompt file and a generated MVTec AD with two categories."""
+    root = tmp_path_factory.mktemp("benchmark")
+    config = write_shallow_clip_config(root)
+    prompts = GlocalCLIP(**glocalclip_args(config)).save_prompts(root / "prompts.pt")
+    data = generate_mvtec_ad(root / "mvtec", categories=tuple(CATEGORIES), n_train=1, n_test_good=2, n_test_bad=2,
+                             odd_images=False, seed=11)
+    return {"root": root, "config": config, "prompts": prompts, "data": data}
+
+
+@pytest.fixture
+def offline_winclip(tmp_path: Path) -> Iterator[None]:
+    """Anomalib's WinCLIP on a tiny random CLIP (no download), for this test only."""
+    import open_clip
+    from anomalib.models.image.winclip import torch_model
+
+    folder = tmp_path / "open_clip_configs"
+    folder.mkdir()
+    (folder / "tiny-winclip.json").write_text(json.dumps(TINY_WINCLIP))
+    open_clip.add_model_config(folder)
+    saved = torch_model.BACKBONE, torch_model.PRETRAINED
+    torch_model.BACKBONE, torch_model.PRETRAINED = "tiny-winclip", None
+    yield
+    torch_model.BACKBONE, torch_model.PRETRAINED = saved
+    open_clip.factory._MODEL_CONFIGS.pop("tiny-winclip", None)  # noqa: SLF001
+
+
+def model_entries(workspace: dict[str, Path], winclip: bool) -> list[dict[str, Any]]:
+    entries = [
+        {"class_path": "GlocalCLIP",
+         "init_args": {**glocalclip_args(workspace["config"]), "prompt_weights": str(workspace["prompts"])}},
+        {"class_path": "AnoCLIP", "init_args": anoclip_args(workspace["config"], image_score_views="none")},
+    ]
+    return [*entries, {"class_path": "WinClip"}] if winclip else entries
+
+
+def write_config(path: Path, models: list[dict[str, Any]], workspace: dict[str, Path]) -> Path:
+    """A benchmark YAML in the layout of ``anomalib benchmark``."""
+    config = {
+        "accelerator": "cpu",
+        "benchmark": {
+            "seed": 42,
+            "model": {"grid": models},
+            "data": {
+                "class_path": "MVTecAD",
+                "init_args": {"root": str(workspace["data"]), "num_workers": 0, "category": {"grid": CATEGORIES}},
+            },
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def check_table(output_dir: Path, models: list[str]) -> pd.DataFrame:
+    """``results.csv``/``results.md`` hold a row per model x category and a mean row per model, same metrics."""
+    table = pd.read_csv(output_dir / "results.csv", keep_default_na=False, na_values=[""])
+    jobs = table[table["category"] != "mean"]
+    assert sorted(zip(jobs["model"], jobs["category"], strict=True)) == sorted(
+        (model, category) for model in models for category in CATEGORIES
+    )
+    assert (jobs["status"] == "ok").all(), jobs[["model", "category", "error"]]
+    assert list(table.columns[4:10]) == METRIC_ORDER
+    assert jobs[METRIC_ORDER].notna().all().all()
+    means = table[table["category"] == "mean"].set_index("model")
+    assert sorted(means.index) == sorted(models)
+    for model in models:
+        expected = jobs[jobs["model"] == model]["image_AUROC"].mean()
+        assert means.loc[model, "image_AUROC"] == pytest.approx(expected)
+        assert means.loc[model, "status"] == f"{len(CATEGORIES)}/{len(CATEGORIES)} ok"
+
+    markdown = (output_dir / "results.md").read_text().splitlines()
+    assert markdown[0].startswith("| model | data | category | status | image_AUROC |")
+    assert len(markdown) == 2 + len(table)
+    for model in models:
+        assert sum(line.startswith(f"| {model} |") for line in markdown) == len(CATEGORIES) + 1
+    return table
+
+
+def test_glocalclip_anoclip_and_winclip_in_one_table(
+    workspace: dict[str, Path], offline_winclip: None, tmp_path: Path
+) -> None:
+    del offline_winclip
+    config = write_config(tmp_path / "bench.yaml", model_entries(workspace, winclip=True), workspace)
+    table = ZeroShotBenchmark(output_dir=tmp_path / "out").run(argparse.Namespace(config=config))
+    check_table(tmp_path / "out", ["GlocalCLIP", "AnoCLIP", "WinClip"])
+    assert (tmp_path / "out" / "benchmark.log").is_file()
+    assert len(table) == 3 * (len(CATEGORIES) + 1)
+
+
+def test_a_failing_model_is_a_row_and_the_others_still_run(workspace: dict[str, Path], tmp_path: Path) -> None:
+    broken = {"class_path": "GlocalCLIP", "name": "GlocalCLIP-no-weights",
+              "init_args": {**glocalclip_args(workspace["config"]), "pretrained": str(tmp_path / "missing.pt")}}
+    models = [model_entries(workspace, winclip=False)[1], broken, {"class_path": "NoSuchModel"}]
+    config = write_config(tmp_path / "bench.yaml", models, workspace)
+    table = ZeroShotBenchmark(output_dir=tmp_path / "out").run(argparse.Namespace(config=config))
+    jobs = table[table["category"] != "mean"].set_index(["model", "category"])
+    assert (jobs.loc["AnoCLIP", "status"] == "ok").all()
+    assert (jobs.loc["GlocalCLIP-no-weights", "status"] == "failed").all()
+    assert jobs.loc[("GlocalCLIP-no-weights", "bottle"), "error"].startswith("WeightsNotFoundError: CLIP weight file")
+    assert jobs.loc[("NoSuchModel", "bottle"), "status"] == "failed"
+    assert jobs.loc[("NoSuchModel", "bottle"), "error"].startswith("UnknownModelError")
+    means = table[table["category"] == "mean"].set_index("model")
+    assert means.loc["GlocalCLIP-no-weights", "status"] == "0/2 ok"
+    assert math.isnan(means.loc["GlocalCLIP-no-weights", "image_AUROC"])
+    assert (tmp_path / "out" / "results.md").is_file()
+
+
+def test_winclip_without_its_weights_offline_is_a_failed_row(
+    workspace: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real WinCLIP (ViT-B-16-plus-240, laion400m_e31) with its download failing as it does offline."""
+    from urllib.error import URLError
+
+    import open_clip
+
+    def offline(url: str, *args: Any, **kwargs: Any) -> str:  # noqa: ANN401
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", offline)
+    models = [model_entries(workspace, winclip=False)[1], {"class_path": "WinClip"}]
+    config = write_config(tmp_path / "bench.yaml", models, workspace)
+    table = ZeroShotBenchmark(output_dir=tmp_path / "out").run(argparse.Namespace(config=config))
+    jobs = table[table["category"] != "mean"].set_index(["model", "category"])
+    assert (jobs.loc["AnoCLIP", "status"] == "ok").all()
+    assert (jobs.loc["WinClip", "status"] == "failed").all()
+    error = jobs.loc[("WinClip", "bottle"), "error"]
+    assert error.startswith("URLError: <urlopen error [Errno -2] Name or service not known>")
+    assert "laion400m_e31" in error
+
+
+@pytest.mark.slow
+def test_cli_writes_the_table(workspace: dict[str, Path], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bench.yaml", model_entries(workspace, winclip=False), workspace)
+    result = run_cli(ANOMALIB_GLOCALCLIP, "benchmark", "--config", str(config), "--output_dir", str(tmp_path / "out"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "results.csv" in result.stdout
+    check_table(tmp_path / "out", ["GlocalCLIP", "AnoCLIP"])
+
+
+def test_example_config_expands_to_three_models_on_two_categories() -> None:
+    config = yaml.safe_load((CONFIGS / "benchmark_zero_shot.yaml").read_text())
+    jobs = list(ZeroShotBenchmarkJobGenerator(config["accelerator"]).generate_jobs(config["benchmark"], None))
+    pairs = [(job.flat_cfg["model.class_path"], job.flat_cfg["data.init_args.category"]) for job in jobs]
+    assert pairs == [(model, category) for model in ("GlocalCLIP", "AnoCLIP", "WinClip") for category in CATEGORIES]
+    assert jobs[0].model_spec["init_args"]["prompt_weights"].endswith("prompts.pt")
+
+
+def test_rows_with_different_metrics_make_one_table() -> None:
+    """Anomalib's ``BenchmarkJob.collect`` raises ``KeyError`` here; the union of columns is kept instead."""
+    rows = [
+        {"model": "A", "data": "D", "category": "x", "status": "ok", "image_AUROC": 0.5, "extra_key": 1},
+        {"model": "B", "data": "D", "category": "x", "status": "ok", "image_AUROC": 0.7, "pixel_AUROC": 0.9},
+        {"model": "B", "data": "D", "category": "y", "status": "failed", "error": "boom"},
+    ]
+    table = with_means(collect_rows(rows))
+    assert list(table["model"]) == ["A", "A", "B", "B", "B"]
+    assert table.iloc[-1]["status"] == "1/2 ok"
+    assert table.iloc[-1]["image_AUROC"] == pytest.approx(0.7)
+    assert table.iloc[0]["extra_key"] == 1
+
+
+def test_plugin_class_paths_pass_anomalib_whitelist(workspace: dict[str, Path]) -> None:
+    model = build_model({"class_path": "anomalib_glocalclip.AnoCLIP", "init_args": anoclip_args(workspace["config"])})
+    assert isinstance(model, AnoCLIP)
+    assert model.visualizer is None
+    assert [metric.name for metric in model.evaluator.test_metrics] == METRIC_ORDER
+
+
+def test_zero_shot_model_is_validated_once(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from anomalib.data import MVTecAD
+
+    class CountValidations(Callback):
+        count = 0
+
+        def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            CountValidations.count += 1
+
+    model = AnoCLIP(**anoclip_args(workspace["config"], image_score_views="none"))
+    datamodule = MVTecAD(root=workspace["data"], category="bottle", num_workers=0)
+    engine = FitOnceEngine(accelerator="cpu", logger=False, default_root_dir=tmp_path, callbacks=[CountValidations()],
+                           enable_progress_bar=False)
+    engine.fit(model, datamodule=datamodule)
+    engine.test(model, datamodule=datamodule)
+    assert CountValidations.count == 1
+    assert isinstance(engine, Engine)
+
+
+def test_a_config_without_models_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "bench.yaml"
+    config.write_text("accelerator: cpu\nbenchmark:\n  seed: 1\n")
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "has no `benchmark.model`" in capsys.readouterr().err
+
+
+def test_network_errors_get_a_hint() -> None:
+    from urllib.error import URLError
+
+    text = describe_error(URLError("[Errno -2] Name or service not known"))
+    assert text.startswith("URLError:")
+    assert "~/.cache/clip" in text
