@@ -78,6 +78,8 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     print(f"1/3 Generated auxiliary data (VisA layout) in {visa} and target data (MVTec AD) in {mvtec}")  # noqa: T201
 
     common = {"backbone": backbone, "pretrained": pretrained, "image_size": image_size}
+    if pretrained is None:
+        common["sigma"] = 8.0 * image_size / 518  # the paper smooths 518 px maps with sigma 8
     target = MVTecAD(root=mvtec, category="bottle", eval_batch_size=4, num_workers=0)
     datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa)), target=target, train_batch_size=4,
                                    num_workers=0)
