@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,14 +21,6 @@ from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run on one thread: these tensors are tiny, and on a busy 2-core machine idle-spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +176,8 @@ def test_onnx_export_without_tta(tiny_anoclip: Callable[..., AnoCLIP], tmp_path:
 
     session = onnxruntime.InferenceSession(str(path))
     images = torch.rand(3, 3, 72, 72)
-    outputs = dict(zip([output.name for output in session.get_outputs()], session.run(None, {"input": images.numpy()})))
+    names = [output.name for output in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"input": images.numpy()}), strict=True))
     with torch.no_grad():
         expected = model.eval()(images)
     torch.testing.assert_close(torch.from_numpy(outputs["pred_score"]), expected.pred_score, atol=1e-4, rtol=1e-4)

@@ -27,15 +27,6 @@ from anomalib_glocalclip.anoclip.views import (
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run on one thread: these tensors are tiny, and on a busy 2-core machine idle-spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> AnoCLIPModel:
     """Tiny AnoCLIP (24-layer ViT, 64 px, 8x8 patch grid) prompted for "bottle"."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from anomalib_glocalclip.anoclip.prompts import (
 )
 from anomalib_glocalclip.backbone import CLIPBackbone
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run on one thread: these tensors are tiny, and on a busy 2-core machine idle-spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_seven_states_each() -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from anomalib.engine import Engine
 from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
@@ -40,14 +39,6 @@ TINY_WINCLIP = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """One torch thread: the tensors are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

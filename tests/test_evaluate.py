@@ -32,8 +32,6 @@ from anomalib_glocalclip.glocalclip import PRESETS
 from anomalib_glocalclip.metrics import reference_aupro
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG
 
-torch.set_num_threads(1)
-
 # sigma 1: the paper's 8 px smoothing is for 518 px inputs; these images are 64 px.
 TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64, "sigma": 1.0}
 REPO = Path(__file__).resolve().parents[1]

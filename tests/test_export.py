@@ -11,7 +11,6 @@ ONNX Runtime and OpenVINO (at f32: its CPU default is bf16) must match the torch
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,6 @@ ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
 INPUT_SIZES = [(64, 64), (96, 80), (40, 56)]
 OUTPUTS = ["pred_score", "pred_label", "anomaly_map", "pred_mask"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """One torch thread: the tensors are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

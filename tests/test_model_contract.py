@@ -10,13 +10,11 @@ from a prompt file (``ZERO_SHOT``). AnoCLIP is training-free (``ZERO_SHOT``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from anomalib import LearningType
 from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType
@@ -41,14 +39,6 @@ pytest.importorskip("openvino")
 METRICS = {"image_AUROC", "image_AUPR", "image_F1Max", "pixel_AUROC", "pixel_AUPRO", "pixel_F1Max"}
 KINDS = ["GlocalCLIP-learning-prompts", "GlocalCLIP-zero-shot", "AnoCLIP"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """One torch thread: the tensors are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,8 @@ def reference_pro_curve(
 
     Returns:
         ``thresholds``, ``fpr`` and ``pro``, float64 ``[T]`` on the maps' device, ``T`` being ``num_thresholds`` or
-        one more (0 for constant or non-finite maps). ``pro`` is NaN without GT regions and ``fpr`` is NaN without normal pixels,
-        as 0/0 in the reference.
+        one more (0 for constant or non-finite maps). ``pro`` is NaN without GT regions and ``fpr`` is NaN without
+        normal pixels, as 0/0 in the reference.
     """
     if anomaly_maps.ndim != 3 or anomaly_maps.shape != masks.shape:
         msg = (

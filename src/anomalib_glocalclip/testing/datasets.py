@@ -468,7 +468,8 @@ def _blob(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     centre_y, centre_x = rng.uniform(reach, height - reach), rng.uniform(reach, width - reach)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = np.arctan2(y - centre_y, x - centre_x)
-    outline = radius * (1.0 + sum(a * np.sin(k * angle + p) for k, a, p in zip((2, 3, 4), amplitudes, phases)))
+    waves = zip((2, 3, 4), amplitudes, phases, strict=True)
+    outline = radius * (1.0 + sum(a * np.sin(k * angle + p) for k, a, p in waves))
     return np.hypot(y - centre_y, x - centre_x) <= outline
 
 
