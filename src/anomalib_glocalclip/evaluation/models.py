@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 from anomalib import LearningType
-from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
-from anomalib_glocalclip.metrics import ReferenceAUPRO
+from anomalib_glocalclip.components import zero_shot_evaluator
 
 ModelFactory = Callable[..., AnomalibModule]
 """Called as ``factory(evaluator=...)``; returns a new model."""
@@ -42,21 +42,7 @@ def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> E
         image_metrics: compute image metrics (leave out where the test split holds one class only).
         pixel_metrics: compute pixel metrics (leave out for datasets without masks).
     """
-    metrics = []
-    if image_metrics:
-        metrics += [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
-            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
-        ]
-    if pixel_metrics:
-        metrics += [
-            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-            ReferenceAUPRO(prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
-            F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-        ]
-    return Evaluator(test_metrics=metrics)
+    return zero_shot_evaluator(image_metrics, pixel_metrics, reference_aupro=True, compute_on_cpu=True)
 
 
 def heatmap_visualizer(output_dir: str | Path) -> ImageVisualizer:
