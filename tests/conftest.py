@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from anomalib.data import MVTecAD
+from torchmetrics.classification import BinaryAUROC
 
 # No test may reach the network: open_clip / Hugging Face downloads are switched off for the session
 # and for every subprocess the tests start.
@@ -63,3 +65,25 @@ def cli():  # noqa: ANN201
 def images() -> torch.Tensor:
     """Two random normalised images ``[2, 3, 64, 64]``."""
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def _target_scores(model, root: Path) -> tuple[float, float]:  # noqa: ANN001
+    """(image AUROC, pixel AUROC) of a GlocalCLIP on the generated MVTec AD ``bottle`` under ``root``."""
+    target = MVTecAD(root=root, category="bottle", num_workers=0, eval_batch_size=64)
+    target.setup()
+    batch = next(iter(target.test_dataloader()))
+    images = model.pre_processor.transform(batch.image)
+    masks = torch.nn.functional.interpolate(batch.gt_mask[:, None].float(), size=images.shape[-2:])[:, 0]
+    model.eval()
+    model.model.refresh_text_features()
+    with torch.no_grad():
+        output = model.model(images)
+    image_auroc = BinaryAUROC()(output.pred_score, batch.gt_label).item()
+    pixel_auroc = BinaryAUROC()(output.anomaly_map.flatten(), masks.flatten().long()).item()
+    return image_auroc, pixel_auroc
+
+
+@pytest.fixture(scope="session")
+def target_scores():  # noqa: ANN201
+    """``(model, root) -> (image AUROC, pixel AUROC)`` of a GlocalCLIP on a generated MVTec AD ``bottle``."""
+    return _target_scores

@@ -10,7 +10,6 @@ from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
-from torchmetrics.classification import BinaryAUROC
 
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.data import DatasetLayoutError, ImageReadError
@@ -33,22 +32,6 @@ class LossRecorder(Callback):
         self.epochs[-1].append(float(outputs["loss"]))
 
 
-def target_scores(model: GlocalCLIP, root: Path) -> tuple[float, float]:
-    """(image AUROC, pixel AUROC) of ``model`` on the generated target, computed directly."""
-    target = MVTecAD(root=root, category="bottle", num_workers=0, eval_batch_size=64)
-    target.setup()
-    batch = next(iter(target.test_dataloader()))
-    images = model.pre_processor.transform(batch.image)
-    masks = torch.nn.functional.interpolate(batch.gt_mask[:, None].float(), size=images.shape[-2:])[:, 0]
-    model.eval()
-    model.model.refresh_text_features()
-    with torch.no_grad():
-        output = model.model(images)
-    image_auroc = BinaryAUROC()(output.pred_score, batch.gt_label).item()
-    pixel_auroc = BinaryAUROC()(output.anomaly_map.flatten(), masks.flatten().long()).item()
-    return image_auroc, pixel_auroc
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
@@ -60,7 +43,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, target_scores) -> dict:  # noqa: ANN001
     """Prompts learned for 6 epochs of 8 steps on the generated auxiliary set, validated on the target."""
     torch.manual_seed(0)
     model = GlocalCLIP(**TINY, learning_rate=1e-2)  # 48 steps instead of the paper's thousands: larger steps
@@ -105,7 +88,9 @@ def test_prompt_file_and_checkpoint_are_written_and_small(trained: dict) -> None
     assert not any("backbone" in key for key in state)
 
 
-def test_prompt_file_and_checkpoint_reproduce_scores_exactly(trained: dict, data: dict[str, Path]) -> None:
+def test_prompt_file_and_checkpoint_reproduce_scores_exactly(
+    trained: dict, data: dict[str, Path], target_scores  # noqa: ANN001
+) -> None:
     model: GlocalCLIP = trained["model"]
     checkpoint = trained["engine"].trainer.checkpoint_callback.best_model_path
     from_checkpoint = GlocalCLIP.load_from_checkpoint(checkpoint)
