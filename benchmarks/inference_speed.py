@@ -157,16 +157,16 @@ def add_ratios(rows: list[Row]) -> None:
 def print_table(rows: list[Row], device: str) -> None:
     """A Markdown table of the rows."""
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
-    print(f"\nDevice: {name}, torch {torch.__version__}\n")  # noqa: T201
-    print("| model | precision | batch | images/s | ms/image | peak GiB | vs encoder | bf16 speed-up |")  # noqa: T201
-    print("|---|---|---:|---:|---:|---:|---:|---:|")  # noqa: T201
+    print(f"\nDevice: {name}, torch {torch.__version__}\n")
+    print("| model | precision | batch | images/s | ms/image | peak GiB | vs encoder | bf16 speed-up |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['error']} | | | | |")  # noqa: T201
+            print(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['error']} | | | | |")
             continue
         ratio = f"{r['vs_encoder']:.2f}" if "vs_encoder" in r else ""
         speedup = f"{r['bf16_speedup']:.2f}x" if "bf16_speedup" in r else ""
-        print(  # noqa: T201
+        print(
             f"| {r['model']} | {r['precision']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ms_per_image']:.2f} "
             f"| {r['peak_gib']:.2f} | {ratio} | {speedup} |",
         )

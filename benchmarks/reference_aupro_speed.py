@@ -41,10 +41,11 @@ def loop_aupro(maps: np.ndarray, masks: np.ndarray, steps: int = 200, fpr_limit:
     pros, fprs = [], []
     for threshold in np.arange(lo, hi, (hi - lo) / steps):
         positive = maps > threshold
-        overlaps = []
-        for image_positive, mask in zip(positive, masks, strict=True):
-            for region in measure.regionprops(measure.label(mask)):
-                overlaps.append(image_positive[region.coords[:, 0], region.coords[:, 1]].sum() / region.area)
+        overlaps = [
+            image_positive[region.coords[:, 0], region.coords[:, 1]].sum() / region.area
+            for image_positive, mask in zip(positive, masks, strict=True)
+            for region in measure.regionprops(measure.label(mask))
+        ]
         pros.append(np.mean(overlaps))
         fprs.append(np.logical_and(positive, normal).sum() / normal.sum())
     pros, fprs = np.asarray(pros), np.asarray(fprs)

@@ -112,13 +112,13 @@ def main() -> None:
     cached_epoch = sum(cached.epochs) / len(cached.epochs)
     uncached_epoch = sum(uncached.epochs) / len(uncached.epochs)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"\nDevice: {device}, {images} auxiliary images at {size} px, precision {args.precision}\n")  # noqa: T201
-    print("| figure | seconds |\n|---|---:|")  # noqa: T201
-    print(f"| caching pass (each image encoded once) | {caching_pass:.1f} |")  # noqa: T201
-    print(f"| epoch on cached features (mean of {len(cached.epochs)}) | {cached_epoch:.2f} |")  # noqa: T201
-    print(f"| whole fit, {args.epochs} epochs, caching included | {cached_total:.1f} |")  # noqa: T201
-    print(f"| epoch on images, no cache | {uncached_epoch:.2f} |")  # noqa: T201
-    print(f"\nEpoch speed-up from the cache: {uncached_epoch / cached_epoch:.1f}x; "  # noqa: T201
+    print(f"\nDevice: {device}, {images} auxiliary images at {size} px, precision {args.precision}\n")
+    print("| figure | seconds |\n|---|---:|")
+    print(f"| caching pass (each image encoded once) | {caching_pass:.1f} |")
+    print(f"| epoch on cached features (mean of {len(cached.epochs)}) | {cached_epoch:.2f} |")
+    print(f"| whole fit, {args.epochs} epochs, caching included | {cached_total:.1f} |")
+    print(f"| epoch on images, no cache | {uncached_epoch:.2f} |")
+    print(f"\nEpoch speed-up from the cache: {uncached_epoch / cached_epoch:.1f}x; "
           f"peak GPU memory with the cache: {peak:.2f} GiB")
 
 

@@ -1,4 +1,4 @@
-"""AnoCLIP and AnoCLIP+ in Python: zero-shot anomaly maps with no training at all.
+r"""AnoCLIP and AnoCLIP+ in Python: zero-shot anomaly maps with no training at all.
 
     python examples/anoclip_zero_shot.py                                          # generated data, tiny CLIP
     python examples/anoclip_zero_shot.py --mvtec ./datasets/MVTecAD --category cable \\

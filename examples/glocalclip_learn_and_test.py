@@ -1,4 +1,4 @@
-"""GlocalCLIP in Python: learn prompts on an auxiliary dataset, then test and predict zero-shot on a target.
+r"""GlocalCLIP in Python: learn prompts on an auxiliary dataset, then test and predict zero-shot on a target.
 
     python examples/glocalclip_learn_and_test.py                                   # generated data, tiny CLIP
     python examples/glocalclip_learn_and_test.py --visa ./datasets/visa --mvtec ./datasets/MVTecAD \\

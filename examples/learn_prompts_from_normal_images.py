@@ -1,4 +1,4 @@
-"""GlocalCLIP from your own normal images: learn prompts on synthetic anomalies, then test zero-shot on real ones.
+r"""GlocalCLIP from your own normal images: learn prompts on synthetic anomalies, then test zero-shot on real ones.
 
     python examples/learn_prompts_from_normal_images.py                          # generated data, tiny CLIP
     python examples/learn_prompts_from_normal_images.py --normal-images ./my_good_images \\

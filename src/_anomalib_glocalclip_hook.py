@@ -18,6 +18,11 @@ import os
 import sys
 from importlib.abc import Loader, MetaPathFinder
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: this module imports nothing it does not need at start-up
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
 _WATCHED = "anomalib.models"
 _GROUPS = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
 DISABLE_ENV = "ANOMALIB_DISABLE_PLUGINS"
@@ -61,7 +66,7 @@ class _RegisteringLoader(Loader):
     def __init__(self, loader: Loader) -> None:
         self._loader = loader
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201
+    def create_module(self, spec) -> ModuleType | None:  # noqa: ANN001
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:  # noqa: ANN001
@@ -80,7 +85,7 @@ class _RegisteringLoader(Loader):
 class _AnomalibImportWatcher(MetaPathFinder):
     """One-shot finder: wraps the loader of ``anomalib.models`` and then removes itself."""
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname, path=None, target=None) -> ModuleSpec | None:  # noqa: ANN001
         if fullname != _WATCHED:
             return None
         sys.meta_path.remove(self)

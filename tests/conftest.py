@@ -31,14 +31,14 @@ def tiny_config() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_backbone():  # noqa: ANN201
+def tiny_backbone():
     """A tiny random ``CLIPBackbone`` at 64 px (shared; do not modify)."""
     from anomalib_glocalclip.backbone import CLIPBackbone
 
     return CLIPBackbone(TINY_CLIP_CONFIG, pretrained=None, image_size=64)
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300):  # noqa: ANN201
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300):
     """Run a console command of this environment (``anomalib``, ``anomalib-glocalclip``, ``python``)."""
     import subprocess
     import sys
@@ -56,7 +56,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 @pytest.fixture(scope="session")
-def cli():  # noqa: ANN201
+def cli():
     """``run_cli``: run a console command of this environment and capture its output."""
     return run_cli
 
@@ -67,7 +67,7 @@ def images() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-def _target_scores(model, root: Path) -> tuple[float, float]:  # noqa: ANN001
+def _target_scores(model, root: Path) -> tuple[float, float]:
     """(image AUROC, pixel AUROC) of a GlocalCLIP on the generated MVTec AD ``bottle`` under ``root``."""
     target = MVTecAD(root=root, category="bottle", num_workers=0, eval_batch_size=64)
     target.setup()
@@ -84,6 +84,6 @@ def _target_scores(model, root: Path) -> tuple[float, float]:  # noqa: ANN001
 
 
 @pytest.fixture(scope="session")
-def target_scores():  # noqa: ANN201
+def target_scores():
     """``(model, root) -> (image AUROC, pixel AUROC)`` of a GlocalCLIP on a generated MVTec AD ``bottle``."""
     return _target_scores

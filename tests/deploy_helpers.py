@@ -52,7 +52,7 @@ def glocalclip_args(config: Path) -> dict[str, Any]:
     }
 
 
-def anoclip_args(config: Path, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+def anoclip_args(config: Path, **overrides: Any) -> dict[str, Any]:
     """Init args of AnoCLIP on the shallow tiny CLIP."""
     return {"backbone": str(config), "pretrained": None, "image_size": IMAGE_SIZE, **overrides}
 
@@ -106,7 +106,7 @@ def normalised_tolerances(model: torch.nn.Module) -> tuple[float, float]:
     )
 
 
-def max_abs_diff(first: Any, second: Any) -> float:  # noqa: ANN401
+def max_abs_diff(first: Any, second: Any) -> float:
     """Largest absolute difference of two tensors or arrays of the same number of elements."""
     first = np.asarray(first.detach().cpu() if isinstance(first, torch.Tensor) else first, dtype=np.float32)
     second = np.asarray(second.detach().cpu() if isinstance(second, torch.Tensor) else second, dtype=np.float32)
@@ -114,9 +114,9 @@ def max_abs_diff(first: Any, second: Any) -> float:  # noqa: ANN401
 
 
 def agree_away_from_threshold(
-    labels: Any,  # noqa: ANN401
-    reference_labels: Any,  # noqa: ANN401
-    scores: Any,  # noqa: ANN401
+    labels: Any,
+    reference_labels: Any,
+    scores: Any,
     threshold: float = 0.5,
     margin: float = SCORE_TOLERANCE,
 ) -> bool:
@@ -193,7 +193,7 @@ def predict_in_fresh_process(
     (workdir / "spec.json").write_text(json.dumps(spec))
     env = {**os.environ, "TRUST_REMOTE_CODE": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c", _FRESH_PROCESS_INFERENCE, str(workdir / "spec.json")]
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=workdir, timeout=600, check=False,
     )
     if result.returncode != 0:
@@ -213,6 +213,6 @@ def predict_in_fresh_process(
 def run_cli(*arguments: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a console command with one OpenMP thread; return the completed process (output captured)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}  # wide: Rich would wrap log lines
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         list(arguments), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False,
     )

@@ -7,7 +7,7 @@ import math
 import open_clip
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from anomalib_glocalclip.backbone import (
     CLIPBackbone,
@@ -108,7 +108,7 @@ class TestVVAttention:
         assert not any(block._forward_hooks or block._forward_pre_hooks for block in visual.transformer.resblocks)
 
     def test_layer_outside_tower_is_an_error(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:
-        with pytest.raises(ValueError, match="outside 1..24"):
+        with pytest.raises(ValueError, match=r"outside 1..24"):
             tiny_backbone.encode_image(images, vv_start_layer=6, out_layers=[25])
 
 
@@ -159,7 +159,7 @@ class TestTextTower:
 
 
 class TestLoading:
-    def test_random_backbone_is_reproducible(self, tiny_config) -> None:  # noqa: ANN001
+    def test_random_backbone_is_reproducible(self, tiny_config) -> None:
         first = build_clip(tiny_config, pretrained=None)
         torch.manual_seed(123)
         second = build_clip(tiny_config, pretrained=None)
@@ -167,7 +167,7 @@ class TestLoading:
             assert torch.equal(a, b), name
 
     @pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".jit.pt"])
-    def test_local_weight_files(self, tiny_config, tmp_path, suffix: str) -> None:  # noqa: ANN001
+    def test_local_weight_files(self, tiny_config, tmp_path, suffix: str) -> None:
         torch.manual_seed(7)
         source = open_clip.CLIP(**__import__("json").loads(tiny_config.read_text()))
         path = tmp_path / f"weights{suffix}"
@@ -183,7 +183,7 @@ class TestLoading:
         for name, value in source.state_dict().items():
             torch.testing.assert_close(loaded.state_dict()[name], value, msg=name)
 
-    def test_torchscript_archive_implies_quick_gelu(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_torchscript_archive_implies_quick_gelu(self, tiny_config, tmp_path) -> None:
         source = open_clip.CLIP(**__import__("json").loads(tiny_config.read_text()))
         path = tmp_path / "ViT-tiny.pt"
         torch.jit.save(torch.jit.script(source), str(path))
@@ -192,7 +192,7 @@ class TestLoading:
         assert not isinstance(build_clip(tiny_config, None).visual.transformer.resblocks[0].mlp.gelu,
                               open_clip.transformer.QuickGELU)
 
-    def test_positional_embedding_resized_when_loading_at_another_size(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_positional_embedding_resized_when_loading_at_another_size(self, tiny_config, tmp_path) -> None:
         source = build_clip(tiny_config, pretrained=None)
         path = tmp_path / "w.pt"
         torch.save(source.state_dict(), path)
@@ -213,16 +213,17 @@ class TestLoading:
         assert resized.shape == (37, 5)
         torch.testing.assert_close(resized[0], table[0])
 
-    def test_missing_openai_weights_give_one_clear_message(self, tmp_path) -> None:  # noqa: ANN001
+    def test_missing_openai_weights_give_one_clear_message(self, tmp_path) -> None:
         with pytest.raises(WeightsNotFoundError) as error:
             build_clip("ViT-L-14-336", pretrained="openai", cache_dir=tmp_path)
         message = str(error.value)
         assert "ViT-L-14-336px.pt" in message  # the file expected
         assert str(tmp_path) in message  # the cache folder
         assert "--model.pretrained /path/to/ViT-L-14-336px.pt" in message  # how to pass a local file
-        assert "urlopen" not in message and "Traceback" not in message
+        assert "urlopen" not in message
+        assert "Traceback" not in message
 
-    def test_missing_local_file_and_unknown_tag(self, tmp_path) -> None:  # noqa: ANN001
+    def test_missing_local_file_and_unknown_tag(self, tmp_path) -> None:
         with pytest.raises(WeightsNotFoundError, match="does not exist"):
             build_clip("ViT-L-14-336", pretrained=tmp_path / "nope.pt")
         with pytest.raises(WeightsNotFoundError, match="Unknown pretrained tag 'laion9000'"):
@@ -230,13 +231,13 @@ class TestLoading:
         with pytest.raises(ValueError, match="Unknown CLIP model"):
             build_clip("ViT-Q-99", pretrained=None)
 
-    def test_corrupt_weight_file(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_corrupt_weight_file(self, tiny_config, tmp_path) -> None:
         path = tmp_path / "broken.pt"
         path.write_bytes(b"not a checkpoint")
         with pytest.raises(WeightsNotFoundError, match=r"Could not read CLIP weights from .*broken\.pt"):
             read_state_dict(path)
 
-    def test_weights_of_another_architecture(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_weights_of_another_architecture(self, tiny_config, tmp_path) -> None:
         path = tmp_path / "other.pt"
         torch.save({"visual.conv1.weight": torch.zeros(1)}, path)
         with pytest.raises(WeightsNotFoundError, match="do not fit the model"):
@@ -244,7 +245,7 @@ class TestLoading:
 
 
 class TestCheckpointHygiene:
-    def test_frozen_weights_stay_out_of_state_dict(self, tiny_config) -> None:  # noqa: ANN001
+    def test_frozen_weights_stay_out_of_state_dict(self, tiny_config) -> None:
         backbone = CLIPBackbone(tiny_config, pretrained=None)
         assert backbone.state_dict() == {}
         assert len(backbone.state_dict(persist_all=True)) > 100
@@ -256,12 +257,13 @@ class TestCheckpointHygiene:
         holder.load_state_dict({"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}, strict=True)
         torch.testing.assert_close(backbone.clip.visual.proj, before)
 
-    def test_persist_weights_keeps_them(self, tiny_config) -> None:  # noqa: ANN001
+    def test_persist_weights_keeps_them(self, tiny_config) -> None:
         backbone = CLIPBackbone(tiny_config, pretrained=None, persist_weights=True)
         assert "clip.visual.proj" in backbone.state_dict()
 
-    def test_backbone_is_frozen_and_stays_in_eval(self, tiny_config) -> None:  # noqa: ANN001
+    def test_backbone_is_frozen_and_stays_in_eval(self, tiny_config) -> None:
         backbone = CLIPBackbone(tiny_config, pretrained=None)
         backbone.train()
-        assert not backbone.training and not backbone.clip.training
+        assert not backbone.training
+        assert not backbone.clip.training
         assert not any(p.requires_grad for p in backbone.parameters())

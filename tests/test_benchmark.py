@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import yaml
 from anomalib.engine import Engine
-from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
 from lightning.pytorch import Callback
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
@@ -29,6 +28,7 @@ from anomalib_glocalclip.benchmark.job import FitOnceEngine, describe_error
 from anomalib_glocalclip.benchmark.resolve import build_model
 from anomalib_glocalclip.benchmark.table import METRIC_ORDER, collect_rows, with_means
 from anomalib_glocalclip.testing import generate_mvtec_ad
+from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
 
 ANOMALIB_GLOCALCLIP = str(Path(sys.executable).with_name("anomalib-glocalclip"))
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -66,7 +66,7 @@ def offline_winclip(tmp_path: Path) -> Iterator[None]:
     torch_model.BACKBONE, torch_model.PRETRAINED = "tiny-winclip", None
     yield
     torch_model.BACKBONE, torch_model.PRETRAINED = saved
-    open_clip.factory._MODEL_CONFIGS.pop("tiny-winclip", None)  # noqa: SLF001
+    open_clip.factory._MODEL_CONFIGS.pop("tiny-winclip", None)
 
 
 def model_entries(workspace: dict[str, Path], winclip: bool) -> list[dict[str, Any]]:
@@ -157,8 +157,9 @@ def test_winclip_without_its_weights_offline_is_a_failed_row(
 
     import open_clip
 
-    def offline(url: str, *args: Any, **kwargs: Any) -> str:  # noqa: ANN401
-        raise URLError("[Errno -2] Name or service not known")
+    def offline(url: str, *args: Any, **kwargs: Any) -> str:
+        msg = "[Errno -2] Name or service not known"
+        raise URLError(msg)
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", offline)
     models = [model_entries(workspace, winclip=False)[1], {"class_path": "WinClip"}]
@@ -217,7 +218,7 @@ def test_zero_shot_model_is_validated_once(workspace: dict[str, Path], tmp_path:
     class CountValidations(Callback):
         count = 0
 
-        def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        def on_validation_start(self, trainer, pl_module) -> None:
             CountValidations.count += 1
 
     model = AnoCLIP(**anoclip_args(workspace["config"], image_score_views="none"))

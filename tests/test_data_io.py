@@ -161,7 +161,7 @@ def test_16_bit_rgb(tmp_path: Path) -> None:
 
 def test_missing_image_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "000.png"
-    with pytest.raises(FileNotFoundError, match="000.png"):
+    with pytest.raises(FileNotFoundError, match=r"000.png"):
         read_image(path)
 
 

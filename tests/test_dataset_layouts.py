@@ -85,12 +85,16 @@ def test_registry_covers_every_dataset() -> None:
     assert sum(entry.paper_table != "8.6" for entry in DATASETS.values()) == 15  # GlocalCLIP's 15, plus DAGM
     for entry in DATASETS.values():
         assert get_layout(entry.layout).name == entry.layout
-        assert entry.level in {"pixel", "image"} and entry.domain in {"industrial", "medical"}
+        assert entry.level in {"pixel", "image"}
+        assert entry.domain in {"industrial", "medical"}
         assert entry.download.startswith("http")
         assert (entry.level == "image") == (EXPECTED[entry.name].task == "classification")
-    assert DATASETS["kvasir_seg"].pixel_metrics and not DATASETS["kvasir_seg"].image_metrics
-    assert DATASETS["headct"].image_metrics and not DATASETS["headct"].pixel_metrics
-    assert DATASETS["btad"].image_metrics and DATASETS["btad"].pixel_metrics
+    assert DATASETS["kvasir_seg"].pixel_metrics
+    assert not DATASETS["kvasir_seg"].image_metrics
+    assert DATASETS["headct"].image_metrics
+    assert not DATASETS["headct"].pixel_metrics
+    assert DATASETS["btad"].image_metrics
+    assert DATASETS["btad"].pixel_metrics
 
 
 def test_registry_names_and_aliases() -> None:
@@ -275,10 +279,12 @@ def test_clinicdb_kaggle_copy_prefers_tif(tmp_path: Path) -> None:
 def test_isic_and_tn3k_train_splits_from_their_official_folders(tmp_path: Path) -> None:
     isic = generate_isic2016(tmp_path / "isic", n_train=2)
     train = get_layout("isic2016").samples(isic, None, "train")
-    assert len(train) == 2 and all("Training_Data" in path for path in train["image_path"])
+    assert len(train) == 2
+    assert all("Training_Data" in path for path in train["image_path"])
     datamodule = make_datamodule("isic2016", isic, num_workers=0)
     datamodule.setup()
-    assert len(datamodule.train_data) == 2 and len(datamodule.test_data) == 3
+    assert len(datamodule.train_data) == 2
+    assert len(datamodule.test_data) == 3
     tn3k = generate_tn3k(tmp_path / "tn3k", top_folder=None)
     assert len(get_layout("tn3k").samples(tn3k, None, "train")) == 2
 

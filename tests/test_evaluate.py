@@ -96,7 +96,9 @@ def test_paper_format_csv(sweep: dict[str, Any]) -> None:
         for category in ("bottle", "carpet"):
             assert table.loc[category, column] == pytest.approx(round(100 * raw.loc[category, column], 1), abs=1e-9)
         assert table.loc["mean", column] == pytest.approx(round(100 * raw[column].mean(), 1), abs=1e-9)
-    assert (raw["status"] == "ok").all() and (raw["n_images"] == 4).all() and (raw["n_anomalous"] == 2).all()
+    assert (raw["status"] == "ok").all()
+    assert (raw["n_images"] == 4).all()
+    assert (raw["n_anomalous"] == 2).all()
     pd.testing.assert_frame_equal(sweep["table"], table, check_dtype=False)  # the API returns the same table
 
 
@@ -118,7 +120,8 @@ def test_heatmaps_are_written_per_category(sweep: dict[str, Any]) -> None:
         heatmaps = sorted((sweep["output"] / "heatmaps" / category).rglob("*.png"))
         assert len(heatmaps) == 4, heatmaps
         result = json.loads((sweep["output"] / "categories" / f"{category}.json").read_text(encoding="utf-8"))
-        assert result["status"] == "ok" and result["heatmaps"] == f"heatmaps/{category}"
+        assert result["status"] == "ok"
+        assert result["heatmaps"] == f"heatmaps/{category}"
 
 
 # ----- resume and failures -----
@@ -151,7 +154,8 @@ def test_resume_redoes_only_missing_categories(
     assert calls == ["carpet"]
     assert (bottle.stat().st_mtime_ns, bottle.read_bytes()) == bottle_before
     assert list(table.index) == ["bottle", "carpet", "mean"]
-    assert run_sweep(glocalclip(data), output, data["mvtec"]) is not None and calls == ["carpet"]  # all done: no run
+    assert run_sweep(glocalclip(data), output, data["mvtec"]) is not None
+    assert calls == ["carpet"]
 
 
 def test_crash_mid_sweep_keeps_finished_categories(
@@ -179,15 +183,18 @@ def test_crash_mid_sweep_keeps_finished_categories(
     assert not (output / "categories" / "carpet.json").exists()
     assert not list((output / "categories").glob(".*"))  # no temporary files left behind
     partial = pd.read_csv(output / "results.csv", index_col="category")  # tables written up to the crash
-    assert list(partial.index) == ["bottle", "mean"] and partial.loc["mean", "note"] == "mean over 1 of 2 categories"
+    assert list(partial.index) == ["bottle", "mean"]
+    assert partial.loc["mean", "note"] == "mean over 1 of 2 categories"
     bottle_before = bottle.read_bytes()
 
     calls = _spy_on_category_runs(monkeypatch)
     factory = CrashingFactory(crash_on=None)
     table = run_sweep(factory, output, data["mvtec"])
-    assert calls == ["carpet"] and factory.calls == 1
+    assert calls == ["carpet"]
+    assert factory.calls == 1
     assert bottle.read_bytes() == bottle_before
-    assert list(table.index) == ["bottle", "carpet", "mean"] and table.attrs["failed"] == []
+    assert list(table.index) == ["bottle", "carpet", "mean"]
+    assert table.attrs["failed"] == []
 
 
 def test_broken_category_is_reported_and_the_sweep_goes_on(
@@ -208,21 +215,24 @@ def test_broken_category_is_reported_and_the_sweep_goes_on(
     assert table.loc["mean", "note"] == "mean over 1 of 2 categories"
     assert table.loc["mean", "pixel_AUROC"] == table.loc["carpet", "pixel_AUROC"]
     stored = json.loads((output / "categories" / "bottle.json").read_text(encoding="utf-8"))
-    assert stored["status"] == "failed" and stored["traceback"]
+    assert stored["status"] == "failed"
+    assert stored["traceback"]
     assert "Category bottle failed" in (output / "evaluate.log").read_text(encoding="utf-8")
     assert "failed:" in (output / "results.md").read_text(encoding="utf-8")
 
     image.write_bytes(original)  # repaired: a rerun redoes the failed category only
     calls = _spy_on_category_runs(monkeypatch)
     table = run_sweep(glocalclip(data), output, root)
-    assert calls == ["bottle"] and table.attrs["failed"] == [] and table.loc["mean", "note"] == ""
+    assert calls == ["bottle"]
+    assert table.attrs["failed"] == []
+    assert table.loc["mean", "note"] == ""
 
 
 def test_results_of_another_model_are_not_mixed(sweep: dict[str, Any], data: dict[str, Path], tmp_path: Path) -> None:
     output = tmp_path / "sweep"
     shutil.copytree(sweep["output"], output)
     other = functools.partial(GlocalCLIP, prompt_weights=str(data["prompts"]), **{**TINY, "sigma": 2.0})
-    with pytest.raises(SweepMismatchError, match="sigma=2.0"):
+    with pytest.raises(SweepMismatchError, match=r"sigma=2.0"):
         run_sweep(other, output, data["mvtec"], categories=["bottle"])
     run_sweep(other, output, data["mvtec"], categories=["bottle"], overwrite=True, heatmaps=False)
     assert [path.stem for path in (output / "categories").glob("*.json")] == ["bottle"]
@@ -237,7 +247,8 @@ def test_anomalous_only_pixel_dataset_reports_pixel_metrics(
     root = OFFICIAL_LAYOUT_GENERATORS["cvc_clinicdb"](tmp_path / "clinicdb")
     table = run_sweep(glocalclip(data), tmp_path / "out", root, dataset="cvc_clinicdb")
     assert list(table.columns) == ["pixel_AUROC", "pixel_ReferenceAUPRO", "pixel_AUPRO", "note"]
-    assert list(table.index) == ["cvc_clinicdb", "mean"] and table.attrs["failed"] == []
+    assert list(table.index) == ["cvc_clinicdb", "mean"]
+    assert table.attrs["failed"] == []
     assert ((table.iloc[:, :3] >= 0) & (table.iloc[:, :3] <= 100)).all().all()
     raw = read_metrics(tmp_path / "out")
     assert not [column for column in raw.columns if column.startswith("image_")]  # undefined with one class
@@ -250,7 +261,8 @@ def test_image_level_dataset_reports_image_metrics(data: dict[str, Path], tmp_pa
     root = OFFICIAL_LAYOUT_GENERATORS["headct"](tmp_path / "headct")
     table = run_sweep(glocalclip(data), tmp_path / "out", root, dataset="headct")
     assert list(table.columns) == ["image_AUROC", "image_AUPR", "note"]
-    assert list(table.index) == ["headct", "mean"] and table.attrs["failed"] == []
+    assert list(table.index) == ["headct", "mean"]
+    assert table.attrs["failed"] == []
     raw = read_metrics(tmp_path / "out")
     assert not [column for column in raw.columns if column.startswith("pixel_")]
 
@@ -311,7 +323,8 @@ def test_both_aupros_are_reported_sane_and_on_raw_scores(data: dict[str, Path], 
         maps, masks = torch.cat(model.test_maps), torch.cat(model.test_masks)
         reference, anomalib_aupro = raw.loc[category, "pixel_ReferenceAUPRO"], raw.loc[category, "pixel_AUPRO"]
         # a good but imperfect localiser scores well under both definitions, and they differ
-        assert 0.4 < reference < 1 and 0.4 < anomalib_aupro < 1, (reference, anomalib_aupro)
+        assert 0.4 < reference < 1, (reference, anomalib_aupro)
+        assert 0.4 < anomalib_aupro < 1, (reference, anomalib_aupro)
         assert abs(reference - anomalib_aupro) > 1e-3
         # and they are the metrics of the model's raw maps (no Anomalib normalisation in between)
         assert reference == pytest.approx(float(reference_aupro(maps, masks)), abs=1e-6)
@@ -386,7 +399,8 @@ def test_cli_setup_errors_exit_2(data: dict[str, Path], tmp_path: Path, capsys: 
             str(tmp_path),
         ]
     )
-    assert code == 2 and "no categories ['cable']" in capsys.readouterr().err
+    assert code == 2
+    assert "no categories ['cable']" in capsys.readouterr().err
 
 
 # ----- the protocol configs -----
@@ -442,7 +456,8 @@ def test_protocol_config_as_written(config: str) -> None:
     assert [source["layout"] for source in sources] == [auxiliary]
     assert all(source["root"].startswith("./datasets/") for source in sources)
     target = values["data"]["init_args"]["target"]
-    assert target["class_path"].endswith(f".{target_class}") and target["init_args"]["root"].startswith("./datasets/")
+    assert target["class_path"].endswith(f".{target_class}")
+    assert target["init_args"]["root"].startswith("./datasets/")
 
 
 @pytest.mark.parametrize("config", list(PROTOCOLS))
@@ -453,14 +468,18 @@ def test_protocol_config_parses_and_builds(config: str, miniatures: dict[str, Pa
         args=["train", "-c", str(CONFIGS / f"{config}.yaml"), *protocol_overrides(config, miniatures)], run=False
     )
     preset, _, _, target_class = PROTOCOLS[config]
-    assert isinstance(cli.model, GlocalCLIP) and cli.model.learning_type == LearningType.ONE_CLASS
+    assert isinstance(cli.model, GlocalCLIP)
+    assert cli.model.learning_type == LearningType.ONE_CLASS
     assert cli.model.model.prompt_learner.shape == PRESETS[preset]
     datamodule = cli.datamodule
-    assert isinstance(datamodule, AuxiliaryTransfer) and type(datamodule.target).__name__ == target_class
-    assert cli.config["train"]["trainer"]["max_epochs"] == 15 and cli.config["train"]["seed_everything"] == 111
+    assert isinstance(datamodule, AuxiliaryTransfer)
+    assert type(datamodule.target).__name__ == target_class
+    assert cli.config["train"]["trainer"]["max_epochs"] == 15
+    assert cli.config["train"]["seed_everything"] == 111
     datamodule.prepare_data()
     datamodule.setup()
-    assert len(datamodule.train_data) > 0 and datamodule.train_data.samples["label_index"].eq(1).any()
+    assert len(datamodule.train_data) > 0
+    assert datamodule.train_data.samples["label_index"].eq(1).any()
     assert len(datamodule.test_data) > 0
 
 
@@ -483,7 +502,8 @@ def test_zero_shot_config_parses_and_builds(data: dict[str, Path]) -> None:
         str(data["mvtec"]),
     ]
     cli = AnomalibCLI(args=args, run=False)
-    assert isinstance(cli.model, GlocalCLIP) and cli.model.learning_type == LearningType.ZERO_SHOT
+    assert isinstance(cli.model, GlocalCLIP)
+    assert cli.model.learning_type == LearningType.ZERO_SHOT
 
 
 def test_protocol_config_trains_one_epoch_end_to_end(miniatures: dict[str, Path], tmp_path: Path) -> None:

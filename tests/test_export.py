@@ -21,6 +21,9 @@ from anomalib.data import MVTecAD
 from anomalib.data.utils import read_image
 from anomalib.deploy import ExportType
 from anomalib.engine import Engine
+
+from anomalib_glocalclip import AnoCLIP, GlocalCLIP
+from anomalib_glocalclip.testing import generate_mvtec_ad
 from deploy_helpers import (
     SCORE_TOLERANCE,
     agree_away_from_threshold,
@@ -35,9 +38,6 @@ from deploy_helpers import (
     write_shallow_clip_config,
     write_test_image,
 )
-
-from anomalib_glocalclip import AnoCLIP, GlocalCLIP
-from anomalib_glocalclip.testing import generate_mvtec_ad
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -26,7 +26,7 @@ class StepRecorder(Callback):
         self.losses: list[float] = []
         self.cached: list[bool] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.losses.append(float(outputs["loss"]))
         self.cached.append(isinstance(batch, CachedBatch))
 
@@ -36,7 +36,7 @@ def visa(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_visa(tmp_path_factory.mktemp("aux") / "visa", categories=("candle", "pcb1"), seed=0)
 
 
-def train(visa: Path, root: Path, augmentations=None, **model_args) -> tuple[GlocalCLIP, StepRecorder]:  # noqa: ANN001
+def train(visa: Path, root: Path, augmentations=None, **model_args) -> tuple[GlocalCLIP, StepRecorder]:
     seed_everything(5)
     model = GlocalCLIP(**TINY, **model_args)
     recorder = StepRecorder()
@@ -52,7 +52,8 @@ def train(visa: Path, root: Path, augmentations=None, **model_args) -> tuple[Glo
 def test_cached_training_equals_training_on_images(visa: Path, tmp_path: Path, storage: str) -> None:
     cached, cached_steps = train(visa, tmp_path / "cached", cache_storage=storage)
     plain, plain_steps = train(visa, tmp_path / "plain", cache_features=False)
-    assert all(cached_steps.cached) and not any(plain_steps.cached)
+    assert all(cached_steps.cached)
+    assert not any(plain_steps.cached)
     assert len(cached_steps.losses) == len(plain_steps.losses) == 2 * 3  # 2 epochs of 10 images in batches of 4
     torch.testing.assert_close(torch.tensor(cached_steps.losses), torch.tensor(plain_steps.losses))
     for (name, a), b in zip(cached.model.prompt_learner.state_dict().items(),
@@ -78,7 +79,8 @@ def test_cache_keeps_bf16_bit_for_bit_on_disk(tmp_path: Path) -> None:
     assert batch.global_features.dtype == torch.bfloat16
     assert torch.equal(batch.global_features, features[[5, 0, 2]])
     assert torch.equal(batch.patch_features, patches[:, [5, 0, 2]])
-    assert torch.equal(batch.gt_mask, masks[[5, 0, 2]]) and torch.equal(batch.gt_label, labels[[5, 0, 2]])
+    assert torch.equal(batch.gt_mask, masks[[5, 0, 2]])
+    assert torch.equal(batch.gt_label, labels[[5, 0, 2]])
     folder = cache.folder
     cache.release()
     assert not folder.exists()

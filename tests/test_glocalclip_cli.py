@@ -23,7 +23,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prompts(cli, workspace: Path) -> Path:  # noqa: ANN001
+def prompts(cli, workspace: Path) -> Path:
     """``anomalib train --model GlocalCLIP --data AuxiliaryTransfer ...``, as in the README."""
     result = cli(
         "anomalib", "train", "--model", "GlocalCLIP", *TINY_ARGS,
@@ -41,11 +41,12 @@ def prompts(cli, workspace: Path) -> Path:  # noqa: ANN001
 
 def test_train_writes_prompts_beside_a_small_checkpoint(prompts: Path) -> None:
     checkpoint = prompts.parent / "model.ckpt"
-    assert checkpoint.is_file() and checkpoint.stat().st_size < 500_000
+    assert checkpoint.is_file()
+    assert checkpoint.stat().st_size < 500_000
     assert (prompts.parents[2] / "config.yaml").read_text().count("anomalib_glocalclip.GlocalCLIP") == 1
 
 
-def test_zero_shot_test(cli, workspace: Path, prompts: Path) -> None:  # noqa: ANN001
+def test_zero_shot_test(cli, workspace: Path, prompts: Path) -> None:
     result = cli(
         "anomalib", "test", "--model", "GlocalCLIP", *TINY_ARGS, "--model.prompt_weights", str(prompts),
         "--data", "MVTecAD", "--data.root", "./datasets/MVTecAD", "--data.category", "bottle",
@@ -60,7 +61,7 @@ def test_zero_shot_test(cli, workspace: Path, prompts: Path) -> None:  # noqa: A
     assert len(heatmaps) == 5
 
 
-def test_predict_on_a_folder_writes_heatmaps_and_labels(cli, workspace: Path, prompts: Path) -> None:  # noqa: ANN001
+def test_predict_on_a_folder_writes_heatmaps_and_labels(cli, workspace: Path, prompts: Path) -> None:
     folder = workspace / "datasets" / "MVTecAD" / "bottle" / "test"
     result = cli(
         "anomalib", "predict", "--model", "GlocalCLIP", *TINY_ARGS, "--model.prompt_weights", str(prompts),
@@ -72,11 +73,12 @@ def test_predict_on_a_folder_writes_heatmaps_and_labels(cli, workspace: Path, pr
     assert len(list(run.glob("images/*/*.png"))) == 5
     with (run / "predictions.csv").open() as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 5 and {row["pred_label"] for row in rows} <= {"0", "1"}
+    assert len(rows) == 5
+    assert {row["pred_label"] for row in rows} <= {"0", "1"}
     assert all(0.0 <= float(row["pred_score"]) <= 1.0 for row in rows)
 
 
-def test_plugin_console_script_runs_anomalib_commands(cli, workspace: Path, prompts: Path) -> None:  # noqa: ANN001
+def test_plugin_console_script_runs_anomalib_commands(cli, workspace: Path, prompts: Path) -> None:
     result = cli(
         "anomalib-glocalclip", "test", "--model", "GlocalCLIP", *TINY_ARGS, "--model.prompt_weights", str(prompts),
         "--data", "MVTecAD", "--data.root", "./datasets/MVTecAD", "--data.category", "bottle",
@@ -87,11 +89,13 @@ def test_plugin_console_script_runs_anomalib_commands(cli, workspace: Path, prom
     assert "pixel_AUROC" in result.stdout
 
 
-def test_offline_demo(cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_offline_demo(cli, tmp_path: Path) -> None:
     result = cli("anomalib-glocalclip", "demo", "--workdir", str(tmp_path / "demo"), "--epochs", "1",
                  env={"HOME": str(tmp_path)})  # an empty open_clip cache: no real weights
     assert result.returncode == 0, result.stderr[-3000:]
     first_line = result.stdout.splitlines()[1]
-    assert first_line.startswith("NO CLIP WEIGHTS FOUND") and "scores mean nothing" in first_line
-    assert "pixel_AUROC" in result.stdout and "Heatmaps:" in result.stdout
+    assert first_line.startswith("NO CLIP WEIGHTS FOUND")
+    assert "scores mean nothing" in first_line
+    assert "pixel_AUROC" in result.stdout
+    assert "Heatmaps:" in result.stdout
     assert list((tmp_path / "demo" / "zero_shot").glob("GlocalCLIP/MVTecAD/bottle/latest/images/**/*.png"))

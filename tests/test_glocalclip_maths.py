@@ -102,7 +102,8 @@ class TestMaps:
         torch.testing.assert_close(maps[0, 1], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
         up = patch_probability_map(probabilities, (2, 2), (4, 4))
         assert up.shape == (1, 2, 4, 4)
-        assert up[0, 1, 0, 3] == 1.0 and up[0, 1, 3, 0] == 0.0
+        assert up[0, 1, 0, 3] == 1.0
+        assert up[0, 1, 3, 0] == 0.0
 
     @pytest.mark.parametrize(("sigma", "size"), [(8.0, (37, 53)), (4.0, (64, 64)), (8.0, (10, 12)), (1.5, (5, 7))])
     def test_gaussian_blur_equals_scipy(self, sigma: float, size: tuple[int, int]) -> None:

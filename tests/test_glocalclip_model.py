@@ -21,7 +21,7 @@ from anomalib_glocalclip.glocalclip.prompt_learner import prompt_templates
 SHAPE = PromptShape(n_ctx=3, n_abnormal_ctx=2, deep_prompt_depth=4, deep_prompt_length=2)
 
 
-def tiny_model(tiny_config, **kwargs) -> GlocalCLIP:  # noqa: ANN001
+def tiny_model(tiny_config, **kwargs) -> GlocalCLIP:
     """Tiny GlocalCLIP; prompts initialised from a fixed seed, so two models built alike are equal."""
     torch.manual_seed(0)
     return GlocalCLIP(backbone=str(tiny_config), pretrained=None, image_size=64, **kwargs)
@@ -36,7 +36,7 @@ class TestPromptLayout:
             "X X X X X damaged object.",
         ]
 
-    def test_token_layout(self, tiny_backbone) -> None:  # noqa: ANN001
+    def test_token_layout(self, tiny_backbone) -> None:
         learner = GlocalPromptLearner(tiny_backbone, SHAPE)
         lengths = (learner.token_ids != 0).sum(dim=1).tolist()
         n, m = SHAPE.n_ctx, SHAPE.n_abnormal_ctx
@@ -46,7 +46,7 @@ class TestPromptLayout:
         assert (learner.token_ids[:, 0] == sot).all()
         assert learner.token_ids[1, n + m + 4].item() == eot
 
-    def test_context_vectors_sit_after_sos_and_are_shared_by_normal_and_anomalous(self, tiny_backbone) -> None:  # noqa: ANN001
+    def test_context_vectors_sit_after_sos_and_are_shared_by_normal_and_anomalous(self, tiny_backbone) -> None:
         learner = GlocalPromptLearner(tiny_backbone, SHAPE)
         prompts = learner()
         n, m = SHAPE.n_ctx, SHAPE.n_abnormal_ctx
@@ -61,7 +61,7 @@ class TestPromptLayout:
         torch.testing.assert_close(prompts[0, 1 + n :], fixed[0, 1 + n :])
         torch.testing.assert_close(prompts[1, 1 + n + m :], fixed[1, 1 + n + m :])
 
-    def test_learnable_parameter_count_matches_the_spec(self, tiny_backbone) -> None:  # noqa: ANN001
+    def test_learnable_parameter_count_matches_the_spec(self, tiny_backbone) -> None:
         for shape in (*PRESETS.values(), SHAPE):
             learner = GlocalPromptLearner(tiny_backbone, shape)
             width = tiny_backbone.text_width
@@ -70,7 +70,7 @@ class TestPromptLayout:
             assert sum(p.numel() for p in learner.parameters()) == expected
             assert all(not name.startswith("token") for name in learner.state_dict())  # CLIP-derived: not saved
 
-    def test_presets(self, tiny_config) -> None:  # noqa: ANN001
+    def test_presets(self, tiny_config) -> None:
         model = tiny_model(tiny_config, preset="mvtec_to_industrial", deep_prompt_length=3)
         assert model.model.prompt_learner.shape == PromptShape(12, 13, 10, 3)
         with pytest.raises(ValueError, match="Unknown GlocalCLIP preset 'nope'"):
@@ -78,7 +78,7 @@ class TestPromptLayout:
 
 
 class TestScoring:
-    def test_score_is_the_global_anomalous_probability(self, tiny_config, images) -> None:  # noqa: ANN001
+    def test_score_is_the_global_anomalous_probability(self, tiny_config, images) -> None:
         model = tiny_model(tiny_config).eval()
         text = model.model.encode_text()
         features = model.model.encode_image(images)
@@ -87,7 +87,7 @@ class TestScoring:
             output = model.model(images)
         torch.testing.assert_close(output.pred_score, logits.softmax(-1)[:, 1])
 
-    def test_global_feature_skips_ln_post_unless_asked(self, tiny_config, images) -> None:  # noqa: ANN001
+    def test_global_feature_skips_ln_post_unless_asked(self, tiny_config, images) -> None:
         model = tiny_model(tiny_config).eval()
         backbone = model.model.backbone
         cls = backbone.encode_image(images, 6, []).class_token
@@ -97,7 +97,7 @@ class TestScoring:
         vanilla = torch.nn.functional.normalize(backbone.clip.encode_image(images), dim=-1)
         torch.testing.assert_close(with_ln.model.encode_image(images).global_features, vanilla, atol=1e-5, rtol=1e-5)
 
-    def test_reference_map_is_layer_count_times_the_last_layer(self, tiny_config, images) -> None:  # noqa: ANN001
+    def test_reference_map_is_layer_count_times_the_last_layer(self, tiny_config, images) -> None:
         reference = tiny_model(tiny_config, sigma=0).eval()
         per_layer = tiny_model(tiny_config, sigma=0, per_layer_features=True, feature_layers=[24]).eval()
         with torch.no_grad():
@@ -106,7 +106,7 @@ class TestScoring:
         torch.testing.assert_close(four, 4 * one)
         assert reference.model.map_layers == (24,)
 
-    def test_per_layer_map_sums_each_layers_probability(self, tiny_config, images) -> None:  # noqa: ANN001
+    def test_per_layer_map_sums_each_layers_probability(self, tiny_config, images) -> None:
         model = tiny_model(tiny_config, sigma=0, per_layer_features=True, feature_layers=[6, 12]).eval()
         text = model.model.text_features
         with torch.no_grad():
@@ -117,7 +117,7 @@ class TestScoring:
         torch.testing.assert_close(output.anomaly_map, maps[0, :, 1] + maps[1, :, 1])
         assert not torch.allclose(maps[0], maps[1])
 
-    def test_map_is_smoothed(self, tiny_config, images) -> None:  # noqa: ANN001
+    def test_map_is_smoothed(self, tiny_config, images) -> None:
         from anomalib_glocalclip.glocalclip.anomaly_map import gaussian_blur
 
         raw = tiny_model(tiny_config, sigma=0).eval()
@@ -126,31 +126,35 @@ class TestScoring:
             expected = gaussian_blur(raw.model(images).anomaly_map, 8)
             torch.testing.assert_close(smooth.model(images).anomaly_map, expected)
 
-    def test_batch_of_one(self, tiny_config) -> None:  # noqa: ANN001
+    def test_batch_of_one(self, tiny_config) -> None:
         model = tiny_model(tiny_config)
         image = torch.randn(1, 3, 64, 64)
         batch = ImageBatch(image=image, gt_label=torch.tensor([1]), gt_mask=torch.zeros(1, 64, 64, dtype=torch.bool))
         batch.gt_mask[0, 10:20, 10:20] = True
         losses = model.compute_losses(model.model.encode_image(batch.image), batch.gt_label, batch.gt_mask)
-        assert torch.isfinite(losses["loss"]) and losses["loss_local"] > 0
+        assert torch.isfinite(losses["loss"])
+        assert losses["loss_local"] > 0
         losses["loss"].backward()
         assert model.model.prompt_learner.global_normal_ctx.grad is not None
         model.eval()
         with torch.no_grad():
             output = model.model(image)
-        assert output.pred_score.shape == (1,) and output.anomaly_map.shape == (1, 64, 64)
+        assert output.pred_score.shape == (1,)
+        assert output.anomaly_map.shape == (1, 64, 64)
 
-    def test_only_prompts_get_gradients(self, tiny_config) -> None:  # noqa: ANN001
+    def test_only_prompts_get_gradients(self, tiny_config) -> None:
         model = tiny_model(tiny_config)
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-        assert trainable and all(name.startswith("model.prompt_learner.") for name in trainable)
+        assert trainable
+        assert all(name.startswith("model.prompt_learner.") for name in trainable)
         optimizer = model.configure_optimizers()
         assert isinstance(optimizer, torch.optim.Adam)
-        assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["betas"] == (0.5, 0.999)
+        assert optimizer.defaults["lr"] == 1e-3
+        assert optimizer.defaults["betas"] == (0.5, 0.999)
 
 
 class TestModesAndFiles:
-    def test_learning_type_follows_prompt_weights(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_learning_type_follows_prompt_weights(self, tiny_config, tmp_path) -> None:
         model = tiny_model(tiny_config)
         assert model.learning_type == LearningType.ONE_CLASS
         path = model.save_prompts(tmp_path / "prompts.pt")
@@ -158,7 +162,7 @@ class TestModesAndFiles:
         assert zero_shot.learning_type == LearningType.ZERO_SHOT
         assert zero_shot.configure_optimizers() is None
 
-    def test_prompt_file_round_trip_reproduces_scores(self, tiny_config, tmp_path, images) -> None:  # noqa: ANN001
+    def test_prompt_file_round_trip_reproduces_scores(self, tiny_config, tmp_path, images) -> None:
         model = tiny_model(tiny_config, preset="visa_to_mvtec")
         with torch.no_grad():
             for parameter in model.model.prompt_learner.parameters():
@@ -174,12 +178,12 @@ class TestModesAndFiles:
         torch.testing.assert_close(a.pred_score, b.pred_score, atol=0, rtol=0)
         torch.testing.assert_close(a.anomaly_map, b.anomaly_map, atol=0, rtol=0)
 
-    def test_explicit_sizes_that_disagree_with_the_file(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_explicit_sizes_that_disagree_with_the_file(self, tiny_config, tmp_path) -> None:
         path = tiny_model(tiny_config).save_prompts(tmp_path / "p.pt")
-        with pytest.raises(PromptFileError, match="Drop --model.preset"):
+        with pytest.raises(PromptFileError, match=r"Drop --model.preset"):
             tiny_model(tiny_config, prompt_weights=str(path), n_ctx=5)
 
-    def test_reference_checkpoint_is_read(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_reference_checkpoint_is_read(self, tiny_config, tmp_path) -> None:
         model = tiny_model(tiny_config)
         learner = model.model.prompt_learner
         width = learner.global_normal_ctx.shape[-1]
@@ -198,10 +202,10 @@ class TestModesAndFiles:
         torch.testing.assert_close(loaded.model.prompt_learner.local_anomalous_ctx, reference["ctx_local_neg"][0, 0])
         torch.testing.assert_close(loaded.model.prompt_learner.deep_prompts[7], reference["compound_prompts_text.7"])
 
-    def test_unreadable_and_unfitting_prompt_files(self, tiny_config, tmp_path) -> None:  # noqa: ANN001
+    def test_unreadable_and_unfitting_prompt_files(self, tiny_config, tmp_path) -> None:
         broken = tmp_path / "broken.pt"
         broken.write_bytes(b"\x00garbage")
-        with pytest.raises(PromptFileError, match="Could not read prompt file .*broken.pt"):
+        with pytest.raises(PromptFileError, match=r"Could not read prompt file .*broken.pt"):
             tiny_model(tiny_config, prompt_weights=str(broken))
         with pytest.raises(PromptFileError, match="does not exist"):
             tiny_model(tiny_config, prompt_weights=str(tmp_path / "missing.pt"))
@@ -217,20 +221,22 @@ class TestModesAndFiles:
         with pytest.raises(PromptFileError, match="does not fit this backbone"):
             tiny_model(tiny_config, prompt_weights=str(path))
 
-    def test_checkpoint_holds_no_clip_weights(self, tiny_config) -> None:  # noqa: ANN001
+    def test_checkpoint_holds_no_clip_weights(self, tiny_config) -> None:
         model = tiny_model(tiny_config)
         keys = list(model.state_dict())
         assert not any(".backbone." in key for key in keys)
         assert "model.prompt_learner.global_normal_ctx" in keys
 
-    def test_natural_thresholds_without_validation(self, tiny_config) -> None:  # noqa: ANN001
+    def test_natural_thresholds_without_validation(self, tiny_config) -> None:
         post = tiny_model(tiny_config).post_processor
-        assert post._image_threshold.item() == 0.5 and post.image_max.item() == 1.0
-        assert post._pixel_threshold.item() == 2.0 and post.pixel_max.item() == 4.0
+        assert post._image_threshold.item() == 0.5
+        assert post.image_max.item() == 1.0
+        assert post._pixel_threshold.item() == 2.0
+        assert post.pixel_max.item() == 4.0
 
 
 @pytest.mark.parametrize(("user_epochs", "expected"), [(None, 15), (3, 3)])
-def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, user_epochs, expected) -> None:  # noqa: ANN001
+def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, user_epochs, expected) -> None:
     from lightning.pytorch import Trainer
     from lightning.pytorch.loops.utilities import _parse_loop_limits
 

@@ -25,10 +25,10 @@ class LossRecorder(Callback):
     def __init__(self) -> None:
         self.epochs: list[list[float]] = []
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.epochs.append([])
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:
         self.epochs[-1].append(float(outputs["loss"]))
 
 
@@ -43,7 +43,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, target_scores) -> dict:  # noqa: ANN001
+def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, target_scores) -> dict:
     """Prompts learned for 6 epochs of 8 steps on the generated auxiliary set, validated on the target."""
     torch.manual_seed(0)
     model = GlocalCLIP(**TINY, learning_rate=1e-2)  # 48 steps instead of the paper's thousands: larger steps
@@ -81,7 +81,8 @@ def test_prompt_file_and_checkpoint_are_written_and_small(trained: dict) -> None
     prompts = model.prompt_file_path()
     checkpoint = Path(trained["engine"].trainer.checkpoint_callback.best_model_path or
                       trained["engine"].trainer.checkpoint_callback.last_model_path)
-    assert prompts.is_file() and prompts.parent == checkpoint.parent
+    assert prompts.is_file()
+    assert prompts.parent == checkpoint.parent
     assert prompts.stat().st_size < 50_000
     assert checkpoint.stat().st_size < 500_000  # no CLIP weights inside
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
@@ -89,7 +90,7 @@ def test_prompt_file_and_checkpoint_are_written_and_small(trained: dict) -> None
 
 
 def test_prompt_file_and_checkpoint_reproduce_scores_exactly(
-    trained: dict, data: dict[str, Path], target_scores  # noqa: ANN001
+    trained: dict, data: dict[str, Path], target_scores
 ) -> None:
     model: GlocalCLIP = trained["model"]
     checkpoint = trained["engine"].trainer.checkpoint_callback.best_model_path
@@ -144,7 +145,7 @@ class TestBadAuxiliaryData:
     def test_unknown_category(self, tmp_path: Path) -> None:
         visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0)
         datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa), categories=["pcb9"]))
-        with pytest.raises(DatasetLayoutError, match="Unknown visa category 'pcb9'.*candle"):
+        with pytest.raises(DatasetLayoutError, match=r"Unknown visa category 'pcb9'.*candle"):
             datamodule.setup()
 
     def test_empty_folder(self, tmp_path: Path) -> None:
@@ -167,4 +168,5 @@ def test_image_level_auxiliary_data_trains_the_global_branch_only(tmp_path: Path
     assert batch.gt_mask is None
     batch.image = model.pre_processor.transform(batch.image)
     losses = model.compute_losses(model.model.encode_image(batch.image), batch.gt_label, batch.gt_mask)
-    assert losses["loss_local"] == 0 and losses["loss_global"] > 0
+    assert losses["loss_local"] == 0
+    assert losses["loss_global"] > 0

@@ -10,7 +10,7 @@ PRINT_REGISTERED = (
 )
 
 
-def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:  # noqa: ANN001
+def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:
     code = (
         "import sys; print(sorted(n for n in sys.modules if n.split('.')[0] in "
         "{'torch', 'anomalib', 'anomalib_glocalclip'})); print('_anomalib_glocalclip_hook' in sys.modules)"
@@ -20,7 +20,7 @@ def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:  # n
     assert result.stdout.split() == ["[]", "True"]
 
 
-def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:  # noqa: ANN001
+def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:
     result = cli("python", "-c", PRINT_REGISTERED)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
@@ -29,13 +29,13 @@ def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:  
     assert "failed to load" not in result.stderr
 
 
-def test_importing_the_plugin_first_has_no_circular_import_trouble(cli) -> None:  # noqa: ANN001
+def test_importing_the_plugin_first_has_no_circular_import_trouble(cli) -> None:
     result = cli("python", "-c", "import anomalib_glocalclip;" + PRINT_REGISTERED)
     assert result.returncode == 0, result.stderr
     assert "failed to load" not in result.stderr
 
 
-def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None:  # noqa: ANN001
+def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None:
     code = (
         "from anomalib.models import get_model;"
         f"kw = dict(backbone={str(tiny_config)!r}, pretrained=None, image_size=64);"
@@ -49,7 +49,7 @@ def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None: 
     assert result.stdout.split() == ["GlocalCLIP", "GlocalCLIP", "GlocalCLIP", "AnoCLIP"]
 
 
-def test_environment_switch_turns_the_hook_off(cli) -> None:  # noqa: ANN001
+def test_environment_switch_turns_the_hook_off(cli) -> None:
     code = "import anomalib.models as m; print(hasattr(m, 'GlocalCLIP'))"
     result = cli("python", "-c", code, env={"ANOMALIB_DISABLE_PLUGINS": "1"})
     assert result.returncode == 0, result.stderr
@@ -57,7 +57,7 @@ def test_environment_switch_turns_the_hook_off(cli) -> None:  # noqa: ANN001
 
 
 @pytest.mark.slow
-def test_cli_resolves_short_names(cli) -> None:  # noqa: ANN001
+def test_cli_resolves_short_names(cli) -> None:
     result = cli("anomalib", "train", "--model", "GlocalCLIP", "--data", "AuxiliaryTransfer",
                      "--data.auxiliary", "[{layout: visa, root: ./visa}]", "--print_config")
     assert result.returncode == 0, result.stderr
@@ -65,7 +65,8 @@ def test_cli_resolves_short_names(cli) -> None:  # noqa: ANN001
     assert "class_path: anomalib_glocalclip.AuxiliaryTransfer" in result.stdout
 
 
-def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:  # noqa: ANN001
+def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:
     result = cli("anomalib-glocalclip", "--help")
     assert result.returncode == 0, result.stderr
-    assert "demo" in result.stdout and "train, fit, validate, test, predict, export" in result.stdout
+    assert "demo" in result.stdout
+    assert "train, fit, validate, test, predict, export" in result.stdout

@@ -25,7 +25,7 @@ def test_autocast_choice() -> None:
         check_precision("fp8")
 
 
-def test_glocalclip_in_bf16(tiny_config, images) -> None:  # noqa: ANN001
+def test_glocalclip_in_bf16(tiny_config, images) -> None:
     torch.manual_seed(0)
     fp32 = GlocalCLIP(backbone=str(tiny_config), precision="fp32", **TINY).eval()
     torch.manual_seed(0)
@@ -46,7 +46,7 @@ def test_glocalclip_in_bf16(tiny_config, images) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("tta", [False, True])
-def test_anoclip_in_bf16(tiny_config, images, tta: bool) -> None:  # noqa: ANN001
+def test_anoclip_in_bf16(tiny_config, images, tta: bool) -> None:
     common = {"backbone": str(tiny_config), "image_score_views": "none", "tta": tta, "class_name": "bottle", **TINY}
     fp32 = AnoCLIP(precision="fp32", **common)
     bf16 = AnoCLIP(precision="bf16", **common)

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``anomalib-glocalclip``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print(_usage())  # noqa: T201
+        print(_usage())
         return 0
     if argv[0] in PLUGIN_COMMANDS:
         module = importlib.import_module(PLUGIN_COMMANDS[argv[0]][0])

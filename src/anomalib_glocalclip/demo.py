@@ -56,7 +56,7 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     os.environ.setdefault("ANOMALIB_GLOCALCLIP_OFFLINE", "1")
     backbone, pretrained, image_size, note = _choose_backbone(args)
     banner = "=" * 100
-    print(f"{banner}\n{note}\n{banner}", flush=True)  # noqa: T201
+    print(f"{banner}\n{note}\n{banner}", flush=True)
 
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
@@ -75,7 +75,7 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
         n_test_good=4,
         seed=7,
     )
-    print(f"1/3 Generated auxiliary data (VisA layout) in {visa} and target data (MVTec AD) in {mvtec}")  # noqa: T201
+    print(f"1/3 Generated auxiliary data (VisA layout) in {visa} and target data (MVTec AD) in {mvtec}")
 
     common = {"backbone": backbone, "pretrained": pretrained, "image_size": image_size}
     if pretrained is None:
@@ -88,16 +88,16 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
                     logger=False)
     engine.fit(learner, datamodule=datamodule)
     prompts = learner.prompt_file_path()
-    print(f"2/3 Learned prompts on the auxiliary data: {prompts}")  # noqa: T201
+    print(f"2/3 Learned prompts on the auxiliary data: {prompts}")
 
     zero_shot = GlocalCLIP(**common, prompt_weights=str(prompts))
     test_engine = Engine(default_root_dir=workdir / "zero_shot", accelerator=args.accelerator, logger=False)
     results = test_engine.test(zero_shot, datamodule=MVTecAD(root=mvtec, category="bottle", num_workers=0))[0]
     heatmaps = Path(test_engine.trainer.default_root_dir) / "images"
-    print("3/3 Zero-shot test on the target:")  # noqa: T201
+    print("3/3 Zero-shot test on the target:")
     for name, value in sorted(results.items()):
-        print(f"    {name:<14} {value:.3f}")  # noqa: T201
-    print(f"Heatmaps: {heatmaps}\n{note if pretrained is None else ''}")  # noqa: T201
+        print(f"    {name:<14} {value:.3f}")
+    print(f"Heatmaps: {heatmaps}\n{note if pretrained is None else ''}")
     return results
 
 

@@ -136,7 +136,7 @@ class TestTimeAdaptation:
         """
         batch, num_patches, embed_dim = patch_embeddings.shape
         device = patch_embeddings.device
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(mode=False), torch.enable_grad():
             # Tensors made under inference mode cannot take part in autograd; clones made here can.
             tokens = patch_embeddings.detach().float().clone()
             states = state_embeddings.detach().float().clone()

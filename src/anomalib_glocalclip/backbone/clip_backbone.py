@@ -82,7 +82,7 @@ class CLIPBackbone(nn.Module):
         super().__init__()
         self.precision = check_precision(precision)
         self.clip = build_clip(model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir)
-        self.clip.requires_grad_(False)
+        self.clip.requires_grad_(requires_grad=False)
         check_vision_tower(self.clip.visual)
         self.persist_weights = persist_weights
         self.register_state_dict_post_hook(_drop_backbone_weights)
@@ -101,7 +101,7 @@ class CLIPBackbone(nn.Module):
     def train(self, mode: bool = True) -> CLIPBackbone:
         """The backbone is frozen: it stays in eval mode whatever the owner's mode."""
         del mode
-        return super().train(False)
+        return super().train(mode=False)
 
     # ----- shapes -----
     @property

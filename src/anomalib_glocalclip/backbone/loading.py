@@ -245,7 +245,7 @@ def resize_positional_embedding(
     The class-token row is kept; the grid rows are interpolated with ``align_corners=False``.
     """
     class_row, grid_rows = positional_embedding[:1], positional_embedding[1:]
-    old_side = int(round(grid_rows.shape[0] ** 0.5))
+    old_side = round(grid_rows.shape[0] ** 0.5)
     if old_side * old_side != grid_rows.shape[0]:
         msg = f"Cannot resize a positional embedding of {grid_rows.shape[0]} grid rows: not a square grid."
         raise ValueError(msg)

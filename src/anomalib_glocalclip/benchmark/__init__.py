@@ -80,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         table = benchmark.run(argparse.Namespace(config=arguments.config))
     except (OSError, TypeError, ValueError, yaml.YAMLError) as error:  # the config, not a job (jobs never raise)
-        print(f"anomalib-glocalclip benchmark: error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"anomalib-glocalclip benchmark: error: {error}", file=sys.stderr)
         return 2
     csv_path, markdown_path = benchmark.written
-    print(f"Results: {csv_path}\n         {markdown_path}")  # noqa: T201
+    print(f"Results: {csv_path}\n         {markdown_path}")
     failed = table[table["status"] == STATUS_FAILED]  # job rows only: mean rows read "k/n ok"
     for _, row in failed.iterrows():
-        print(f"FAILED {row['model']} / {row['category']}: {row['error']}")  # noqa: T201
+        print(f"FAILED {row['model']} / {row['category']}: {row['error']}")
     return 1 if len(failed) else 0

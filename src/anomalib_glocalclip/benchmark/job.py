@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -114,10 +113,9 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         start = time.time()
         try:
             row.update(hide_output(self._fit_and_test)(devices, category=row["category"]))
-        except Exception as error:  # noqa: BLE001 - any failure of one job becomes its row
+        except Exception as error:  # any failure of one job becomes its row
             row.update(status=STATUS_FAILED, error=describe_error(error))
-            logger.error("Benchmark job %s on %s/%s failed:\n%s", row["model"], row["data"], row["category"],
-                         "".join(traceback.format_exception(error)))
+            logger.exception("Benchmark job %s on %s/%s failed:", row["model"], row["data"], row["category"])
         row["job_duration"] = time.time() - start
         row.update({"accelerator": self.accelerator, **self.flat_cfg})
         logger.info("Benchmark job finished: %s", {key: row[key] for key in ("model", "category", "status")})

@@ -96,10 +96,8 @@ class ZeroShotBenchmark(Benchmark):
         check_section(section)
         output_dir = self.output_dir or Path(config.get("output_dir") or default_output_dir())
         runners = self._setup_runners(config)
-        frames = []
         with log_to_file(output_dir / LOG_NAME):
-            for runner in runners:
-                frames.append(runner.run(section))
+            frames = [runner.run(section) for runner in runners]
         table = with_means(pd.concat(frames, ignore_index=True))
         self.written = write_results(table, output_dir)
         print_table(table)

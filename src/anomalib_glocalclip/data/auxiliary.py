@@ -1,4 +1,4 @@
-"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
+r"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
 
 GlocalCLIP learns its prompts once, on the *test* split (anomalies with masks) of every category of one
 or more auxiliary datasets, and is then used zero-shot elsewhere. No stock Anomalib datamodule puts

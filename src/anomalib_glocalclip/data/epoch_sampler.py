@@ -35,10 +35,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        """``(epoch, index)`` for every index of the wrapped sampler."""
         epoch = int(self.epoch_fn()) if self.epoch_fn is not None else self.epoch
         return ((epoch, index) for index in self.sampler)
 
     def __len__(self) -> int:
+        """Length of the wrapped sampler (0 if it has none)."""
         return len(self.sampler) if isinstance(self.sampler, Sized) else 0
 
 

@@ -93,6 +93,7 @@ class SyntheticSource:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        """Check the options."""
         if (self.root is None) == (self.datamodule is None):
             msg = "A SyntheticSource needs exactly one of root (a folder of normal images) and datamodule."
             raise ValueError(msg)

@@ -55,7 +55,7 @@ def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     temporary.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(temporary, path)
+    temporary.replace(path)
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
@@ -63,7 +63,7 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     Image.fromarray(array).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    temporary.replace(path)
 
 
 def _temporary(path: Path) -> Path:

@@ -97,7 +97,7 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
+def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
     """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights``.
 
     Args:
@@ -113,7 +113,7 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
 
 
-def anoclip_factory(**init_args: Any) -> ModelFactory:
+def anoclip_factory(**init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
     """AnoCLIP (training-free; ``tta=True`` for AnoCLIP+) with ``init_args``."""
     from anomalib_glocalclip.anoclip import AnoCLIP
 
@@ -131,7 +131,7 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return copy.deepcopy(dict(section))
 
 
-def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
+def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
     """The model of an Anomalib config file (its ``model:`` section), built the way Anomalib's CLI builds it.
 
     Args:

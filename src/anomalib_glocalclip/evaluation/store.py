@@ -60,7 +60,7 @@ class CategoryResult:
         return self.status == "ok"
 
 
-def _finite_or_none(value: Any) -> float | None:
+def _finite_or_none(value: Any) -> float | None:  # noqa: ANN401 - any number-like metric value
     """A JSON-safe metric value: NaN and infinities (undefined metrics) become ``None``."""
     if value is None:
         return None
@@ -68,7 +68,7 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
+def write_json_atomically(path: Path, data: Any) -> None:  # noqa: ANN401 - any JSON-serialisable value
     """Write ``data`` as JSON so that ``path`` holds either its old content or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -97,7 +97,7 @@ def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, Any
     raise ValueError(msg)
 
 
-def _has_masks(dataset: Any) -> bool:
+def _has_masks(dataset: Any) -> bool:  # noqa: ANN401 - any dataset, duck-typed
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 

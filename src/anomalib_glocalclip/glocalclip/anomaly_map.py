@@ -41,7 +41,7 @@ def patch_probability_map(
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device: torch.device | None = None) -> torch.Tensor:
-    """scipy's 1-D Gaussian weights: radius ``int(truncate * sigma + 0.5)``, normalised to sum 1."""
+    """Scipy's 1-D Gaussian weights: radius ``int(truncate * sigma + 0.5)``, normalised to sum 1."""
     radius = int(truncate * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)

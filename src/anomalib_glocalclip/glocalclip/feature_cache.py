@@ -89,6 +89,7 @@ class FeatureCache:
         self.folder = folder
 
     def __len__(self) -> int:
+        """Number of cached samples."""
         return len(self.tensors["gt_label"])
 
     @classmethod
@@ -128,7 +129,7 @@ class FeatureCache:
             if cache is None:
                 cache = cls._allocate(parts, length, device, storage, scratch)
             stop = start + len(labels)
-            cache._write(parts, start, stop)
+            cache._write(parts, start, stop)  # noqa: SLF001 - an instance of this class
             start = stop
         if cache is None or start != length:
             msg = f"The feature cache expected {length} samples and got {start}."
@@ -213,7 +214,7 @@ class FeatureCache:
 
 
 def _storage_dtype(dtype: torch.dtype) -> torch.dtype:
-    """numpy has no bfloat16: such tensors are stored as their raw 16-bit patterns."""
+    """Numpy has no bfloat16: such tensors are stored as their raw 16-bit patterns."""
     return torch.int16 if dtype == torch.bfloat16 else dtype
 
 

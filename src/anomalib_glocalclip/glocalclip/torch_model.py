@@ -132,7 +132,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         """Recompute the cached text features from the current prompts."""
         # Never an inference tensor (Lightning evaluates under inference mode): load_state_dict, e.g. of a
         # checkpoint given to a later test or export, must be able to update the buffer in place.
-        with torch.inference_mode(False):
+        with torch.inference_mode(mode=False):
             self.text_features = self.encode_text().detach()
 
     def current_text_features(self) -> torch.Tensor:

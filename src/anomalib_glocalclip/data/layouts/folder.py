@@ -24,13 +24,14 @@ def folder_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     """All images of ``good/`` and ``bad/`` (with masks from ``masks/`` when that folder exists)."""
     pixel_labels = (root / MASK_DIR).is_dir()
     rows = [
-        sample_row(root, split, NORMAL_DIR, image, False, category=category) for image in image_files(root / NORMAL_DIR)
+        sample_row(root, split, NORMAL_DIR, image, anomalous=False, category=category)
+        for image in image_files(root / NORMAL_DIR)
     ]
     for image in image_files(root / ABNORMAL_DIR):
         mask = None
         if pixel_labels:
             mask = require_mask(find_mask(root / MASK_DIR, image, ("", "_mask")), image, root / MASK_DIR / image.name)
-        rows.append(sample_row(root, split, ABNORMAL_DIR, image, True, mask, category=category))
+        rows.append(sample_row(root, split, ABNORMAL_DIR, image, anomalous=True, mask=mask, category=category))
     return make_table(rows, pixel_labels=pixel_labels)
 
 

@@ -21,7 +21,7 @@ def normal_folder_categories(root: Path) -> list[str]:
 
 def normal_folder_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     """Every image directly inside ``root``, as a normal sample."""
-    rows = [sample_row(root, split, "good", image, False, category=category) for image in image_files(root)]
+    rows = [sample_row(root, split, "good", image, anomalous=False, category=category) for image in image_files(root)]
     return make_table(rows, pixel_labels=True)
 
 
