@@ -1,0 +1,153 @@
+"""A bank of normal reference patch features and each test patch's cosine distance to its nearest reference.
+
+The bank holds the L2-normalised patch features of the ``K`` reference images at each of the ``L`` layers the
+zero-shot maps use, ``[L, K * N, E]``, as one persistent buffer: checkpoints and exported graphs carry it. The
+nearest-neighbour search runs on the bank's device in chunks, so that no similarity matrix holds more than
+``max_elements`` entries, whatever the batch and the bank size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+DEFAULT_MAX_ELEMENTS = 2**26
+"""Default budget of one similarity matrix: 64 Mi entries, 128 MiB in bf16."""
+
+
+class ReferenceBank(nn.Module):
+    """Patch features of normal reference images, per layer, and nearest-neighbour distances to them.
+
+    The bank starts empty (``few_shot = 0``); :meth:`add` fills it. Loading a state dict resizes the buffer to
+    the stored bank, so a checkpoint of a few-shot model loads into a freshly built one whose bank is still
+    empty.
+
+    Args:
+        max_elements: most entries of one ``[queries, bank patches]`` similarity matrix in eager mode.
+            Defaults to ``2**26``.
+        dtype: dtype the bank is stored and searched in (``torch.bfloat16`` halves its memory on GPUs);
+            distances are returned and averaged in float32. Defaults to ``torch.float32``.
+    """
+
+    def __init__(self, max_elements: int = DEFAULT_MAX_ELEMENTS, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if max_elements < 1:
+            msg = f"max_elements must be positive, got {max_elements}."
+            raise ValueError(msg)
+        if not dtype.is_floating_point:
+            msg = f"The reference bank's dtype must be a floating-point dtype, got {dtype}."
+            raise ValueError(msg)
+        self.max_elements = max_elements
+        self.register_buffer("features", torch.empty(0, 0, 0, dtype=dtype))  # [L, K * N, E]
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the bank holds no reference patch (zero-shot)."""
+        return self.features.numel() == 0
+
+    @property
+    def num_layers(self) -> int:
+        """``L``, the number of feature layers (0 while empty)."""
+        return self.features.shape[0]
+
+    @property
+    def num_patches(self) -> int:
+        """``K * N``, reference patches per layer (0 while empty)."""
+        return self.features.shape[1]
+
+    @torch.no_grad()
+    def add(self, patch_features: torch.Tensor) -> None:
+        """Append reference patch features (normalised here and stored in the bank's dtype).
+
+        Args:
+            patch_features: ``[L, B, N, E]`` patch features of ``B`` normal images at ``L`` layers.
+
+        Raises:
+            ValueError: the features are not 4-D, or their layer count or width differs from the bank's.
+        """
+        if patch_features.dim() != 4:
+            shape = list(patch_features.shape)
+            msg = f"Reference patch features must be [layers, images, patches, width], got {shape}."
+            raise ValueError(msg)
+        layers, _, _, width = patch_features.shape
+        if not self.is_empty and (layers, width) != (self.num_layers, self.features.shape[2]):
+            msg = (
+                f"Reference patch features have {layers} layers of width {width}, but the bank holds "
+                f"{self.num_layers} layers of width {self.features.shape[2]}; use the same model and feature layers."
+            )
+            raise ValueError(msg)
+        # Lightning runs evaluation under inference mode; the buffer must stay a normal tensor so that
+        # load_state_dict can later update it in place.
+        with torch.inference_mode(mode=False):
+            new = F.normalize(patch_features.flatten(1, 2).float(), dim=-1).to(self.features.dtype).clone()
+            bank = new if self.is_empty else torch.cat([self.features, new.to(self.features.device)], dim=1)
+            self.features = bank.to(self.features.device)
+
+    def clear(self) -> None:
+        """Empty the bank (back to zero-shot)."""
+        self.features = self.features.new_empty(0, 0, 0)
+
+    def nearest_distance(self, patch_features: torch.Tensor) -> torch.Tensor:
+        """Cosine distance of each patch to its nearest reference patch, averaged over layers.
+
+        ``d[b, n] = mean_l (1 - max_m cos(x[l, b, n], bank[l, m]))``, in ``[0, 2]``. Similarities are computed
+        in the bank's dtype, one layer and one chunk at a time, and accumulated in float32. In eager mode every
+        similarity matrix has at most ``max_elements`` entries. Under ``torch.export`` (ONNX export) only the
+        bank, whose size is fixed, is chunked, so the graph accepts any batch size; a matrix then holds at
+        most ``max_elements`` entries per image.
+
+        Args:
+            patch_features: ``[L, B, N, E]`` test patch features (any norm) at the bank's ``L`` layers.
+
+        Returns:
+            ``[B, N]`` float32 distances.
+
+        Raises:
+            RuntimeError: the bank is empty.
+            ValueError: the layer count or width differs from the bank's.
+        """
+        if self.is_empty:
+            msg = "The reference bank is empty: add the reference images' patch features before few-shot scoring."
+            raise RuntimeError(msg)
+        if patch_features.dim() != 4 or (patch_features.shape[0], patch_features.shape[3]) != self.features.shape[::2]:
+            msg = (
+                f"Patch features {list(patch_features.shape)} do not match the bank's {self.num_layers} layers of "
+                f"width {self.features.shape[2]} ([layers, images, patches, width] expected)."
+            )
+            raise ValueError(msg)
+        queries = F.normalize(patch_features.float(), dim=-1).to(self.features.dtype)
+        total = torch.zeros(patch_features.shape[1:3], dtype=torch.float32, device=patch_features.device)
+        for layer in range(self.num_layers):
+            total = total + (1.0 - self._max_similarity(queries[layer], self.features[layer]))
+        return total / self.num_layers
+
+    def _max_similarity(self, queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` float32 highest cosine similarity of normalised ``[B, N, E]`` queries to a ``[M, E]`` bank."""
+        if torch.compiler.is_exporting():
+            # The bank's size is static; the batch is not, so the loop must not depend on it.
+            tokens = queries.shape[1] if isinstance(queries.shape[1], int) else 1
+            return self._max_over_bank(queries, bank, max(1, self.max_elements // tokens))
+        flat = queries.flatten(0, 1)  # [B * N, E]
+        bank_chunk = min(bank.shape[0], self.max_elements)
+        query_chunk = max(1, self.max_elements // bank_chunk)
+        best = [self._max_over_bank(part, bank, bank_chunk) for part in flat.split(query_chunk)]
+        return torch.cat(best).view(queries.shape[:2])
+
+    @staticmethod
+    def _max_over_bank(queries: torch.Tensor, bank: torch.Tensor, bank_chunk: int) -> torch.Tensor:
+        """Float32 running maximum of ``queries @ part.T`` over chunks of ``bank_chunk`` reference patches."""
+        best = None
+        for part in bank.split(bank_chunk):
+            similarity = (queries @ part.t()).amax(dim=-1).float()
+            best = similarity if best is None else torch.maximum(best, similarity)
+        return best
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:  # noqa: ANN401
+        """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype."""
+        stored = state_dict.get(f"{prefix}features")
+        if isinstance(stored, torch.Tensor) and stored.shape != self.features.shape:
+            self.features = self.features.new_empty(stored.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args)
