@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,7 @@ def test_loading_keeps_the_banks_dtype_and_an_empty_checkpoint_empties_the_bank(
 
 
 def test_onnx_export_matches_torch_for_other_batch_sizes(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     model = FewShotHead().eval()  # max_elements 50 < 6 * 16 patches: the exported graph is chunked
@@ -201,6 +203,10 @@ def test_onnx_export_matches_torch_for_other_batch_sizes(tmp_path: Path) -> None
         dynamic_shapes={"patch_features": {1: batch}},
         dynamo=True,
     )
+
+    # export chunks the bank only, by the budget per image: 50 // 16 = 3 of its 64 patches, 22 products per layer
+    graph = onnx.load(str(path)).graph
+    assert sum(node.op_type == "MatMul" for node in graph.node) == 2 * math.ceil(64 / 3)
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for size in (1, 3):
