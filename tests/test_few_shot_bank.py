@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from anomalib_glocalclip.few_shot import ReferenceBank
+from anomalib_glocalclip.few_shot import ReferenceBank, bank_dtype
 
 
 def random_features(*shape: int, seed: int) -> torch.Tensor:
@@ -95,7 +95,7 @@ def test_no_similarity_matrix_exceeds_the_budget(max_elements: int) -> None:
 
 def test_bf16_bank_stores_bf16_and_returns_float32_close_to_fp32() -> None:
     references, queries = random_features(2, 2, 9, 16, seed=5), random_features(2, 3, 9, 16, seed=6)
-    exact, half = ReferenceBank(), ReferenceBank(dtype=torch.bfloat16)
+    exact, half = ReferenceBank(), ReferenceBank(precision="bf16")
     exact.add(references)
     half.add(references)
 
@@ -143,15 +143,39 @@ def test_mismatched_features_get_clear_errors() -> None:
         bank.nearest_distance(random_features(2, 1, 3, 5, seed=0))
     with pytest.raises(ValueError, match="max_elements"):
         ReferenceBank(max_elements=0)
+    with pytest.raises(ValueError, match="precision"):
+        ReferenceBank(precision="fp16")
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "dtype"),
+    [
+        ("auto", "cuda", torch.bfloat16),
+        ("auto", "cpu", torch.float32),
+        ("bf16", "cpu", torch.bfloat16),
+        ("bf16", "cuda", torch.bfloat16),
+        ("fp32", "cuda", torch.float32),
+    ],
+)
+def test_bank_dtype_follows_precision_and_device(precision: str, device: str, dtype: torch.dtype) -> None:
+    assert bank_dtype(precision, torch.device(device)) == dtype
+
+
+def test_casting_the_module_keeps_the_banks_precision() -> None:
+    """``model.double()`` or ``.to(bf16)`` of a whole model must not change what the bank is searched in."""
+    bank = ReferenceBank(precision="fp32")
+    bank.add(random_features(1, 1, 4, 4, seed=0))
+    assert bank.to(torch.bfloat16).features.dtype == torch.float32
+    assert ReferenceBank(precision="bf16").double().features.dtype == torch.bfloat16
 
 
 class FewShotHead(nn.Module):
     """A tiny model holding a bank next to another buffer, as the few-shot models will."""
 
-    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, precision: str = "auto") -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(1))
-        self.reference_bank = ReferenceBank(max_elements=50, dtype=dtype)
+        self.reference_bank = ReferenceBank(max_elements=50, precision=precision)
 
     def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
         return self.reference_bank.nearest_distance(patch_features) * self.scale
@@ -176,7 +200,7 @@ def test_checkpoint_loads_into_a_model_whose_bank_is_still_empty() -> None:
 def test_loading_keeps_the_banks_dtype_and_an_empty_checkpoint_empties_the_bank() -> None:
     trained = FewShotHead()
     trained.reference_bank.add(random_features(2, 1, 6, 8, seed=12))
-    half = FewShotHead(dtype=torch.bfloat16)
+    half = FewShotHead(precision="bf16")
     half.load_state_dict(trained.state_dict())
     assert half.reference_bank.features.dtype == torch.bfloat16
     assert half.reference_bank.features.shape == (2, 6, 8)

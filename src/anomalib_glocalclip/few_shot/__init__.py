@@ -3,7 +3,7 @@
 How a model uses it (phase 2 wires it into both models)::
 
     # __init__(..., few_shot: int = 0, reference_images: str | None = None)
-    self.reference_bank = ReferenceBank(dtype=torch.bfloat16 if bf16_on_cuda else torch.float32)
+    self.reference_bank = ReferenceBank(precision=precision)   # bf16 on CUDA under auto, fp32 on CPU
     # learning_type: LearningType.FEW_SHOT if few_shot > 0 else ZERO_SHOT
 
     # once, before fit/test (e.g. on_fit_start / setup), only while the bank is empty and few_shot > 0:
@@ -27,7 +27,7 @@ for GlocalCLIP (its map sums layer probabilities), 1 for AnoCLIP. The bank is a 
 ``reference_bank``, so checkpoints and ``anomalib export`` carry it; it resizes itself when a checkpoint is loaded.
 """
 
-from .reference_bank import DEFAULT_MAX_ELEMENTS, ReferenceBank
+from .reference_bank import DEFAULT_MAX_ELEMENTS, ReferenceBank, bank_dtype
 from .references import (
     REFERENCE_IMAGE_SUFFIXES,
     read_reference_images,
@@ -44,6 +44,7 @@ __all__ = [
     "CombinedScores",
     "PatchMapFunction",
     "ReferenceBank",
+    "bank_dtype",
     "combine",
     "few_shot_anomaly_map",
     "read_reference_images",

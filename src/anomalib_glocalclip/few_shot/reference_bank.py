@@ -8,14 +8,28 @@ nearest-neighbour search runs on the bank's device in chunks, so that no similar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from anomalib_glocalclip.backbone.precision import check_precision
+
 DEFAULT_MAX_ELEMENTS = 2**26
 """Default budget of one similarity matrix: 64 Mi entries, 128 MiB in bf16."""
+
+
+def bank_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a bank of ``precision`` is stored and searched in on ``device``.
+
+    ``bf16`` is bfloat16 everywhere, ``fp32`` float32 everywhere and ``auto`` (the backbone's default) bfloat16 on
+    CUDA, which halves the bank's memory and traffic, and float32 elsewhere (CPUs and exports).
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
 
 
 class ReferenceBank(nn.Module):
@@ -23,25 +37,30 @@ class ReferenceBank(nn.Module):
 
     The bank starts empty (``few_shot = 0``); :meth:`add` fills it. Loading a state dict resizes the buffer to
     the stored bank, so a checkpoint of a few-shot model loads into a freshly built one whose bank is still
-    empty.
+    empty. The buffer's dtype always follows ``precision`` and the device (see :func:`bank_dtype`), also
+    after ``.to(...)`` and loading.
 
     Args:
         max_elements: most entries of one ``[queries, bank patches]`` similarity matrix in eager mode.
             Defaults to ``2**26``.
-        dtype: dtype the bank is stored and searched in (``torch.bfloat16`` halves its memory on GPUs);
-            distances are returned and averaged in float32. Defaults to ``torch.float32``.
+        precision: ``auto``, ``bf16`` or ``fp32``, as the backbone's; distances are returned and averaged in
+            float32 whatever the bank's dtype. Defaults to ``"auto"``.
     """
 
-    def __init__(self, max_elements: int = DEFAULT_MAX_ELEMENTS, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, max_elements: int = DEFAULT_MAX_ELEMENTS, precision: str = "auto") -> None:
         super().__init__()
         if max_elements < 1:
             msg = f"max_elements must be positive, got {max_elements}."
             raise ValueError(msg)
-        if not dtype.is_floating_point:
-            msg = f"The reference bank's dtype must be a floating-point dtype, got {dtype}."
-            raise ValueError(msg)
         self.max_elements = max_elements
-        self.register_buffer("features", torch.empty(0, 0, 0, dtype=dtype))  # [L, K * N, E]
+        self.precision = check_precision(precision)
+        empty = torch.empty(0, 0, 0, dtype=bank_dtype(self.precision, torch.device("cpu")))
+        self.register_buffer("features", empty)  # [L, K * N, E]
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        """The dtype of the bank on its current device."""
+        return bank_dtype(self.precision, self.features.device)
 
     @property
     def is_empty(self) -> bool:
@@ -82,9 +101,9 @@ class ReferenceBank(nn.Module):
         # Lightning runs evaluation under inference mode; the buffer must stay a normal tensor so that
         # load_state_dict can later update it in place.
         with torch.inference_mode(mode=False):
-            new = F.normalize(patch_features.flatten(1, 2).float(), dim=-1).to(self.features.dtype).clone()
-            bank = new if self.is_empty else torch.cat([self.features, new.to(self.features.device)], dim=1)
-            self.features = bank.to(self.features.device)
+            new = F.normalize(patch_features.flatten(1, 2).float(), dim=-1)
+            new = new.to(device=self.features.device, dtype=self.storage_dtype).clone()
+            self.features = new if self.is_empty else torch.cat([self.features, new], dim=1)
 
     def clear(self) -> None:
         """Empty the bank (back to zero-shot)."""
@@ -144,6 +163,13 @@ class ReferenceBank(nn.Module):
             similarity = (queries @ part.t()).amax(dim=-1).float()
             best = similarity if best is None else torch.maximum(best, similarity)
         return best
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> ReferenceBank:
+        """Move or cast like any module, then give the bank the dtype its precision asks for on its new device."""
+        super()._apply(fn, recurse)
+        if self.features.dtype != self.storage_dtype:
+            self.features = self.features.to(self.storage_dtype)
+        return self
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:  # noqa: ANN401
         """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype."""
