@@ -19,7 +19,8 @@ How a model uses it (phase 2 wires it into both models)::
 
 ``patch_features`` are the features the zero-shot maps use, at the same layers: GlocalCLIP's
 ``encode_image(images).patch_features`` (``[K, B, N, E]`` over ``map_layers``, already normalised) and AnoCLIP's
-V-V patch embeddings at ``feature_layer`` (``[B, N, E]``, add a leading layer axis). ``patch_map`` is the model's
+V-V patch embeddings at ``feature_layer`` (``[B, N, E]``, add a leading layer axis), taken before AnoCLIP+'s
+per-image test-time adapter, for the references and the test images alike. ``patch_map`` is the model's
 own ``[B, N] -> [B, H, W]`` step: for GlocalCLIP the bilinear upsampling of ``patch_probability_map``
 (``align_corners=False``) followed by ``gaussian_blur(sigma)``; for AnoCLIP ``patch_anomaly_map`` (3x3 mean, then
 bilinear with ``align_corners=True``). ``map_scale`` is the zero-shot map's range: ``layer_weight * len(map_layers)``
