@@ -209,6 +209,18 @@ def test_loading_keeps_the_banks_dtype_and_an_empty_checkpoint_empties_the_bank(
     assert half.reference_bank.is_empty
 
 
+def test_checkpoint_without_a_bank_loads_strictly_and_leaves_the_bank_as_it_is() -> None:
+    """Checkpoints written before few-shot existed hold no bank."""
+    old_state = {name: value for name, value in FewShotHead().state_dict().items() if "reference_bank" not in name}
+    model = FewShotHead()
+    model.reference_bank.add(random_features(1, 1, 3, 4, seed=0))
+    before = model.reference_bank.features.clone()
+
+    model.load_state_dict(old_state, strict=True)
+
+    assert torch.equal(model.reference_bank.features, before)
+
+
 def test_onnx_export_matches_torch_for_other_batch_sizes(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")

@@ -171,9 +171,27 @@ class ReferenceBank(nn.Module):
             self.features = self.features.to(self.storage_dtype)
         return self
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:  # noqa: ANN401
-        """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype."""
-        stored = state_dict.get(f"{prefix}features")
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype.
+
+        A state dict without a bank (a checkpoint from before few-shot existed) leaves the bank as it is, also
+        under ``strict`` loading.
+        """
+        key = f"{prefix}features"
+        stored = state_dict.get(key)
         if isinstance(stored, torch.Tensor) and stored.shape != self.features.shape:
             self.features = self.features.new_empty(stored.shape)
-        super()._load_from_state_dict(state_dict, prefix, *args)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if stored is None and key in missing_keys:
+            missing_keys.remove(key)
