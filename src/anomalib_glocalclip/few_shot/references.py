@@ -1,0 +1,153 @@
+"""Choosing the ``k`` normal reference images: from a datamodule's train split or from a folder.
+
+The choice is seeded and stable: the same ``(number of candidates, k, seed)`` always gives the same images, and
+a larger ``k`` keeps the images of a smaller one (the first ``k`` of one seeded permutation). Candidates are
+sorted by path first, so the order in which a dataset lists them does not matter. The chosen paths are what a
+model records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anomalib_glocalclip.data.io import read_image
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""Files of a reference folder that are read as images (case-insensitive)."""
+
+
+def select_reference_indices(num_samples: int, k: int, seed: int = 0) -> list[int]:
+    """The first ``k`` indices of a seeded permutation of ``range(num_samples)``, sorted.
+
+    Args:
+        num_samples: number of candidate images.
+        k: number of references wanted; all candidates are taken when there are fewer.
+        seed: seed of the permutation. Defaults to ``0``.
+
+    Returns:
+        ``min(k, num_samples)`` distinct indices, ascending.
+
+    Raises:
+        ValueError: ``k`` is not positive or ``num_samples`` is negative.
+    """
+    if k < 1:
+        msg = f"The number of reference images k must be positive, got {k}."
+        raise ValueError(msg)
+    if num_samples < 0:
+        msg = f"num_samples must not be negative, got {num_samples}."
+        raise ValueError(msg)
+    generator = torch.Generator().manual_seed(seed)
+    permutation = torch.randperm(num_samples, generator=generator)
+    return sorted(permutation[:k].tolist())
+
+
+def reference_images_from_folder(
+    folder: str | Path,
+    k: int,
+    seed: int = 0,
+    read: Callable[[Path], Any] = read_image,
+) -> list[Path]:
+    """``k`` seeded images of a flat folder of normal images, each checked by reading it.
+
+    Only files directly inside ``folder`` with an image suffix (``REFERENCE_IMAGE_SUFFIXES``) count; hidden
+    files are skipped. With fewer than ``k`` images all are taken, with a warning.
+
+    Args:
+        folder: folder of normal images of the product.
+        k: number of references.
+        seed: seed of the choice. Defaults to ``0``.
+        read: reader each chosen image goes through, raising an error that names a file it cannot use.
+            Defaults to ``anomalib_glocalclip.data.io.read_image``.
+
+    Returns:
+        The chosen image paths, in sorted order.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        NotADirectoryError: ``folder`` is a file.
+        ValueError: ``folder`` holds no image.
+        anomalib_glocalclip.data.io.ImageReadError: a chosen image is corrupt or not an image (from ``read``).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        msg = f"Reference image folder not found: {folder}. Point reference_images at a folder of normal images."
+        raise FileNotFoundError(msg)
+    if not folder.is_dir():
+        msg = f"reference_images must be a folder of normal images, but {folder} is a file."
+        raise NotADirectoryError(msg)
+    candidates = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in REFERENCE_IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
+    if not candidates:
+        msg = (
+            f"Reference image folder {folder} holds no image ({', '.join(REFERENCE_IMAGE_SUFFIXES)}; sub-folders "
+            "are not read). Put a few normal images of the product directly in it."
+        )
+        raise ValueError(msg)
+    chosen = _choose(candidates, k, seed, str(folder))
+    for path in chosen:
+        read(path)
+    return chosen
+
+
+def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> list[Path]:  # noqa: ANN401
+    """``k`` seeded normal images (label index 0) of an Anomalib datamodule's train split.
+
+    Args:
+        datamodule: an Anomalib ``AnomalibDataModule``; set up here for fitting if it has no train data yet.
+        k: number of references.
+        seed: seed of the choice. Defaults to ``0``.
+
+    Returns:
+        The chosen image paths, in sorted order.
+
+    Raises:
+        ValueError: the train split holds no normal image.
+    """
+    if getattr(datamodule, "train_data", None) is None:
+        datamodule.setup("fit")
+    samples = datamodule.train_data.samples
+    normal = samples[samples["label_index"] == 0]
+    if normal.empty:
+        where = getattr(datamodule, "root", None) or type(datamodule).__name__
+        msg = (
+            f"The train split of {where} holds no normal image to take few-shot references from. Pass a folder of "
+            "normal images as reference_images instead."
+        )
+        raise ValueError(msg)
+    candidates = sorted(Path(path) for path in normal["image_path"])
+    return _choose(candidates, k, seed, f"the train split of {getattr(datamodule, 'root', type(datamodule).__name__)}")
+
+
+def read_reference_images(paths: Sequence[Path], transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Read reference images and bring them to the model's input (resize + normalisation).
+
+    Args:
+        paths: image files (``reference_images_from_folder`` / ``reference_images_from_datamodule``).
+        transform: the model's pre-processing transform of one ``[3, H, W]`` image in ``[0, 1]``.
+
+    Returns:
+        ``[K, 3, S, S]`` images, ready for the vision tower.
+    """
+    return torch.stack([transform(read_image(path)) for path in paths])
+
+
+def _choose(candidates: list[Path], k: int, seed: int, source: str) -> list[Path]:
+    """The seeded choice of ``k`` of the sorted ``candidates``; a warning names ``source`` if it has fewer."""
+    if len(candidates) < k:
+        logger.warning(
+            "Few-shot: %s holds %d normal images, fewer than k = %d; all of them are used.",
+            source,
+            len(candidates),
+            k,
+        )
+    return [candidates[index] for index in select_reference_indices(len(candidates), k, seed)]
