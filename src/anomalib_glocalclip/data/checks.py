@@ -74,7 +74,7 @@ def inspect_image_file(path: str | Path) -> ImageFileInfo:
         raise ImageReadError(msg)
     try:
         with Image.open(path) as img:
-            orientation = img.getexif().get(_EXIF_ORIENTATION_TAG)
+            orientation = _exif_orientation(img)
             return ImageFileInfo(
                 path=path,
                 format=img.format,
@@ -263,6 +263,24 @@ def _check_file(
             ),
         )
     return info
+
+
+def _exif_orientation(img: Image.Image) -> int | None:
+    """The EXIF orientation tag found in the header, without decoding pixels.
+
+    ``Image.getexif`` would decode a whole PNG to look for a late eXIf chunk: only EXIF data read with the header
+    (JPEG APP1, an early PNG eXIf chunk, WebP) and TIFF tags are used.
+    """
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None and _EXIF_ORIENTATION_TAG in tags:
+        return int(tags[_EXIF_ORIENTATION_TAG])
+    exif_bytes = img.info.get("exif")
+    if not exif_bytes:
+        return None
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    orientation = exif.get(_EXIF_ORIENTATION_TAG)
+    return int(orientation) if orientation is not None else None
 
 
 def _bits_per_channel(mode: str) -> int:
