@@ -8,7 +8,6 @@ import pytest
 import torch
 from anomalib.data.utils import read_image as anomalib_read_image
 from anomalib.data.utils import read_mask as anomalib_read_mask
-from image_files import exif_rotated_jpeg, gray16_array, rgb_array, save, save_mask, save_rgb, truncated_bytes
 from PIL import Image
 
 from anomalib_glocalclip.data.checks import (
@@ -20,6 +19,7 @@ from anomalib_glocalclip.data.checks import (
     raise_for_problems,
 )
 from anomalib_glocalclip.data.io import ImageReadError, read_image, read_mask
+from image_files import exif_rotated_jpeg, gray16_array, rgb_array, save, save_mask, save_rgb, truncated_bytes
 
 
 def test_inspect_reads_the_header(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_inspect_does_not_decode_pixels(tmp_path: Path) -> None:
     path = tmp_path / "cut.png"
     path.write_bytes(truncated_bytes(Image.fromarray(rgb_array()), "PNG"))
     assert inspect_image_file(path).size == (64, 64)
-    with pytest.raises(ImageReadError, match="cut.png"):
+    with pytest.raises(ImageReadError, match=r"cut\.png"):
         read_image(path)
 
 
@@ -58,7 +58,7 @@ def test_inspect_refuses_non_images_by_name(tmp_path: Path, content: bytes) -> N
 
 
 def test_inspect_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothere.png"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.png"):
         inspect_image_file(tmp_path / "nothere.png")
 
 
@@ -163,7 +163,8 @@ def test_check_samples_finds_every_problem_by_name(tmp_path: Path) -> None:
         (ProblemKind.MASK_SIZE, ("bad.png", "small_mask.png")),
         (ProblemKind.ANOMALIB_MISREAD, ("deep.png",)),
     ]
-    assert "64x64" in str(problems[4]) and "32x32" in str(problems[4])
+    assert "64x64" in str(problems[4])
+    assert "32x32" in str(problems[4])
     decoded = check_samples(samples, full_decode=True, anomalib_reader=False)
     kinds = [(problem.kind, problem.paths[0].name) for problem in decoded]
     assert (ProblemKind.UNREADABLE, "cut.png") in kinds  # truncated pixel data needs a full decode
