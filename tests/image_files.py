@@ -71,9 +71,10 @@ def exif_rotated_jpeg(path: Path, array: np.ndarray, orientation: int = 6) -> Pa
 
 
 def write_folder_set(root: Path, n_good: int = 2, n_bad: int = 2) -> Path:
-    """Folder layout ``good/``, ``bad/``, ``masks/`` of 8-bit RGB images and binary masks."""
+    """Folder layout ``good/``, ``test_good/``, ``bad/``, ``masks/`` of 8-bit RGB images and binary masks."""
     for index in range(n_good):
         save_rgb(root / "good" / f"{index:03d}.png", seed=index)
+    save_rgb(root / "test_good" / "000.png", seed=50)
     for index in range(n_bad):
         save_rgb(root / "bad" / f"{index:03d}.png", seed=100 + index)
         save_mask(root / "masks" / f"{index:03d}.png")
