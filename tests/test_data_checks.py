@@ -142,17 +142,19 @@ def test_check_samples_finds_every_problem_by_name(tmp_path: Path) -> None:
     cut = tmp_path / "cut.png"
     cut.write_bytes(truncated_bytes(Image.fromarray(rgb_array()), "PNG"))
     deep = save(tmp_path / "deep.png", Image.fromarray(gray16_array()))
-    samples = _table([
-        (str(good), None, 0),  # fine: normal images need no mask
-        (str(bad), str(mask), 1),  # fine
-        (str(tmp_path / "gone.png"), None, 0),
-        (str(empty), None, 0),
-        (str(cut), None, 0),
-        (str(bad), None, 1),
-        (str(bad), str(tmp_path / "gone_mask.png"), 1),
-        (str(bad), str(small_mask), 1),
-        (str(deep), None, 0),
-    ])
+    samples = _table(
+        [
+            (str(good), None, 0),  # fine: normal images need no mask
+            (str(bad), str(mask), 1),  # fine
+            (str(tmp_path / "gone.png"), None, 0),
+            (str(empty), None, 0),
+            (str(cut), None, 0),
+            (str(bad), None, 1),
+            (str(bad), str(tmp_path / "gone_mask.png"), 1),
+            (str(bad), str(small_mask), 1),
+            (str(deep), None, 0),
+        ]
+    )
     problems = check_samples(samples, full_decode=False)
     found = [(problem.kind, tuple(path.name for path in problem.paths)) for problem in problems]
     assert found == [

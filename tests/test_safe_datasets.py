@@ -133,9 +133,11 @@ def test_visualizer_shows_16_bit_images_like_their_8_bit_version(tmp_path: Path)
 def test_visualizer_writes_files_where_anomalib_does(tmp_path: Path) -> None:
     gray16 = _gradient16()
     deep = save(tmp_path / "in" / "deep.png", Image.fromarray(gray16))
-    batch = ImageBatch.collate([
-        ImageItem(image=torch.rand(3, 64, 64), image_path=str(deep), anomaly_map=torch.rand(64, 64)),
-    ])
+    batch = ImageBatch.collate(
+        [
+            ImageItem(image=torch.rand(3, 64, 64), image_path=str(deep), anomaly_map=torch.rand(64, 64)),
+        ]
+    )
     visualizer = PluginImageVisualizer(fields=["image"], overlay_fields=[("image", ["anomaly_map"])])
     trainer = SimpleNamespace(default_root_dir=tmp_path / "run", datamodule=None)
     visualizer.on_predict_batch_end(trainer, None, batch, batch, 0)

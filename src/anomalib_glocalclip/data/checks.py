@@ -115,6 +115,7 @@ class ProblemKind(StrEnum):
     MISSING_MASK = "missing mask"
     MASK_SIZE = "mask size differs from image size"
     ANOMALIB_MISREAD = "file Anomalib's reader gets wrong"
+    ORPHAN_MASK = "mask without an image"
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,58 @@ def check_samples(
     return problems
 
 
+def check_mvtec_layout(
+    root: str | Path,
+    category: str,
+    extensions: tuple[str, ...] = (".png", ".PNG"),
+) -> list[Problem]:
+    """Find anomalous test images without a mask, and masks without an image, in an MVTec AD layout.
+
+    Anomalib's ``MVTecAD`` pairs the sorted masks with the sorted anomalous images at setup and fails on any
+    mismatch with ``ValueError: Must have equal len keys and value ...`` (or a ``MisMatchError``), naming no file;
+    run this first to name them. Image ``test/<defect>/<stem>.png`` takes ``ground_truth/<defect>/<stem>_mask.png``
+    (or ``<stem>.png``).
+
+    Args:
+        root: Dataset root (the folder holding the category folders).
+        category: Category folder name.
+        extensions: File name endings Anomalib's MVTec AD dataset reads. Defaults to ``(".png", ".PNG")``.
+
+    Returns:
+        The problems, sorted by path; empty when every anomalous image has its mask and every mask its image.
+    """
+    base = Path(root) / category
+    problems: list[Problem] = []
+    defects = sorted(path for path in (base / "test").glob("*") if path.is_dir() and path.name != "good")
+    for defect in defects:
+        mask_dir = base / "ground_truth" / defect.name
+        masks = {path.stem: path for path in _files(mask_dir, extensions)}
+        images = _files(defect, extensions)
+        stems = {image.stem for image in images}
+        for image in images:
+            if f"{image.stem}_mask" not in masks and image.stem not in masks:
+                expected = mask_dir / f"{image.stem}_mask{image.suffix}"
+                problems.append(
+                    Problem(
+                        ProblemKind.MISSING_MASK,
+                        (image,),
+                        f"anomalous image has no mask (expected {expected})",
+                        "add the mask; for image-level data (no masks at all) use the folder layout, not MVTec AD's",
+                    ),
+                )
+        for stem, mask in masks.items():
+            if stem.removesuffix("_mask") not in stems and stem not in stems:
+                problems.append(
+                    Problem(
+                        ProblemKind.ORPHAN_MASK,
+                        (mask,),
+                        f"mask has no image in {defect}",
+                        "remove the mask or add its image",
+                    ),
+                )
+    return sorted(problems, key=lambda problem: problem.paths)
+
+
 def raise_for_problems(problems: list[Problem], *, what: str = "The dataset", limit: int = 5) -> None:
     """Raise one error listing the first problems, if there are any.
 
@@ -281,6 +334,13 @@ def _exif_orientation(img: Image.Image) -> int | None:
     exif.load(exif_bytes)
     orientation = exif.get(_EXIF_ORIENTATION_TAG)
     return int(orientation) if orientation is not None else None
+
+
+def _files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Files of ``folder`` (not recursive) whose names end in one of ``extensions``, sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.name.endswith(extensions))
 
 
 def _bits_per_channel(mode: str) -> int:
