@@ -36,7 +36,9 @@ class SafeImageDataset(AnomalibDataset):
     """An image ``AnomalibDataset`` whose images and masks are read by the plugin's reader.
 
     Samples, their order, the augmentations, the item fields and the collate function are the wrapped dataset's;
-    only the reading differs (see :func:`~anomalib_glocalclip.data.io.read_image`).
+    only the reading differs (see :func:`~anomalib_glocalclip.data.io.read_image`). Masks mark every pixel with a
+    nonzero colour channel, where Anomalib's ``convert("L") > 0`` misses dark colours of zero luminance; binary
+    masks read identically.
 
     Args:
         dataset: Dataset to wrap, set up (its ``samples`` set). Its class must use ``AnomalibDataset``'s own
