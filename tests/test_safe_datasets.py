@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Compose, RandomHorizontalFlip, Resize
 
+from anomalib_glocalclip.data.io import ImageReadError
 from anomalib_glocalclip.data.safe_datasets import SafeImageDataset, SafePredictDataset
 from anomalib_glocalclip.data.visualizer import PluginImageVisualizer, read_display_image
 from image_files import gray16_as_8_bit, save, save_rgb, write_folder_set, write_mvtec_set
@@ -147,3 +148,15 @@ def test_visualizer_writes_files_where_anomalib_does(tmp_path: Path) -> None:
     expected = np.asarray(visualizer.visualize_item(next(iter(batch))), dtype=int)[:, :256]
     assert np.array_equal(panel, expected)
     assert panel.mean() < 200
+
+
+def test_errors_from_loader_workers_keep_their_type_and_file_name(tmp_path: Path) -> None:
+    datamodule = MVTecAD(root=write_mvtec_set(tmp_path), category="bottle", num_workers=0)
+    datamodule.setup()
+    safe = SafeImageDataset(datamodule.test_data)
+    loader = DataLoader(safe, batch_size=16, num_workers=1, collate_fn=safe.collate_fn)
+    _assert_batches_equal(next(iter(loader)), _one_batch(datamodule.test_data))
+    broken = Path(safe.samples.image_path.iloc[0])
+    broken.write_bytes(b"")
+    with pytest.raises(ImageReadError, match=str(broken).replace(".", r"\.")):
+        next(iter(loader))
