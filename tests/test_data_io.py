@@ -32,7 +32,7 @@ def test_rgb_8_bit_is_read_exactly(tmp_path: Path, name: str, fmt: str) -> None:
     array = _rgb_array()
     image = read_image(_save(tmp_path, name, Image.fromarray(array), format=fmt))
     _check_image(image, 12, 10)
-    assert torch.equal(image, torch.from_numpy(array).permute(2, 0, 1).float() / 255.0)
+    assert torch.equal(image, torch.from_numpy(array).permute(2, 0, 1).float() * (1 / 255.0))
 
 
 def test_jpeg(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_grayscale_is_replicated_to_three_channels(tmp_path: Path) -> None:
     array = _rgb_array()[..., 0]
     image = read_image(_save(tmp_path, "gray.png", Image.fromarray(array)))
     _check_image(image, 12, 10)
-    expected = torch.from_numpy(array).float() / 255.0
+    expected = torch.from_numpy(array).float() * (1 / 255.0)
     for channel in range(3):
         assert torch.equal(image[channel], expected)
 
@@ -65,7 +65,7 @@ def test_rgba_drops_alpha(tmp_path: Path) -> None:
     alpha = np.zeros((12, 10, 1), dtype=np.uint8)  # fully transparent: the colour must survive anyway
     image = read_image(_save(tmp_path, "rgba.png", Image.fromarray(np.concatenate([array, alpha], axis=-1))))
     _check_image(image, 12, 10)
-    assert torch.equal(image, torch.from_numpy(array).permute(2, 0, 1).float() / 255.0)
+    assert torch.equal(image, torch.from_numpy(array).permute(2, 0, 1).float() * (1 / 255.0))
 
 
 def test_palette(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_palette(tmp_path: Path) -> None:
     assert Image.open(path).mode == "P"
     image = read_image(path)
     _check_image(image, 12, 10)
-    expected = torch.from_numpy(np.asarray(palette.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
+    expected = torch.from_numpy(np.asarray(palette.convert("RGB")).copy()).permute(2, 0, 1).float() * (1 / 255.0)
     assert torch.equal(image, expected)
 
 

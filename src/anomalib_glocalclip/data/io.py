@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2.functional import to_dtype
 
 _MAX_16_BIT = 65535.0
 # Errors PIL raises for files that exist but cannot be decoded: unknown format (UnidentifiedImageError is an
@@ -51,8 +52,9 @@ def read_image(path: str | Path) -> torch.Tensor:
     if _is_high_depth(img):
         gray = torch.from_numpy(_scale_high_depth(img))
         return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
-    rgb = np.asarray(_to_rgb8(img, path))
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous().float().div_(255.0)
+    rgb = torch.from_numpy(np.asarray(_to_rgb8(img, path)).copy()).permute(2, 0, 1).contiguous()
+    # Scaled like Anomalib's reader (a multiplication by 1/255), so 8-bit files give bit-identical tensors.
+    return to_dtype(rgb, torch.float32, scale=True)
 
 
 def read_mask(
