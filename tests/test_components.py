@@ -1,4 +1,4 @@
-"""``ZeroShotCLIPModule``: both models get the same pre-processor, post-processor, evaluator and callbacks."""
+"""``ZeroShotCLIPMixin``: both models get the same pre-processor, post-processor, evaluator and callbacks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from anomalib_glocalclip.compat import post_processor_thresholds
-from anomalib_glocalclip.components import PredictionTable, ZeroShotCLIPModule, zero_shot_evaluator
+from anomalib_glocalclip.components import PredictionTable, ZeroShotCLIPMixin, zero_shot_evaluator
 from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
 
 
@@ -25,7 +25,7 @@ def models(tiny_config) -> tuple[GlocalCLIP, AnoCLIP]:
 
 def test_both_models_share_the_base(models) -> None:
     for model in models:
-        assert isinstance(model, ZeroShotCLIPModule)
+        assert isinstance(model, ZeroShotCLIPMixin)
         resize, normalize = model.pre_processor.transform.transforms
         assert isinstance(resize, Resize)
         assert list(resize.size) == [64, 64]
@@ -39,6 +39,12 @@ def test_both_models_share_the_base(models) -> None:
         callbacks = model.configure_callbacks()
         assert [type(c) for c in callbacks] == [type(model.pre_processor), PostProcessor, type(model.evaluator),
                                                 type(model.visualizer), PredictionTable]
+
+
+def test_both_models_are_listed_by_anomalib() -> None:
+    from anomalib.models import list_models
+
+    assert {"GlocalCLIP", "AnoCLIP"} <= list_models(case="pascal")
 
 
 def test_pre_processor_is_a_classmethod() -> None:

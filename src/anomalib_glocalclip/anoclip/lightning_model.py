@@ -19,10 +19,11 @@ import logging
 from typing import Any
 
 from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import nn
 
-from anomalib_glocalclip.components import ZeroShotCLIPModule
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
 
 from .adapter import TestTimeAdaptation
 from .prompts import DOMAIN_PHRASES, Domain, clean_class_name, default_domain
@@ -34,7 +35,7 @@ DEFAULT_CLASS_NAME = "object"
 PROMPTED_FOR_KEY = "anoclip_prompted_for"
 
 
-class AnoCLIP(ZeroShotCLIPModule):
+class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """AnoCLIP (training-free) and, with ``tta=True``, AnoCLIP+ (per-image test-time adapter).
 
     Zero-shot: ``anomalib test``/``Engine.test`` first validate on the target data (thresholds and

@@ -1,4 +1,4 @@
-"""``ZeroShotCLIPModule``: the Anomalib module that GlocalCLIP and AnoCLIP share.
+"""``ZeroShotCLIPMixin``: what the Anomalib modules GlocalCLIP and AnoCLIP share.
 
 Both models score images with a CLIP backbone and are evaluated zero-shot on a target. This base owns what
 is the same for both: the CLIP pre-processor (a classmethod, as WinCLIP's), Anomalib's post-processor, the
@@ -7,9 +7,13 @@ normalisation), the empty ``val_dataloader`` of runs without validation data and
 that apply then, and the export guard (a model may refuse export, e.g. AnoCLIP+). Subclasses build
 ``self.model`` (whose forward returns an ``InferenceBatch``) and keep only their own behaviour.
 
+It is a mixin placed before ``AnomalibModule`` (as Anomalib's ``MemoryBankMixin``), not a subclass of it:
+Anomalib lists models by ``AnomalibModule.__subclasses__()``, which holds direct subclasses only, so a model
+class must derive from ``AnomalibModule`` itself to appear in ``list_models`` and ``get_model``.
+
 Example:
     >>> from anomalib_glocalclip import AnoCLIP, GlocalCLIP
-    >>> issubclass(GlocalCLIP, ZeroShotCLIPModule) and issubclass(AnoCLIP, ZeroShotCLIPModule)
+    >>> issubclass(GlocalCLIP, ZeroShotCLIPMixin) and issubclass(AnoCLIP, ZeroShotCLIPMixin)
     True
 """
 
@@ -21,7 +25,6 @@ from typing import Any
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
-from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
@@ -78,8 +81,8 @@ def no_validation_data(model_name: str) -> list:
     return []
 
 
-class ZeroShotCLIPModule(AnomalibModule):
-    """Anomalib module of a CLIP model evaluated zero-shot: the components and steps both plugin models share.
+class ZeroShotCLIPMixin:
+    """Components and steps of a CLIP model evaluated zero-shot, for ``class Model(ZeroShotCLIPMixin, AnomalibModule)``.
 
     Subclasses set ``self.model`` (a torch model whose forward maps ``[B, 3, S, S]`` images to an
     ``InferenceBatch``) and call ``self.set_natural_thresholds`` once it exists.

@@ -31,13 +31,14 @@ import torch
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from anomalib_glocalclip.components import ZeroShotCLIPModule
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 
 from .feature_cache import STORAGES, CachedBatch, EncodedBatch, FeatureCacheCallback
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 PROMPT_FILE_NAME = "prompts.pt"
 
 
-class GlocalCLIP(ZeroShotCLIPModule):
+class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """GlocalCLIP: object-agnostic global and local prompts over a frozen CLIP with V-V attention.
 
     Args:
