@@ -17,7 +17,7 @@ from anomalib_glocalclip.glocalclip import (
     read_prompt_file,
     save_prompt_file,
 )
-from anomalib_glocalclip.glocalclip.prompt_learner import prompt_templates
+from anomalib_glocalclip.glocalclip.prompt_learner import placeholder_prompts
 
 SHAPE = PromptShape(n_ctx=3, n_abnormal_ctx=2, deep_prompt_depth=4, deep_prompt_length=2)
 
@@ -30,7 +30,7 @@ def tiny_model(tiny_config, **kwargs) -> GlocalCLIP:
 
 class TestPromptLayout:
     def test_templates(self) -> None:
-        assert prompt_templates(SHAPE) == [
+        assert placeholder_prompts(SHAPE) == [
             "X X X object.",
             "X X X X X damaged object.",
             "X X X object.",
