@@ -15,6 +15,12 @@ is imported, so an untested dependency version fails at once with the fix instea
   versions switch to batch-first, which would silently mix tokens across prompts.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
 
+Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
+(it runs at every interpreter start and must not import this package); the benchmark engine overrides
+``Engine._should_run_validation`` (the method Anomalib calls; its body calls ``anomalib_should_run_validation``).
+GlocalCLIP tells an unset ``max_epochs`` from an explicit 1000 through public API only (the ``trainer``
+setter sees ``Trainer.max_epochs`` before ``fit`` replaces ``None`` by 1000; ``test_glocalclip_model`` checks it).
+
 Example:
     >>> from anomalib_glocalclip.compat import check_versions
     >>> check_versions()
