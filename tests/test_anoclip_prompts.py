@@ -14,9 +14,9 @@ from anomalib_glocalclip.anoclip.prompts import (
     NORMAL_STATES,
     clean_class_name,
     default_domain,
+    domain_templates,
     encode_sentences,
     encode_state_prompts,
-    prompt_templates,
     state_sentences,
     summarise_sentence_features,
 )
@@ -32,7 +32,7 @@ def test_seven_states_each() -> None:
 
 @pytest.mark.parametrize("domain", ["object", "texture"])
 def test_66_templates_and_462_sentences_per_state(domain: str) -> None:
-    templates = prompt_templates(domain)
+    templates = domain_templates(domain)
     assert len(templates) == len(set(templates)) == 66
     normal, anomalous = state_sentences("bottle", domain)
     assert len(normal) == len(anomalous) == 7 * 66
@@ -64,7 +64,7 @@ def test_texture_sentences_word_for_word() -> None:
 
 def test_unknown_domain_is_rejected() -> None:
     with pytest.raises(ValueError, match="domain"):
-        prompt_templates("fabric")
+        domain_templates("fabric")
 
 
 def test_class_names_and_domains_follow_the_reference() -> None:

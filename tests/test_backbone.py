@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from anomalib_glocalclip.backbone import (
     CLIPBackbone,
+    WeightsMismatchError,
     WeightsNotFoundError,
     build_clip,
     dual_attention,
@@ -240,7 +241,13 @@ class TestLoading:
     def test_weights_of_another_architecture(self, tiny_config, tmp_path) -> None:
         path = tmp_path / "other.pt"
         torch.save({"visual.conv1.weight": torch.zeros(1)}, path)
-        with pytest.raises(WeightsNotFoundError, match="do not fit the model"):
+        with pytest.raises(WeightsMismatchError, match=rf"{path.name} do not fit the model .*{tiny_config.name}"):
+            build_clip(tiny_config, pretrained=path)
+
+    def test_weights_with_missing_tensors(self, tiny_config, tmp_path) -> None:
+        path = tmp_path / "partial.pt"
+        torch.save({"logit_scale": torch.zeros(())}, path)
+        with pytest.raises(WeightsMismatchError, match=r"partial\.pt do not fit the model .*missing"):
             build_clip(tiny_config, pretrained=path)
 
 

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import RandomHorizontalFlip
 
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.glocalclip import feature_cache
-from anomalib_glocalclip.glocalclip.feature_cache import CachedBatch, FeatureCache, choose_storage
+from anomalib_glocalclip.glocalclip.feature_cache import CachedBatch, FeatureCache, FeatureCacheCallback, choose_storage
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_visa
 
 TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64}
@@ -59,7 +59,9 @@ def test_cached_training_equals_training_on_images(visa: Path, tmp_path: Path, s
     for (name, a), b in zip(cached.model.prompt_learner.state_dict().items(),
                             plain.model.prompt_learner.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
-    assert cached._feature_cache is None  # released at the end of fit
+    cache_callbacks = [cb for cb in cached.trainer.callbacks if isinstance(cb, FeatureCacheCallback)]
+    assert len(cache_callbacks) == 1
+    assert cache_callbacks[0].cache is None  # released at the end of fit
     assert not list(tmp_path.glob("cached/**/glocalclip_features_*"))  # no memmap files left behind
 
 
@@ -90,3 +92,22 @@ def test_storage_is_chosen_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(feature_cache, "available_host_memory", lambda: 10_000)
     assert choose_storage(4_000, torch.device("cpu")) == "host"
     assert choose_storage(6_000, torch.device("cpu")) == "disk"
+
+
+def test_data_package_never_calls_the_model() -> None:
+    data = Path(__import__("anomalib_glocalclip.data", fromlist=["x"]).__file__).parent
+    text = "\n".join(path.read_text(encoding="utf-8") for path in data.rglob("*.py"))
+    for needle in ("cached_train_dataloader", "hasattr(model", "lightning_module", "glocalclip.glocalclip"):
+        assert needle not in text, needle
+
+
+def test_cached_batch_passes_the_pre_processor_untouched() -> None:
+    from anomalib_glocalclip.components import clip_pre_processor
+
+    masks = torch.rand(2, 16, 16) > 0.5
+    cache = FeatureCache.build([(torch.randn(2, 8), torch.randn(1, 2, 4, 8), torch.tensor([0, 1]), masks)],
+                               lambda batch: batch, 2, torch.device("cpu"), storage="host")
+    batch = cache.collate([1, 0])
+    clip_pre_processor(16).on_train_batch_start(None, None, batch, 0)
+    assert batch.image is None
+    assert torch.equal(batch.gt_mask, masks[[1, 0]])

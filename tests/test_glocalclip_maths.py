@@ -13,7 +13,7 @@ from anomalib_glocalclip.glocalclip.anomaly_map import (
     gaussian_blur,
     gaussian_kernel1d,
     patch_probability_map,
-    state_probabilities,
+    tempered_state_probabilities,
 )
 from anomalib_glocalclip.glocalclip.loss import (
     dice_loss,
@@ -91,7 +91,7 @@ class TestMaps:
     def test_state_probabilities_softmax_of_cosines_over_temperature(self) -> None:
         features = torch.tensor([[1.0, 0.0]])
         text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-        p = state_probabilities(features, text, temperature=0.07)
+        p = tempered_state_probabilities(features, text, temperature=0.07)
         expected = math.exp(1 / 0.07) / (math.exp(1 / 0.07) + 1)
         assert p[0, 0].item() == pytest.approx(expected)
 

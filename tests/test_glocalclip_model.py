@@ -6,6 +6,7 @@ import pytest
 import torch
 from anomalib import LearningType
 from anomalib.data import ImageBatch
+from lightning.pytorch.callbacks import Callback
 
 from anomalib_glocalclip import GlocalCLIP
 from anomalib_glocalclip.glocalclip import (
@@ -16,7 +17,7 @@ from anomalib_glocalclip.glocalclip import (
     read_prompt_file,
     save_prompt_file,
 )
-from anomalib_glocalclip.glocalclip.prompt_learner import prompt_templates
+from anomalib_glocalclip.glocalclip.prompt_learner import placeholder_prompts
 
 SHAPE = PromptShape(n_ctx=3, n_abnormal_ctx=2, deep_prompt_depth=4, deep_prompt_length=2)
 
@@ -29,7 +30,7 @@ def tiny_model(tiny_config, **kwargs) -> GlocalCLIP:
 
 class TestPromptLayout:
     def test_templates(self) -> None:
-        assert prompt_templates(SHAPE) == [
+        assert placeholder_prompts(SHAPE) == [
             "X X X object.",
             "X X X X X damaged object.",
             "X X X object.",
@@ -235,15 +236,28 @@ class TestModesAndFiles:
         assert post.pixel_max.item() == 4.0
 
 
-@pytest.mark.parametrize(("user_epochs", "expected"), [(None, 15), (3, 3)])
-def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, user_epochs, expected) -> None:
-    from lightning.pytorch import Trainer
-    from lightning.pytorch.loops.utilities import _parse_loop_limits
+class _StopAtStart(Callback):
+    """Record the epoch limit the fit runs under, then stop before any step."""
 
-    model = tiny_model(tiny_config)
-    trainer = Trainer(max_epochs=user_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    # what Trainer.fit does before any hook: an unset max_epochs becomes Lightning's 1000
-    trainer.fit_loop.max_epochs = _parse_loop_limits(None, -1, None, user_epochs, trainer)[1]
-    model.trainer = trainer
-    model.on_fit_start()
-    assert trainer.fit_loop.max_epochs == expected
+    max_epochs: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.max_epochs = trainer.fit_loop.max_epochs
+        trainer.should_stop = True
+
+
+@pytest.mark.parametrize(("engine_args", "expected"), [({}, 15), ({"max_epochs": 3}, 3), ({"max_epochs": 1000}, 1000),
+                                                       ({"max_steps": 4}, -1)])
+def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, tmp_path, engine_args, expected) -> None:
+    from anomalib.engine import Engine
+
+    from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer
+    from anomalib_glocalclip.testing import generate_visa
+
+    visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0)
+    datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa)), train_batch_size=4, num_workers=0)
+    recorder = _StopAtStart()
+    engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, callbacks=[recorder],
+                    enable_progress_bar=False, enable_model_summary=False, **engine_args)
+    engine.fit(tiny_model(tiny_config, cache_features=False), datamodule=datamodule)
+    assert recorder.max_epochs == expected

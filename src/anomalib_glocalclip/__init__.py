@@ -5,10 +5,14 @@ Installing the package registers its models and datamodules with Anomalib, so th
 naming ``GlocalCLIP`` all work without an import by the user.
 """
 
-from .anoclip import AnoCLIP
-from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer, SyntheticSource
-from .glocalclip import GlocalCLIP
-from .registry import register_with_anomalib
+from .compat import check_versions
+
+check_versions()
+
+from .anoclip import AnoCLIP  # noqa: E402 - after the version check
+from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer, SyntheticSource  # noqa: E402
+from .glocalclip import GlocalCLIP  # noqa: E402
+from .registry import register_with_anomalib  # noqa: E402
 
 __all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource"]
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .scoring import state_probabilities
+from .scoring import cosine_state_probabilities
 
 
 class BatchedTextAdapter(nn.Module):
@@ -154,7 +154,7 @@ class TestTimeAdaptation:
             noise = noise.to(device)
             for step in range(self.steps):
                 adapted = adapter(torch.cat([tokens, tokens + noise[step]], dim=1))
-                clean, noisy = state_probabilities(adapted, states).split(num_patches, dim=1)
+                clean, noisy = cosine_state_probabilities(adapted, states).split(num_patches, dim=1)
                 loss = adaptation_loss(clean, noisy).sum()
                 optimizer.zero_grad()
                 loss.backward()

@@ -18,24 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from anomalib import LearningType
-from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
-from anomalib.post_processing import PostProcessor
-from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch import Callback
-from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.components import (
-    PredictionTable,
-    clip_pre_processor,
-    no_validation_data,
-    set_natural_thresholds,
-    zero_shot_evaluator,
-)
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
 
 from .adapter import TestTimeAdaptation
 from .prompts import DOMAIN_PHRASES, Domain, clean_class_name, default_domain
@@ -47,7 +35,7 @@ DEFAULT_CLASS_NAME = "object"
 PROMPTED_FOR_KEY = "anoclip_prompted_for"
 
 
-class AnoCLIP(AnomalibModule):
+class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """AnoCLIP (training-free) and, with ``tta=True``, AnoCLIP+ (per-image test-time adapter).
 
     Zero-shot: ``anomalib test``/``Engine.test`` first validate on the target data (thresholds and
@@ -107,9 +95,8 @@ class AnoCLIP(AnomalibModule):
         if domain is not None and domain not in DOMAIN_PHRASES:
             msg = f"domain must be one of {sorted(DOMAIN_PHRASES)} or None, got {domain!r}."
             raise ValueError(msg)
-        # Anomalib calls configure_pre_processor() without arguments inside super().__init__().
-        self.image_size = image_size
         super().__init__(
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,
@@ -139,7 +126,7 @@ class AnoCLIP(AnomalibModule):
         )
         self._prompted_for: tuple[str, str] | None = None
         # Without validation data: anomalous when closer to the anomalous than to the normal state embedding.
-        set_natural_thresholds(self.post_processor)
+        self.set_natural_thresholds()
 
     def setup(self, stage: str) -> None:
         """Encode the prompt ensemble for the class name, unless it is already encoded for it.
@@ -180,58 +167,27 @@ class AnoCLIP(AnomalibModule):
         logger.info("No class name given and the datamodule has no category: prompting for %r.", DEFAULT_CLASS_NAME)
         return DEFAULT_CLASS_NAME
 
-    def configure_pre_processor(self, image_size: tuple[int, int] | None = None) -> PreProcessor:  # type: ignore[override]
-        """Bicubic resize to the backbone's input size and CLIP normalisation."""
-        return clip_pre_processor(image_size or self.image_size)
-
-    @staticmethod
-    def configure_post_processor() -> PostProcessor:
-        """Thresholds and min-max normalisation, fitted on the target's validation outputs."""
-        return PostProcessor()
-
-    @staticmethod
-    def configure_evaluator() -> Evaluator:
-        """The plugin's zero-shot metrics (image and pixel AUROC, AUPR/AUPRO, F1Max)."""
-        return zero_shot_evaluator()
-
-    def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, plus ``predictions.csv`` written by ``predict`` (as GlocalCLIP does)."""
-        return [*super().configure_callbacks(), PredictionTable()]
-
     @staticmethod
     def configure_optimizers() -> None:
         """Nothing is trained (AnoCLIP+'s adapters are fitted and discarded inside each test step)."""
         return
-
-    def val_dataloader(self) -> list:
-        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
-        return no_validation_data(self.name)
-
-    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Score the batch, as in testing; the post-processor fits its thresholds on these outputs."""
-        del args, kwargs
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
         """With ``tta``, evaluate under ``no_grad`` instead of ``inference_mode`` (the adapter needs autograd)."""
         return {"inference_mode": False} if self.tta else {}
 
-    @property
-    def learning_type(self) -> LearningType:
-        """Zero-shot: no training, no reference images."""
-        return LearningType.ZERO_SHOT
-
     # ----- export: per-image optimisation is not a static graph -----
-    @staticmethod
-    def _tta_export_not_supported() -> None:
-        logger.warning(
-            "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
-            "Export AnoCLIP with tta=False instead. Skipping export.",
-        )
+    def export_refusal(self) -> str | None:
+        """AnoCLIP+ (``tta=True``) cannot be exported; AnoCLIP can."""
+        if self.tta:
+            return (
+                "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
+                "Export AnoCLIP with tta=False instead."
+            )
+        return None
 
-    def _encode_prompts_for_export(self) -> None:
+    def prepare_export(self) -> None:
         """Encode the prompts if nothing has (no run and no checkpoint), for ``class_name`` or ``"object"``.
 
         Prompts already encoded (by a run, or loaded with ``--ckpt_path``) are kept: the export has no
@@ -239,24 +195,3 @@ class AnoCLIP(AnomalibModule):
         """
         if not self.model.has_prompts:
             self.setup("export")
-
-    def to_torch(self, *args, **kwargs) -> Any:  # noqa: ANN401
-        """Export to a torch pickle; with ``tta=True`` log a warning and return ``None``."""
-        if self.tta:
-            return self._tta_export_not_supported()
-        self._encode_prompts_for_export()
-        return super().to_torch(*args, **kwargs)
-
-    def to_onnx(self, *args, **kwargs) -> Any:  # noqa: ANN401
-        """Export to ONNX; with ``tta=True`` log a warning and return ``None``."""
-        if self.tta:
-            return self._tta_export_not_supported()
-        self._encode_prompts_for_export()
-        return super().to_onnx(*args, **kwargs)
-
-    def to_openvino(self, *args, **kwargs) -> Any:  # noqa: ANN401
-        """Export to OpenVINO; with ``tta=True`` log a warning and return ``None``."""
-        if self.tta:
-            return self._tta_export_not_supported()
-        self._encode_prompts_for_export()
-        return super().to_openvino(*args, **kwargs)

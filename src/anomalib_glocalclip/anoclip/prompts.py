@@ -105,7 +105,7 @@ def default_domain(class_name: str) -> Domain:
     return "texture" if class_name.strip().lower() in TEXTURE_CATEGORIES else "object"
 
 
-def prompt_templates(domain: Domain) -> list[str]:
+def domain_templates(domain: Domain) -> list[str]:
     """The 66 templates of a domain, each with one ``{}`` for the state phrase."""
     if domain not in DOMAIN_PHRASES:
         msg = f"Unknown prompt domain {domain!r}; use one of {sorted(DOMAIN_PHRASES)}."
@@ -127,7 +127,7 @@ def state_sentences(class_name: str, domain: Domain) -> tuple[list[str], list[st
     Returns:
         ``(normal_sentences, anomalous_sentences)``, ordered by template, then state phrase.
     """
-    templates = prompt_templates(domain)
+    templates = domain_templates(domain)
 
     def sentences(states: Sequence[str]) -> list[str]:
         phrases = [state.format(class_name) for state in states]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 
-def state_probabilities(embeddings: torch.Tensor, state_embeddings: torch.Tensor) -> torch.Tensor:
+def cosine_state_probabilities(embeddings: torch.Tensor, state_embeddings: torch.Tensor) -> torch.Tensor:
     """Normal and anomalous probabilities of embeddings.
 
     Args:
@@ -33,7 +33,7 @@ def image_anomaly_score(class_embeddings: torch.Tensor, state_embeddings: torch.
     Returns:
         ``[B]`` image scores.
     """
-    return state_probabilities(class_embeddings, state_embeddings)[..., 1].mean(dim=1)
+    return cosine_state_probabilities(class_embeddings, state_embeddings)[..., 1].mean(dim=1)
 
 
 def patch_anomaly_map(

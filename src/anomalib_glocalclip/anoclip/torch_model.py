@@ -25,7 +25,7 @@ from anomalib_glocalclip.backbone import CLIPBackbone
 
 from .adapter import TestTimeAdaptation
 from .prompts import Domain, encode_state_prompts
-from .scoring import image_anomaly_score, patch_anomaly_map, state_probabilities
+from .scoring import cosine_state_probabilities, image_anomaly_score, patch_anomaly_map
 from .views import augmented_views
 
 IMAGE_SCORE_VIEWS = ("reference", "none")
@@ -141,6 +141,6 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         pred_score = image_anomaly_score(class_embeddings, self.state_embeddings)
         if self.adaptation is not None:
             patch_embeddings = self.adaptation(patch_embeddings, self.state_embeddings, self.sentence_embeddings)
-        patch_scores = state_probabilities(patch_embeddings, self.state_embeddings)[..., 1]
+        patch_scores = cosine_state_probabilities(patch_embeddings, self.state_embeddings)[..., 1]
         anomaly_map = patch_anomaly_map(patch_scores, self.backbone.grid_size, images.shape[-2:])
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)

@@ -3,6 +3,7 @@
 from .clip_backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, CLIPBackbone
 from .loading import (
     UnsupportedBackboneError,
+    WeightsMismatchError,
     WeightsNotFoundError,
     build_clip,
     load_model_config,
@@ -20,6 +21,7 @@ __all__ = [
     "DualStreamOutput",
     "TextTower",
     "UnsupportedBackboneError",
+    "WeightsMismatchError",
     "WeightsNotFoundError",
     "build_clip",
     "dual_attention",

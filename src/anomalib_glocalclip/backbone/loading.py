@@ -40,6 +40,10 @@ class WeightsNotFoundError(FileNotFoundError):
     """CLIP weights were asked for but are neither on disk nor downloadable."""
 
 
+class WeightsMismatchError(ValueError):
+    """A CLIP weight file was read, but its tensors do not fit the model built (another architecture)."""
+
+
 class UnsupportedBackboneError(ValueError):
     """The open_clip model cannot carry this project's hooks (it is not a native CLIP ViT)."""
 
@@ -121,7 +125,7 @@ def build_clip(
         torch.manual_seed(RANDOM_INIT_SEED)
         clip = clip_class(**config)
     if state_dict is not None:
-        _load_weights(clip, state_dict, weights_path)
+        _load_weights(clip, state_dict, weights_path, model_name=str(model))
     clip.eval()
     return clip
 
@@ -257,7 +261,7 @@ def resize_positional_embedding(
     return torch.cat([class_row, grid.to(positional_embedding.dtype)], dim=0)
 
 
-def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, model_name: str) -> None:
     import open_clip
 
     if "positional_embedding" in state_dict and not hasattr(clip, "positional_embedding"):
@@ -274,14 +278,14 @@ def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Pa
     try:
         result = clip.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # tensors of other shapes
-        msg = f"CLIP weights {path} do not fit the model built: {error}\n{advice}"
-        raise WeightsNotFoundError(msg) from None
+        msg = f"CLIP weights {path} do not fit the model {model_name}: {error}\n{advice}"
+        raise WeightsMismatchError(msg) from None
     if result.missing_keys or result.unexpected_keys:
         msg = (
-            f"CLIP weights {path} do not fit the model built: missing {result.missing_keys[:5]}, "
+            f"CLIP weights {path} do not fit the model {model_name}: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}. {advice}"
         )
-        raise WeightsNotFoundError(msg)
+        raise WeightsMismatchError(msg)
 
 
 def _is_torchscript_archive(path: Path) -> bool:

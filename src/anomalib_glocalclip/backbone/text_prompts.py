@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from anomalib_glocalclip.compat import check_text_layout
+
 
 class TextTower(NamedTuple):
     """The parts of an open_clip text tower (``CLIP`` keeps them on the model, ``CustomTextCLIP`` on ``.text``)."""
@@ -70,6 +72,7 @@ def encode_token_embeddings(
     if len(deep_prompts) >= len(blocks):
         msg = f"{len(deep_prompts)} deep prompts need a text tower deeper than its {len(blocks)} layers."
         raise ValueError(msg)
+    check_text_layout(tower.transformer)
     x = x.transpose(0, 1)  # open_clip blocks work in [L, P, D]
     for layer, block in enumerate(blocks):
         if 1 <= layer <= len(deep_prompts):

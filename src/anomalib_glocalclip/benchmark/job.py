@@ -26,6 +26,8 @@ from anomalib.pipelines.benchmark.job import BenchmarkJob
 from anomalib.utils.logging import hide_output
 from lightning import seed_everything
 
+from anomalib_glocalclip.compat import anomalib_should_run_validation
+
 from .resolve import build_datamodule, build_model, class_name, model_label
 from .table import STATUS_FAILED, STATUS_OK, collect_rows
 
@@ -59,7 +61,7 @@ class FitOnceEngine(Engine):
         """Anomalib's rule, except for a model this engine has already validated in ``fit``."""
         if id(model) in self._validated_models:
             return False
-        return Engine._should_run_validation(model, ckpt_path)  # noqa: SLF001
+        return anomalib_should_run_validation(model, ckpt_path)
 
 
 def describe_error(error: BaseException) -> str:

@@ -1,6 +1,6 @@
 """Data: robust image reading, dataset layouts, and the datamodules of the plugin."""
 
-from .auxiliary import AuxiliarySource, AuxiliaryTransfer
+from .auxiliary import AuxiliarySource, AuxiliaryTransfer, TrainSplitCache
 from .datamodule import LayoutDataModule
 from .datamodules import (
     BTAD,
@@ -70,6 +70,7 @@ __all__ = [
     "SampleDataset",
     "SyntheticDataset",
     "SyntheticSource",
+    "TrainSplitCache",
     "get_layout",
     "has_pixel_labels",
     "read_image",

@@ -24,10 +24,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from anomalib.data import AnomalibDataModule
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Transform
 
 from .dataset import SampleDataset
@@ -62,6 +63,17 @@ class AuxiliarySource:
         table = pd.concat(tables, ignore_index=True)
         table["source"] = f"{layout.name}:{self.root}"
         return table
+
+
+class TrainSplitCache(Protocol):
+    """Something that serves a deterministic train split in a cheaper form (e.g. GlocalCLIP's encoder outputs).
+
+    A model that wants it registers one as ``AuxiliaryTransfer.train_cache`` (GlocalCLIP's
+    ``FeatureCacheCallback`` does so in ``setup``); the datamodule knows nothing of the model.
+    """
+
+    def dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader | None:
+        """A dataloader standing in for the images of ``dataset``, or ``None`` to train on the images."""
 
 
 class AuxiliaryTransfer(AnomalibDataModule):
@@ -110,6 +122,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
                 "(auxiliary=...) or normal images that receive synthetic anomalies (synthetic=...)."
             )
             raise ValueError(msg)
+        self.train_cache: TrainSplitCache | None = None
         self.target = target
         if target is not None:
             target.eval_batch_size = eval_batch_size
@@ -164,20 +177,19 @@ class AuxiliaryTransfer(AnomalibDataModule):
         """The target datamodule made its own validation split."""
 
     def train_dataloader(self) -> Any:  # noqa: ANN401
-        """The auxiliary images, or their cached encoder outputs when the model offers to cache them.
+        """The auxiliary images, or what a registered ``train_cache`` serves in their place.
 
-        A model that defines ``cached_train_dataloader(dataset, batch_size, num_workers)`` (GlocalCLIP) is
-        given the train split once; caching is only offered when no random augmentation is configured and no
-        synthetic anomaly is redrawn every epoch. Redrawn samples get the epoch with every index instead.
+        The train split is handed to ``train_cache`` only when it is deterministic: no random augmentation is
+        configured and no synthetic anomaly is redrawn every epoch. Redrawn samples get the epoch with every
+        index instead.
         """
         if getattr(self.train_data, "redraws_every_epoch", False):
             logger.info("Synthetic anomalies are redrawn every epoch: training on images, not on cached features.")
             collate_fn = self.external_collate_fn or self.train_data.collate_fn
             return epoch_dataloader(self.train_data, self.train_batch_size, self.num_workers, collate_fn,
                                     epoch=self._current_epoch)
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        if model is not None and self.train_augmentations is None and hasattr(model, "cached_train_dataloader"):
-            loader = model.cached_train_dataloader(self.train_data, self.train_batch_size, self.num_workers)
+        if self.train_cache is not None and self.train_augmentations is None:
+            loader = self.train_cache.dataloader(self.train_data, self.train_batch_size, self.num_workers)
             if loader is not None:
                 return loader
         return super().train_dataloader()

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 
+from anomalib_glocalclip.compat import set_anomaly_sources
+
 # What torchvision's ``io.read_image``, which the generator reads textures with, decodes.
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -62,7 +64,7 @@ class PerlinSynthesizer:
             )
         # Set here, sorted: the generator's own search follows the file system's order, which differs between
         # machines, and the texture of a sample is drawn by position in this list.
-        self.generator.anomaly_source_paths = self.textures
+        set_anomaly_sources(self.generator, self.textures)
 
     def __call__(self, image: torch.Tensor, key: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw an anomaly into ``image``.

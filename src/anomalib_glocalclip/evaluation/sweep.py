@@ -42,6 +42,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from anomalib_glocalclip.compat import silence_log_message
 from anomalib_glocalclip.data.registry import DATASETS, DatasetEntry, get_dataset, list_categories, make_datamodule
 
 from .models import (
@@ -177,11 +178,6 @@ class _CategoryRun:
         return result
 
 
-class _DropNoNormalImagesWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "does not contain any normal images" not in record.getMessage()
-
-
 @contextlib.contextmanager
 def _expected_one_class_warning(one_class: bool) -> Iterator[None]:
     """On anomalous-only data, silence Anomalib's warning that validation has no normal images.
@@ -189,14 +185,9 @@ def _expected_one_class_warning(one_class: bool) -> Iterator[None]:
     There its adaptive image threshold falls back to the lowest score (every image is predicted anomalous, which
     is right), and image metrics are not computed; the warning would only repeat for every such category.
     """
-    threshold_logger = logging.getLogger("anomalib.metrics.threshold.f1_adaptive_threshold")
-    log_filter = _DropNoNormalImagesWarning()
-    if one_class:
-        threshold_logger.addFilter(log_filter)
-    try:
+    with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
+                             "does not contain any normal images", active=one_class):
         yield
-    finally:
-        threshold_logger.removeFilter(log_filter)
 
 
 def _release_memory() -> None:

@@ -6,7 +6,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 
-def state_probabilities(features: torch.Tensor, text_features: torch.Tensor, temperature: float) -> torch.Tensor:
+def tempered_state_probabilities(
+    features: torch.Tensor,
+    text_features: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
     """Softmax over states of cosine similarities divided by the temperature.
 
     Args:

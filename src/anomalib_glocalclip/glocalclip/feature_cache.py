@@ -5,6 +5,16 @@ every epoch. The first ``fit`` pass encodes the whole train split (in the encode
 keeps the raw features, labels and masks, then every epoch reads batches from them. Where they are kept is
 chosen by size: the GPU when they fill less than half of its free memory, else (pinned) host memory when
 they fill less than half of the available RAM, else memory-mapped files on disk.
+
+How the cache reaches the training loop (data never calls the model): a datamodule whose train split is
+deterministic offers a ``train_cache`` attribute (``AuxiliaryTransfer``, see ``TrainSplitCache`` there).
+``GlocalCLIP.configure_callbacks`` adds a ``FeatureCacheCallback`` when ``cache_features`` is on; in
+``setup("fit")`` the callback registers itself there, and when the datamodule builds its train dataloader it
+hands the split to the callback, which encodes it once with the model's ``encode_for_cache`` (a
+``FeatureEncoder``) and returns a dataloader of ``CachedBatch``. ``CachedBatch`` carries no image and a
+mask already at the model's input size, so the model's ``PreProcessor`` passes it through untouched
+(its transform leaves ``None`` alone and resizes the mask to the size it has), and the training step sees
+either a ``CachedBatch`` or an Anomalib ``Batch``. The callback frees the cache at the end of ``fit``.
 """
 
 from __future__ import annotations
@@ -14,32 +24,50 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader, Dataset
+from torchvision.tv_tensors import Mask
 
 logger = logging.getLogger(__name__)
 
 STORAGES = ("auto", "device", "host", "disk")
 
 
-class CachedBatch(NamedTuple):
+EncodedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+@dataclass
+class CachedBatch:
     """A training batch read from the cache.
 
     Attributes:
         global_features: ``[B, E]`` raw global features (before normalisation).
         patch_features: ``[K, B, N, E]`` raw patch features of the map layers.
         gt_label: ``[B]`` image labels.
-        gt_mask: ``[B, H, W]`` bool masks, or ``None`` for image-level data.
+        gt_mask: ``[B, H, W]`` bool masks (pre-processed, at the model's input size), or ``None``.
+        image: always ``None``: the images were pre-processed and encoded when the cache was built.
     """
 
     global_features: torch.Tensor
     patch_features: torch.Tensor
     gt_label: torch.Tensor
     gt_mask: torch.Tensor | None
+    image: None = None
+
+
+class FeatureEncoder(Protocol):
+    """What the cache needs of a model: its device and a pre-processing encoder of image batches."""
+
+    device: torch.device
+
+    def encode_for_cache(self, batch: Any) -> EncodedBatch:  # noqa: ANN401
+        """Batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or ``None``)."""
 
 
 class _Indices(Dataset):
@@ -96,7 +124,7 @@ class FeatureCache:
     def build(
         cls,
         batches: Sequence | DataLoader,
-        encode: Callable[[object], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]],
+        encode: Callable[[Any], EncodedBatch],
         length: int,
         device: torch.device,
         storage: str = "auto",
@@ -192,7 +220,7 @@ class FeatureCache:
             global_features=take("global_features"),
             patch_features=take("patch_features").transpose(0, 1),
             gt_label=take("gt_label"),
-            gt_mask=take("gt_mask"),
+            gt_mask=_as_mask(take("gt_mask")),
         )
 
     def dataloader(self, batch_size: int, shuffle: bool = True) -> DataLoader:
@@ -211,6 +239,11 @@ class FeatureCache:
         self.tensors = {}
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _as_mask(tensor: torch.Tensor | None) -> Mask | None:
+    """Masks as ``tv_tensors.Mask``, so that the pre-processor's transform treats them as masks."""
+    return Mask(tensor) if tensor is not None else None
 
 
 def _storage_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -237,3 +270,77 @@ class _Memmap:
     def read(self, index: np.ndarray) -> torch.Tensor:
         data = torch.from_numpy(np.ascontiguousarray(self.array[index]))
         return data.view(torch.bfloat16) if self.torch_dtype == torch.bfloat16 else data
+
+
+class FeatureCacheCallback(Callback):
+    """Serve the train split as cached encoder outputs, for datamodules that accept a ``train_cache``.
+
+    Implements ``anomalib_glocalclip.data.TrainSplitCache``: the datamodule calls ``dataloader`` with its
+    train split when Lightning asks it for the train dataloader (the model is on its device by then).
+
+    Args:
+        encoder: the model (``encode_for_cache`` and ``device``).
+        storage: ``auto`` (by size), ``device``, ``host`` or ``disk``. Defaults to ``"auto"``.
+
+    Example:
+        >>> from anomalib_glocalclip import GlocalCLIP  # doctest: +SKIP
+        >>> model = GlocalCLIP(cache_features=True)  # doctest: +SKIP
+        >>> [type(c).__name__ for c in model.configure_callbacks()][-1]  # doctest: +SKIP
+        'FeatureCacheCallback'
+    """
+
+    def __init__(self, encoder: FeatureEncoder, storage: str = "auto") -> None:
+        if storage not in STORAGES:
+            msg = f"cache_storage must be one of {STORAGES}, got {storage!r}."
+            raise ValueError(msg)
+        self.encoder = encoder
+        self.storage = storage
+        self.cache: FeatureCache | None = None
+        self._source: Dataset | None = None
+        self._scratch: Path | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Offer the cache to the datamodule of a ``fit`` (if it accepts one)."""
+        del pl_module
+        datamodule = getattr(trainer, "datamodule", None)
+        if stage == "fit" and datamodule is not None and hasattr(datamodule, "train_cache"):
+            datamodule.train_cache = self
+            self._scratch = Path(trainer.default_root_dir)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Withdraw the offer and free the cache."""
+        del pl_module, stage
+        datamodule = getattr(trainer, "datamodule", None)
+        if getattr(datamodule, "train_cache", None) is self:
+            datamodule.train_cache = None
+        self.release()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The cache is only for this fit."""
+        del trainer, pl_module
+        self.release()
+
+    def dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+        """Encode ``dataset`` once (in a fixed order) and return shuffled batches of its cached features.
+
+        Args:
+            dataset: the train split, free of random augmentations.
+            batch_size: training batch size.
+            num_workers: workers of the one encoding pass.
+        """
+        if self.cache is None or self._source is not dataset:
+            self.release()
+            # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
+            # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
+            images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
+                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator())
+            self.cache = FeatureCache.build(images, self.encoder.encode_for_cache, len(dataset), self.encoder.device,
+                                            storage=self.storage, scratch=self._scratch)
+            self._source = dataset
+        return self.cache.dataloader(batch_size, shuffle=True)
+
+    def release(self) -> None:
+        """Free the cached features (GPU memory, pinned memory or files)."""
+        if self.cache is not None:
+            self.cache.release()
+        self.cache, self._source = None, None

@@ -35,21 +35,13 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch.utils.data import DataLoader, Dataset
 
-from anomalib_glocalclip.components import (
-    CLIPPreProcessor,
-    PredictionTable,
-    clip_pre_processor,
-    no_validation_data,
-    set_natural_thresholds,
-    zero_shot_evaluator,
-)
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 
-from .feature_cache import STORAGES, CachedBatch, FeatureCache
+from .feature_cache import STORAGES, CachedBatch, EncodedBatch, FeatureCacheCallback
 from .loss import global_loss, glocal_contrastive_loss, local_loss
 from .presets import resolve_prompt_shape
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
@@ -58,10 +50,9 @@ from .torch_model import GlocalCLIPModel, ImageFeatures
 logger = logging.getLogger(__name__)
 
 PROMPT_FILE_NAME = "prompts.pt"
-LIGHTNING_DEFAULT_MAX_EPOCHS = 1000
 
 
-class GlocalCLIP(AnomalibModule):
+class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """GlocalCLIP: object-agnostic global and local prompts over a frozen CLIP with V-V attention.
 
     Args:
@@ -90,7 +81,8 @@ class GlocalCLIP(AnomalibModule):
         sigma: Gaussian smoothing of the anomaly map in pixels. Defaults to ``8``.
         learning_rate: Adam learning rate. Defaults to ``1e-3``.
         betas: Adam betas. Defaults to ``(0.5, 0.999)``.
-        max_epochs: epochs of prompt learning when ``--trainer.max_epochs`` is left unset. Defaults to ``15``.
+        max_epochs: epochs of prompt learning when neither ``--trainer.max_epochs`` nor ``max_steps`` is set
+            (an explicit value, 1000 included, is always honoured). Defaults to ``15``.
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
         cache_features: train on encoder outputs cached in the first pass (each auxiliary image is encoded
@@ -138,9 +130,11 @@ class GlocalCLIP(AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
-        self.image_size = int(image_size)
         self.prompt_weights = str(prompt_weights) if prompt_weights is not None else None
+        self.uses_default_pre_processor = pre_processor is True
+        self.requested_max_epochs: int | None = None
         super().__init__(
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,
@@ -189,11 +183,9 @@ class GlocalCLIP(AnomalibModule):
             raise ValueError(msg)
         self.cache_features = cache_features
         self.cache_storage = cache_storage
-        self._feature_cache: FeatureCache | None = None
-        self._feature_cache_source: Dataset | None = None
         self.model.refresh_text_features()
         # Without validation data: anomalous above probability 0.5 (maps sum len(feature_layers) probabilities).
-        set_natural_thresholds(self.post_processor, pixel_scale=float(len(self.model.feature_layers)))
+        self.set_natural_thresholds(pixel_scale=float(len(self.model.feature_layers)))
 
     # ----- prompts -----
     def _load_prompts(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -223,25 +215,15 @@ class GlocalCLIP(AnomalibModule):
         """No sanity validation; the epoch count stays the user's (see ``on_fit_start``)."""
         return {"num_sanity_val_steps": 0}
 
-    def configure_pre_processor(self, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """Bicubic resize to the model's input size and CLIP normalisation."""
-        if image_size is not None and tuple(image_size) != (self.image_size, self.image_size):
-            logger.warning("GlocalCLIP resizes to its image_size %d; ignoring %s.", self.image_size, image_size)
-        return clip_pre_processor(self.image_size)
-
-    @staticmethod
-    def configure_post_processor() -> PostProcessor:
-        """Anomalib's post-processor: thresholds and normalisation from validation on the target."""
-        return PostProcessor()
-
-    @staticmethod
-    def configure_evaluator() -> Evaluator:
-        """Image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max (pixel metrics skipped without masks)."""
-        return zero_shot_evaluator()
-
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, plus ``predictions.csv`` written by ``predict``."""
-        return [*super().configure_callbacks(), PredictionTable()]
+        """The shared callbacks, plus the feature cache when ``cache_features`` is on (see ``feature_cache``)."""
+        callbacks = super().configure_callbacks()
+        if not self.cache_features:
+            return callbacks
+        if not self.uses_default_pre_processor:
+            logger.info("Feature caching needs the model's default pre-processor; training on images instead.")
+            return callbacks
+        return [*callbacks, FeatureCacheCallback(self, storage=self.cache_storage)]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
@@ -249,13 +231,22 @@ class GlocalCLIP(AnomalibModule):
             return None
         return torch.optim.Adam(self.model.prompt_learner.parameters(), lr=self.learning_rate, betas=self.betas)
 
+    @LightningModule.trainer.setter
+    def trainer(self, trainer: Trainer | None) -> None:
+        """Attach the trainer, and note the ``max_epochs`` it was built with.
+
+        Lightning attaches the model in ``Trainer.fit`` before it replaces an unset ``max_epochs`` (``None``)
+        by 1000, so here an unset value is still told apart from an explicit 1000 (read by ``on_fit_start``).
+        """
+        LightningModule.trainer.fset(self, trainer)
+        if trainer is not None:
+            self.requested_max_epochs = trainer.max_epochs
+
     def on_fit_start(self) -> None:
-        """Use ``max_epochs`` (15) unless the user set ``--trainer.max_epochs``/``max_steps``."""
-        fit_loop = self.trainer.fit_loop
-        if fit_loop.max_epochs == LIGHTNING_DEFAULT_MAX_EPOCHS and self.trainer.max_steps == -1:
-            # Lightning replaced an unset max_epochs by 1000 before any hook runs; the paper trains 15.
+        """Use ``max_epochs`` (15) unless the user set ``max_epochs`` or ``max_steps`` (then theirs)."""
+        if self.requested_max_epochs is None and self.trainer.max_steps == -1:
             logger.info("max_epochs not set: GlocalCLIP learns prompts for %d epochs.", self.max_epochs)
-            fit_loop.max_epochs = self.max_epochs
+            self.trainer.fit_loop.max_epochs = self.max_epochs
 
     def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL."""
@@ -308,58 +299,22 @@ class GlocalCLIP(AnomalibModule):
         maps = self.model.probability_maps(features.patch_features, text, tuple(masks.shape[-2:]))
         return features.layer_weight * sum(local_loss(layer_map, masks, weights) for layer_map in maps)
 
-    # ----- training on cached features -----
-    def cached_train_dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader | None:
-        """Encode ``dataset`` once and return a dataloader of its cached features (``None``: caching is off).
+    def encode_for_cache(self, batch: Batch) -> EncodedBatch:
+        """Pre-process a batch as Lightning would, then encode it (``FeatureEncoder`` of the feature cache).
 
-        Called by ``AuxiliaryTransfer`` when Lightning asks for the train dataloader (the model is on its
-        device by then); the dataset must be free of random augmentations.
+        Args:
+            batch: image batch, ``image`` ``[B, 3, h, w]``.
+
+        Returns:
+            Raw global ``[B, E]`` and patch ``[K, B, N, E]`` features, labels ``[B]`` and masks ``[B, S, S]``
+            (or ``None``), on the model's device.
         """
-        if not self.cache_features:
-            return None
-        if self.pre_processor is not None and not isinstance(self.pre_processor, CLIPPreProcessor):
-            logger.info("Feature caching needs the model's default pre-processor; training on images instead.")
-            return None
-        if self._feature_cache is None or self._feature_cache_source is not dataset:
-            self.release_feature_cache()
-            # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
-            # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
-            images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
-                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator())
-            scratch = Path(self.trainer.default_root_dir) if self._trainer is not None else None
-            self._feature_cache = FeatureCache.build(images, self._encode_for_cache, len(dataset), self.device,
-                                                     storage=self.cache_storage, scratch=scratch)
-            self._feature_cache_source = dataset
-        return self._feature_cache.dataloader(batch_size, shuffle=True)
-
-    def _encode_for_cache(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Pre-process a batch as Lightning would, then encode it: raw features, labels, masks."""
         images = batch.image.to(self.device)
         masks = batch.gt_mask.to(self.device) if batch.gt_mask is not None else None
         if self.pre_processor is not None:
             images, masks = self.pre_processor.transform(images, masks)
         global_features, patch_features = self.model.encode_image_raw(images)
         return global_features, patch_features, batch.gt_label.to(self.device), masks
-
-    def release_feature_cache(self) -> None:
-        """Free the cached features (GPU memory, pinned memory or files)."""
-        if self._feature_cache is not None:
-            self._feature_cache.release()
-        self._feature_cache, self._feature_cache_source = None, None
-
-    def on_train_end(self) -> None:
-        """The cache is only for this fit."""
-        self.release_feature_cache()
-
-    def val_dataloader(self) -> list:
-        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
-        return no_validation_data(self.name)
-
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
-        """Score the target's validation batch (for thresholds and normalisation)."""
-        del args, kwargs
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
 
     def on_validation_start(self) -> None:
         """Compute the text features once per evaluation."""
@@ -385,9 +340,3 @@ class GlocalCLIP(AnomalibModule):
         callback = self.trainer.checkpoint_callback
         folder = getattr(callback, "dirpath", None) or self.trainer.default_root_dir
         return Path(folder) / PROMPT_FILE_NAME
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
-        """Load a checkpoint; evaluator metric buffers (e.g. AUPRO's ``fpr_limit``) follow this model's evaluator."""
-        own = {key: value for key, value in self.state_dict(keep_vars=True).items() if key.startswith("evaluator.")}
-        state_dict = {key: value for key, value in state_dict.items() if not key.startswith("evaluator.")}
-        return super().load_state_dict({**state_dict, **own}, strict=strict, assign=assign)

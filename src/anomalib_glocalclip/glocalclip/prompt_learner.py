@@ -43,7 +43,7 @@ class PromptShape(NamedTuple):
     deep_prompt_length: int
 
 
-def prompt_templates(shape: PromptShape, class_name: str = "object") -> list[str]:
+def placeholder_prompts(shape: PromptShape, class_name: str = "object") -> list[str]:
     """The four placeholder texts, in ``PROMPT_ORDER``, that are tokenised to lay out the prompts."""
     normal = " ".join([PLACEHOLDER] * shape.n_ctx)
     anomalous = " ".join([PLACEHOLDER] * (shape.n_ctx + shape.n_abnormal_ctx))
@@ -76,7 +76,7 @@ class GlocalPromptLearner(nn.Module):
         for parameter in self.parameters():
             nn.init.normal_(parameter, std=INIT_STD)
 
-        tokens = backbone.tokenize(prompt_templates(shape, class_name))
+        tokens = backbone.tokenize(placeholder_prompts(shape, class_name))
         with torch.no_grad():
             embeddings = backbone.embed_tokens(tokens).float()
         # Fixed word embeddings come from the frozen CLIP: rebuilt at init, never saved.

@@ -28,7 +28,7 @@ from torch import nn
 
 from anomalib_glocalclip.backbone import CLIPBackbone
 
-from .anomaly_map import gaussian_blur, patch_probability_map, state_probabilities
+from .anomaly_map import gaussian_blur, patch_probability_map, tempered_state_probabilities
 from .prompt_learner import GlocalPromptLearner, PromptShape
 
 
@@ -174,7 +174,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         output_size: tuple[int, int],
     ) -> torch.Tensor:
         """``[K, B, 2, H, W]`` local (normal, anomalous) probability maps, one per computed layer."""
-        probabilities = state_probabilities(patch_features, text_features[2:], self.temperature)
+        probabilities = tempered_state_probabilities(patch_features, text_features[2:], self.temperature)
         layers, batch = probabilities.shape[:2]
         maps = patch_probability_map(probabilities.flatten(0, 1), self.backbone.grid_size, output_size)
         return maps.view(layers, batch, *maps.shape[1:])

@@ -1,0 +1,150 @@
+"""Every use of a private API of Anomalib, Lightning, open_clip or Python, and the versions they hold for.
+
+The plugin wraps its dependencies and never patches them; where no public route exists it reaches into one
+private name. Each such reach lives here, as a small function that says why, with a test in
+``tests/test_compat.py`` that breaks when the dependency changes it. ``check_versions`` runs when the plugin
+is imported, so an untested dependency version fails at once with the fix instead of deep inside a run.
+
+* ``set_post_processor_thresholds``: Anomalib's ``PostProcessor`` keeps its thresholds in the private
+  buffers ``_image_threshold``/``_pixel_threshold`` (no setter; validation overwrites them).
+* ``anomalib_should_run_validation``: ``Engine._should_run_validation``, Anomalib's rule for validating a
+  zero-shot model before ``test``/``predict``, reused by the benchmark engine.
+* ``set_anomaly_sources``: ``PerlinAnomalyGenerator.anomaly_source_paths`` is set after construction, since
+  the generator's own file search follows the file system's order.
+* ``check_text_layout``: open_clip's text blocks take sequence-first ``[L, B, D]`` input up to 2.26; later
+  versions switch to batch-first, which would silently mix tokens across prompts.
+* ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
+
+Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
+(it runs at every interpreter start and must not import this package); the benchmark engine overrides
+``Engine._should_run_validation`` (the method Anomalib calls; its body calls ``anomalib_should_run_validation``).
+GlocalCLIP tells an unset ``max_epochs`` from an explicit 1000 through public API only (the ``trainer``
+setter sees ``Trainer.max_epochs`` before ``fit`` replaces ``None`` by 1000; ``test_glocalclip_model`` checks it).
+
+Example:
+    >>> from anomalib_glocalclip.compat import check_versions
+    >>> check_versions()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from packaging.version import Version
+
+SUPPORTED_VERSIONS = {
+    "anomalib": ("2.7.0", "2.8.0"),  # [min, max): 2.7.x
+    "open_clip_torch": ("2.23.0", "2.26.1"),  # 2.26.1 breaks Anomalib's ONNX export and changes the text layout
+    "lightning": ("2.6.0", "2.7.0"),
+}
+EXCLUDED_VERSIONS = {"lightning": ("2.6.2", "2.6.3")}  # broken checkpoint loading with Anomalib 2.7
+
+
+class UnsupportedVersionError(ImportError):
+    """A dependency is installed in a version the plugin does not support."""
+
+
+def check_versions(installed: dict[str, str] | None = None) -> None:
+    """Fail with the fix when Anomalib, open_clip or Lightning is outside the versions the plugin supports.
+
+    Args:
+        installed: distribution name -> version, for tests. Defaults to ``None``: the installed versions.
+
+    Raises:
+        UnsupportedVersionError: naming the package, its version and the supported range.
+    """
+    problems = []
+    for name, (low, high) in SUPPORTED_VERSIONS.items():
+        found = installed.get(name) if installed is not None else _installed_version(name)
+        if found is None:
+            continue
+        parsed = Version(found)
+        if not Version(low) <= parsed < Version(high) or found in EXCLUDED_VERSIONS.get(name, ()):
+            excluded = EXCLUDED_VERSIONS.get(name, ())
+            not_these = f", not {'/'.join(excluded)}" if excluded else ""
+            problems.append(f"{name} {found} (supported: >={low},<{high}{not_these})")
+    if problems:
+        msg = (
+            "anomalib-glocalclip does not support " + "; ".join(problems)
+            + ". Install supported versions, e.g. `pip install 'anomalib>=2.7,<2.8' 'open-clip-torch<2.26.1' "
+            "'lightning>=2.6,!=2.6.2,!=2.6.3,<2.7'`."
+        )
+        raise UnsupportedVersionError(msg)
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def set_post_processor_thresholds(post_processor: Any, image: float, pixel: float) -> None:  # noqa: ANN401
+    """Set Anomalib ``PostProcessor``'s image and pixel thresholds (private buffers: there is no setter)."""
+    post_processor._image_threshold.fill_(image)  # noqa: SLF001
+    post_processor._pixel_threshold.fill_(pixel)  # noqa: SLF001
+
+
+def post_processor_thresholds(post_processor: Any) -> tuple[float, float]:  # noqa: ANN401
+    """Anomalib ``PostProcessor``'s image and pixel thresholds (read from its private buffers)."""
+    return post_processor._image_threshold.item(), post_processor._pixel_threshold.item()  # noqa: SLF001
+
+
+def anomalib_should_run_validation(model: Any, ckpt_path: str | Path | None) -> bool:  # noqa: ANN401
+    """Anomalib's own rule for validating before ``test``/``predict`` (``Engine._should_run_validation``)."""
+    from anomalib.engine import Engine
+
+    return Engine._should_run_validation(model, ckpt_path)  # noqa: SLF001
+
+
+def set_anomaly_sources(generator: Any, paths: Sequence[Path]) -> None:  # noqa: ANN401
+    """Give Anomalib's ``PerlinAnomalyGenerator`` its texture files in our order (no constructor argument for it)."""
+    generator.anomaly_source_paths = list(paths)
+
+
+def check_text_layout(transformer: torch.nn.Module) -> None:
+    """Fail clearly unless open_clip's text blocks take sequence-first ``[L, B, D]`` input (open_clip < 2.26.1).
+
+    Raises:
+        UnsupportedVersionError: the text transformer is batch-first.
+    """
+    if getattr(transformer, "batch_first", False):
+        msg = (
+            "This open_clip text transformer is batch-first; anomalib-glocalclip feeds its blocks [L, B, D] "
+            "tokens. Install open-clip-torch<2.26.1."
+        )
+        raise UnsupportedVersionError(msg)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def silence_log_message(logger_name: str, text: str, active: bool = True) -> Iterator[None]:
+    """Drop the records of ``logger_name`` that contain ``text`` (for warnings with no switch of their own).
+
+    Args:
+        logger_name: the emitting logger, e.g. ``"anomalib.metrics.threshold.f1_adaptive_threshold"``.
+        text: part of the message to drop.
+        active: filter only when ``True``. Defaults to ``True``.
+    """
+    target = logging.getLogger(logger_name)
+    log_filter = _DropMessage(text)
+    if active:
+        target.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        target.removeFilter(log_filter)

@@ -1,0 +1,195 @@
+"""``ZeroShotCLIPMixin``: what the Anomalib modules GlocalCLIP and AnoCLIP share.
+
+Both models score images with a CLIP backbone and are evaluated zero-shot on a target. This base owns what
+is the same for both: the CLIP pre-processor (a classmethod, as WinCLIP's), Anomalib's post-processor, the
+plugin's evaluator, the ``predictions.csv`` callback, the validation step (scores for thresholds and
+normalisation), the empty ``val_dataloader`` of runs without validation data and the natural thresholds
+that apply then, and the export guard (a model may refuse export, e.g. AnoCLIP+). Subclasses build
+``self.model`` (whose forward returns an ``InferenceBatch``) and keep only their own behaviour.
+
+It is a mixin placed before ``AnomalibModule`` (as Anomalib's ``MemoryBankMixin``), not a subclass of it:
+Anomalib lists models by ``AnomalibModule.__subclasses__()``, which holds direct subclasses only, so a model
+class must derive from ``AnomalibModule`` itself to appear in ``list_models`` and ``get_model``.
+
+Example:
+    >>> from anomalib_glocalclip import AnoCLIP, GlocalCLIP
+    >>> issubclass(GlocalCLIP, ZeroShotCLIPMixin) and issubclass(AnoCLIP, ZeroShotCLIPMixin)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+
+from anomalib_glocalclip.compat import set_post_processor_thresholds
+
+from .evaluator import zero_shot_evaluator
+from .pre_processor import clip_pre_processor
+from .prediction_table import PredictionTable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> None:  # noqa: ANN401
+    """Thresholds and ranges for runs without validation data, for scores that are probabilities.
+
+    An image or pixel is anomalous when its anomalous probability exceeds 0.5; scores range over [0, 1] (pixel
+    scores over ``[0, pixel_scale]`` when a map sums ``pixel_scale`` probabilities). Validation on the target,
+    when there is one, replaces all of them. Post-processors other than Anomalib's are left alone.
+
+    Args:
+        post_processor: the model's post-processor.
+        pixel_scale: the largest pixel score. Defaults to ``1.0``.
+    """
+    if not isinstance(post_processor, PostProcessor):
+        return
+    set_post_processor_thresholds(post_processor, image=0.5, pixel=0.5 * pixel_scale)
+    post_processor.image_min.fill_(0.0)
+    post_processor.image_max.fill_(1.0)
+    post_processor.pixel_min.fill_(0.0)
+    post_processor.pixel_max.fill_(pixel_scale)
+
+
+def no_validation_data(model_name: str) -> list:
+    """What a zero-shot model's own ``val_dataloader`` returns: nothing, with a warning.
+
+    Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
+    (e.g. ``anomalib predict`` on a folder) Lightning falls back to the model's ``val_dataloader``; an empty
+    one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply.
+
+    Args:
+        model_name: named in the warning.
+    """
+    logger.warning(
+        "No validation data: %s uses natural thresholds (anomalous probability 0.5). Pass a datamodule of the "
+        "target to set thresholds and normalisation from its validation split.",
+        model_name,
+    )
+    return []
+
+
+class ZeroShotCLIPMixin:
+    """Components and steps of a CLIP model evaluated zero-shot, for ``class Model(ZeroShotCLIPMixin, AnomalibModule)``.
+
+    Subclasses set ``self.model`` (a torch model whose forward maps ``[B, 3, S, S]`` images to an
+    ``InferenceBatch``) and call ``self.set_natural_thresholds`` once it exists.
+
+    Args:
+        image_size: input size of the vision tower and of the pre-processor's resize, in pixels (square).
+            Defaults to ``224``.
+        pre_processor: pre-processor, or ``True`` for ``configure_pre_processor(image_size)``. Defaults to ``True``.
+        post_processor: post-processor, or ``True`` for Anomalib's. Defaults to ``True``.
+        evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``. Defaults to ``True``.
+        visualizer: visualizer, or ``True`` for Anomalib's. Defaults to ``True``.
+    """
+
+    def __init__(
+        self,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        self.image_size = int(image_size)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((self.image_size, self.image_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Bicubic resize to ``image_size`` and CLIP normalisation.
+
+        Args:
+            image_size: ``(H, W)``. Defaults to ``None``: ``(224, 224)``.
+        """
+        return clip_pre_processor(tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE)
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """Anomalib's post-processor: thresholds and normalisation from validation on the target."""
+        return PostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """Image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max (pixel metrics skipped without masks)."""
+        return zero_shot_evaluator()
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Anomalib's components, plus ``predictions.csv`` written by ``predict``."""
+        return [*super().configure_callbacks(), PredictionTable()]
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Zero-shot: thresholds come from validation on the target."""
+        return LearningType.ZERO_SHOT
+
+    def set_natural_thresholds(self, pixel_scale: float = 1.0) -> None:
+        """Thresholds of runs without validation data (see ``set_natural_thresholds``).
+
+        Args:
+            pixel_scale: the largest pixel score. Defaults to ``1.0``.
+        """
+        set_natural_thresholds(self.post_processor, pixel_scale=pixel_scale)
+
+    def val_dataloader(self) -> list:
+        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
+        return no_validation_data(self.name)
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+        """Score the target's validation batch; the post-processor fits thresholds and normalisation on it."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+        """Load a checkpoint; evaluator metric buffers (e.g. AUPRO's ``fpr_limit``) follow this model's evaluator."""
+        own = {key: value for key, value in self.state_dict(keep_vars=True).items() if key.startswith("evaluator.")}
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith("evaluator.")}
+        return super().load_state_dict({**state_dict, **own}, strict=strict, assign=assign)
+
+    # ----- export -----
+    def export_refusal(self) -> str | None:
+        """Why this model cannot be exported, or ``None`` if it can (subclasses override)."""
+        return None
+
+    def prepare_export(self) -> None:
+        """Get ready for export (e.g. encode prompts); nothing by default."""
+
+    def _export(self, method: str, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        reason = self.export_refusal()
+        if reason is not None:
+            logger.warning("%s Skipping export.", reason)
+            return None
+        self.prepare_export()
+        return getattr(super(), method)(*args, **kwargs)
+
+    def to_torch(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        """Export to a torch pickle; a model that refuses export logs why and returns ``None``."""
+        return self._export("to_torch", *args, **kwargs)
+
+    def to_onnx(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        """Export to ONNX; a model that refuses export logs why and returns ``None``."""
+        return self._export("to_onnx", *args, **kwargs)
+
+    def to_openvino(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        """Export to OpenVINO; a model that refuses export logs why and returns ``None``."""
+        return self._export("to_openvino", *args, **kwargs)

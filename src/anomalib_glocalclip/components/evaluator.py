@@ -1,0 +1,48 @@
+"""The plugin's metric set: one function for the models, the evaluation sweep and the benchmark."""
+
+from __future__ import annotations
+
+from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+
+from anomalib_glocalclip.metrics import ReferenceAUPRO
+
+
+def zero_shot_evaluator(
+    image_metrics: bool = True,
+    pixel_metrics: bool = True,
+    reference_aupro: bool = False,
+    compute_on_cpu: bool = False,
+) -> Evaluator:
+    """Image AUROC, AUPR, F1Max and pixel AUROC, AUPRO (FPR <= 0.3), F1Max.
+
+    Pixel metrics are non-strict, so image-level datasets (no masks) skip them. The same metric names are
+    used by every model of this plugin, and by WinCLIP in its benchmark, so results tables line up. By default
+    metric states stay on the model's device (no copy to the host after every batch).
+
+    Args:
+        image_metrics: include the image metrics (leave out where a test split holds one class only).
+            Defaults to ``True``.
+        pixel_metrics: include the pixel metrics (leave out for datasets without masks). Defaults to ``True``.
+        reference_aupro: also the papers' AUPRO, ``pixel_ReferenceAUPRO`` (200 thresholds, FPR < 0.3
+            rescaled). Defaults to ``False``.
+        compute_on_cpu: move metric states to the host after every batch. Defaults to ``False``.
+
+    Example:
+        >>> [metric.name for metric in zero_shot_evaluator(pixel_metrics=False).test_metrics]
+        ['image_AUROC', 'image_AUPR', 'image_F1Max']
+    """
+    test_metrics = []
+    if image_metrics:
+        test_metrics += [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
+        ]
+    if pixel_metrics:
+        test_metrics += [
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            *([ReferenceAUPRO(prefix="pixel_", strict=False)] if reference_aupro else []),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+            F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        ]
+    return Evaluator(test_metrics=test_metrics, compute_on_cpu=compute_on_cpu)

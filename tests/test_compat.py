@@ -1,0 +1,68 @@
+"""Each private API the plugin uses still exists and behaves as ``compat`` relies on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
+from anomalib.engine import Engine
+from anomalib.post_processing import PostProcessor
+
+from anomalib_glocalclip import compat
+
+
+def test_installed_versions_pass() -> None:
+    compat.check_versions()
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("anomalib", "2.8.0"), ("anomalib", "2.6.9"), ("open_clip_torch", "2.26.1"), ("lightning", "2.6.2")],
+)
+def test_unsupported_versions_fail_with_the_fix(name: str, bad: str) -> None:
+    good = {"anomalib": "2.7.0", "open_clip_torch": "2.24.0", "lightning": "2.6.6"}
+    compat.check_versions(good)
+    with pytest.raises(compat.UnsupportedVersionError, match=rf"{name} {bad} .*pip install"):
+        compat.check_versions({**good, name: bad})
+
+
+def test_post_processor_thresholds_round_trip() -> None:
+    post_processor = PostProcessor()
+    compat.set_post_processor_thresholds(post_processor, image=0.25, pixel=3.0)
+    assert compat.post_processor_thresholds(post_processor) == (0.25, 3.0)
+    assert post_processor.image_threshold == 0.25  # Anomalib's public read of the same buffer
+
+
+def test_anomalib_validation_rule_is_reachable() -> None:
+    assert callable(Engine._should_run_validation)
+    from anomalib_glocalclip import AnoCLIP
+
+    assert compat.anomalib_should_run_validation(AnoCLIP.__new__(AnoCLIP), ckpt_path=None) in {True, False}
+
+
+def test_perlin_sources_are_the_given_list(tmp_path: Path) -> None:
+    generator = PerlinAnomalyGenerator(anomaly_source_path=None)
+    paths = [tmp_path / "b.png", tmp_path / "a.png"]
+    compat.set_anomaly_sources(generator, paths)
+    assert generator.anomaly_source_paths == paths
+
+
+def test_text_layout_check() -> None:
+    class BatchFirst(torch.nn.Module):
+        batch_first = True
+
+    compat.check_text_layout(torch.nn.Module())
+    with pytest.raises(compat.UnsupportedVersionError, match=r"open-clip-torch<2\.26\.1"):
+        compat.check_text_layout(BatchFirst())
+
+
+def test_silence_log_message_drops_only_the_given_text(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("anomalib_glocalclip.test_compat")
+    with caplog.at_level(logging.WARNING), compat.silence_log_message(log.name, "drop me"):
+        log.warning("please drop me")
+        log.warning("keep me")
+    log.warning("drop me later")
+    assert [record.getMessage() for record in caplog.records] == ["keep me", "drop me later"]

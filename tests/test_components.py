@@ -1,0 +1,89 @@
+"""``ZeroShotCLIPMixin``: both models get the same pre-processor, post-processor, evaluator and callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from anomalib import LearningType
+from anomalib.post_processing import PostProcessor
+from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
+
+from anomalib_glocalclip import AnoCLIP, GlocalCLIP
+from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from anomalib_glocalclip.compat import post_processor_thresholds
+from anomalib_glocalclip.components import PredictionTable, ZeroShotCLIPMixin, zero_shot_evaluator
+from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
+
+
+@pytest.fixture(scope="module")
+def models(tiny_config) -> tuple[GlocalCLIP, AnoCLIP]:
+    tiny = {"backbone": str(tiny_config), "pretrained": None, "image_size": 64}
+    return GlocalCLIP(**tiny, cache_features=False), AnoCLIP(**tiny)
+
+
+def test_both_models_share_the_base(models) -> None:
+    for model in models:
+        assert isinstance(model, ZeroShotCLIPMixin)
+        resize, normalize = model.pre_processor.transform.transforms
+        assert isinstance(resize, Resize)
+        assert list(resize.size) == [64, 64]
+        assert resize.interpolation == InterpolationMode.BICUBIC
+        assert isinstance(normalize, Normalize)
+        assert list(normalize.mean) == list(OPENAI_CLIP_MEAN)
+        assert list(normalize.std) == list(OPENAI_CLIP_STD)
+        assert type(model.post_processor) is PostProcessor
+        names = [metric.name for metric in model.evaluator.test_metrics]
+        assert names == [metric.name for metric in zero_shot_evaluator().test_metrics]
+        callbacks = model.configure_callbacks()
+        assert [type(c) for c in callbacks] == [type(model.pre_processor), PostProcessor, type(model.evaluator),
+                                                type(model.visualizer), PredictionTable]
+
+
+def test_both_models_are_listed_by_anomalib() -> None:
+    from anomalib.models import list_models
+
+    assert {"GlocalCLIP", "AnoCLIP"} <= list_models(case="pascal")
+
+
+def test_pre_processor_is_a_classmethod() -> None:
+    resize = GlocalCLIP.configure_pre_processor((32, 48)).transform.transforms[0]
+    assert list(resize.size) == [32, 48]
+    assert list(AnoCLIP.configure_pre_processor().transform.transforms[0].size) == [224, 224]
+
+
+def test_natural_thresholds(models) -> None:
+    glocal, anoclip = models
+    assert post_processor_thresholds(glocal.post_processor) == (0.5, 0.5 * len(glocal.model.feature_layers))
+    assert post_processor_thresholds(anoclip.post_processor) == (0.5, 0.5)
+    assert anoclip.post_processor.pixel_max.item() == 1.0
+
+
+def test_no_validation_data_warns(models, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert models[1].val_dataloader() == []
+    assert "natural thresholds" in caplog.text
+
+
+def test_learning_types(models) -> None:
+    assert models[0].learning_type == LearningType.ONE_CLASS  # learning prompts
+    assert models[1].learning_type == LearningType.ZERO_SHOT
+
+
+def test_feature_cache_callback_only_when_caching(tiny_config) -> None:
+    tiny = {"backbone": str(tiny_config), "pretrained": None, "image_size": 64}
+    assert isinstance(GlocalCLIP(**tiny).configure_callbacks()[-1], FeatureCacheCallback)
+    custom = GlocalCLIP(**tiny, pre_processor=GlocalCLIP.configure_pre_processor((64, 64)))
+    assert not any(isinstance(c, FeatureCacheCallback) for c in custom.configure_callbacks())
+
+
+def test_export_guard(models, tmp_path, caplog: pytest.LogCaptureFixture, tiny_config) -> None:
+    plus = AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=64, tta=True)
+    assert plus.export_refusal() is not None
+    with caplog.at_level(logging.WARNING):
+        assert plus.to_torch(tmp_path) is None
+    assert "cannot be exported" in caplog.text
+    assert models[1].export_refusal() is None
+    assert not list(tmp_path.iterdir())
+    assert torch.is_tensor(models[1].post_processor.image_min)
