@@ -25,8 +25,15 @@ DISABLE_ENV = "ANOMALIB_DISABLE_PLUGINS"
 
 
 def _is_initializing(module_name: str) -> bool:
-    """True while ``module_name`` is half-way through its own import (a circular import in progress)."""
+    """True while ``module_name`` is half-way through its own import or its own registration with Anomalib.
+
+    A plugin whose import is cheap and which imports its models on demand sets ``REGISTERING_WITH_ANOMALIB``
+    while doing so (``anomalib_glocalclip.register``); like a circular import in progress, it then registers
+    itself when it is done.
+    """
     module = sys.modules.get(module_name)
+    if getattr(module, "REGISTERING_WITH_ANOMALIB", False):
+        return True
     spec = getattr(module, "__spec__", None)
     return bool(getattr(spec, "_initializing", False))
 

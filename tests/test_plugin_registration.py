@@ -126,3 +126,27 @@ def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:
     assert result.returncode == 0, result.stderr
     assert "demo" in result.stdout
     assert "train, fit, validate, test, predict, export" in result.stdout
+
+
+COMMANDS = {"top": [], "evaluate": ["evaluate"], "benchmark": ["benchmark"], "demo": ["demo"]}
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+def test_help_imports_neither_torch_nor_anomalib(cli, command: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from anomalib_glocalclip.cli import main\n"
+        f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "print('HEAVY', sorted(name for name in ('torch', 'anomalib', 'lightning') if name in sys.modules))\n"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "usage: anomalib-glocalclip" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_evaluate_help_names_every_registered_dataset() -> None:
+    from anomalib_glocalclip.cli.evaluate import DATASET_HELP
+    from anomalib_glocalclip.data.registry import DATASETS
+
+    assert [name for name in DATASETS if name not in DATASET_HELP] == []

@@ -63,7 +63,7 @@ class ZeroShotBenchmark(Benchmark):
 
     Example:
         >>> from jsonargparse import Namespace
-        >>> from anomalib_glocalclip.benchmark import ZeroShotBenchmark
+        >>> from anomalib_glocalclip.comparison import ZeroShotBenchmark
         >>> table = ZeroShotBenchmark("results/bench").run(Namespace(config="bench.yaml"))  # doctest: +SKIP
     """
 
