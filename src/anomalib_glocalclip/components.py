@@ -15,6 +15,7 @@ from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Res
 
 from .backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .metrics import ReferenceAUPRO
+from .utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +114,10 @@ class PredictionTable(Callback):
         if not trainer.is_global_zero or not self._rows:
             return
         path = Path(trainer.default_root_dir) / self.file_name
-        temporary = path.with_name(f".{path.name}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with temporary.open("w", newline="", encoding="utf-8") as file:
+        with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(["image_path", "pred_score", "pred_label"])
             writer.writerows(self._rows)
-        temporary.replace(path)
         logger.info("Predictions written to %s", path)
 
 

@@ -43,6 +43,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.data.registry import DatasetEntry, get_dataset, list_categories, make_datamodule
+from anomalib_glocalclip.utils.errors import describe_error
+from anomalib_glocalclip.utils.logs import log_to_file
 
 from .models import (
     ModelFactory,
@@ -61,6 +63,7 @@ from .tables import order_results, write_tables
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "evaluate.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DEFAULT_OUTPUT = Path("results") / "evaluate"
 
 
@@ -171,7 +174,7 @@ class _CategoryRun:
 
     @staticmethod
     def _failed(result: CategoryResult, error: BaseException, start: float) -> CategoryResult:
-        result.error = f"{type(error).__name__}: {error}".strip()
+        result.error = describe_error(error)
         result.traceback = traceback.format_exc()
         result.duration_s = round(time.perf_counter() - start, 3)
         logger.error("Category %s failed: %s\n%s", result.category, result.error, result.traceback)
@@ -207,23 +210,6 @@ def _release_memory() -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Append this package's sweep messages to ``path`` while the sweep runs."""
-    package_logger = logging.getLogger(__package__)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    previous_level = package_logger.level
-    package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous_level)
-        handler.close()
 
 
 def evaluate(
@@ -315,7 +301,7 @@ def evaluate(
         seed=seed,
     )
     failed: list[str] = []
-    with _log_to(output / LOG_FILE):
+    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
         logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], entry.title, root, chosen)
         try:
             bar = tqdm(chosen, desc=f"{entry.name}", unit="category", disable=not progress, dynamic_ncols=True)
