@@ -79,3 +79,30 @@ def test_describe_error_is_one_line_with_the_root_cause() -> None:
 def test_describe_error_hints_at_missing_weights_on_network_failures() -> None:
     assert describe_error(URLError("[Errno -2] Name or service not known")).endswith(NETWORK_HINT)
     assert NETWORK_HINT not in describe_error(OSError("disk full"))
+
+
+def test_model_entries_resolve_case_insensitively_and_unknown_names_list_the_known_ones() -> None:
+    from anomalib_glocalclip.utils.model_config import resolve_class_path
+
+    assert resolve_class_path("glocalclip") == "anomalib_glocalclip.glocalclip.lightning_model.GlocalCLIP"
+    assert resolve_class_path("win_clip").endswith(".WinClip")
+    assert resolve_class_path("my.module.Model") == "my.module.Model"
+    with pytest.raises(ValueError, match=r"Unknown model 'nope'.*AnoCLIP.*GlocalCLIP"):
+        resolve_class_path("nope")
+
+
+def test_sweep_and_benchmark_build_a_config_model_alike(tmp_path: Path, tiny_config: Path) -> None:
+    from anomalib_glocalclip.anoclip import AnoCLIP
+    from anomalib_glocalclip.comparison.resolve import build_model
+    from anomalib_glocalclip.evaluation import config_factory, sweep_evaluator
+
+    init_args = {"backbone": str(tiny_config), "pretrained": None, "image_size": 64, "image_score_views": "none"}
+    config = tmp_path / "anoclip.yaml"
+    config.write_text(json.dumps({"model": {"class_path": "anoclip", "init_args": init_args}}), encoding="utf-8")
+    evaluator = sweep_evaluator()
+    swept = config_factory(config)(evaluator=evaluator)
+    benchmarked = build_model({"class_path": "AnoCLIP", "init_args": init_args})
+    assert type(swept) is type(benchmarked) is AnoCLIP
+    assert swept.evaluator is evaluator
+    assert benchmarked.visualizer is None
+    assert swept.hparams == benchmarked.hparams
