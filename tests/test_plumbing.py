@@ -87,7 +87,7 @@ def test_model_entries_resolve_case_insensitively_and_unknown_names_list_the_kno
     assert resolve_class_path("glocalclip") == "anomalib_glocalclip.glocalclip.lightning_model.GlocalCLIP"
     assert resolve_class_path("win_clip").endswith(".WinClip")
     assert resolve_class_path("my.module.Model") == "my.module.Model"
-    with pytest.raises(ValueError, match=r"Unknown model 'nope'.*AnoCLIP.*GlocalCLIP"):
+    with pytest.raises(ImportError, match=r"Unknown model 'nope'.*AnoCLIP.*GlocalCLIP"):
         resolve_class_path("nope")
 
 

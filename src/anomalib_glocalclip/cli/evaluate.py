@@ -122,7 +122,7 @@ def main(argv: Sequence[str]) -> int:
                 seed=args.seed,
                 progress=not args.no_progress,
             )
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
         print(f"anomalib-glocalclip evaluate: error: {error}", file=sys.stderr)
         return 2
     print((output / "results.md").read_text(encoding="utf-8"))
