@@ -8,20 +8,16 @@ does nothing else. When ``anomalib.models`` has finished importing, the watcher 
 the groups ``anomalib.models`` and ``anomalib.data`` and sets each object on ``anomalib.models`` /
 ``anomalib.data`` under its entry-point name.
 
-It imports neither torch nor anomalib itself, so ``python -c pass`` costs the same with or without it.
-Set ``ANOMALIB_DISABLE_PLUGINS=1`` to turn it off.
+At start-up it imports nothing: ``sys`` and ``os`` are loaded by every interpreter before ``.pth`` files run,
+and the finder and loader are plain classes that follow the import protocols (``find_spec``;
+``create_module``/``exec_module``) instead of subclassing ``importlib.abc``, whose import pulls in some sixty
+modules (``typing``, ``pathlib``, ``tempfile``, ...). ``importlib.metadata`` and ``warnings`` are imported only
+once ``anomalib.models`` is. Set ``ANOMALIB_DISABLE_PLUGINS=1`` to turn it off.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: ``__future__`` is a module a bare interpreter does not load.
 import os
 import sys
-from importlib.abc import Loader, MetaPathFinder
-
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: this module imports nothing it does not need at start-up
-if TYPE_CHECKING:
-    from importlib.machinery import ModuleSpec
-    from types import ModuleType
 
 _WATCHED = "anomalib.models"
 _GROUPS = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
@@ -29,8 +25,15 @@ DISABLE_ENV = "ANOMALIB_DISABLE_PLUGINS"
 
 
 def _is_initializing(module_name: str) -> bool:
-    """True while ``module_name`` is half-way through its own import (a circular import in progress)."""
+    """True while ``module_name`` is half-way through its own import or its own registration with Anomalib.
+
+    A plugin whose import is cheap and which imports its models on demand sets ``REGISTERING_WITH_ANOMALIB``
+    while doing so (``anomalib_glocalclip.register``); like a circular import in progress, it then registers
+    itself when it is done.
+    """
     module = sys.modules.get(module_name)
+    if getattr(module, "REGISTERING_WITH_ANOMALIB", False):
+        return True
     spec = getattr(module, "__spec__", None)
     return bool(getattr(spec, "_initializing", False))
 
@@ -60,16 +63,23 @@ def register_entry_points() -> None:
                 )
 
 
-class _RegisteringLoader(Loader):
-    """Wraps the real loader of ``anomalib.models`` and registers plugins once it has run."""
+class _RegisteringLoader:
+    """Wraps the real loader of ``anomalib.models`` and registers plugins once it has run.
 
-    def __init__(self, loader: Loader) -> None:
+    Args:
+        loader: the loader the import system found for ``anomalib.models``.
+    """
+
+    def __init__(self, loader: object) -> None:
         self._loader = loader
 
-    def create_module(self, spec) -> ModuleType | None:  # noqa: ANN001
-        return self._loader.create_module(spec)
+    def create_module(self, spec: object) -> object:
+        """The real loader's module (``None``: the import system's default module)."""
+        create_module = getattr(self._loader, "create_module", None)
+        return create_module(spec) if create_module is not None else None
 
-    def exec_module(self, module) -> None:  # noqa: ANN001
+    def exec_module(self, module: object) -> None:
+        """Run the real loader, bind ``anomalib.models`` on ``anomalib``, then register the plugins."""
         self._loader.exec_module(module)
         # The import system binds ``anomalib.models`` on its parent only after this returns; plugins that
         # ``import anomalib.models`` while we register need the binding now.
@@ -78,30 +88,33 @@ class _RegisteringLoader(Loader):
             setattr(sys.modules[parent], child, module)
         register_entry_points()
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - keeps get_source, is_package, ... working
+    def __getattr__(self, name: str) -> object:
+        # Keeps get_source, is_package, get_resource_reader, ... of the real loader working.
         return getattr(self._loader, name)
 
 
-class _AnomalibImportWatcher(MetaPathFinder):
-    """One-shot finder: wraps the loader of ``anomalib.models`` and then removes itself."""
+class _AnomalibImportWatcher:
+    """One-shot ``sys.meta_path`` finder: wraps the loader of ``anomalib.models`` and then removes itself."""
 
-    def find_spec(self, fullname, path=None, target=None) -> ModuleSpec | None:  # noqa: ANN001
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        """``None`` for every module but ``anomalib.models``, whose spec gets a registering loader."""
         if fullname != _WATCHED:
             return None
         sys.meta_path.remove(self)
-        from importlib.machinery import PathFinder
-
         for finder in sys.meta_path:
             find_spec = getattr(finder, "find_spec", None)
             spec = find_spec(fullname, path, target) if find_spec else None
             if spec is not None:
                 break
         else:
-            spec = PathFinder.find_spec(fullname, path, target)
-        if spec is None or spec.loader is None:
+            return None
+        if spec.loader is None:
             return spec
         spec.loader = _RegisteringLoader(spec.loader)
         return spec
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached (``importlib.invalidate_caches`` calls this on every finder that has it)."""
 
 
 def install() -> None:
@@ -111,7 +124,7 @@ def install() -> None:
     if _WATCHED in sys.modules:
         register_entry_points()
         return
-    if not any(isinstance(finder, _AnomalibImportWatcher) for finder in sys.meta_path):
+    if not any(type(finder).__name__ == _AnomalibImportWatcher.__name__ for finder in sys.meta_path):
         sys.meta_path.insert(0, _AnomalibImportWatcher())
 
 

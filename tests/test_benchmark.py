@@ -22,12 +22,14 @@ from anomalib.engine import Engine
 from lightning.pytorch import Callback
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
-from anomalib_glocalclip.benchmark import ZeroShotBenchmark, main
-from anomalib_glocalclip.benchmark.generator import ZeroShotBenchmarkJobGenerator
-from anomalib_glocalclip.benchmark.job import FitOnceEngine, describe_error
-from anomalib_glocalclip.benchmark.resolve import build_model
-from anomalib_glocalclip.benchmark.table import METRIC_ORDER, collect_rows, with_means
+from anomalib_glocalclip.cli.benchmark import main
+from anomalib_glocalclip.comparison import ZeroShotBenchmark
+from anomalib_glocalclip.comparison.generator import ZeroShotBenchmarkJobGenerator
+from anomalib_glocalclip.comparison.job import FitOnceEngine
+from anomalib_glocalclip.comparison.resolve import build_model
+from anomalib_glocalclip.comparison.table import METRIC_ORDER, collect_rows, with_means
 from anomalib_glocalclip.testing import generate_mvtec_ad
+from anomalib_glocalclip.utils.errors import describe_error
 from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
 
 ANOMALIB_GLOCALCLIP = str(Path(sys.executable).with_name("anomalib-glocalclip"))

@@ -25,9 +25,9 @@ from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Resize
 
 from anomalib_glocalclip import AuxiliaryTransfer, GlocalCLIP
+from anomalib_glocalclip.cli.evaluate import main
 from anomalib_glocalclip.evaluation import SweepMismatchError, evaluate
 from anomalib_glocalclip.evaluation import sweep as sweep_module
-from anomalib_glocalclip.evaluation.sweep import main
 from anomalib_glocalclip.glocalclip import PRESETS
 from anomalib_glocalclip.metrics import reference_aupro
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 PRINT_REGISTERED = (
@@ -18,6 +20,60 @@ def test_interpreter_start_imports_neither_torch_nor_anomalib(cli) -> None:
     result = cli("python", "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "True"]
+
+
+def _nested_imports(importtime_log: str, module: str) -> list[str] | None:
+    """Modules imported while ``module`` was imported, from ``python -X importtime`` output (``None``: not imported).
+
+    ``-X importtime`` prints a module after the modules its import pulled in, each indented one level deeper.
+    """
+    rows = []
+    for line in importtime_log.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2 and "cumulative" not in line:
+            name_field = line.rsplit("|", 1)[1]
+            rows.append((len(name_field) - len(name_field.lstrip()), name_field.strip()))
+    for index, (depth, name) in enumerate(rows):
+        if name == module:
+            nested = []
+            for child_depth, child in reversed(rows[:index]):
+                if child_depth <= depth:
+                    break
+                nested.append(child)
+            return nested
+    return None
+
+
+@pytest.mark.parametrize("disabled", ["", "1"])
+def test_start_up_hook_imports_nothing(cli, disabled: str) -> None:
+    result = cli("python", "-X", "importtime", "-c", "pass", env={"ANOMALIB_DISABLE_PLUGINS": disabled})
+    assert result.returncode == 0, result.stderr
+    assert _nested_imports(result.stderr, "_anomalib_glocalclip_hook") == []
+
+
+def test_start_up_hook_adds_no_module_to_a_bare_interpreter(cli) -> None:
+    import _anomalib_glocalclip_hook
+
+    folder = str(Path(_anomalib_glocalclip_hook.__file__).parent)
+    # -S: no site, no .pth files; sys and os are what the hook may rely on (site has always loaded them).
+    code = (
+        f"import sys, os; sys.path.insert(0, {folder!r}); before = set(sys.modules);"
+        "import _anomalib_glocalclip_hook; print(sorted(set(sys.modules) - before))"
+    )
+    result = cli("python", "-S", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['_anomalib_glocalclip_hook']"
+
+
+def test_importtime_parser_sees_nested_imports() -> None:
+    log = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:        10 |         10 |     child\n"
+        "import time:        20 |         30 |   parent\n"
+        "import time:         5 |          5 |   sibling\n"
+    )
+    assert _nested_imports(log, "parent") == ["child"]
+    assert _nested_imports(log, "sibling") == []
+    assert _nested_imports(log, "missing") is None
 
 
 def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:
@@ -70,3 +126,27 @@ def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:
     assert result.returncode == 0, result.stderr
     assert "demo" in result.stdout
     assert "train, fit, validate, test, predict, export" in result.stdout
+
+
+COMMANDS = {"top": [], "evaluate": ["evaluate"], "benchmark": ["benchmark"], "demo": ["demo"]}
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+def test_help_imports_neither_torch_nor_anomalib(cli, command: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from anomalib_glocalclip.cli import main\n"
+        f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "print('HEAVY', sorted(name for name in ('torch', 'anomalib', 'lightning') if name in sys.modules))\n"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "usage: anomalib-glocalclip" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_evaluate_help_names_every_registered_dataset() -> None:
+    from anomalib_glocalclip.cli.evaluate import DATASET_HELP
+    from anomalib_glocalclip.data.registry import DATASETS
+
+    assert [name for name in DATASETS if name not in DATASET_HELP] == []

@@ -3,20 +3,62 @@
 Installing the package registers its models and datamodules with Anomalib, so that
 ``anomalib train --model GlocalCLIP``, ``anomalib.models.get_model("GlocalCLIP")`` and benchmark configs
 naming ``GlocalCLIP`` all work without an import by the user.
+
+Importing the package itself is cheap (no torch, no Anomalib), so that ``anomalib-glocalclip --help`` answers at
+once: the models and datamodules are imported, and registered with Anomalib, on first access of one of the names
+below (``from anomalib_glocalclip import GlocalCLIP``) or by :func:`register`.
 """
 
-from .compat import check_versions
+import importlib
+from typing import Any
 
-check_versions()
+__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource", "register"]
 
-from .anoclip import AnoCLIP  # noqa: E402 - after the version check
-from .data import DATAMODULES, AuxiliarySource, AuxiliaryTransfer, SyntheticSource  # noqa: E402
-from .glocalclip import GlocalCLIP  # noqa: E402
-from .registry import register_with_anomalib  # noqa: E402
+_LAZY_NAMES = {
+    "AnoCLIP": ".anoclip",
+    "AuxiliarySource": ".data",
+    "AuxiliaryTransfer": ".data",
+    "GlocalCLIP": ".glocalclip",
+    "SyntheticSource": ".data",
+}
 
-__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource"]
+REGISTERING_WITH_ANOMALIB = False
+"""True while :func:`register` imports the models (the start-up hook then leaves the registration to it)."""
 
-register_with_anomalib(
-    models={"GlocalCLIP": GlocalCLIP, "AnoCLIP": AnoCLIP},
-    datamodules={datamodule.__name__: datamodule for datamodule in DATAMODULES},
-)
+
+def register() -> None:
+    """Import the models and datamodules and expose them on ``anomalib.models`` / ``anomalib.data``."""
+    global REGISTERING_WITH_ANOMALIB  # noqa: PLW0603 - one flag for the start-up hook
+    if REGISTERING_WITH_ANOMALIB:
+        return
+    REGISTERING_WITH_ANOMALIB = True
+    try:
+        from .compat import check_versions
+
+        check_versions()
+
+        from .anoclip import AnoCLIP
+        from .data import DATAMODULES
+        from .glocalclip import GlocalCLIP
+        from .registry import register_with_anomalib
+
+        register_with_anomalib(
+            models={"GlocalCLIP": GlocalCLIP, "AnoCLIP": AnoCLIP},
+            datamodules={datamodule.__name__: datamodule for datamodule in DATAMODULES},
+        )
+    finally:
+        REGISTERING_WITH_ANOMALIB = False
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - a class
+    if name not in _LAZY_NAMES:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    register()
+    value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

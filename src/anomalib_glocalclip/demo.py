@@ -1,8 +1,8 @@
 """Offline demo: generate an auxiliary and a target dataset, learn prompts, test zero-shot, write heatmaps.
 
-Run ``anomalib-glocalclip demo``. It uses real CLIP weights when they are available offline (the OpenAI
-ViT-L-14-336 archive in open_clip's cache, or a file given with ``--weights``); otherwise it says so and
-runs a tiny random backbone, whose scores show the pipeline working but mean nothing.
+Run ``anomalib-glocalclip demo`` (options: ``cli/demo.py``). It uses real CLIP weights when they are available
+offline (the OpenAI ViT-L-14-336 archive in open_clip's cache, or a file given with ``--weights``); otherwise it
+says so and runs a tiny random backbone, whose scores show the pipeline working but mean nothing.
 """
 
 from __future__ import annotations
@@ -12,19 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_BACKBONE = "ViT-L-14-336"
-
-
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="anomalib-glocalclip demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="glocalclip_demo", help="folder for data, prompts and heatmaps")
-    parser.add_argument("--weights", default=None, help="local CLIP weight file (OpenAI ViT-L-14-336px.pt, ...)")
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="open_clip model name of --weights")
-    parser.add_argument("--image-size", type=int, default=None, help="input size (default 518, tiny backbone 64)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of prompt learning")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
-    parser.add_argument("--tiny", action="store_true", help="use the tiny random backbone even if weights exist")
-    return parser.parse_args(list(argv))
+from anomalib_glocalclip.cli.demo import parse_args
 
 
 def _choose_backbone(args: argparse.Namespace) -> tuple[str, str | None, int, str]:
@@ -52,7 +40,7 @@ def _choose_backbone(args: argparse.Namespace) -> tuple[str, str | None, int, st
 
 def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     """Run the demo and return the zero-shot test metrics."""
-    args = _parse(argv)
+    args = parse_args(argv)
     os.environ.setdefault("ANOMALIB_GLOCALCLIP_OFFLINE", "1")
     backbone, pretrained, image_size, note = _choose_backbone(args)
     banner = "=" * 100
@@ -100,8 +88,3 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     print(f"Heatmaps: {heatmaps}\n{note if pretrained is None else ''}")
     return results
 
-
-def main(argv: Sequence[str]) -> int:
-    """``anomalib-glocalclip demo``."""
-    run_demo(argv)
-    return 0

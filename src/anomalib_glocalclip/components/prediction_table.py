@@ -9,6 +9,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from anomalib_glocalclip.utils.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,11 +45,8 @@ class PredictionTable(Callback):
         if not trainer.is_global_zero or not self._rows:
             return
         path = Path(trainer.default_root_dir) / self.file_name
-        temporary = path.with_name(f".{path.name}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with temporary.open("w", newline="", encoding="utf-8") as file:
+        with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(["image_path", "pred_score", "pred_label"])
             writer.writerows(self._rows)
-        temporary.replace(path)
         logger.info("Predictions written to %s", path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+
+from anomalib_glocalclip.utils.files import atomic_path, atomic_write_json
 
 CACHE_VERSION = 1  # bump when the way samples are drawn changes, so that old files are not reused
 CACHE_ENV = "ANOMALIB_GLOCALCLIP_CACHE"
@@ -52,19 +53,10 @@ def write_sample(image: torch.Tensor, mask: torch.Tensor, image_path: Path, mask
 def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
     """``synthetic.json``: what the samples of ``folder`` were drawn from, for people looking at the cache."""
     path = folder / "synthetic.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    temporary.write_text(json.dumps(content, indent=2, default=str))
-    temporary.replace(path)
+    atomic_write_json(path, content, default=str)
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
     # Written under a unique name and renamed: readers (other ranks, other runs) never see half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    Image.fromarray(array).save(temporary, format="PNG")
-    temporary.replace(path)
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")

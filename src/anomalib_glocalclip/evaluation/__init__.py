@@ -11,6 +11,8 @@ The same from the command line: ``anomalib-glocalclip evaluate --prompts prompts
 --root ./datasets/MVTecAD``.
 """
 
+from anomalib_glocalclip.cli.evaluate import main
+
 from .models import (
     ModelFactory,
     anoclip_factory,
@@ -20,7 +22,7 @@ from .models import (
     sweep_evaluator,
 )
 from .store import CategoryResult, ResultStore, SweepMismatchError
-from .sweep import evaluate, main
+from .sweep import evaluate
 from .tables import metrics_frame, paper_frame, paper_markdown, write_tables
 
 __all__ = [

@@ -24,6 +24,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.utils.model_config import build_model
 
 ModelFactory = Callable[..., AnomalibModule]
 """Called as ``factory(evaluator=...)``; returns a new model."""
@@ -134,6 +135,9 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
     """The model of an Anomalib config file (its ``model:`` section), built the way Anomalib's CLI builds it.
 
+    The builder is the one the benchmark uses (``utils/model_config.py``): short class names are matched
+    case-insensitively among Anomalib's and the plugin's models, dotted paths are imported.
+
     Args:
         config: YAML file with a ``model:`` section (``class_path`` + ``init_args``), e.g. ``configs/anoclip.yaml``.
         **init_args: values replacing the config's ``init_args``.
@@ -143,12 +147,7 @@ def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:  # noq
     section["init_args"] = {**(section.get("init_args") or {}), **init_args}
 
     def build(evaluator: Evaluator) -> AnomalibModule:
-        from jsonargparse import ArgumentParser
-
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_subclass_arguments(AnomalibModule, "model", fail_untyped=False, required=True)
-        parsed = parser.parse_object({"model": copy.deepcopy(section)})
-        model = parser.instantiate_classes(parsed).model
+        model = build_model(section)
         model.evaluator = evaluator
         return model
 

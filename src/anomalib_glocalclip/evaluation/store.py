@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalib_glocalclip.utils.files import atomic_write_json
+
 SETTINGS_FILE = "sweep.json"
 CATEGORY_FOLDER = "categories"
 
@@ -68,18 +70,6 @@ def _finite_or_none(value: Any) -> float | None:  # noqa: ANN401 - any number-li
     return value if math.isfinite(value) else None
 
 
-def write_json_atomically(path: Path, data: Any) -> None:  # noqa: ANN401 - any JSON-serialisable value
-    """Write ``data`` as JSON so that ``path`` holds either its old content or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2, sort_keys=False, allow_nan=False)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
-
-
 class ResultStore:
     """Per-category result files and the sweep's settings under one output folder.
 
@@ -100,7 +90,7 @@ class ResultStore:
         data = asdict(result)
         data["metrics"] = {name: _finite_or_none(value) for name, value in result.metrics.items()}
         path = self.path(result.category)
-        write_json_atomically(path, data)
+        atomic_write_json(path, data, fsync=True, allow_nan=False)
         return path
 
     def load(self, category: str) -> CategoryResult | None:
@@ -148,4 +138,4 @@ class ResultStore:
                     "Choose another output folder, or start over with --overwrite (overwrite=True)."
                 )
                 raise SweepMismatchError(msg)
-        write_json_atomically(path, settings)
+        atomic_write_json(path, settings, fsync=True, allow_nan=False)

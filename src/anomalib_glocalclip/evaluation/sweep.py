@@ -22,11 +22,12 @@ Example::
 
     anomalib-glocalclip evaluate --prompts prompts.pt --dataset mvtec_ad --root ./datasets/MVTecAD
     anomalib-glocalclip evaluate --model anoclip --dataset visa --root ./datasets/visa --categories candle pcb1
+
+The command's options are in ``anomalib_glocalclip/cli/evaluate.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import logging
@@ -39,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
-from anomalib_glocalclip.data.registry import DATASETS, DatasetEntry, get_dataset, list_categories, make_datamodule
+from anomalib_glocalclip.data.registry import DatasetEntry, get_dataset, list_categories, make_datamodule
+from anomalib_glocalclip.utils.errors import describe_error
+from anomalib_glocalclip.utils.logs import log_to_file
 
 from .models import (
     ModelFactory,
@@ -62,10 +64,12 @@ from .tables import order_results, write_tables
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "evaluate.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DEFAULT_OUTPUT = Path("results") / "evaluate"
 
 
-def _is_config(model: str | Path) -> bool:
+def is_config(model: str | Path) -> bool:
+    """Whether ``model`` names an Anomalib config file (``.yaml``, ``.yml``, ``.json``) rather than a model."""
     return Path(model).suffix.lower() in {".yaml", ".yml", ".json"}
 
 
@@ -83,7 +87,7 @@ def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, Any
             msg = "model_args only apply to a model named by string or config; bind them into the factory instead."
             raise ValueError(msg)
         return model
-    if _is_config(model):
+    if is_config(model):
         return config_factory(model, **model_args)
     name = str(model).lower()
     if name == "glocalclip":
@@ -171,7 +175,7 @@ class _CategoryRun:
 
     @staticmethod
     def _failed(result: CategoryResult, error: BaseException, start: float) -> CategoryResult:
-        result.error = f"{type(error).__name__}: {error}".strip()
+        result.error = describe_error(error)
         result.traceback = traceback.format_exc()
         result.duration_s = round(time.perf_counter() - start, 3)
         logger.error("Category %s failed: %s\n%s", result.category, result.error, result.traceback)
@@ -197,23 +201,6 @@ def _release_memory() -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Append this package's sweep messages to ``path`` while the sweep runs."""
-    package_logger = logging.getLogger(__package__)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    previous_level = package_logger.level
-    package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous_level)
-        handler.close()
 
 
 def evaluate(
@@ -305,7 +292,7 @@ def evaluate(
         seed=seed,
     )
     failed: list[str] = []
-    with _log_to(output / LOG_FILE):
+    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
         logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], entry.title, root, chosen)
         try:
             bar = tqdm(chosen, desc=f"{entry.name}", unit="category", disable=not progress, dynamic_ncols=True)
@@ -350,82 +337,8 @@ def _write_tables(
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
 
-# ----- command line -----
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        msg = f"expected KEY=VALUE, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return key.strip(), yaml.safe_load(value)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="anomalib-glocalclip evaluate",
-        description="Test a model zero-shot on every category of a dataset and write the paper's tables "
-        "(per category and mean, x100), with heatmaps. Reruns resume: finished categories are skipped.",
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default="glocalclip",
-        help="glocalclip (needs --prompts), anoclip, or an Anomalib config file with a model: section",
-    )
-    model.add_argument("--prompts", default=None, help="GlocalCLIP's learned prompt file (prompts.pt)")
-    model.add_argument("--backbone", default=None, help="open_clip model name or config JSON (model default if unset)")
-    model.add_argument(
-        "--pretrained",
-        default=None,
-        help="open_clip pretrained tag or weight file; 'none' for random weights (tests only)",
-    )
-    model.add_argument("--image-size", type=int, default=None, help="input size (model default if unset)")
-    model.add_argument(
-        "--model-arg",
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable",
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", required=True, help=f"dataset: {', '.join(DATASETS)} (aliases allowed)")
-    data.add_argument("--root", required=True, help="dataset root, in its official download layout")
-    data.add_argument("--categories", nargs="+", default=None, help="categories to test (default: all found)")
-    data.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
-    data.add_argument("--workers", type=int, default=4, help="dataloader workers")
-    run = parser.add_argument_group("run")
-    run.add_argument("--output", default=None, help="output folder (default: results/evaluate/<model>/<dataset>)")
-    run.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, gpu, cpu)")
-    run.add_argument("--devices", default="1", help="Lightning devices")
-    run.add_argument("--seed", type=int, default=111, help="seed set before every category")
-    run.add_argument("--no-heatmaps", action="store_true", help="do not write heatmaps")
-    run.add_argument(
-        "--normalize-scores",
-        action="store_true",
-        help="compute metrics on Anomalib's normalised scores (default: raw scores, as the paper)",
-    )
-    run.add_argument("--overwrite", action="store_true", help="discard earlier results in --output and start over")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def _model_args(args: argparse.Namespace) -> dict[str, Any]:
-    model_args: dict[str, Any] = dict(args.model_arg)
-    if args.prompts is not None:
-        model_args["prompt_weights"] = args.prompts
-    if args.backbone is not None:
-        model_args["backbone"] = args.backbone
-    if args.pretrained is not None:
-        model_args["pretrained"] = None if args.pretrained.lower() in {"none", "null"} else args.pretrained
-    if args.image_size is not None:
-        model_args["image_size"] = args.image_size
-    return model_args
-
-
 @contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Lightning's per-run banners (devices, callbacks) would repeat for every category."""
     # Lightning sets its loggers' levels when first imported; import it (as the Engine does) before lowering them.
     import anomalib.engine  # noqa: F401
@@ -440,43 +353,3 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for each, level in zip(loggers, levels, strict=True):
             each.setLevel(level)
-
-
-def main(argv: Sequence[str]) -> int:
-    """``anomalib-glocalclip evaluate``: 0 if every category succeeded, 1 if some failed, 2 on a setup error."""
-    args = _parser().parse_args(list(argv))
-    model = args.model
-    if model.lower() == "glocalclip" and args.prompts is None:
-        _parser().error("--model glocalclip is evaluated with learned prompts: pass --prompts prompts.pt")
-    label = Path(model).stem if _is_config(model) else model.lower()
-    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
-    try:
-        output = Path(args.output) if args.output else DEFAULT_OUTPUT / label / get_dataset(args.dataset).name
-        with _quiet_lightning():
-            table = evaluate(
-                model,
-                args.dataset,
-                args.root,
-                categories=args.categories,
-                output=output,
-                model_args=_model_args(args),
-                accelerator=args.accelerator,
-                devices=devices,
-                batch_size=args.batch_size,
-                num_workers=args.workers,
-                heatmaps=not args.no_heatmaps,
-                normalize=args.normalize_scores,
-                overwrite=args.overwrite,
-                seed=args.seed,
-                progress=not args.no_progress,
-            )
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"anomalib-glocalclip evaluate: error: {error}", file=sys.stderr)
-        return 2
-    print((output / "results.md").read_text(encoding="utf-8"))
-    print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}")
-    failed = table.attrs.get("failed", [])
-    if failed:
-        print(f"{len(failed)} categories failed: {', '.join(failed)} (see {output / LOG_FILE})", file=sys.stderr)
-        return 1
-    return 0

@@ -18,13 +18,13 @@ Which of them a dataset reports follows the paper: image-level sets image metric
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from anomalib_glocalclip.data.registry import DatasetEntry
+from anomalib_glocalclip.utils.files import atomic_write_text
 
 from .store import CategoryResult
 
@@ -160,12 +160,6 @@ def paper_markdown(table: pd.DataFrame, title: str, footnotes: Sequence[str] = (
     return "\n".join(lines)
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 def write_tables(
     output: str | Path,
     results: Sequence[CategoryResult],
@@ -178,7 +172,7 @@ def write_tables(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     table = paper_frame(results, entry, n_categories)
-    _write_text_atomically(output / "results.csv", table.to_csv(float_format="%.1f"))
-    _write_text_atomically(output / "results.md", paper_markdown(table, title, footnotes))
-    _write_text_atomically(output / "metrics.csv", metrics_frame(results).to_csv(index=False))
+    atomic_write_text(output / "results.csv", table.to_csv(float_format="%.1f"))
+    atomic_write_text(output / "results.md", paper_markdown(table, title, footnotes))
+    atomic_write_text(output / "metrics.csv", metrics_frame(results).to_csv(index=False))
     return table

@@ -12,12 +12,12 @@ its unused ``compound_prompt_projections`` are dropped) and Lightning checkpoint
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+
+from anomalib_glocalclip.utils.files import atomic_path
 
 from .prompt_learner import GlocalPromptLearner, PromptShape
 
@@ -56,14 +56,8 @@ def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata:
         "state_dict": {name: tensor.detach().float().cpu() for name, tensor in learner.state_dict().items()},
         **metadata,
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(payload, temporary)
-        Path(temporary).chmod(0o644)
-        Path(temporary).replace(path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     return path
 
 

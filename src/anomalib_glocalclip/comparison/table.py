@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from anomalib_glocalclip.utils.files import atomic_write_text
+
 IDENTITY_COLUMNS = ["model", "data", "category", "status"]
 METRIC_ORDER = ["image_AUROC", "image_AUPR", "image_F1Max", "pixel_AUROC", "pixel_AUPRO", "pixel_F1Max"]
 DURATION_COLUMNS = ["fit_duration", "test_duration", "job_duration"]
@@ -80,11 +82,10 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def write_results(table: pd.DataFrame, output_dir: Path) -> tuple[Path, Path]:
-    """Write ``results.csv`` (all columns, config included) and ``results.md`` (main columns)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``results.csv`` (all columns, config included) and ``results.md`` (main columns), each atomically."""
     csv_path, markdown_path = output_dir / CSV_NAME, output_dir / MARKDOWN_NAME
-    table.to_csv(csv_path, index=False)
-    markdown_path.write_text(to_markdown(table), encoding="utf-8")
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(markdown_path, to_markdown(table))
     return csv_path, markdown_path
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ from anomalib.pipelines import Benchmark
 from anomalib.pipelines.components.base import Runner
 from anomalib.pipelines.components.runners import ParallelRunner, SerialRunner
 from jsonargparse import Namespace
+
+from anomalib_glocalclip.utils.logs import log_to_file
 
 from .generator import ZeroShotBenchmarkJobGenerator, check_section
 from .job import ZeroShotBenchmarkJob
@@ -31,25 +31,6 @@ def default_output_dir() -> Path:
     return Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
 
 
-@contextlib.contextmanager
-def log_to_file(path: Path) -> Iterator[None]:
-    """Also send log records (INFO and up) to ``path`` while the block runs; leave other handlers alone."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
-
-
 class ZeroShotBenchmark(Benchmark):
     """Benchmark zero-shot, few-shot and one-class models on the same data; one table for all of them.
 
@@ -63,7 +44,7 @@ class ZeroShotBenchmark(Benchmark):
 
     Example:
         >>> from jsonargparse import Namespace
-        >>> from anomalib_glocalclip.benchmark import ZeroShotBenchmark
+        >>> from anomalib_glocalclip.comparison import ZeroShotBenchmark
         >>> table = ZeroShotBenchmark("results/bench").run(Namespace(config="bench.yaml"))  # doctest: +SKIP
     """
 

@@ -27,6 +27,7 @@ from anomalib.utils.logging import hide_output
 from lightning import seed_everything
 
 from anomalib_glocalclip.compat import anomalib_should_run_validation
+from anomalib_glocalclip.utils.errors import describe_error
 
 from .resolve import build_datamodule, build_model, class_name, model_label
 from .table import STATUS_FAILED, STATUS_OK, collect_rows
@@ -34,10 +35,6 @@ from .table import STATUS_FAILED, STATUS_OK, collect_rows
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_LENGTH = 500
-_NETWORK_HINT = (
-    " (the weights could not be downloaded: put them in the model's cache, e.g. open_clip's ~/.cache/clip for "
-    "WinClip's ViT-B-16-plus-240 laion400m_e31, or run once online)"
-)
 
 
 class FitOnceEngine(Engine):
@@ -62,17 +59,6 @@ class FitOnceEngine(Engine):
         if id(model) in self._validated_models:
             return False
         return anomalib_should_run_validation(model, ckpt_path)
-
-
-def describe_error(error: BaseException) -> str:
-    """``Type: message`` on one line (the root cause of wrapped errors), with a hint for network failures."""
-    while error.__cause__ is not None and type(error).__name__ == "LoggerRedirectError":
-        error = error.__cause__
-    text = " ".join(f"{type(error).__name__}: {error}".split())
-    network_names = {"URLError", "ConnectionError", "gaierror", "HTTPError", "MaxRetryError", "LocalEntryNotFoundError"}
-    if type(error).__name__ in network_names or "urlopen" in text or "Name or service not known" in text:
-        text += _NETWORK_HINT
-    return text[:MAX_ERROR_LENGTH]
 
 
 class ZeroShotBenchmarkJob(BenchmarkJob):
@@ -116,7 +102,7 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         try:
             row.update(hide_output(self._fit_and_test)(devices, category=row["category"]))
         except Exception as error:  # any failure of one job becomes its row
-            row.update(status=STATUS_FAILED, error=describe_error(error))
+            row.update(status=STATUS_FAILED, error=describe_error(error, MAX_ERROR_LENGTH))
             logger.exception("Benchmark job %s on %s/%s failed:", row["model"], row["data"], row["category"])
         row["job_duration"] = time.time() - start
         row.update({"accelerator": self.accelerator, **self.flat_cfg})

@@ -49,24 +49,14 @@ Example:
     anomalib-glocalclip benchmark --config configs/benchmark_zero_shot.yaml --output_dir results/bench
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 
-from .job import ZeroShotBenchmarkJob
-from .pipeline import ZeroShotBenchmark
-from .table import STATUS_FAILED
-
-__all__ = ["ZeroShotBenchmark", "ZeroShotBenchmarkJob", "main"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``anomalib-glocalclip benchmark --config FILE [--output_dir DIR]``; 1 if any job failed."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``anomalib-glocalclip benchmark`` (the config layout is in the epilog)."""
     parser = argparse.ArgumentParser(
         prog="anomalib-glocalclip benchmark",
         description="Benchmark GlocalCLIP, AnoCLIP, WinCLIP and other Anomalib models; write one results table.",
@@ -75,7 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, required=True, help="benchmark YAML (layout below)")
     parser.add_argument("--output_dir", type=Path, default=None, help="results folder (default: runs/benchmark/...)")
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``anomalib-glocalclip benchmark --config FILE [--output_dir DIR]``.
+
+    Returns:
+        0 when every job succeeded, 1 when some failed (the table is written either way), 2 for an unusable config.
+    """
+    arguments = build_parser().parse_args(argv)
+    import yaml
+
+    from anomalib_glocalclip.comparison import STATUS_FAILED, ZeroShotBenchmark
+
     benchmark = ZeroShotBenchmark(output_dir=arguments.output_dir)
     try:
         table = benchmark.run(argparse.Namespace(config=arguments.config))

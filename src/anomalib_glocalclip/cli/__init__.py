@@ -3,9 +3,10 @@
 ``anomalib-glocalclip train|fit|validate|test|predict|export|...`` behaves exactly like ``anomalib ...``
 (it *is* Anomalib's CLI), with GlocalCLIP, AnoCLIP and the plugin's datamodules registered whether or
 not the start-up hook is active. The plugin adds its own commands, listed by ``anomalib-glocalclip --help``.
-"""
 
-from __future__ import annotations
+The parsers of the plugin's commands (one module each) import neither torch nor Anomalib: ``--help`` answers
+at once, and the heavy imports happen inside the command functions.
+"""
 
 import importlib
 import sys
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 
 # name -> (module with a ``main(argv) -> int``, one-line help)
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("anomalib_glocalclip.demo", "offline demo: learn prompts on generated data, test zero-shot"),
-    "evaluate": ("anomalib_glocalclip.evaluation.sweep", "zero-shot sweep over a dataset's categories, paper tables"),
-    "benchmark": ("anomalib_glocalclip.benchmark", "GlocalCLIP, AnoCLIP, WinCLIP on the same data: one results table"),
+    "demo": ("anomalib_glocalclip.cli.demo", "offline demo: learn prompts on generated data, test zero-shot"),
+    "evaluate": ("anomalib_glocalclip.cli.evaluate", "zero-shot sweep over a dataset's categories, paper tables"),
+    "benchmark": (
+        "anomalib_glocalclip.cli.benchmark",
+        "GlocalCLIP, AnoCLIP, WinCLIP on the same data: one results table",
+    ),
 }
 
 
@@ -30,17 +34,29 @@ def _usage() -> str:
 
 
 def run_anomalib_cli(argv: Sequence[str]) -> None:
-    """Run Anomalib's own CLI on ``argv`` after registering the plugin."""
+    """Run Anomalib's own CLI on ``argv`` after registering the plugin.
+
+    Args:
+        argv: the arguments after ``anomalib-glocalclip`` (``train --model GlocalCLIP ...``).
+    """
     from anomalib.cli.cli import main as anomalib_main
 
-    import anomalib_glocalclip  # noqa: F401 - registers the plugin's classes with Anomalib
+    import anomalib_glocalclip
 
+    anomalib_glocalclip.register()
     sys.argv = ["anomalib", *argv]
     anomalib_main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``anomalib-glocalclip``."""
+    """Entry point of ``anomalib-glocalclip``.
+
+    Args:
+        argv: the command line without the program name. Defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
@@ -50,7 +66,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.main(argv[1:]) or 0)
     run_anomalib_cli(argv)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

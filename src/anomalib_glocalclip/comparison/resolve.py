@@ -1,0 +1,46 @@
+"""From the model and data entries of a benchmark config to instances, every model with the same evaluator.
+
+Models are built by the plugin's one model-from-config builder (``utils/model_config.py``, shared with the sweep):
+short names (``GlocalCLIP``, ``AnoCLIP``, ``WinClip``, case-insensitive) and dotted class paths. Datamodules are
+resolved by Anomalib's ``get_datamodule`` (``anomalib.data``, where the plugin's datamodules are registered too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anomalib.data import AnomalibDataModule, get_datamodule
+from anomalib.models import AnomalibModule
+
+from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.utils.model_config import build_model as build_configured_model
+from anomalib_glocalclip.utils.model_config import class_name, normalise_spec
+
+LABEL_KEY = "name"
+"""Optional key of a model entry: the model's name in the results table (default: its class name)."""
+
+
+def model_label(spec: str | dict[str, Any]) -> str:
+    """The model's name in the results table: the entry's ``name``, else its class name."""
+    normalised = normalise_spec(spec)
+    return str(normalised.get(LABEL_KEY) or class_name(normalised))
+
+
+def build_model(spec: str | dict[str, Any]) -> AnomalibModule:
+    """Instantiate a model entry, then give it the plugin's zero-shot evaluator.
+
+    The shared evaluator makes every model log the same metrics (image AUROC/AUPR/F1Max, pixel
+    AUROC/AUPRO/F1Max). It is set on the instance: a config holds plain data only. The visualizer is switched off,
+    as a benchmark keeps no images, unless the entry sets ``visualizer`` itself.
+    """
+    model = build_configured_model(spec)
+    model.evaluator = zero_shot_evaluator()
+    if "visualizer" not in normalise_spec(spec)["init_args"]:
+        model.visualizer = None
+    return model
+
+
+def build_datamodule(spec: str | dict[str, Any]) -> AnomalibDataModule:
+    """Instantiate a data entry through Anomalib's ``get_datamodule``."""
+    normalised = normalise_spec(spec)
+    return get_datamodule({"class_path": normalised["class_path"], "init_args": normalised["init_args"]})
