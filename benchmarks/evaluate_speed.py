@@ -1,0 +1,356 @@
+"""End-to-end speed of ``anomalib-glocalclip evaluate`` on an MVTec-AD-shaped set, against the model's forward.
+
+    python benchmarks/evaluate_speed.py                  # 15 categories, 1,725 test images at 1024 px (GPU)
+    python benchmarks/evaluate_speed.py --tiny           # a CPU smoke run: tiny random CLIP, 64 px, 2 categories
+    python benchmarks/evaluate_speed.py --categories bottle --heatmaps off --batch-size 32 --workers 8
+
+The set has MVTec AD's 15 category names and test counts (467 normal + 1,258 anomalous images, PNG, masks with
+1-3 elliptic defects) and one training image per category; it is written once by a process pool into ``--data``
+and reused while its ``manifest.json`` matches. GlocalCLIP runs with random weights (ViT-L-14-336 at 518 px, bf16
+on a GPU; speed does not depend on the weights) through the public
+:func:`anomalib_glocalclip.evaluation.sweep.evaluate`, as users run it, once with and once without heatmaps.
+
+Printed per sweep: total seconds, test images/s, the fixed seconds per category and the seconds per image (a
+least-squares line through the categories' own durations, the first category left out as warm-up when there
+are three or more), peak GPU memory, and seconds spent in
+
+* ``loading``: the main process waiting for the next batch (``DataLoader`` iterators, validation and test);
+* ``model``: the torch model's forward (validation and test passes both run it);
+* ``metrics``: the evaluator's batch and epoch hooks (metric updates and ``compute``);
+* ``heatmaps``: the visualizer's test-batch hook (rendering and writing PNGs);
+* ``tables``: writing the sweep's tables at the end;
+* ``other``: the rest (model building, Engine set-up, pre/post-processing, host-device copies, result files).
+
+These spans are measured from outside the sweep by wrapping the named methods for the run (with a CUDA
+synchronisation at each edge, which removes some overlap the sweep would otherwise get). The model's own forward
+images/s at the same batch size is measured in the same run, and the sweep/forward ratio printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+# MVTec AD's test split: (normal, anomalous) images per category, 467 + 1,258 = 1,725.
+MVTEC_AD_TEST_COUNTS: dict[str, tuple[int, int]] = {
+    "bottle": (20, 63),
+    "cable": (58, 92),
+    "capsule": (23, 109),
+    "carpet": (28, 89),
+    "grid": (21, 57),
+    "hazelnut": (40, 70),
+    "leather": (32, 92),
+    "metal_nut": (22, 93),
+    "pill": (26, 141),
+    "screw": (41, 119),
+    "tile": (33, 84),
+    "toothbrush": (12, 30),
+    "transistor": (60, 40),
+    "wood": (19, 60),
+    "zipper": (32, 119),
+}
+TINY_COUNTS: dict[str, tuple[int, int]] = {"bottle": (2, 3), "carpet": (2, 4)}
+SPANS = ("loading", "model", "metrics", "heatmaps", "tables")
+
+# ----- data -----
+
+
+def _write_sample(task: tuple[str, str | None, int, int]) -> None:
+    """Write one smooth random RGB image (and, for an anomalous one, its mask with 1-3 inverted ellipses)."""
+    image_path, mask_path, size, seed = task
+    rng = np.random.default_rng(seed)
+    cells = max(2, size // 32)
+    image = cv2.resize(rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8), (size, size), cv2.INTER_CUBIC)
+    if mask_path is not None:
+        mask = np.zeros((size, size), dtype=np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            center = (int(rng.integers(size // 8, size - size // 8)), int(rng.integers(size // 8, size - size // 8)))
+            axes = (int(rng.integers(1 + size // 40, 2 + size // 8)), int(rng.integers(1 + size // 40, 2 + size // 8)))
+            cv2.ellipse(mask, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, thickness=-1)
+        image[mask > 0] = 255 - image[mask > 0]
+        cv2.imwrite(mask_path, mask)
+    cv2.imwrite(image_path, image)
+
+
+def _tasks(root: Path, counts: dict[str, tuple[int, int]], size: int) -> list[tuple[str, str | None, int, int]]:
+    """Every file of the MVTec AD layout as a ``_write_sample`` task (folders created here)."""
+    tasks: list[tuple[str, str | None, int, int]] = []
+    for category, (normal, anomalous) in counts.items():
+        base = root / category
+        for folder in ("train/good", "test/good", "test/defect", "ground_truth/defect"):
+            (base / folder).mkdir(parents=True, exist_ok=True)
+        tasks.append((str(base / "train/good/000.png"), None, size, len(tasks)))
+        tasks += [(str(base / f"test/good/{index:03d}.png"), None, size, len(tasks) + index) for index in range(normal)]
+        tasks += [
+            (str(base / f"test/defect/{index:03d}.png"), str(base / f"ground_truth/defect/{index:03d}_mask.png"), size,
+             len(tasks) + normal + index)
+            for index in range(anomalous)
+        ]
+    return tasks
+
+
+def make_dataset(root: Path, counts: dict[str, tuple[int, int]], size: int, processes: int | None = None) -> float:
+    """Write the set under ``root`` unless its manifest says it is there already; returns the seconds it took.
+
+    Args:
+        root: dataset root (MVTec AD layout); replaced when its manifest differs.
+        counts: ``{category: (normal, anomalous)}`` test images.
+        size: image side in pixels.
+        processes: writer processes (default: one per CPU).
+    """
+    manifest = root / "manifest.json"
+    wanted = {"size": size, "counts": counts}
+    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted)):
+        return 0.0
+    start = time.perf_counter()
+    shutil.rmtree(root, ignore_errors=True)
+    tasks = _tasks(root, counts, size)
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        list(pool.map(_write_sample, tasks, chunksize=8))
+    manifest.write_text(json.dumps(wanted), encoding="utf-8")  # last: an interrupted run is redone
+    return time.perf_counter() - start
+
+
+# ----- timing -----
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class Spans:
+    """Seconds accumulated per span name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block (device work included) to ``name``."""
+        _sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            _sync()
+            self.seconds[name] += time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def wrapping(self, owner: type | Any, attribute: str, name: str) -> Iterator[None]:  # noqa: ANN401 - any owner
+        """Time every call of ``owner.attribute`` into ``name`` while the block runs; restored afterwards."""
+        own = attribute in vars(owner)
+        original = getattr(owner, attribute)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+            with self.span(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attribute, timed)
+        try:
+            yield
+        finally:
+            if own:
+                setattr(owner, attribute, original)
+            else:
+                delattr(owner, attribute)
+
+
+class TimedFactory:
+    """A sweep model factory building GlocalCLIP and timing its torch model's forward into ``spans["model"]``."""
+
+    title = "GlocalCLIP"
+
+    def __init__(self, spans: Spans, **model_args: Any) -> None:  # noqa: ANN401
+        self.spans = spans
+        self.model_args = model_args
+        self.description = f"GlocalCLIP({model_args}) timed by benchmarks/evaluate_speed.py"
+        self._start = 0.0
+
+    def _before(self, *_: object) -> None:
+        _sync()
+        self._start = time.perf_counter()
+
+    def _after(self, *_: object) -> None:
+        _sync()
+        self.spans.seconds["model"] += time.perf_counter() - self._start
+
+    def __call__(self, evaluator: Any) -> torch.nn.Module:  # noqa: ANN401
+        """A fresh GlocalCLIP with forward timing hooks on its torch model."""
+        from anomalib_glocalclip import GlocalCLIP
+
+        model = GlocalCLIP(evaluator=evaluator, **self.model_args)
+        model.model.register_forward_pre_hook(self._before)
+        model.model.register_forward_hook(self._after)
+        return model
+
+
+def _fit_line(durations: list[tuple[int, float]]) -> tuple[float, float] | None:
+    """(seconds per category, seconds per image) of ``duration = a + b * images``; ``None`` if undetermined."""
+    if len(durations) >= 3:
+        durations = durations[1:]  # the first category also pays one-off warm-up (kernels, caches)
+    images = np.array([n for n, _ in durations], dtype=np.float64)
+    if len(durations) < 2 or np.ptp(images) == 0:
+        return None
+    per_image, fixed = np.polyfit(images, np.array([s for _, s in durations]), 1)
+    return float(fixed), float(per_image)
+
+
+def run_sweep(args: argparse.Namespace, data: Path, model_args: dict[str, Any], heatmaps: bool) -> dict[str, Any]:
+    """One timed ``evaluate`` over ``args.categories``; returns the figures of one table column."""
+    from anomalib.metrics import Evaluator
+    from anomalib.visualization import ImageVisualizer
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    from anomalib_glocalclip.evaluation import sweep
+    from anomalib_glocalclip.evaluation.store import ResultStore
+
+    spans = Spans()
+    output = args.output / ("heatmaps" if heatmaps else "no_heatmaps")
+    hooks = [
+        (_BaseDataLoaderIter, "__next__", "loading"),
+        *((Evaluator, hook, "metrics") for hook in ("on_validation_batch_end", "on_validation_epoch_end",
+                                                    "on_test_batch_end", "on_test_epoch_end")),
+        (ImageVisualizer, "on_test_batch_end", "heatmaps"),
+        (sweep, "_write_tables", "tables"),
+    ]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with contextlib.ExitStack() as stack:
+        for owner, attribute, name in hooks:
+            stack.enter_context(spans.wrapping(owner, attribute, name))
+        start = time.perf_counter()
+        table = sweep.evaluate(TimedFactory(spans, **model_args), "mvtec_ad", data, categories=args.categories,
+                               output=output, accelerator=args.accelerator, devices=1, batch_size=args.batch_size,
+                               num_workers=args.workers, heatmaps=heatmaps, overwrite=True, progress=False)
+        total = time.perf_counter() - start
+    if table.attrs.get("failed"):
+        msg = f"categories failed: {table.attrs['failed']} (see {output / sweep.LOG_FILE})"
+        raise RuntimeError(msg)
+    results = {result.category: result for result in ResultStore(output).all()}
+    durations = [(results[c].n_images, results[c].duration_s) for c in args.categories]
+    images = sum(n for n, _ in durations)
+    line = _fit_line(durations)
+    figures: dict[str, Any] = {
+        "total s": total,
+        "test images": images,
+        "images/s": images / total,
+        "fixed s per category": line[0] if line else None,
+        "s per image": line[1] if line else None,
+        **{f"{name} s": spans.seconds[name] for name in SPANS},
+        "other s": total - sum(spans.seconds[name] for name in SPANS),
+        "peak GPU GiB": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+    }
+    return figures
+
+
+def forward_images_per_second(model_args: dict[str, Any], batch_size: int, device: str, iterations: int) -> float:
+    """Images/s of GlocalCLIP's torch model forward on random pre-processed images (two warm-up batches)."""
+    from anomalib_glocalclip import GlocalCLIP
+
+    model = GlocalCLIP(**model_args)
+    network = model.model.to(device).eval()
+    images = torch.randn(batch_size, 3, model.image_size, model.image_size, device=device)
+    with torch.no_grad():
+        for _ in range(2):
+            network(images)
+        _sync()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            network(images)
+        _sync()
+    return batch_size * iterations / (time.perf_counter() - start)
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
+def print_report(columns: dict[str, dict[str, Any]], forward: float, device: str, args: argparse.Namespace) -> None:
+    """The sweeps side by side as a markdown table, then the forward speed and the ratios."""
+    names = list(columns)
+    print(f"\nDevice: {device}; {len(args.categories)} categories; batch {args.batch_size}; workers {args.workers}")
+    print("\n| figure | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
+    for key in next(iter(columns.values())):
+        print(f"| {key} | " + " | ".join(_cell(columns[name][key]) for name in names) + " |")
+    print(f"\nModel forward alone (batch {args.batch_size}): {forward:.1f} images/s")
+    for name in names:
+        ratio = columns[name]["images/s"] / forward
+        print(f"Sweep ({name}) / forward: {ratio:.3f} ({1 / ratio:.1f}x slower than the forward)")
+    if "cuda" not in device.lower():
+        print("(CPU figures: only ratios between them mean anything; the targets need a GPU.)")
+    print("Target (issue 14): the whole 15-category sweep in under 60 s on one GPU.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate (or reuse) the data, time the sweeps and the forward, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny random CLIP, 64 px, 2 small categories (CPU smoke)")
+    parser.add_argument("--categories", nargs="+", default=None, help="categories to sweep (default: all generated)")
+    parser.add_argument("--size", type=int, default=None, help="image side in px (default 1024, tiny 64)")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 32, tiny 4)")
+    parser.add_argument("--workers", type=int, default=None, help="dataloader workers (default 8, tiny 0)")
+    parser.add_argument("--processes", type=int, default=None, help="data writer processes (default: all CPUs)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--heatmaps", default="both", choices=["both", "on", "off"])
+    parser.add_argument("--iterations", type=int, default=None, help="forward batches timed (default 10, tiny 2)")
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--data", type=Path, default=Path("benchmark_data/mvtec_like"))
+    parser.add_argument("--output", type=Path, default=Path("benchmark_runs/evaluate"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+    counts = TINY_COUNTS if args.tiny else MVTEC_AD_TEST_COUNTS
+    size = args.size or (64 if args.tiny else 1024)
+    args.batch_size = args.batch_size or (4 if args.tiny else 32)
+    args.workers = (0 if args.tiny else 8) if args.workers is None else args.workers
+    args.categories = args.categories or list(counts)
+    unknown = sorted(set(args.categories) - set(counts))
+    if unknown:
+        parser.error(f"unknown categories {unknown}; choose from {', '.join(counts)}")
+    model_args: dict[str, Any] = {"pretrained": None, "precision": args.precision}
+    model_args |= {"backbone": str(TINY_CLIP_CONFIG), "image_size": 64, "sigma": 1.0} if args.tiny else {}
+
+    data = args.data / f"{'tiny' if args.tiny else 'full'}_{size}px"
+    seconds = make_dataset(data, counts, size, args.processes)
+    print(f"Data: {data} ({'generated in ' + format(seconds, '.1f') + ' s' if seconds else 'reused'})")
+    # The sweep needs a prompt file; random prompts do (speed does not depend on them).
+    from anomalib_glocalclip import GlocalCLIP
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    prompts = GlocalCLIP(**model_args).save_prompts(args.output / "prompts.pt")
+    model_args["prompt_weights"] = str(prompts)
+
+    modes = {"both": [True, False], "on": [True], "off": [False]}[args.heatmaps]
+    columns = {
+        ("with heatmaps" if heatmaps else "no heatmaps"): run_sweep(args, data, model_args, heatmaps)
+        for heatmaps in modes
+    }
+    use_cuda = torch.cuda.is_available() and args.accelerator in {"auto", "gpu", "cuda"}
+    device = "cuda" if use_cuda else "cpu"
+    forward = forward_images_per_second(model_args, args.batch_size, device, args.iterations or (2 if args.tiny else 10))
+    print_report(columns, forward, torch.cuda.get_device_name() if use_cuda else "CPU", args)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"sweeps": columns, "forward images/s": forward}, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
