@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     use_cuda = torch.cuda.is_available() and args.accelerator in {"auto", "gpu", "cuda"}
     device = "cuda" if use_cuda else "cpu"
-    forward = forward_images_per_second(model_args, args.batch_size, device, args.iterations or (2 if args.tiny else 10))
+    iterations = args.iterations or (2 if args.tiny else 10)
+    forward = forward_images_per_second(model_args, args.batch_size, device, iterations)
     print_report(columns, forward, torch.cuda.get_device_name() if use_cuda else "CPU", args)
     if args.json is not None:
         args.json.write_text(json.dumps({"sweeps": columns, "forward images/s": forward}, indent=2), encoding="utf-8")

@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "evaluate_speed.py"
 
 
 @pytest.fixture(scope="module")
-def bench():  # noqa: ANN201 - the benchmark module
+def bench():
     spec = importlib.util.spec_from_file_location("evaluate_speed", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # the process pool pickles its writer function by module name
@@ -23,14 +23,14 @@ def bench():  # noqa: ANN201 - the benchmark module
     return module
 
 
-def test_full_set_has_mvtec_ad_test_counts(bench) -> None:  # noqa: ANN001
+def test_full_set_has_mvtec_ad_test_counts(bench) -> None:
     counts = bench.MVTEC_AD_TEST_COUNTS
     assert len(counts) == 15
     assert sum(normal for normal, _ in counts.values()) == 467
     assert sum(anomalous for _, anomalous in counts.values()) == 1258
 
 
-def test_generated_set_reads_as_mvtec_ad_and_is_reused(bench, tmp_path: Path) -> None:  # noqa: ANN001
+def test_generated_set_reads_as_mvtec_ad_and_is_reused(bench, tmp_path: Path) -> None:
     counts = {"bottle": (2, 3), "carpet": (1, 2)}
     root = tmp_path / "set"
     assert bench.make_dataset(root, counts, 48, processes=2) > 0
@@ -49,7 +49,7 @@ def test_generated_set_reads_as_mvtec_ad_and_is_reused(bench, tmp_path: Path) ->
     assert not (root / "carpet").exists()
 
 
-def test_fixed_and_per_image_costs_from_category_durations(bench) -> None:  # noqa: ANN001
+def test_fixed_and_per_image_costs_from_category_durations(bench) -> None:
     # duration = 9 + 0.16 * images; the first category (warm-up) is off the line and left out.
     durations = [(80, 30.0), (83, 9 + 0.16 * 83), (150, 9 + 0.16 * 150), (42, 9 + 0.16 * 42)]
     fixed, per_image = bench._fit_line(durations)
@@ -60,7 +60,7 @@ def test_fixed_and_per_image_costs_from_category_durations(bench) -> None:  # no
 
 
 @pytest.mark.slow
-def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:
     result = cli("python", str(SCRIPT), "--tiny", "--processes", "2", "--data", str(tmp_path / "data"),
                  "--output", str(tmp_path / "runs"), "--json", str(tmp_path / "figures.json"),
                  env={"ANOMALIB_GLOCALCLIP_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
