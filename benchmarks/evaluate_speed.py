@@ -8,7 +8,10 @@ The set has MVTec AD's 15 category names and test counts (467 normal + 1,258 ano
 1-3 elliptic defects) and one training image per category; it is written once by a process pool into ``--data``
 and reused while its ``manifest.json`` matches. GlocalCLIP runs with random weights (ViT-L-14-336 at 518 px, bf16
 on a GPU; speed does not depend on the weights) through the public
-:func:`anomalib_glocalclip.evaluation.sweep.evaluate`, as users run it, once with and once without heatmaps.
+:func:`anomalib_glocalclip.evaluation.sweep.evaluate`, as users run it, once with and once without heatmaps, and
+once more without heatmaps with the metric states kept on the model's device (the sweep keeps them on the host
+today) and Anomalib's AUPRO swapped for ``anomalib_glocalclip.metrics.AUPRO`` (same values, exact host labelling);
+the largest metric difference between the sweeps is printed (the same numbers are expected).
 
 Printed per sweep: total seconds, test images/s, the fixed seconds per category and the seconds per image (a
 least-squares line through the categories' own durations, the first category left out as warm-up when there
@@ -170,13 +173,39 @@ class Spans:
                 delattr(owner, attribute)
 
 
+def metrics_on_device(evaluator: Any) -> None:  # noqa: ANN401 - Anomalib's Evaluator
+    """Keep ``evaluator``'s metric states on the model's device, Anomalib's AUPRO swapped for the plugin's.
+
+    The plugin's ``AUPRO`` gives Anomalib's values with regions labelled on the host in one call, instead of
+    Anomalib's GPU path (1,000 label-propagation passes). Done in place: the sweep keeps its evaluator object.
+    """
+    from anomalib.metrics import AUPRO as AnomalibAUPRO  # noqa: N811 - both are called AUPRO
+
+    from anomalib_glocalclip.metrics import AUPRO
+
+    evaluator.compute_on_cpu = False
+    for index, metric in enumerate(evaluator.test_metrics):
+        if type(metric) is AnomalibAUPRO:
+            prefix = metric.name.removesuffix("AUPRO")
+            evaluator.test_metrics[index] = AUPRO(
+                fields=metric.fields, prefix=prefix, strict=metric.strict, fpr_limit=float(metric.fpr_limit)
+            )
+
+
 class TimedFactory:
-    """A sweep model factory building GlocalCLIP and timing its torch model's forward into ``spans["model"]``."""
+    """A sweep model factory building GlocalCLIP and timing its torch model's forward into ``spans["model"]``.
+
+    Args:
+        spans: where the forward seconds go.
+        device_metrics: apply :func:`metrics_on_device` to the sweep's evaluator.
+        **model_args: ``GlocalCLIP`` arguments.
+    """
 
     title = "GlocalCLIP"
 
-    def __init__(self, spans: Spans, **model_args: Any) -> None:  # noqa: ANN401
+    def __init__(self, spans: Spans, device_metrics: bool = False, **model_args: Any) -> None:  # noqa: ANN401
         self.spans = spans
+        self.device_metrics = device_metrics
         self.model_args = model_args
         self.description = f"GlocalCLIP({model_args}) timed by benchmarks/evaluate_speed.py"
         self._start = 0.0
@@ -193,6 +222,8 @@ class TimedFactory:
         """A fresh GlocalCLIP with forward timing hooks on its torch model."""
         from anomalib_glocalclip import GlocalCLIP
 
+        if self.device_metrics:
+            metrics_on_device(evaluator)
         model = GlocalCLIP(evaluator=evaluator, **self.model_args)
         model.model.register_forward_pre_hook(self._before)
         model.model.register_forward_hook(self._after)
@@ -210,8 +241,18 @@ def _fit_line(durations: list[tuple[int, float]]) -> tuple[float, float] | None:
     return float(fixed), float(per_image)
 
 
-def run_sweep(args: argparse.Namespace, data: Path, model_args: dict[str, Any], heatmaps: bool) -> dict[str, Any]:
-    """One timed ``evaluate`` over ``args.categories``; returns the figures of one table column."""
+def run_sweep(
+    args: argparse.Namespace,
+    data: Path,
+    model_args: dict[str, Any],
+    heatmaps: bool = True,
+    device_metrics: bool = False,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """One timed ``evaluate`` over ``args.categories``.
+
+    Returns:
+        The figures of one table column, and the metrics of every category.
+    """
     from anomalib.metrics import Evaluator
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data.dataloader import _BaseDataLoaderIter
@@ -220,7 +261,8 @@ def run_sweep(args: argparse.Namespace, data: Path, model_args: dict[str, Any], 
     from anomalib_glocalclip.evaluation.store import ResultStore
 
     spans = Spans()
-    output = args.output / ("heatmaps" if heatmaps else "no_heatmaps")
+    folder = ("heatmaps" if heatmaps else "no_heatmaps") + ("_device_metrics" if device_metrics else "")
+    output = args.output / folder
     hooks = [
         (_BaseDataLoaderIter, "__next__", "loading"),
         *((Evaluator, hook, "metrics") for hook in ("on_validation_batch_end", "on_validation_epoch_end",
@@ -234,8 +276,9 @@ def run_sweep(args: argparse.Namespace, data: Path, model_args: dict[str, Any], 
         for owner, attribute, name in hooks:
             stack.enter_context(spans.wrapping(owner, attribute, name))
         start = time.perf_counter()
-        table = sweep.evaluate(TimedFactory(spans, **model_args), "mvtec_ad", data, categories=args.categories,
-                               output=output, accelerator=args.accelerator, devices=1, batch_size=args.batch_size,
+        factory = TimedFactory(spans, device_metrics=device_metrics, **model_args)
+        table = sweep.evaluate(factory, "mvtec_ad", data, categories=args.categories, output=output,
+                               accelerator=args.accelerator, devices=1, batch_size=args.batch_size,
                                num_workers=args.workers, heatmaps=heatmaps, overwrite=True, progress=False)
         total = time.perf_counter() - start
     if table.attrs.get("failed"):
@@ -255,7 +298,7 @@ def run_sweep(args: argparse.Namespace, data: Path, model_args: dict[str, Any], 
         "other s": total - sum(spans.seconds[name] for name in SPANS),
         "peak GPU GiB": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
-    return figures
+    return figures, {category: results[category].metrics for category in args.categories}
 
 
 def forward_images_per_second(model_args: dict[str, Any], batch_size: int, device: str, iterations: int) -> float:
@@ -274,6 +317,18 @@ def forward_images_per_second(model_args: dict[str, Any], batch_size: int, devic
             network(images)
         _sync()
     return batch_size * iterations / (time.perf_counter() - start)
+
+
+def _largest_difference(metric_values: dict[str, dict[str, dict[str, float]]]) -> float | None:
+    """Largest absolute difference of one category's metric between any sweep and the first; ``None`` if one."""
+    first, *others = metric_values.values()
+    differences = [
+        abs(value - first[category][name])
+        for other in others
+        for category, values in other.items()
+        for name, value in values.items()
+    ]
+    return max(differences) if differences else None
 
 
 def _cell(value: float | None) -> str:
@@ -309,6 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=None, help="data writer processes (default: all CPUs)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--heatmaps", default="both", choices=["both", "on", "off"])
+    parser.add_argument(
+        "--no-device-metrics",
+        dest="device_metrics",
+        action="store_false",
+        help="skip the extra sweep with metric states on the device (and the plugin's AUPRO)",
+    )
     parser.add_argument("--iterations", type=int, default=None, help="forward batches timed (default 10, tiny 2)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--data", type=Path, default=Path("benchmark_data/mvtec_like"))
@@ -340,17 +401,25 @@ def main(argv: list[str] | None = None) -> None:
     model_args["prompt_weights"] = str(prompts)
 
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.heatmaps]
-    columns = {
-        ("with heatmaps" if heatmaps else "no heatmaps"): run_sweep(args, data, model_args, heatmaps)
+    runs = {
+        ("with heatmaps" if heatmaps else "no heatmaps"): run_sweep(args, data, model_args, heatmaps=heatmaps)
         for heatmaps in modes
     }
+    if args.device_metrics:
+        runs["no heatmaps, metrics on device"] = run_sweep(args, data, model_args, heatmaps=False, device_metrics=True)
+    columns = {name: figures for name, (figures, _) in runs.items()}
+    metric_values = {name: values for name, (_, values) in runs.items()}
     use_cuda = torch.cuda.is_available() and args.accelerator in {"auto", "gpu", "cuda"}
     device = "cuda" if use_cuda else "cpu"
     iterations = args.iterations or (2 if args.tiny else 10)
     forward = forward_images_per_second(model_args, args.batch_size, device, iterations)
     print_report(columns, forward, torch.cuda.get_device_name() if use_cuda else "CPU", args)
+    difference = _largest_difference(metric_values)
+    if difference is not None:
+        print(f"Largest metric difference between the sweeps: {difference:.2e} (same numbers expected: < 1e-6)")
     if args.json is not None:
-        args.json.write_text(json.dumps({"sweeps": columns, "forward images/s": forward}, indent=2), encoding="utf-8")
+        figures = {"sweeps": columns, "forward images/s": forward, "metrics": metric_values}
+        args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
