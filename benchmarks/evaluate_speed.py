@@ -24,7 +24,10 @@ are three or more), peak GPU memory, and seconds spent in
 * ``tables``: writing the sweep's tables at the end;
 * ``other``: the rest (model building, Engine set-up, pre/post-processing, host-device copies, result files).
 
-These spans are measured from outside the sweep by wrapping the named methods for the run (with a CUDA
+Last, every pixel metric of the sweep is timed alone on a category-sized stack (``--metric-stack``, default 80
+maps of 518 px) with its states on the host (as the sweep keeps them today) and, on a GPU, on the device.
+
+The spans are measured from outside the sweep by wrapping the named methods for the run (with a CUDA
 synchronisation at each edge, which removes some overlap the sweep would otherwise get). The model's own forward
 images/s at the same batch size is measured in the same run, and the sweep/forward ratio printed.
 """
@@ -319,6 +322,51 @@ def forward_images_per_second(model_args: dict[str, Any], batch_size: int, devic
     return batch_size * iterations / (time.perf_counter() - start)
 
 
+def _disc_stack(images: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 maps ``[images, size, size]`` lifted by 0.5 inside up to three discs per image, and bool masks."""
+    generator = torch.Generator().manual_seed(seed)
+    grid = torch.arange(size)
+    masks = torch.zeros(images, size, size, dtype=torch.bool)
+    for _ in range(3):
+        cy, cx = torch.randint(0, size, (2, images, 1, 1), generator=generator)
+        radius = torch.randint(2, max(3, size // 9), (images, 1, 1), generator=generator)
+        masks |= (grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2 <= radius**2
+    masks[::4] = False
+    return torch.rand(images, size, size, generator=generator) + 0.5 * masks, masks
+
+
+def time_pixel_metrics(images: int, size: int, devices: list[str], batch_size: int) -> dict[str, dict[str, float]]:
+    """Seconds of every pixel metric of the sweep (updates + compute) on one category-sized stack, per device.
+
+    Also the plugin's ``AUPRO`` (row ``pixel_AUPRO (plugin)``). The maps are fed in batches as the evaluator
+    does; a ``cpu`` column is what the sweep pays today (its metric states live on the host).
+    """
+    import copy
+    from types import SimpleNamespace
+
+    from anomalib_glocalclip.evaluation.models import sweep_evaluator
+    from anomalib_glocalclip.metrics import AUPRO
+
+    maps, masks = _disc_stack(images, size)
+    candidates = [metric for metric in sweep_evaluator().test_metrics if metric.name.startswith("pixel_")]
+    candidates.append(AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3))
+    rows: dict[str, dict[str, float]] = defaultdict(dict)
+    for index, template in enumerate(candidates):
+        name = template.name + (" (plugin)" if index == len(candidates) - 1 else "")
+        for device in devices:
+            metric = copy.deepcopy(template).to(device)
+            on_device = maps.to(device), masks.to(device)
+            _sync()
+            start = time.perf_counter()
+            for first in range(0, images, batch_size):
+                chunk = slice(first, first + batch_size)
+                metric.update(SimpleNamespace(anomaly_map=on_device[0][chunk], gt_mask=on_device[1][chunk]))
+            float(metric.compute())
+            _sync()
+            rows[name][device] = time.perf_counter() - start
+    return dict(rows)
+
+
 def _largest_difference(metric_values: dict[str, dict[str, dict[str, float]]]) -> float | None:
     """Largest absolute difference of one category's metric between any sweep and the first; ``None`` if one."""
     first, *others = metric_values.values()
@@ -370,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         help="skip the extra sweep with metric states on the device (and the plugin's AUPRO)",
     )
+    parser.add_argument("--metric-stack", type=int, nargs=2, default=None, metavar=("IMAGES", "SIZE"),
+                        help="stack on which the pixel metrics are timed alone (default 80 518, tiny 4 64)")
     parser.add_argument("--iterations", type=int, default=None, help="forward batches timed (default 10, tiny 2)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--data", type=Path, default=Path("benchmark_data/mvtec_like"))
@@ -414,11 +464,20 @@ def main(argv: list[str] | None = None) -> None:
     iterations = args.iterations or (2 if args.tiny else 10)
     forward = forward_images_per_second(model_args, args.batch_size, device, iterations)
     print_report(columns, forward, torch.cuda.get_device_name() if use_cuda else "CPU", args)
+    metric_images, metric_size = args.metric_stack or ((4, 64) if args.tiny else (80, 518))
+    metric_seconds = time_pixel_metrics(metric_images, metric_size, ["cpu", "cuda"] if use_cuda else ["cpu"],
+                                        args.batch_size)
+    print(f"\nPixel metrics on one category-sized stack ({metric_images} maps of {metric_size} px), seconds:")
+    devices = list(next(iter(metric_seconds.values())))
+    print("| metric | " + " | ".join(devices) + " |\n|---|" + "---:|" * len(devices))
+    for name, seconds in metric_seconds.items():
+        print(f"| {name} | " + " | ".join(f"{seconds[device]:.3f}" for device in devices) + " |")
     difference = _largest_difference(metric_values)
     if difference is not None:
         print(f"Largest metric difference between the sweeps: {difference:.2e} (same numbers expected: < 1e-6)")
     if args.json is not None:
-        figures = {"sweeps": columns, "forward images/s": forward, "metrics": metric_values}
+        figures = {"sweeps": columns, "forward images/s": forward, "metrics": metric_values,
+                   "pixel metric seconds": metric_seconds}
         args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 

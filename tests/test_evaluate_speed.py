@@ -105,4 +105,8 @@ def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:
     for category, values in on_host.items():
         assert on_device[category] == pytest.approx(values, abs=1e-6)
     assert "Largest metric difference between the sweeps:" in result.stdout
+    assert "Pixel metrics on one category-sized stack (4 maps of 64 px)" in result.stdout
+    seconds = figures["pixel metric seconds"]
+    assert set(seconds) == {"pixel_AUROC", "pixel_ReferenceAUPRO", "pixel_AUPRO", "pixel_F1Max", "pixel_AUPRO (plugin)"}
+    assert all(row["cpu"] > 0 for row in seconds.values())
 
