@@ -14,15 +14,16 @@ today) and Anomalib's AUPRO swapped for ``anomalib_glocalclip.metrics.AUPRO`` (s
 the largest metric difference between the sweeps is printed (the same numbers are expected).
 
 Printed per sweep: total seconds, test images/s, the fixed seconds per category and the seconds per image (a
-least-squares line through the categories' own durations, the first category left out as warm-up when there
-are three or more), peak GPU memory, and seconds spent in
+least-squares line through the categories' own durations, the first one left out as warm-up: "n/a" with fewer
+than three categories), peak GPU memory, and seconds spent in
 
 * ``loading``: the main process waiting for the next batch (``DataLoader`` iterators, validation and test);
 * ``model``: the torch model's forward (validation and test passes both run it);
 * ``metrics``: the evaluator's batch and epoch hooks (metric updates and ``compute``);
 * ``heatmaps``: the visualizer's test-batch hook (rendering and writing PNGs);
 * ``tables``: writing the sweep's tables at the end;
-* ``other``: the rest (model building, Engine set-up, pre/post-processing, host-device copies, result files).
+* ``other``: the rest (model building, Engine set-up, pre-processing, post-processing with its adaptive
+  thresholds computed after validation, host-device copies, result files).
 
 Last, every pixel metric of the sweep is timed alone on a category-sized stack (``--metric-stack``, default 80
 maps of 518 px) with its states on the host (as the sweep keeps them today) and, on a GPU, on the device.
@@ -234,9 +235,11 @@ class TimedFactory:
 
 
 def _fit_line(durations: list[tuple[int, float]]) -> tuple[float, float] | None:
-    """(seconds per category, seconds per image) of ``duration = a + b * images``; ``None`` if undetermined."""
-    if len(durations) >= 3:
-        durations = durations[1:]  # the first category also pays one-off warm-up (kernels, caches)
+    """(seconds per category, seconds per image) of ``duration = a + b * images``; ``None`` if undetermined.
+
+    The first category also pays one-off warm-up (kernels, caches) and is left out, so three categories are needed.
+    """
+    durations = durations[1:]
     images = np.array([n for n, _ in durations], dtype=np.float64)
     if len(durations) < 2 or np.ptp(images) == 0:
         return None

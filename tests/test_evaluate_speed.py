@@ -55,8 +55,8 @@ def test_fixed_and_per_image_costs_from_category_durations(bench) -> None:
     fixed, per_image = bench._fit_line(durations)
     assert fixed == pytest.approx(9.0)
     assert per_image == pytest.approx(0.16)
-    assert bench._fit_line([(80, 1.0), (80, 2.0)]) is None
-    assert bench._fit_line([(80, 1.0)]) is None
+    assert bench._fit_line([(80, 30.0), (83, 1.0), (83, 2.0)]) is None  # no spread in image counts
+    assert bench._fit_line([(80, 30.0), (90, 2.0)]) is None  # one category after the warm-up one
 
 
 def test_metrics_on_device_swaps_aupro_in_place(bench) -> None:
