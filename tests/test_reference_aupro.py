@@ -1,5 +1,6 @@
 """Tests of the papers' ("reference") AUPRO: hand-made values, a slow oracle, Anomalib's AUPRO and the metric class."""
 
+import sys
 import time
 from types import SimpleNamespace
 
@@ -328,3 +329,24 @@ def test_speed_on_a_full_category(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\nreference_aupro on {n}x{size}x{size} ({device}): {elapsed:.2f} s, value {float(value):.4f}")
     assert 0.0 <= float(value) <= 1.0
+
+
+def test_same_values_as_with_scipy_stack_labelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regions are labelled per mask by OpenCV now; one scipy call over the stack gave the same values."""
+    module = sys.modules["anomalib_glocalclip.metrics.reference_aupro"]  # the package exports a function of that name
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True
+
+    calls = []
+
+    def scipy_labels(masks: torch.Tensor) -> tuple[torch.Tensor, int]:
+        calls.append(len(masks))
+        labels, count = ndimage.label(masks.cpu().numpy(), structure=structure)
+        return torch.from_numpy(labels).to(torch.int64), int(count)
+
+    stacks = [_blob_stack(seed, n=8, size=56) for seed in (11, 12)]
+    now = [_ours(maps, masks) for maps, masks in stacks]
+    monkeypatch.setattr(module, "label_regions", scipy_labels)
+    before = [_ours(maps, masks) for maps, masks in stacks]
+    assert sum(calls) == 16
+    assert now == pytest.approx(before, abs=1e-12)

@@ -30,19 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 from anomalib.metrics import AnomalibMetric
-from scipy import ndimage
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
+
+from .regions import label_regions
 
 __all__ = ["ReferenceAUPRO", "reference_aupro", "reference_pro_curve", "reference_thresholds"]
 
 # Pixels handled per bincount pass (whole images at a time); ~50 bytes of scratch memory per pixel.
 _CHUNK_PIXELS = 1 << 22
 _NATIVE_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
-# In-plane 8-connectivity for a [N, H, W] stack: skimage.measure.label's 2-D default, and no links between images.
-_STACK_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
-_STACK_STRUCTURE[1] = True
 
 
 def reference_thresholds(anomaly_maps: Tensor, num_thresholds: int = 200) -> np.ndarray:
@@ -102,11 +100,10 @@ def _label_rows(masks: Tensor) -> tuple[Tensor, int]:
         int64 ``[n, H, W]`` on the masks' device with values in ``[0, R]`` (``R`` = normal pixels), and ``R``, the
         number of 8-connected regions in the chunk.
     """
-    labels, num_regions = ndimage.label(masks.cpu().numpy(), structure=_STACK_STRUCTURE)
-    rows = torch.from_numpy(labels).to(masks.device, torch.int64)
+    rows, num_regions = label_regions(masks)
     # labels are 1..R for regions and 0 for normal pixels; rotate by one so normal pixels land on row R.
     rows = torch.where(rows > 0, rows - 1, num_regions)
-    return rows, int(num_regions)
+    return rows, num_regions
 
 
 def _bucket_histograms(anomaly_maps: Tensor, masks: Tensor, boundaries: Tensor) -> tuple[Tensor, Tensor]:
