@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anomalib_glocalclip.data.registry import DatasetEntry
+from anomalib_glocalclip.data.catalogue import DatasetEntry
 
 from .store import CategoryResult
 
