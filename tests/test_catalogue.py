@@ -89,7 +89,7 @@ def test_pyproject_entry_points_list_every_model_and_datamodule() -> None:
 
 def test_data_readme_table_is_the_catalogues() -> None:
     readme = (REPOSITORY / "src" / "anomalib_glocalclip" / "data" / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme, "regenerate it: python -m anomalib_glocalclip.data.catalogue"
+    assert markdown_table() in readme, "regenerate it: python -m anomalib_glocalclip.data"
     listed = re.findall(r"^\| `(\w+)` \|", readme.split("## The datasets", 1)[1].split("##", 1)[0], flags=re.M)
     assert listed == [entry.name for entry in CATALOGUE]
 

@@ -3,7 +3,7 @@
 Everything else about the datasets is derived from :data:`CATALOGUE`: the layout lookup (:func:`get_layout`),
 the datamodules the plugin registers with Anomalib (:data:`PLUGIN_DATAMODULES`, which pyproject's entry points
 must list), the table of ``data/README.md`` (:func:`markdown_table`, printed by
-``python -m anomalib_glocalclip.data.catalogue``) and the evaluation sweep's dataset choice. A new dataset is a
+``python -m anomalib_glocalclip.data``) and the evaluation sweep's dataset choice. A new dataset is a
 layout, a datamodule class (unless Anomalib has one) and one entry here.
 
 Each entry names the layout that reads the dataset's official download (for category listing and auxiliary
