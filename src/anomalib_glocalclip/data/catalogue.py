@@ -4,7 +4,8 @@ Everything else about the datasets is derived from :data:`CATALOGUE`: the layout
 the datamodules the plugin registers with Anomalib (:data:`PLUGIN_DATAMODULES`, which pyproject's entry points
 must list), the table of ``data/README.md`` (:func:`markdown_table`, printed by
 ``python -m anomalib_glocalclip.data``) and the evaluation sweep's dataset choice. A new dataset is a
-layout, a datamodule class (unless Anomalib has one) and one entry here.
+layout, a datamodule class (unless Anomalib has one) and one entry here; the tests then ask for its entry point
+in pyproject.toml and its row in the README table.
 
 Each entry names the layout that reads the dataset's official download (for category listing and auxiliary
 training through ``AuxiliaryTransfer``) and the datamodule that tests on it: Anomalib's own where it reads
