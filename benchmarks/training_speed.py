@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from anomalib_glocalclip.testing.datasets import VISA_CATEGORIES
+from anomalib_glocalclip.testing import VISA_CATEGORIES
 
 
 class EpochTimer(Callback):

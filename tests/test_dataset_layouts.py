@@ -16,7 +16,7 @@ from anomalib_glocalclip.data import (
     LayoutDataModule,
     get_layout,
 )
-from anomalib_glocalclip.data.registry import DATASETS, get_dataset, list_categories, make_datamodule
+from anomalib_glocalclip.data.catalogue import DATASETS, get_dataset, list_categories, make_datamodule
 from anomalib_glocalclip.testing import (
     OFFICIAL_LAYOUT_GENERATORS,
     generate_brainmri,
@@ -84,7 +84,7 @@ def test_registry_covers_every_dataset() -> None:
     assert set(DATASETS) == set(EXPECTED) == set(OFFICIAL_LAYOUT_GENERATORS)
     assert sum(entry.paper_table != "8.6" for entry in DATASETS.values()) == 15  # GlocalCLIP's 15, plus DAGM
     for entry in DATASETS.values():
-        assert get_layout(entry.layout).name == entry.layout
+        assert get_layout(entry.name) is entry.layout
         assert entry.level in {"pixel", "image"}
         assert entry.domain in {"industrial", "medical"}
         assert entry.download.startswith("http")
@@ -138,6 +138,7 @@ def test_registry_datamodule_yields_a_batch(name: str, miniatures: dict[str, Pat
     expected = EXPECTED[name]
     category = expected.categories[-1]
     datamodule = make_datamodule(name, miniatures[name], category, eval_batch_size=2, num_workers=0)
+    assert type(datamodule) is DATASETS[name].datamodule
     datamodule.prepare_data()  # finds the data (Anomalib's Visa splits its raw layout here)
     datamodule.setup()
     assert len(datamodule.test_data) == expected.normal + expected.anomalous

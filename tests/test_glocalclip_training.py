@@ -36,7 +36,7 @@ class LossRecorder(Callback):
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
     visa = generate_visa(root / "visa", categories=("candle", "pcb1", "capsules", "cashew"), n_test_good=3,
-                         n_test_bad=5, seed=0)
+                         n_test_bad=5, seed=0, odd_images=True)
     mvtec = generate_mvtec_ad(root / "mvtec", categories=("bottle",), n_test_good=6, n_test_bad=12,
                               defects=("blob",), odd_images=False, seed=1)
     return {"visa": visa, "mvtec": mvtec}
@@ -122,14 +122,14 @@ class TestBadAuxiliaryData:
         engine.fit(model, datamodule=datamodule)
 
     def test_corrupt_image_names_the_file(self, tmp_path: Path) -> None:
-        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0)
+        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0, odd_images=True)
         broken = next((visa / "candle" / "Data" / "Images" / "Anomaly").glob("*.JPG"))
         broken.write_bytes(broken.read_bytes()[:200])
         with pytest.raises(ImageReadError, match=broken.name):
             self._fit(visa, tmp_path)
 
     def test_missing_mask_names_the_image(self, tmp_path: Path) -> None:
-        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0)
+        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0, odd_images=True)
         mask = next((visa / "candle" / "Data" / "Masks" / "Anomaly").glob("*.png"))
         mask.unlink()
         with pytest.raises(DatasetLayoutError, match="Mask missing"):
@@ -143,7 +143,7 @@ class TestBadAuxiliaryData:
             self._fit(visa, tmp_path)
 
     def test_unknown_category(self, tmp_path: Path) -> None:
-        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0)
+        visa = generate_visa(tmp_path / "visa", categories=("candle",), seed=0, odd_images=True)
         datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa), categories=["pcb9"]))
         with pytest.raises(DatasetLayoutError, match=r"Unknown visa category 'pcb9'.*candle"):
             datamodule.setup()
@@ -157,7 +157,7 @@ class TestBadAuxiliaryData:
 def test_image_level_auxiliary_data_trains_the_global_branch_only(tmp_path: Path) -> None:
     from anomalib_glocalclip.testing import generate_folder
 
-    folder = generate_folder(tmp_path / "folder", with_masks=False, n_good=3, n_bad=3)
+    folder = generate_folder(tmp_path / "folder", with_masks=False, n_good=3, n_bad=3, odd_images=True)
     datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("folder", str(folder)), num_workers=0,
                                    train_batch_size=6)
     datamodule.setup()

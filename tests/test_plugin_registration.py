@@ -147,6 +147,6 @@ def test_help_imports_neither_torch_nor_anomalib(cli, command: list[str]) -> Non
 
 def test_evaluate_help_names_every_registered_dataset() -> None:
     from anomalib_glocalclip.cli.evaluate import DATASET_HELP
-    from anomalib_glocalclip.data.registry import DATASETS
+    from anomalib_glocalclip.data.catalogue import DATASETS
 
     assert [name for name in DATASETS if name not in DATASET_HELP] == []

@@ -61,7 +61,8 @@ def fit(model: GlocalCLIP, datamodule: AuxiliaryTransfer, root: Path, epochs: in
 @pytest.fixture(scope="module")
 def normal_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """9 normal images of one product look; with odd ones: grayscale, RGBA, 16-bit and 67x93 px."""
-    return generate_normal_folder(tmp_path_factory.mktemp("normal") / "candle_good", n=9, category="candle", seed=3)
+    return generate_normal_folder(tmp_path_factory.mktemp("normal") / "candle_good", n=9, category="candle", seed=3,
+                                  odd_images=True)
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def test_same_seed_same_samples_other_seed_other_samples(normal_images: Path, tm
 
 
 def test_normal_images_from_a_datamodule_or_a_layout(tmp_path: Path, cache: str) -> None:
-    mvtec = generate_mvtec_ad(tmp_path / "mvtec", categories=("bottle",), n_train=4, seed=0)
+    mvtec = generate_mvtec_ad(tmp_path / "mvtec", categories=("bottle",), n_train=4, seed=0, odd_images=True)
     from_datamodule = SyntheticSource(datamodule=MVTecAD(root=mvtec, category="bottle"), cache_dir=cache).samples()
     normals = from_datamodule.query("label_index == 0")["image_path"].map(lambda p: Path(p).relative_to(mvtec))
     assert sorted(map(str, normals)) == [f"bottle/train/good/00{i}.png" for i in range(4)]
@@ -172,7 +173,7 @@ def test_normal_images_from_a_datamodule_or_a_layout(tmp_path: Path, cache: str)
     from_layout = SyntheticSource(root=str(mvtec), layout="mvtec_ad", split="test", cache_dir=cache).samples()
     assert all("/test/good/" in path for path in from_layout.query("label_index == 0")["image_path"])
     # A folder layout with only good/
-    folder = generate_folder(tmp_path / "folder", n_good=3, n_bad=0, with_masks=False)
+    folder = generate_folder(tmp_path / "folder", n_good=3, n_bad=0, with_masks=False, odd_images=True)
     assert len(SyntheticSource(root=str(folder), layout="folder", cache_dir=cache).samples()) == 6
 
 
@@ -194,7 +195,8 @@ def test_bad_configurations_are_clear_errors(normal_images: Path, tmp_path: Path
 
 
 def test_mixes_with_real_auxiliary_data(normal_images: Path, cache: str, tmp_path: Path) -> None:
-    visa = generate_visa(tmp_path / "visa", categories=("candle",), n_test_good=2, n_test_bad=3, seed=0)
+    visa = generate_visa(tmp_path / "visa", categories=("candle",), n_test_good=2, n_test_bad=3, seed=0,
+                         odd_images=True)
     datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa)),
                                    synthetic={"root": str(normal_images), "cache_dir": cache},
                                    train_batch_size=32, num_workers=0)

@@ -174,7 +174,7 @@ def test_unknown_defect_kind_is_rejected() -> None:
 
 
 def test_odd_images_are_present_and_valid(tmp_path: Path) -> None:
-    root = generate_mvtec_ad(tmp_path / "mvtec")
+    root = generate_mvtec_ad(tmp_path / "mvtec", odd_images=True)
     images = sorted(root.glob("*/t*/*/*.png"))
     modes = [Image.open(path).mode for path in images]
     sizes = [Image.open(path).size for path in images]
@@ -193,12 +193,41 @@ def test_odd_images_are_present_and_valid(tmp_path: Path) -> None:
             mask = read_mask(mask_path, tuple(image.shape[-2:]), image_path)
             assert 0 < int(mask.sum()) < mask.numel() // 2
 
-    jpeg_modes = {Image.open(path).mode for path in generate_visa(tmp_path / "visa").glob("*/Data/Images/*/*.JPG")}
+    palette = next(path for path in generate_normal_folder(tmp_path / "normal", n=11, odd_images=True).iterdir()
+                   if Image.open(path).mode == "P")  # the 11th image of the cycle
+    assert 0.1 < float(read_image(palette).mean()) < 0.9
+
+    visa = generate_visa(tmp_path / "visa", odd_images=True)
+    jpeg_modes = {Image.open(path).mode for path in visa.glob("*/Data/Images/*/*.JPG")}
     assert jpeg_modes == {"RGB", "L"}
 
 
+def test_default_images_are_plain_8_bit_rgb(tmp_path: Path) -> None:
+    roots = [
+        generate_mvtec_ad(tmp_path / "mvtec", n_train=9),
+        generate_visa(tmp_path / "visa", n_train=9),
+        generate_folder(tmp_path / "folder", n_good=9),
+        generate_normal_folder(tmp_path / "normal", n=9),
+    ]
+    for root in roots:
+        images = [path for path in root.rglob("*") if path.suffix in {".png", ".JPG"} and "_mask" not in path.stem]
+        images = [path for path in images if "Masks" not in path.parts and "masks" not in path.parts]
+        assert len(images) >= 9
+        assert {(Image.open(path).mode, Image.open(path).size) for path in images} == {("RGB", (64, 64))}, root
+
+
+def test_demo_imports_no_test_kit(cli) -> None:
+    code = (
+        "import sys, anomalib_glocalclip.demo, anomalib_glocalclip.demo.datasets, anomalib_glocalclip.cli;"
+        "print([m for m in sys.modules if m.startswith('anomalib_glocalclip.testing')])"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]"]
+
+
 def test_odd_sizes_keep_masks_aligned(tmp_path: Path) -> None:
-    root = generate_folder(tmp_path / "folder", n_good=0, n_bad=9)
+    root = generate_folder(tmp_path / "folder", n_good=0, n_bad=9, odd_images=True)
     sizes = set()
     for image_path in sorted((root / "bad").glob("*.png")):
         mask_path = root / "masks" / image_path.name
@@ -226,18 +255,21 @@ def _check_batch(batch: object, size: int) -> None:
 def test_stock_mvtec_ad_reads_the_layout(tmp_path: Path) -> None:
     from anomalib.data import MVTecAD
 
-    root = generate_mvtec_ad(tmp_path / "mvtec", odd_images=False)
+    root = generate_mvtec_ad(tmp_path / "mvtec")  # the default: plain 8-bit files, as the demo writes them
     datamodule = MVTecAD(root=root, category="carpet", eval_batch_size=5, num_workers=0)
     batch = _first_test_batch(datamodule)
     assert len(datamodule.train_data) == 4
     assert len(datamodule.test_data) == 5
     _check_batch(batch, 5)
+    # Stock Anomalib reads each image as the plugin's robust reader does (a 16-bit PNG would read as all white).
+    for image, path in zip(batch.image, batch.image_path, strict=True):
+        torch.testing.assert_close(image, read_image(path), atol=1e-6, rtol=0)
 
 
 def test_stock_mvtec_ad_indexes_odd_images(tmp_path: Path) -> None:
     from anomalib.data import MVTecAD
 
-    root = generate_mvtec_ad(tmp_path / "mvtec", defects=("scratch", "square"))
+    root = generate_mvtec_ad(tmp_path / "mvtec", defects=("scratch", "square"), odd_images=True)
     datamodule = MVTecAD(root=root, category="bottle", num_workers=0)
     datamodule.setup()  # indexes the files; Anomalib's reader would clip the 16-bit images, so none are decoded
     samples = datamodule.test_data.samples

@@ -1,5 +1,7 @@
 """Everything about CLIP itself, shared by both methods: loading, the V-V vision hook, the text-prompt hook."""
 
+from pathlib import Path
+
 from .clip_backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, CLIPBackbone
 from .loading import (
     UnsupportedBackboneError,
@@ -14,9 +16,16 @@ from .loading import (
 from .text_prompts import TextTower, encode_token_embeddings, encode_tokens, text_tower
 from .vv_attention import DualStreamOutput, dual_attention, dual_stream_forward, project_tokens, vv_attention
 
+TINY_CLIP_CONFIG = Path(__file__).parent / "configs" / "tiny-clip.json"
+"""open_clip model config of a 24-layer, 64-wide random ViT (64 px, 8 px patches) with a 12-layer text tower.
+
+For the offline demo, tests, and trying the CLI without weights: ``--model.backbone <this path>``.
+"""
+
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
+    "TINY_CLIP_CONFIG",
     "CLIPBackbone",
     "DualStreamOutput",
     "TextTower",

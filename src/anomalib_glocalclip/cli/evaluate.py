@@ -97,7 +97,7 @@ def main(argv: Sequence[str]) -> int:
     model = args.model
     if model.lower() == "glocalclip" and args.prompts is None:
         parser.error("--model glocalclip is evaluated with learned prompts: pass --prompts prompts.pt")
-    from anomalib_glocalclip.data.registry import get_dataset
+    from anomalib_glocalclip.data.catalogue import get_dataset
     from anomalib_glocalclip.evaluation.sweep import DEFAULT_OUTPUT, LOG_FILE, evaluate, is_config, quiet_lightning
 
     label = Path(model).stem if is_config(model) else model.lower()

@@ -1,6 +1,17 @@
 """Data: robust image reading, dataset layouts, and the datamodules of the plugin."""
 
 from .auxiliary import AuxiliarySource, AuxiliaryTransfer, TrainSplitCache
+from .catalogue import (
+    CATALOGUE,
+    DATASETS,
+    LAYOUTS,
+    PLUGIN_DATAMODULES,
+    DatasetEntry,
+    get_dataset,
+    get_layout,
+    list_categories,
+    make_datamodule,
+)
 from .datamodule import LayoutDataModule
 from .datamodules import (
     BTAD,
@@ -20,31 +31,17 @@ from .datamodules import (
 from .dataset import SampleDataset, has_pixel_labels
 from .epoch_sampler import EpochSampler
 from .io import ImageReadError, read_image, read_mask
-from .layouts import LAYOUTS, DatasetLayout, DatasetLayoutError, get_layout
+from .layouts import DatasetLayout, DatasetLayoutError
 from .perlin import PerlinSynthesizer
 from .synthetic import SyntheticDataset, SyntheticSource
 
-DATAMODULES = (
-    AuxiliaryTransfer,
-    LayoutDataModule,
-    BTAD,
-    DAGM,
-    ISIC2016,
-    TN3K,
-    Br35H,
-    BrainMRI,
-    CVCClinicDB,
-    CVCColonDB,
-    DTDSynthetic,
-    EndoTect,
-    HeadCT,
-    KolektorSDD,
-    KvasirSEG,
-)
-"""Datamodules this plugin registers with Anomalib under their class names."""
+DATAMODULES = (AuxiliaryTransfer, LayoutDataModule, *PLUGIN_DATAMODULES)
+"""Datamodules this plugin registers with Anomalib under their class names (and lists as entry points)."""
 
 __all__ = [
+    "CATALOGUE",
     "DATAMODULES",
+    "DATASETS",
     "BTAD",
     "DAGM",
     "ISIC2016",
@@ -57,6 +54,7 @@ __all__ = [
     "CVCClinicDB",
     "CVCColonDB",
     "DTDSynthetic",
+    "DatasetEntry",
     "DatasetLayout",
     "DatasetLayoutError",
     "EndoTect",
@@ -66,13 +64,17 @@ __all__ = [
     "KolektorSDD",
     "KvasirSEG",
     "LayoutDataModule",
+    "PLUGIN_DATAMODULES",
     "PerlinSynthesizer",
     "SampleDataset",
     "SyntheticDataset",
     "SyntheticSource",
     "TrainSplitCache",
+    "get_dataset",
     "get_layout",
     "has_pixel_labels",
+    "list_categories",
+    "make_datamodule",
     "read_image",
     "read_mask",
 ]

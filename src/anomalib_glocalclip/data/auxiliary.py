@@ -31,9 +31,9 @@ from anomalib.data import AnomalibDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Transform
 
+from .catalogue import get_layout
 from .dataset import SampleDataset
 from .epoch_sampler import epoch_dataloader
-from .layouts import get_layout
 from .synthetic import SyntheticDataset, SyntheticSource
 
 logger = logging.getLogger(__name__)

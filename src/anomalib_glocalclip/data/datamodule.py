@@ -15,7 +15,7 @@ from anomalib.data.utils import ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 from .dataset import SampleDataset
-from .layouts import DatasetLayoutError, get_layout
+from .layouts import DatasetLayout, DatasetLayoutError
 
 
 class LayoutDataModule(AnomalibDataModule):
@@ -24,7 +24,7 @@ class LayoutDataModule(AnomalibDataModule):
     Args:
         root: dataset root in its official download layout.
         category: category to load; ``None`` for single-category datasets.
-        layout: layout name; subclasses fix it with ``layout_name``.
+        layout: layout name (see ``catalogue.LAYOUTS``); subclasses fix it with ``default_layout``.
         train_batch_size: batch size of the train split (when the dataset has one).
         eval_batch_size: batch size of validation and test.
         num_workers: dataloader workers.
@@ -37,7 +37,7 @@ class LayoutDataModule(AnomalibDataModule):
         seed: seed of the validation split.
     """
 
-    layout_name: ClassVar[str | None] = None
+    default_layout: ClassVar[DatasetLayout | None] = None
 
     def __init__(
         self,
@@ -67,18 +67,22 @@ class LayoutDataModule(AnomalibDataModule):
             val_split_ratio=val_split_ratio,
             seed=seed,
         )
-        layout = layout or self.layout_name
-        if layout is None:
-            msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.LAYOUTS)."
+        if layout is not None:
+            from .catalogue import get_layout  # the catalogue lists this module's subclasses
+
+            self.layout = get_layout(layout)
+        elif self.default_layout is not None:
+            self.layout = self.default_layout
+        else:
+            msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.catalogue.LAYOUTS)."
             raise ValueError(msg)
-        self.layout = get_layout(layout)
         self.root = root
         self.category = category or ""
 
     @property
     def name(self) -> str:
         """The datamodule's class name, or the layout's for the generic class."""
-        return type(self).__name__ if self.layout_name else self.layout.name
+        return type(self).__name__ if self.default_layout is not None else self.layout.name
 
     def _setup(self, _stage: str | None = None) -> None:
         category = self.category or None

@@ -2,7 +2,7 @@
 
 ``anomalib-glocalclip evaluate`` (and :func:`evaluate` in Python) tests GlocalCLIP with a learned prompt file,
 AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of one of the paper's datasets
-(see ``data/registry.py``), through Anomalib's ``Engine.test`` (validation on the target first, then test), and
+(see ``data/catalogue.py``), through Anomalib's ``Engine.test`` (validation on the target first, then test), and
 writes per-category and mean metrics in the paper's format, with heatmaps.
 
 * **Resume**: each finished category's result is written atomically to ``categories/<category>.json``; a rerun
@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
-from anomalib_glocalclip.data.registry import DatasetEntry, get_dataset, list_categories, make_datamodule
+from anomalib_glocalclip.data.catalogue import DatasetEntry, get_dataset, list_categories, make_datamodule
 from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.logs import log_to_file
 

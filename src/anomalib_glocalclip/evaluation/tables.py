@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anomalib_glocalclip.data.registry import DatasetEntry
+from anomalib_glocalclip.data.catalogue import DatasetEntry
 from anomalib_glocalclip.utils.files import atomic_write_text
 
 from .store import CategoryResult

@@ -1,22 +1,15 @@
 """Test kit: a tiny random CLIP and generators of small datasets in the layouts Anomalib and the papers use.
 
-Used by the test suite and by the offline demo; nothing here touches the network.
+Used by the test suite only; the runtime (models, CLI, demo) never imports it. The MVTec AD and VisA writers and the
+product drawing are the demo's (``anomalib_glocalclip.demo``), re-exported here; the tiny CLIP config is
+``anomalib_glocalclip.backbone.TINY_CLIP_CONFIG``. Nothing here touches the network. Generated images are plain
+8-bit RGB unless a test asks for odd ones with ``odd_images=True``.
 """
 
-from pathlib import Path
-
-from anomalib_glocalclip.testing.datasets import (
-    DEFECT_KINDS,
-    PATTERNS,
-    VISA_CATEGORIES,
-    CategoryStyle,
-    category_style,
-    generate_folder,
-    generate_mvtec_ad,
-    generate_normal_folder,
-    generate_visa,
-    make_image,
-)
+from anomalib_glocalclip.backbone import TINY_CLIP_CONFIG
+from anomalib_glocalclip.demo.datasets import VISA_CATEGORIES, generate_mvtec_ad, generate_visa
+from anomalib_glocalclip.demo.products import DEFECT_KINDS, PATTERNS, CategoryStyle, category_style, make_image
+from anomalib_glocalclip.testing.datasets import generate_folder, generate_normal_folder
 from anomalib_glocalclip.testing.official_layouts import (
     OFFICIAL_LAYOUT_GENERATORS,
     generate_br35h,
@@ -34,9 +27,6 @@ from anomalib_glocalclip.testing.official_layouts import (
     generate_mpdd,
     generate_tn3k,
 )
-
-TINY_CLIP_CONFIG = Path(__file__).parent / "configs" / "tiny-clip.json"
-"""open_clip model config of a 24-layer, 64-wide random ViT (64 px, 8 px patches) with a 12-layer text tower."""
 
 __all__ = [
     "DEFECT_KINDS",

@@ -1,6 +1,7 @@
-"""Miniatures of the paper's datasets in their official download layouts, for tests and offline demos.
+"""Miniatures of the paper's datasets in their official download layouts, for tests.
 
-Each ``generate_<dataset>(root, ...)`` writes a few tiny synthetic images (see :func:`make_image`) with the folder
+Each ``generate_<dataset>(root, ...)`` writes a few tiny synthetic 8-bit images (drawn by
+``anomalib_glocalclip.demo.products``; MVTec-style sets written by the demo's ``generate_mvtec_ad``) with the folder
 names, file names and formats of the dataset's official archive, extracted into ``root`` (a top-level folder is
 written where the archive has one, e.g. ``BTech_Dataset_transformed/``), and returns ``root``. All images of one
 miniature have the same size, so batches need no resizing.
@@ -17,15 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from anomalib_glocalclip.testing.datasets import DEFECT_KINDS, generate_mvtec_ad, generate_visa, make_image
+from anomalib_glocalclip.demo.datasets import category_rng, generate_mvtec_ad, generate_visa, write_sample
+from anomalib_glocalclip.demo.products import DEFECT_KINDS
 
 DEFAULT_SIZE = 48
-
-
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
 def _write_pair(
@@ -38,27 +35,13 @@ def _write_pair(
     anomalous: bool,
     gray: bool = False,
 ) -> None:
-    """Draw one image (with a defect when ``anomalous``) and write it and, if asked, its 0/255 mask.
+    """Draw one image (with a defect of a random kind when ``anomalous``) and write it and, if asked, its mask.
 
     Formats follow the suffixes (``.PNG``, ``.bmp``, ``.tif``, ``.jpg``...); ``gray`` writes 8-bit grayscale images.
     A normal image's mask, when asked for, is all zero (KolektorSDD labels every image).
     """
-    defect = DEFECT_KINDS[int(rng.integers(len(DEFECT_KINDS)))]
-    image, mask = make_image(rng, size, style, anomalous=anomalous, defect=defect)
-    _save(image_path, Image.fromarray(image).convert("L") if gray else Image.fromarray(image))
-    if mask_path is not None:
-        _save(mask_path, Image.fromarray(mask))
-
-
-def _save(path: Path, image: Image.Image) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix in {".jpg", ".jpeg"}:
-        image.save(path, format="JPEG", quality=95)
-    elif suffix in {".tif", ".tiff"}:
-        image.save(path, format="TIFF")
-    else:
-        image.save(path, format={".png": "PNG", ".bmp": "BMP"}[suffix])
+    defect = DEFECT_KINDS[int(rng.integers(len(DEFECT_KINDS)))] if anomalous else None
+    write_sample(rng, image_path, mask_path, style, size, "gray" if gray else "rgb", defect=defect)
 
 
 def _under(root: str | Path, top_folder: str | None) -> tuple[Path, Path]:
@@ -70,54 +53,40 @@ def _under(root: str | Path, top_folder: str | None) -> tuple[Path, Path]:
 # Industrial
 
 
-def generate_mvtec_style(
-    root: str | Path,
-    categories: Sequence[str],
-    n_train: int = 2,
-    n_test_good: int = 2,
-    n_test_bad: int = 2,
-    defect: str = "defect",
-    good: str = "good",
-    image_suffix: str | Sequence[str] = ".png",
-    mask_suffix: str | Sequence[str] = "_mask.png",
-    top_folder: str | None = None,
-    image_size: int | tuple[int, int] = DEFAULT_SIZE,
-    seed: int = 0,
-) -> Path:
-    """An MVTec-style tree: ``<cat>/train/<good>``, ``test/<good>``, ``test/<defect>``, ``ground_truth/<defect>``.
-
-    Images are named ``000<image_suffix>`` and masks ``000<mask_suffix>``; a suffix sequence gives one suffix per
-    category (BTAD's categories differ in format).
-    """
-    root, base = _under(root, top_folder)
-    for position, category in enumerate(categories):
-        image_end = image_suffix if isinstance(image_suffix, str) else image_suffix[position]
-        mask_end = mask_suffix if isinstance(mask_suffix, str) else mask_suffix[position]
-        rng = _rng(seed, category)
-        folder = base / category
-        for split, count in (("train", n_train), ("test", n_test_good)):
-            for index in range(count):
-                image_path = folder / split / good / f"{index:03d}{image_end}"
-                _write_pair(rng, image_path, None, category, image_size, anomalous=False)
-        for index in range(n_test_bad):
-            image_path = folder / "test" / defect / f"{index:03d}{image_end}"
-            mask_path = folder / "ground_truth" / defect / f"{index:03d}{mask_end}"
-            _write_pair(rng, image_path, mask_path, category, image_size, anomalous=True)
-    return root
-
-
 def generate_mvtec_ad_miniature(root: str | Path, image_size: int = DEFAULT_SIZE, seed: int = 0) -> Path:
-    """MVTec AD (``bottle``, ``carpet``): plain RGB PNGs of one size; see :func:`generate_mvtec_ad`."""
-    return generate_mvtec_ad(
-        root, n_train=2, n_test_good=2, n_test_bad=2, image_size=image_size, seed=seed, odd_images=False
-    )
+    """MVTec AD (``bottle``, ``carpet``): plain RGB PNGs of one size; see ``generate_mvtec_ad``."""
+    return generate_mvtec_ad(root, n_train=2, n_test_good=2, n_test_bad=2, image_size=image_size, seed=seed)
 
 
 def generate_visa_miniature(root: str | Path, image_size: int = DEFAULT_SIZE, seed: int = 0) -> Path:
-    """Raw VisA (``candle``, ``pcb1``) with ``split_csv/1cls.csv``; see :func:`generate_visa`."""
-    return generate_visa(
-        root, n_train=2, n_test_good=2, n_test_bad=2, image_size=image_size, seed=seed, odd_images=False
+    """Raw VisA (``candle``, ``pcb1``) with ``split_csv/1cls.csv``; see ``generate_visa``."""
+    return generate_visa(root, n_train=2, n_test_good=2, n_test_bad=2, image_size=image_size, seed=seed)
+
+
+def _mvtec_style(
+    root: str | Path,
+    top_folder: str | None,
+    categories: Sequence[str],
+    n_test_bad: int,
+    defect: str,
+    image_size: int | tuple[int, int],
+    seed: int,
+    **suffixes: str,
+) -> Path:
+    """Two normal train and test images and ``n_test_bad`` anomalous ones per category, MVTec-style."""
+    root, base = _under(root, top_folder)
+    generate_mvtec_ad(
+        base,
+        categories,
+        n_train=2,
+        n_test_good=2,
+        n_test_bad=n_test_bad,
+        defects=(defect,),
+        image_size=image_size,
+        seed=seed,
+        **suffixes,
     )
+    return root
 
 
 def generate_mpdd(
@@ -129,9 +98,7 @@ def generate_mpdd(
     seed: int = 0,
 ) -> Path:
     """MPDD: ``<cat>/{train,test}/good/000.png``, ``test/hole/000.png``, ``ground_truth/hole/000_mask.png``."""
-    return generate_mvtec_style(
-        root, categories, n_test_bad=n_test_bad, defect="hole", top_folder=top_folder, image_size=image_size, seed=seed
-    )
+    return _mvtec_style(root, top_folder, categories, n_test_bad, "hole", image_size, seed)
 
 
 def generate_btad(
@@ -146,18 +113,20 @@ def generate_btad(
     Each category has ``train/ok``, ``test/ok``, ``test/ko`` and ``ground_truth/ko``; images and masks are
     ``.bmp``/``.png`` for 01, ``.png``/``.png`` for 02 and ``.bmp``/``.bmp`` for 03.
     """
-    return generate_mvtec_style(
-        root,
-        ("01", "02", "03"),
-        n_test_bad=n_test_bad,
-        defect="ko",
-        good="ok",
-        image_suffix=(".bmp", ".png", ".bmp"),
-        mask_suffix=(".png", ".png", ".bmp"),
-        top_folder=top_folder,
-        image_size=image_size,
-        seed=seed,
-    )
+    for category, image_suffix, mask_suffix in (("01", ".bmp", ".png"), ("02", ".png", ".png"), ("03", ".bmp", ".bmp")):
+        _mvtec_style(
+            root,
+            top_folder,
+            (category,),
+            n_test_bad,
+            "ko",
+            image_size,
+            seed,
+            good="ok",
+            image_suffix=image_suffix,
+            mask_suffix=mask_suffix,
+        )
+    return Path(root)
 
 
 def generate_dtd_synthetic(
@@ -172,9 +141,7 @@ def generate_dtd_synthetic(
 
     The mask suffix ``_mask`` is an assumption (the layout accepts masks named exactly like the images too).
     """
-    return generate_mvtec_style(
-        root, categories, n_test_bad=n_test_bad, defect="bad", top_folder=top_folder, image_size=image_size, seed=seed
-    )
+    return _mvtec_style(root, top_folder, categories, n_test_bad, "bad", image_size, seed)
 
 
 def generate_ksdd(
@@ -194,7 +161,7 @@ def generate_ksdd(
     root, base = _under(root, top_folder)
     for item in range(n_items):
         folder = base / f"kos{item + 1:02d}"
-        rng = _rng(seed, folder.name)
+        rng = category_rng(seed, folder.name)
         for part in range(parts_per_item):
             defective = item < n_defective and part == item % parts_per_item
             image_path, mask_path = folder / f"Part{part}.jpg", folder / f"Part{part}_label.bmp"
@@ -218,7 +185,7 @@ def generate_dagm(
     """
     root, base = _under(root, top_folder)
     for name in classes:
-        rng = _rng(seed, name)
+        rng = category_rng(seed, name)
         for split in ("Train", "Test"):
             folder = base / name / split
             lines = ["1"]
@@ -250,7 +217,7 @@ def _image_mask_folders(
     gray: bool = False,
 ) -> None:
     """Anomalous images ``<base>/<image_folder>/<image name>`` with masks ``<base>/<mask_folder>/<mask name>``."""
-    rng = _rng(seed, f"{style}/{image_folder}")
+    rng = category_rng(seed, f"{style}/{image_folder}")
     for image_name, mask_name in zip(image_names, mask_names, strict=True):
         _write_pair(
             rng,
@@ -385,7 +352,7 @@ def generate_headct(
     """
     root = Path(root)
     folder = root / "head_ct" / "head_ct" if nested else root / "head_ct"
-    rng = _rng(seed, "headct")
+    rng = category_rng(seed, "headct")
     rows = []
     for image_id in range(n_hemorrhage + n_normal):
         hemorrhage = image_id < n_hemorrhage
@@ -406,7 +373,7 @@ def _yes_no(
     image_size: int | tuple[int, int],
     seed: int,
 ) -> None:
-    rng = _rng(seed, style)
+    rng = category_rng(seed, style)
     for folder, names, anomalous in (("yes", yes_names, True), ("no", no_names, False)):
         for name in names:
             _write_pair(rng, base / folder / name, None, style, image_size, anomalous=anomalous)
@@ -447,7 +414,7 @@ def generate_br35h(
     yes_names = [f"y{index}.jpg" for index in range(n_yes)]
     no_names = [f"no{index}.jpg" for index in range(n_no)]
     _yes_no(root, yes_names, no_names, "br35h", image_size, seed)
-    rng = _rng(seed, "pred")
+    rng = category_rng(seed, "pred")
     for index in range(n_pred):
         _write_pair(rng, root / "pred" / f"pred{index}.jpg", None, "br35h", image_size, anomalous=index % 2 == 0)
     return root

@@ -170,6 +170,3 @@ DAGM = DatasetLayout(
     list_categories=dagm_categories,
     make_samples=dagm_samples,
 )
-
-INDUSTRIAL_LAYOUTS = (MPDD, BTAD, KSDD, DTD_SYNTHETIC, DAGM)
-"""The industrial layouts of this module."""

@@ -164,6 +164,3 @@ BR35H = yes_no_layout(
     "image labels only.",
     YesNoFolders(category="br35h"),
 )
-
-MEDICAL_IMAGE_LAYOUTS = (HEADCT, BRAINMRI, BR35H)
-"""The image-level medical layouts of this module."""

@@ -165,6 +165,3 @@ TN3K = image_mask_layout(
         anomaly_label="nodule",
     ),
 )
-
-MEDICAL_PIXEL_LAYOUTS = (ISIC2016, CVC_COLONDB, CVC_CLINICDB, KVASIR_SEG, ENDOTECT, TN3K)
-"""The pixel-level medical layouts of this module."""

@@ -17,8 +17,7 @@ from anomalib_glocalclip.cli.demo import parse_args
 
 def _choose_backbone(args: argparse.Namespace) -> tuple[str, str | None, int, str]:
     """(backbone, pretrained, image size, sentence for the user) for this run; never touches the network."""
-    from anomalib_glocalclip.backbone import WeightsNotFoundError, resolve_weights
-    from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+    from anomalib_glocalclip.backbone import TINY_CLIP_CONFIG, WeightsNotFoundError, resolve_weights
 
     if args.weights is not None:
         resolve_weights(args.backbone, args.weights)  # a missing file is an error, not a silent fallback
@@ -50,7 +49,8 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     from anomalib.engine import Engine
 
     from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
-    from anomalib_glocalclip.testing import generate_mvtec_ad, generate_visa
+
+    from .datasets import generate_mvtec_ad, generate_visa
 
     workdir = Path(args.workdir)
     size = (image_size, image_size) if pretrained is None else (128, 128)
@@ -69,11 +69,13 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     if pretrained is None:
         common["sigma"] = 8.0 * image_size / 518  # the paper smooths 518 px maps with sigma 8
     target = MVTecAD(root=mvtec, category="bottle", eval_batch_size=4, num_workers=0)
-    datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(visa)), target=target, train_batch_size=4,
-                                   num_workers=0)
+    datamodule = AuxiliaryTransfer(
+        auxiliary=AuxiliarySource("visa", str(visa)), target=target, train_batch_size=4, num_workers=0
+    )
     learner = GlocalCLIP(**common)
-    engine = Engine(default_root_dir=workdir / "results", accelerator=args.accelerator, max_epochs=args.epochs,
-                    logger=False)
+    engine = Engine(
+        default_root_dir=workdir / "results", accelerator=args.accelerator, max_epochs=args.epochs, logger=False
+    )
     engine.fit(learner, datamodule=datamodule)
     prompts = learner.prompt_file_path()
     print(f"2/3 Learned prompts on the auxiliary data: {prompts}")

@@ -1,0 +1,9 @@
+"""Offline demo: generate an auxiliary and a target dataset, learn prompts, test zero-shot, write heatmaps.
+
+``anomalib-glocalclip demo`` runs :func:`run_demo`. The demo's data comes from its own small generator
+(``demo.datasets``, drawing with ``demo.products``), never from the test kit.
+"""
+
+from .run import main, run_demo
+
+__all__ = ["main", "run_demo"]
