@@ -14,11 +14,13 @@ from anomalib_glocalclip.backbone import (
     WeightsNotFoundError,
     build_clip,
     dual_attention,
+    dual_stream_forward,
     read_state_dict,
     resize_positional_embedding,
     text_tower,
 )
 from anomalib_glocalclip.backbone.text_prompts import encode_token_embeddings
+from anomalib_glocalclip.backbone.vv_attention import dual_stream_block, embed_patches, residual_block
 
 
 def explicit_attention(z: torch.Tensor, attn: torch.nn.MultiheadAttention, vv: bool) -> torch.Tensor:
@@ -55,6 +57,95 @@ def explicit_vv_stream(visual: torch.nn.Module, image: torch.Tensor, start: int,
         if index == layer:
             return vv
     raise AssertionError
+
+
+def previous_dual_stream_forward(
+    visual: torch.nn.Module, images: torch.Tensor, start: int, out_layers: list[int]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The former implementation: open_clip's own blocks in ``[L, B, D]`` outside the V-V range."""
+    hidden = embed_patches(visual, images).transpose(0, 1)
+    vv, collected, end = None, {}, max(out_layers, default=0)
+    for layer, block in enumerate(visual.transformer.resblocks, start=1):
+        if not start <= layer <= end:
+            hidden = block(hidden) if vv is None else block(hidden.transpose(0, 1)).transpose(0, 1)
+            if layer in out_layers:
+                collected[layer] = hidden.transpose(0, 1)
+            continue
+        if vv is None:
+            hidden = hidden.transpose(0, 1)
+            vv = hidden
+        hidden, vv = dual_stream_block(block, hidden, vv)
+        if layer in out_layers:
+            collected[layer] = vv
+    if vv is None:
+        hidden = hidden.transpose(0, 1)
+    return hidden[:, 0], [collected[layer] for layer in out_layers]
+
+
+class TestBatchFirstBlocks:
+    def test_residual_block_equals_open_clip_block(self, tiny_backbone: CLIPBackbone) -> None:
+        block = tiny_backbone.clip.visual.transformer.resblocks[5]
+        hidden = torch.randn(3, 65, block.attn.embed_dim, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            ours = residual_block(block, hidden)
+            theirs = block(hidden.transpose(0, 1)).transpose(0, 1)  # open_clip: [L, B, D], nn.MultiheadAttention
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize(("start", "layers"), [(6, [6, 12, 24]), (1, [3]), (10, [2, 10]), (25, [])])
+    def test_forward_equals_previous_implementation(
+        self, tiny_backbone: CLIPBackbone, images: torch.Tensor, start: int, layers: list[int]
+    ) -> None:
+        visual = tiny_backbone.clip.visual
+        with torch.no_grad():
+            ours = dual_stream_forward(visual, images, start, layers)
+            class_token, vv_tokens = previous_dual_stream_forward(visual, images, start, layers)
+        torch.testing.assert_close(ours.class_token, class_token, atol=1e-5, rtol=1e-5)
+        assert len(ours.vv_tokens) == len(vv_tokens)
+        for a, b in zip(ours.vv_tokens, vv_tokens, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    def test_no_multihead_attention_module_is_called(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:
+        calls = []
+        hooks = [
+            block.attn.register_forward_hook(lambda *_: calls.append(1))
+            for block in tiny_backbone.clip.visual.transformer.resblocks
+        ]
+        try:
+            with torch.no_grad():
+                tiny_backbone.encode_image(images, vv_start_layer=6, out_layers=[12])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        assert calls == []  # every block ran batch first on the weights, not through nn.MultiheadAttention
+
+    def test_bf16_matmuls_and_streams(self, tiny_config, images: torch.Tensor) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        matmuls = {"addmm", "mm", "bmm", "linear", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
+                   "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention", "baddbmm",
+                   "add", "cat"}  # and the residual streams
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self) -> None:
+                super().__init__()
+                self.dtypes: dict[str, set] = {}
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                name = func.overloadpacket.__name__
+                if name in matmuls:
+                    first = out[0] if isinstance(out, tuple) else out
+                    self.dtypes.setdefault(name, set()).add(first.dtype)
+                return out
+
+        backbone = CLIPBackbone(tiny_config, pretrained=None, precision="bf16")
+        recorder = Recorder()
+        with torch.no_grad(), recorder:
+            output = backbone.encode_image(images, vv_start_layer=6, out_layers=[6, 24])
+        assert recorder.dtypes, "no matrix product recorded"
+        assert all(dtypes == {torch.bfloat16} for dtypes in recorder.dtypes.values()), recorder.dtypes
+        assert output.class_token.dtype == torch.bfloat16
+        assert {t.dtype for t in output.vv_tokens} == {torch.bfloat16}
 
 
 class TestVVAttention:
