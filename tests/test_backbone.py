@@ -148,6 +148,35 @@ class TestBatchFirstBlocks:
         assert {t.dtype for t in output.vv_tokens} == {torch.bfloat16}
 
 
+class TestCompile:
+    def test_compiled_vision_pass_equals_eager(
+        self, tiny_config, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from anomalib_glocalclip.backbone import clip_backbone
+
+        real_compile, calls = torch.compile, []
+
+        def eager_compile(function, **kwargs):  # dynamo without compiling C++ (fast, toolchain-free)
+            calls.append(kwargs)
+            return real_compile(function, backend="eager", dynamic=kwargs.get("dynamic"))
+
+        monkeypatch.setattr(torch, "compile", eager_compile)
+        clip_backbone.compiled_vision_forward.cache_clear()
+        try:
+            plain = CLIPBackbone(tiny_config, pretrained=None)
+            compiled = CLIPBackbone(tiny_config, pretrained=None, compile=True, cuda_graphs=True)
+            with torch.no_grad():
+                expected = plain.encode_image(images, vv_start_layer=6, out_layers=[6, 12])
+                output = compiled.encode_image(images, vv_start_layer=6, out_layers=[6, 12])
+        finally:
+            clip_backbone.compiled_vision_forward.cache_clear()
+        assert calls == [{"dynamic": False, "mode": None}]  # CUDA graphs only on CUDA devices
+        torch.testing.assert_close(output.class_token, expected.class_token, atol=1e-5, rtol=1e-5)
+        for a, b in zip(output.vv_tokens, expected.vv_tokens, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert callable(compiled.compile)  # nn.Module.compile is not shadowed by the option
+
+
 class TestVVAttention:
     def test_dual_attention_equals_explicit_products(self, tiny_backbone: CLIPBackbone) -> None:
         block = tiny_backbone.clip.visual.transformer.resblocks[3]
