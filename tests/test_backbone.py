@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import open_clip
@@ -278,6 +279,32 @@ class TestTextTower:
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
+    def test_fp16_deep_prompt_gradient_is_the_sum_of_rounded_per_prompt_gradients(
+        self, tiny_backbone: CLIPBackbone
+    ) -> None:
+        tower = text_tower(tiny_backbone.clip)
+        tokens = tiny_backbone.tokenize(["x x x x object.", "x x x damaged object.", "x x x x x flawless object."])
+        embeddings = tower.token_embedding(tokens).detach()
+        generator = torch.Generator().manual_seed(5)
+        deep = torch.randn(3, embeddings.shape[-1], generator=generator).requires_grad_()
+        inputs = []  # the hidden state entering layer 2, whose positions 1..3 hold the deep prompt of each prompt
+        hook = tower.transformer.resblocks[1].register_forward_pre_hook(
+            lambda _, args: inputs.append(args[0].requires_grad_().retain_grad() or args[0])
+        )
+        try:
+            features = encode_token_embeddings(tower, embeddings, tokens.argmax(-1), [deep],
+                                               round_deep_prompts_to_fp16=True)
+        finally:
+            hook.remove()
+        weights = torch.randn(features.shape, generator=generator) * 1000  # gradients well inside fp16's range
+        (features * weights).sum().backward()
+        per_prompt = inputs[0].grad[1:4]  # [t, P, D] fp32, each prompt's gradient
+        expected = per_prompt.half().float().sum(dim=1)  # rounded per prompt, then summed (the reference)
+        rounded_sum = per_prompt.sum(dim=1).half().float()  # summed, then rounded (the former order)
+        assert not torch.allclose(expected, rounded_sum, rtol=1e-6, atol=0)  # the two orders differ here
+        torch.testing.assert_close(deep.grad, expected, rtol=1e-6, atol=1e-9)
+
+
 class TestLoading:
     def test_random_backbone_is_reproducible(self, tiny_config) -> None:
         first = build_clip(tiny_config, pretrained=None)
@@ -311,6 +338,40 @@ class TestLoading:
         assert isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
         assert not isinstance(build_clip(tiny_config, None).visual.transformer.resblocks[0].mlp.gelu,
                               open_clip.transformer.QuickGELU)
+
+    @pytest.mark.parametrize("trait", ["partial_fp16", "scalars"])
+    def test_openai_layout_state_dict_implies_quick_gelu(self, tiny_config, tmp_path, trait: str) -> None:
+        config = json.loads(tiny_config.read_text())
+        source = open_clip.CLIP(**config, quick_gelu=True)
+        if trait == "partial_fp16":  # what OpenAI's model.state_dict() holds: fp16 weights, fp32 LayerNorms
+            open_clip.model.convert_weights_to_fp16(source)
+            state_dict = source.state_dict()
+            assert state_dict["visual.ln_pre.weight"].dtype == torch.float32
+        else:  # what OpenAI's TorchScript archive's state_dict() holds besides the weights
+            state_dict = {**source.state_dict(), "input_resolution": torch.tensor(64),
+                          "context_length": torch.tensor(77), "vocab_size": torch.tensor(49408)}
+        path = tmp_path / "openai_layout.pt"
+        torch.save(state_dict, path)
+        loaded = build_clip(tiny_config, pretrained=path)
+        assert isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        assert isinstance(loaded.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        images = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            source.float()
+            torch.testing.assert_close(loaded.encode_image(images), source.encode_image(images))
+        # An explicit choice wins over the weights: the argument, or the config's own key.
+        assert not isinstance(build_clip(tiny_config, pretrained=path, quick_gelu=False)
+                              .visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        explicit = tmp_path / "tiny-gelu.json"
+        explicit.write_text(json.dumps({**config, "quick_gelu": False}))
+        assert not isinstance(build_clip(explicit, pretrained=path).visual.transformer.resblocks[0].mlp.gelu,
+                              open_clip.transformer.QuickGELU)
+
+    def test_open_clip_state_dict_keeps_gelu(self, tiny_config, tmp_path) -> None:
+        path = tmp_path / "open_clip.pt"
+        torch.save(build_clip(tiny_config, pretrained=None).state_dict(), path)  # fp32, no OpenAI scalars
+        loaded = build_clip(tiny_config, pretrained=path)
+        assert not isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
 
     def test_positional_embedding_resized_when_loading_at_another_size(self, tiny_config, tmp_path) -> None:
         source = build_clip(tiny_config, pretrained=None)
