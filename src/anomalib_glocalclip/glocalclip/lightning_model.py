@@ -325,7 +325,8 @@ class GlocalCLIP(AnomalibModule):
             # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
             # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
             images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
-                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator())
+                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator(),
+                                pin_memory=self.device.type == "cuda")  # copies overlap decoding
             scratch = Path(self.trainer.default_root_dir) if self._trainer is not None else None
             self._feature_cache = FeatureCache.build(images, self._encode_for_cache, len(dataset), self.device,
                                                      storage=self.cache_storage, scratch=scratch)
@@ -334,8 +335,8 @@ class GlocalCLIP(AnomalibModule):
 
     def _encode_for_cache(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Pre-process a batch as Lightning would, then encode it: raw features, labels, masks."""
-        images = batch.image.to(self.device)
-        masks = batch.gt_mask.to(self.device) if batch.gt_mask is not None else None
+        images = batch.image.to(self.device, non_blocking=True)
+        masks = batch.gt_mask.to(self.device, non_blocking=True) if batch.gt_mask is not None else None
         if self.pre_processor is not None:
             images, masks = self.pre_processor.transform(images, masks)
         global_features, patch_features = self.model.encode_image_raw(images)
