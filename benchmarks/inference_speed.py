@@ -3,6 +3,7 @@
     python benchmarks/inference_speed.py                      # the real sizes (needs a GPU to be useful)
     python benchmarks/inference_speed.py --tiny               # a smoke run on the tiny random CLIP (CPU)
     python benchmarks/inference_speed.py --batch-sizes 1 8 32 --precisions fp32 bf16 --iterations 20
+    python benchmarks/inference_speed.py --compile --cuda-graphs  # the vision passes under torch.compile (GPU)
 
 Random weights (speed does not depend on them). For every model, precision and batch size it prints images/s,
 ms per image and peak GPU memory, then three ratios taken in the same run: each model against open_clip's
@@ -114,6 +115,21 @@ def _winclip(tiny: bool) -> tuple[nn.Module, int]:
     return model, 64 if tiny else 240
 
 
+def _compiled(model: nn.Module, name: str, cuda_graphs: bool) -> nn.Module:
+    """The model with its vision pass under ``torch.compile`` (the plugin's backbones) or compiled whole (encoders).
+
+    WinCLIP is left as Anomalib ships it. Compilation happens during the warm-up batches, which are not timed.
+    """
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:
+        backbone.use_compile, backbone.cuda_graphs = True, cuda_graphs
+        return model
+    if name in SELF_CAST_FREE - {"WinCLIP"}:
+        mode = "reduce-overhead" if cuda_graphs else None
+        return torch.compile(model, dynamic=False, mode=mode)
+    return model
+
+
 def _measure(run: Callable[[torch.Tensor], object], images: torch.Tensor, iterations: int) -> tuple[float, float]:
     """(seconds per batch, peak GPU memory in GiB) over ``iterations`` after two warm-up batches."""
     cuda = images.is_cuda
@@ -150,6 +166,8 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
         for name in args.models or candidates:
             model, size = candidates[name]()
             model = model.to(device).eval()
+            if args.compile:
+                model = _compiled(model, name, args.cuda_graphs and device.type == "cuda")
             # The plugin's models autocast themselves; the bare encoders and WinCLIP get the same context here.
             outer = autocast(device, precision) if name in SELF_CAST_FREE else contextlib.nullcontext()
             grad = torch.enable_grad() if name == "AnoCLIP+" else torch.no_grad()
@@ -197,10 +215,10 @@ def add_ratios(rows: list[Row]) -> None:
             row["bf16_speedup"] = row["images_per_s"] / fp32
 
 
-def print_table(rows: list[Row], device: str) -> None:
-    """A Markdown table of the rows."""
+def print_table(rows: list[Row], device: str, compiled: str = "") -> None:
+    """A Markdown table of the rows (``compiled`` is appended to the device line)."""
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
-    print(f"\nDevice: {name}, torch {torch.__version__}\n")
+    print(f"\nDevice: {name}, torch {torch.__version__}{compiled}\n")
     print("| model | precision | batch | images/s | ms/image | peak GiB | vs encoder | vs bare | bf16 speed-up |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -225,13 +243,16 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--models", nargs="+", default=None, help="subset of the rows, by name")
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--compile", action="store_true", help="vision passes under torch.compile")
+    parser.add_argument("--cuda-graphs", action="store_true", help="with --compile on CUDA: replay CUDA graphs")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = benchmark(args)
     add_ratios(rows)
-    print_table(rows, args.device)
+    compiled = (", torch.compile" + (" + CUDA graphs" if args.cuda_graphs else "")) if args.compile else ""
+    print_table(rows, args.device, compiled)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
 
