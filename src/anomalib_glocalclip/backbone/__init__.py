@@ -12,7 +12,15 @@ from .loading import (
     resolve_weights,
 )
 from .text_prompts import TextTower, encode_token_embeddings, encode_tokens, text_tower
-from .vv_attention import DualStreamOutput, dual_attention, dual_stream_forward, project_tokens, vv_attention
+from .vv_attention import (
+    DualStreamOutput,
+    dual_attention,
+    dual_stream_forward,
+    project_tokens,
+    residual_block,
+    self_attention,
+    vv_attention,
+)
 
 __all__ = [
     "OPENAI_CLIP_MEAN",
@@ -31,8 +39,10 @@ __all__ = [
     "load_model_config",
     "project_tokens",
     "read_state_dict",
+    "residual_block",
     "resize_positional_embedding",
     "resolve_weights",
+    "self_attention",
     "text_tower",
     "vv_attention",
 ]
