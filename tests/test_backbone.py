@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import open_clip
@@ -15,11 +16,13 @@ from anomalib_glocalclip.backbone import (
     WeightsNotFoundError,
     build_clip,
     dual_attention,
+    dual_stream_forward,
     read_state_dict,
     resize_positional_embedding,
     text_tower,
 )
 from anomalib_glocalclip.backbone.text_prompts import encode_token_embeddings
+from anomalib_glocalclip.backbone.vv_attention import dual_stream_block, embed_patches, residual_block
 
 
 def explicit_attention(z: torch.Tensor, attn: torch.nn.MultiheadAttention, vv: bool) -> torch.Tensor:
@@ -56,6 +59,124 @@ def explicit_vv_stream(visual: torch.nn.Module, image: torch.Tensor, start: int,
         if index == layer:
             return vv
     raise AssertionError
+
+
+def previous_dual_stream_forward(
+    visual: torch.nn.Module, images: torch.Tensor, start: int, out_layers: list[int]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The former implementation: open_clip's own blocks in ``[L, B, D]`` outside the V-V range."""
+    hidden = embed_patches(visual, images).transpose(0, 1)
+    vv, collected, end = None, {}, max(out_layers, default=0)
+    for layer, block in enumerate(visual.transformer.resblocks, start=1):
+        if not start <= layer <= end:
+            hidden = block(hidden) if vv is None else block(hidden.transpose(0, 1)).transpose(0, 1)
+            if layer in out_layers:
+                collected[layer] = hidden.transpose(0, 1)
+            continue
+        if vv is None:
+            hidden = hidden.transpose(0, 1)
+            vv = hidden
+        hidden, vv = dual_stream_block(block, hidden, vv)
+        if layer in out_layers:
+            collected[layer] = vv
+    if vv is None:
+        hidden = hidden.transpose(0, 1)
+    return hidden[:, 0], [collected[layer] for layer in out_layers]
+
+
+class TestBatchFirstBlocks:
+    def test_residual_block_equals_open_clip_block(self, tiny_backbone: CLIPBackbone) -> None:
+        block = tiny_backbone.clip.visual.transformer.resblocks[5]
+        hidden = torch.randn(3, 65, block.attn.embed_dim, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            ours = residual_block(block, hidden)
+            theirs = block(hidden.transpose(0, 1)).transpose(0, 1)  # open_clip: [L, B, D], nn.MultiheadAttention
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize(("start", "layers"), [(6, [6, 12, 24]), (1, [3]), (10, [2, 10]), (25, [])])
+    def test_forward_equals_previous_implementation(
+        self, tiny_backbone: CLIPBackbone, images: torch.Tensor, start: int, layers: list[int]
+    ) -> None:
+        visual = tiny_backbone.clip.visual
+        with torch.no_grad():
+            ours = dual_stream_forward(visual, images, start, layers)
+            class_token, vv_tokens = previous_dual_stream_forward(visual, images, start, layers)
+        torch.testing.assert_close(ours.class_token, class_token, atol=1e-5, rtol=1e-5)
+        assert len(ours.vv_tokens) == len(vv_tokens)
+        for a, b in zip(ours.vv_tokens, vv_tokens, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    def test_no_multihead_attention_module_is_called(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:
+        calls = []
+        hooks = [
+            block.attn.register_forward_hook(lambda *_: calls.append(1))
+            for block in tiny_backbone.clip.visual.transformer.resblocks
+        ]
+        try:
+            with torch.no_grad():
+                tiny_backbone.encode_image(images, vv_start_layer=6, out_layers=[12])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        assert calls == []  # every block ran batch first on the weights, not through nn.MultiheadAttention
+
+    def test_bf16_matmuls_and_streams(self, tiny_config, images: torch.Tensor) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        matmuls = {"addmm", "mm", "bmm", "linear", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
+                   "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention", "baddbmm",
+                   "add", "cat"}  # and the residual streams
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self) -> None:
+                super().__init__()
+                self.dtypes: dict[str, set] = {}
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                name = func.overloadpacket.__name__
+                if name in matmuls:
+                    first = out[0] if isinstance(out, tuple) else out
+                    self.dtypes.setdefault(name, set()).add(first.dtype)
+                return out
+
+        backbone = CLIPBackbone(tiny_config, pretrained=None, precision="bf16")
+        recorder = Recorder()
+        with torch.no_grad(), recorder:
+            output = backbone.encode_image(images, vv_start_layer=6, out_layers=[6, 24])
+        assert recorder.dtypes, "no matrix product recorded"
+        assert all(dtypes == {torch.bfloat16} for dtypes in recorder.dtypes.values()), recorder.dtypes
+        assert output.class_token.dtype == torch.bfloat16
+        assert {t.dtype for t in output.vv_tokens} == {torch.bfloat16}
+
+
+class TestCompile:
+    def test_compiled_vision_pass_equals_eager(
+        self, tiny_config, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from anomalib_glocalclip.backbone import clip_backbone
+
+        real_compile, calls = torch.compile, []
+
+        def eager_compile(function, **kwargs):  # dynamo without compiling C++ (fast, toolchain-free)
+            calls.append(kwargs)
+            return real_compile(function, backend="eager", dynamic=kwargs.get("dynamic"))
+
+        monkeypatch.setattr(torch, "compile", eager_compile)
+        clip_backbone.compiled_vision_forward.cache_clear()
+        try:
+            plain = CLIPBackbone(tiny_config, pretrained=None)
+            compiled = CLIPBackbone(tiny_config, pretrained=None, compile=True, cuda_graphs=True)
+            with torch.no_grad():
+                expected = plain.encode_image(images, vv_start_layer=6, out_layers=[6, 12])
+                output = compiled.encode_image(images, vv_start_layer=6, out_layers=[6, 12])
+        finally:
+            clip_backbone.compiled_vision_forward.cache_clear()
+        assert calls == [{"dynamic": False, "mode": None}]  # CUDA graphs only on CUDA devices
+        torch.testing.assert_close(output.class_token, expected.class_token, atol=1e-5, rtol=1e-5)
+        for a, b in zip(output.vv_tokens, expected.vv_tokens, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert callable(compiled.compile)  # nn.Module.compile is not shadowed by the option
 
 
 class TestVVAttention:
@@ -159,6 +280,32 @@ class TestTextTower:
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
+    def test_fp16_deep_prompt_gradient_is_the_sum_of_rounded_per_prompt_gradients(
+        self, tiny_backbone: CLIPBackbone
+    ) -> None:
+        tower = text_tower(tiny_backbone.clip)
+        tokens = tiny_backbone.tokenize(["x x x x object.", "x x x damaged object.", "x x x x x flawless object."])
+        embeddings = tower.token_embedding(tokens).detach()
+        generator = torch.Generator().manual_seed(5)
+        deep = torch.randn(3, embeddings.shape[-1], generator=generator).requires_grad_()
+        inputs = []  # the hidden state entering layer 2, whose positions 1..3 hold the deep prompt of each prompt
+        hook = tower.transformer.resblocks[1].register_forward_pre_hook(
+            lambda _, args: inputs.append(args[0].requires_grad_().retain_grad() or args[0])
+        )
+        try:
+            features = encode_token_embeddings(tower, embeddings, tokens.argmax(-1), [deep],
+                                               round_deep_prompts_to_fp16=True)
+        finally:
+            hook.remove()
+        weights = torch.randn(features.shape, generator=generator) * 1000  # gradients well inside fp16's range
+        (features * weights).sum().backward()
+        per_prompt = inputs[0].grad[1:4]  # [t, P, D] fp32, each prompt's gradient
+        expected = per_prompt.half().float().sum(dim=1)  # rounded per prompt, then summed (the reference)
+        rounded_sum = per_prompt.sum(dim=1).half().float()  # summed, then rounded (the former order)
+        assert not torch.allclose(expected, rounded_sum, rtol=1e-6, atol=0)  # the two orders differ here
+        torch.testing.assert_close(deep.grad, expected, rtol=1e-6, atol=1e-9)
+
+
 class TestLoading:
     def test_random_backbone_is_reproducible(self, tiny_config) -> None:
         first = build_clip(tiny_config, pretrained=None)
@@ -192,6 +339,40 @@ class TestLoading:
         assert isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
         assert not isinstance(build_clip(tiny_config, None).visual.transformer.resblocks[0].mlp.gelu,
                               open_clip.transformer.QuickGELU)
+
+    @pytest.mark.parametrize("trait", ["partial_fp16", "scalars"])
+    def test_openai_layout_state_dict_implies_quick_gelu(self, tiny_config, tmp_path, trait: str) -> None:
+        config = json.loads(tiny_config.read_text())
+        source = open_clip.CLIP(**config, quick_gelu=True)
+        if trait == "partial_fp16":  # what OpenAI's model.state_dict() holds: fp16 weights, fp32 LayerNorms
+            open_clip.model.convert_weights_to_fp16(source)
+            state_dict = source.state_dict()
+            assert state_dict["visual.ln_pre.weight"].dtype == torch.float32
+        else:  # what OpenAI's TorchScript archive's state_dict() holds besides the weights
+            state_dict = {**source.state_dict(), "input_resolution": torch.tensor(64),
+                          "context_length": torch.tensor(77), "vocab_size": torch.tensor(49408)}
+        path = tmp_path / "openai_layout.pt"
+        torch.save(state_dict, path)
+        loaded = build_clip(tiny_config, pretrained=path)
+        assert isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        assert isinstance(loaded.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        images = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            source.float()
+            torch.testing.assert_close(loaded.encode_image(images), source.encode_image(images))
+        # An explicit choice wins over the weights: the argument, or the config's own key.
+        assert not isinstance(build_clip(tiny_config, pretrained=path, quick_gelu=False)
+                              .visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
+        explicit = tmp_path / "tiny-gelu.json"
+        explicit.write_text(json.dumps({**config, "quick_gelu": False}))
+        assert not isinstance(build_clip(explicit, pretrained=path).visual.transformer.resblocks[0].mlp.gelu,
+                              open_clip.transformer.QuickGELU)
+
+    def test_open_clip_state_dict_keeps_gelu(self, tiny_config, tmp_path) -> None:
+        path = tmp_path / "open_clip.pt"
+        torch.save(build_clip(tiny_config, pretrained=None).state_dict(), path)  # fp32, no OpenAI scalars
+        loaded = build_clip(tiny_config, pretrained=path)
+        assert not isinstance(loaded.visual.transformer.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
 
     def test_positional_embedding_resized_when_loading_at_another_size(self, tiny_config, tmp_path) -> None:
         source = build_clip(tiny_config, pretrained=None)

@@ -8,13 +8,22 @@ from .loading import (
     WeightsMismatchError,
     WeightsNotFoundError,
     build_clip,
+    is_openai_state_dict,
     load_model_config,
     read_state_dict,
     resize_positional_embedding,
     resolve_weights,
 )
 from .text_prompts import TextTower, encode_token_embeddings, encode_tokens, text_tower
-from .vv_attention import DualStreamOutput, dual_attention, dual_stream_forward, project_tokens, vv_attention
+from .vv_attention import (
+    DualStreamOutput,
+    dual_attention,
+    dual_stream_forward,
+    project_tokens,
+    residual_block,
+    self_attention,
+    vv_attention,
+)
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "configs" / "tiny-clip.json"
 """open_clip model config of a 24-layer, 64-wide random ViT (64 px, 8 px patches) with a 12-layer text tower.
@@ -37,11 +46,14 @@ __all__ = [
     "dual_stream_forward",
     "encode_token_embeddings",
     "encode_tokens",
+    "is_openai_state_dict",
     "load_model_config",
     "project_tokens",
     "read_state_dict",
+    "residual_block",
     "resize_positional_embedding",
     "resolve_weights",
+    "self_attention",
     "text_tower",
     "vv_attention",
 ]

@@ -8,7 +8,7 @@ this off (the backbone then saves and loads like any module).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,18 @@ def _tokenizer(context_length: int) -> Any:  # noqa: ANN401 - open_clip's Simple
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
+
+
+@lru_cache(maxsize=4)
+def compiled_vision_forward(device_type: str, cuda_graphs: bool) -> Callable[..., DualStreamOutput]:
+    """``dual_stream_forward`` under ``torch.compile`` (fixed shapes), one per device type and mode.
+
+    Kept at module level rather than on the backbone, so backbones stay picklable and copyable; the
+    compiled function recompiles for each vision tower and set of layers it sees (dynamo's guards).
+    ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, which replays CUDA graphs.
+    """
+    mode = "reduce-overhead" if cuda_graphs and device_type == "cuda" else None
+    return torch.compile(dual_stream_forward, dynamic=False, mode=mode)
 
 
 def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:  # noqa: ANN401
@@ -67,6 +79,11 @@ class CLIPBackbone(nn.Module):
         persist_weights: keep the CLIP weights in ``state_dict`` (off: checkpoints stay small).
         precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``. Encoders then return
             bf16 tensors under bf16; callers convert what they keep to fp32.
+        compile: run the vision pass under ``torch.compile`` (compiled on first use, per input shape).
+            Defaults to False.
+        cuda_graphs: with ``compile`` on a CUDA device, also replay CUDA graphs (``mode="reduce-overhead"``;
+            for fixed input shapes; outputs are copied out of the graph's memory). Ignored elsewhere.
+            Defaults to False.
     """
 
     def __init__(
@@ -78,9 +95,13 @@ class CLIPBackbone(nn.Module):
         cache_dir: str | Path | None = None,
         persist_weights: bool = False,
         precision: str = "auto",
+        compile: bool = False,  # noqa: A002 - the name of the option everywhere (torch.compile)
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         self.precision = check_precision(precision)
+        self.use_compile = compile  # not `self.compile`: that is nn.Module.compile
+        self.cuda_graphs = cuda_graphs
         self.clip = build_clip(model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir)
         self.clip.requires_grad_(requires_grad=False)
         check_vision_tower(self.clip.visual)
@@ -148,7 +169,17 @@ class CLIPBackbone(nn.Module):
         out_layers: Sequence[int],
     ) -> DualStreamOutput:
         """Dual-stream pass: CLS token ``[B, W]`` and V-V tokens ``[B, 1+N, W]`` at ``out_layers`` (1-indexed)."""
-        return dual_stream_forward(self.clip.visual, images, vv_start_layer, out_layers)
+        if not self.use_compile:
+            return dual_stream_forward(self.clip.visual, images, vv_start_layer, out_layers)
+        graphs = self.cuda_graphs and images.device.type == "cuda"
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        output = compiled_vision_forward(images.device.type, graphs)(
+            self.clip.visual, images, vv_start_layer, tuple(out_layers)
+        )
+        if graphs:  # the next replay overwrites the graph's output buffers
+            output = DualStreamOutput(output.class_token.clone(), [tokens.clone() for tokens in output.vv_tokens])
+        return output
 
     @under_precision
     def project(self, tokens: torch.Tensor, apply_ln_post: bool = True) -> torch.Tensor:

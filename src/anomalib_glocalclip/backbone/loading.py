@@ -90,8 +90,9 @@ def build_clip(
         pretrained: pretrained tag, local weight file, or ``None``/``"random"`` for random weights.
         image_size: input size the vision tower is built for (positional embeddings follow).
             ``None`` keeps the config's size.
-        quick_gelu: use QuickGELU activations. ``None`` decides from the weights: OpenAI weights
-            (the ``openai`` tag or a TorchScript archive) need it, others follow the config.
+        quick_gelu: use QuickGELU activations. ``None``: the config's ``quick_gelu`` if it has one, else
+            decided from the weights: OpenAI weights need it (the ``openai`` tag, a TorchScript archive, or a
+            plain state dict in OpenAI's layout, see ``is_openai_state_dict``), others get GELU.
         cache_dir: open_clip download cache (default ``~/.cache/clip``, or the Hugging Face cache).
 
     Returns:
@@ -110,9 +111,11 @@ def build_clip(
         raise UnsupportedBackboneError(msg)
 
     weights_path = resolve_weights(model_name, pretrained, cache_dir)
-    state_dict = read_state_dict(weights_path) if weights_path is not None else None
-    if quick_gelu is None:
-        quick_gelu = bool(config.get("quick_gelu", False)) or _is_openai_weights(pretrained, weights_path)
+    state_dict, openai_layout = _read_checkpoint(weights_path) if weights_path is not None else (None, False)
+    if quick_gelu is None and "quick_gelu" in config:  # the config says so explicitly
+        quick_gelu = bool(config["quick_gelu"])
+    if quick_gelu is None:  # OpenAI's weights were trained with QuickGELU, whatever file they come in
+        quick_gelu = openai_layout or _is_openai_weights(pretrained, weights_path)
     config["quick_gelu"] = quick_gelu
     if image_size is not None:
         vision_config["image_size"] = int(image_size)
@@ -214,6 +217,32 @@ def _cache_location(pretrained_config: dict, cache_dir: str | Path | None) -> tu
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read CLIP weights from an OpenAI TorchScript archive, a (wrapped) state dict or a safetensors file."""
+    return _read_checkpoint(path)[0]
+
+
+def is_openai_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
+    """True for CLIP weights as OpenAI saves them (which were trained with QuickGELU).
+
+    OpenAI's checkpoints share open_clip's ``CLIP`` key names but not two traits (see open_clip's
+    ``build_model_from_openai_state_dict``): they carry the scalars ``input_resolution``, ``context_length``
+    and ``vocab_size``, and they are partially converted to fp16 (``convert_weights_to_fp16``: convolutions,
+    linear and attention weights and the projections in fp16, LayerNorms and embeddings left in fp32).
+    Either trait, with the text tower at the top level (not under ``text.``), marks OpenAI's layout.
+
+    Args:
+        state_dict: the checkpoint as stored, before any dtype conversion.
+    """
+    if "text_projection" not in state_dict or "visual.conv1.weight" not in state_dict:
+        return False
+    if any(key in state_dict for key in _OPENAI_STATE_DICT_EXTRAS):
+        return True
+    half_weights = state_dict["visual.conv1.weight"].dtype == torch.float16
+    norm = state_dict.get("visual.ln_pre.weight", state_dict.get("ln_final.weight"))
+    return half_weights and norm is not None and norm.dtype == torch.float32
+
+
+def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The fp32 state dict in ``path`` and whether it is in OpenAI's layout (``is_openai_state_dict``)."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
@@ -234,9 +263,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsNotFoundError(msg)
     if next(iter(state_dict)).startswith("module."):
         state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    openai_layout = is_openai_state_dict(state_dict)
     for key in _OPENAI_STATE_DICT_EXTRAS:
         state_dict.pop(key, None)
-    return {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
+    state_dict = {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
+    return state_dict, openai_layout
 
 
 def resize_positional_embedding(

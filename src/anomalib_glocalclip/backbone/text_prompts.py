@@ -60,7 +60,8 @@ def encode_token_embeddings(
         eot_indices: ``[P]`` position of each prompt's end-of-text token, whose state is pooled.
         deep_prompts: ``depth - 1`` tensors ``[t, D]``; tensor ``i`` overwrites positions ``1..t`` at the
             input of layer ``i + 2`` (1-indexed). Empty: plain CLIP text encoding.
-        round_deep_prompts_to_fp16: round deep prompts to fp16 first, as the reference code does.
+        round_deep_prompts_to_fp16: round deep prompts to fp16 after expanding them over the prompts, as the
+            reference code does (its gradients are then rounded per prompt, as there). Defaults to False.
 
     Returns:
         ``[P, E]`` text features, not normalised.
@@ -76,10 +77,12 @@ def encode_token_embeddings(
     x = x.transpose(0, 1)  # open_clip blocks work in [L, P, D]
     for layer, block in enumerate(blocks):
         if 1 <= layer <= len(deep_prompts):
-            prompt = deep_prompts[layer - 1]
+            prompt = deep_prompts[layer - 1].unsqueeze(1).expand(-1, x.shape[1], -1)  # [t, P, D]
             if round_deep_prompts_to_fp16:
+                # Expanded first, then rounded (the reference's order): the backward then rounds each prompt's
+                # gradient to fp16 before the P of them are summed, not the sum. The forward is the same.
                 prompt = prompt.half()
-            prompt = prompt.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
+            prompt = prompt.to(x.dtype)
             x = torch.cat([x[:1], prompt, x[1 + prompt.shape[0] :]], dim=0)
         x = block(x, attn_mask=attn_mask)
     x = tower.ln_final(x.transpose(0, 1))

@@ -9,8 +9,13 @@ From a configurable layer ``s`` on, every residual block is run twice over the s
 
 So the original stream, and the CLS token it produces, is exactly CLIP's, while the V-V stream is the
 running sum of V-V attention outputs that localises anomalies (CLIP-Surgery / AnomalyCLIP's "DPAM").
-Both attentions go through one fused ``scaled_dot_product_attention`` call. Blocks before ``s`` are
-called as they are (open_clip's own forward). Layers are numbered from 1, as in the papers.
+Both attentions go through one fused ``scaled_dot_product_attention`` call and one output projection.
+
+Every block runs batch first (``[B, L, D]``) on the block's own modules and weights (``ln_1``, the packed
+``in_proj`` of its ``nn.MultiheadAttention``, ``out_proj``, ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``): open_clip
+2.24 runs its blocks in ``[L, B, D]`` through ``nn.MultiheadAttention``, which costs layout changes per block,
+while here nothing is permuted between blocks. In fp32 this is open_clip's forward to rounding; nothing in
+open_clip is patched or copied. Layers are numbered from 1, as in the papers.
 """
 
 from __future__ import annotations
@@ -46,7 +51,13 @@ def check_vision_tower(visual: nn.Module) -> None:
         raise UnsupportedBackboneError(msg)
     for block in blocks:
         attn = getattr(block, "attn", None)
-        if not isinstance(attn, nn.MultiheadAttention) or attn.in_proj_weight is None or attn.batch_first:
+        if (
+            not isinstance(attn, nn.MultiheadAttention)
+            or attn.in_proj_weight is None
+            or attn.bias_k is not None
+            or attn.add_zero_attn
+            or hasattr(block, "ln_1_kv")
+        ):
             msg = "V-V attention needs blocks with nn.MultiheadAttention over a packed in_proj (open_clip ViTs)."
             raise UnsupportedBackboneError(msg)
 
@@ -61,6 +72,21 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``[B, heads, L, d]`` -> ``[B, L, heads * d]``."""
     batch, heads, length, head_dim = x.shape
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def self_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor:
+    """Plain self-attention of ``z`` with the weights of ``attn``: one fused QKV projection, one SDPA call.
+
+    Args:
+        z: ``[B, L, D]`` the block's LayerNorm output (batch first).
+        attn: the block's ``nn.MultiheadAttention`` (its packed ``in_proj`` and ``out_proj`` are used).
+
+    Returns:
+        ``W_o softmax(q kᵀ·d^-1/2) v + b_o``, ``[B, L, D]``.
+    """
+    q, k, v = F.linear(z, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
+    return attn.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
 
 def dual_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +111,12 @@ def dual_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> tuple[torch.
 def vv_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor:
     """V-V self-attention alone: ``W_o softmax(v vᵀ·d^-1/2) v + b_o`` for ``z`` of shape ``[B, L, D]``."""
     return dual_attention(z, attn)[1]
+
+
+def residual_block(block: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """One open_clip ``ResidualAttentionBlock`` on a batch-first stream ``[B, L, D]`` (its own modules, no permute)."""
+    hidden = hidden + block.ls_1(self_attention(block.ln_1(hidden), block.attn))
+    return hidden + block.ls_2(block.mlp(block.ln_2(hidden)))
 
 
 def dual_stream_block(
@@ -148,24 +180,17 @@ def dual_stream_forward(
     wanted = set(out_layers)
     collected: dict[int, torch.Tensor] = {}
     vv_hidden: torch.Tensor | None = None
-    # open_clip blocks work in [L, B, D]; keep that layout until the V-V stream starts.
-    hidden = hidden.transpose(0, 1)
     # The V-V stream is only needed up to the last layer asked for; later blocks run as plain CLIP.
     vv_end_layer = max(out_layers, default=0)
     for layer, block in enumerate(blocks, start=1):
-        if not vv_start_layer <= layer <= vv_end_layer:
-            hidden = block(hidden) if vv_hidden is None else block(hidden.transpose(0, 1)).transpose(0, 1)
-            if layer in wanted:
-                collected[layer] = hidden.transpose(0, 1)
-            continue
-        if vv_hidden is None:
-            hidden = hidden.transpose(0, 1)
-            vv_hidden = hidden
-        hidden, vv_hidden = dual_stream_block(block, hidden, vv_hidden)
+        if vv_start_layer <= layer <= vv_end_layer:
+            hidden, vv_hidden = dual_stream_block(block, hidden, hidden if vv_hidden is None else vv_hidden)
+            stream = vv_hidden
+        else:
+            hidden = residual_block(block, hidden)
+            stream = hidden
         if layer in wanted:
-            collected[layer] = vv_hidden
-    if vv_hidden is None:
-        hidden = hidden.transpose(0, 1)
+            collected[layer] = stream
     return DualStreamOutput(class_token=hidden[:, 0], vv_tokens=[collected[layer] for layer in out_layers])
 
 

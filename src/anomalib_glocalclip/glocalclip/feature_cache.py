@@ -333,7 +333,8 @@ class FeatureCacheCallback(Callback):
             # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
             # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
             images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
-                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator())
+                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator(),
+                                pin_memory=self.encoder.device.type == "cuda")  # host-to-device copies overlap decoding
             self.cache = FeatureCache.build(images, self.encoder.encode_for_cache, len(dataset), self.encoder.device,
                                             storage=self.storage, scratch=self._scratch)
             self._source = dataset

@@ -309,8 +309,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             Raw global ``[B, E]`` and patch ``[K, B, N, E]`` features, labels ``[B]`` and masks ``[B, S, S]``
             (or ``None``), on the model's device.
         """
-        images = batch.image.to(self.device)
-        masks = batch.gt_mask.to(self.device) if batch.gt_mask is not None else None
+        images = batch.image.to(self.device, non_blocking=True)
+        masks = batch.gt_mask.to(self.device, non_blocking=True) if batch.gt_mask is not None else None
         if self.pre_processor is not None:
             images, masks = self.pre_processor.transform(images, masks)
         global_features, patch_features = self.model.encode_image_raw(images)
