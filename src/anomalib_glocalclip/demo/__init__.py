@@ -4,6 +4,6 @@
 (``demo.datasets``, drawing with ``demo.products``), never from the test kit.
 """
 
-from .run import main, run_demo
+from .run import run_demo
 
-__all__ = ["main", "run_demo"]
+__all__ = ["run_demo"]
