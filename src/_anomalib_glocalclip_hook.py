@@ -25,17 +25,23 @@ DISABLE_ENV = "ANOMALIB_DISABLE_PLUGINS"
 
 
 def _is_initializing(module_name: str) -> bool:
-    """True while ``module_name`` is half-way through its own import or its own registration with Anomalib.
+    """True while ``module_name``, or one of its submodules, is half-way through its import or registration.
 
     A plugin whose import is cheap and which imports its models on demand sets ``REGISTERING_WITH_ANOMALIB``
-    while doing so (``anomalib_glocalclip.register``); like a circular import in progress, it then registers
+    while doing so (``anomalib_glocalclip.register``). Like a circular import in progress (``import
+    anomalib_glocalclip.anoclip`` imports ``anomalib.models`` before its classes exist), it then registers
     itself when it is done.
     """
     module = sys.modules.get(module_name)
     if getattr(module, "REGISTERING_WITH_ANOMALIB", False):
         return True
-    spec = getattr(module, "__spec__", None)
-    return bool(getattr(spec, "_initializing", False))
+    prefix = module_name + "."
+    for name, loaded in list(sys.modules.items()):
+        if name == module_name or name.startswith(prefix):
+            spec = getattr(loaded, "__spec__", None)
+            if getattr(spec, "_initializing", False):
+                return True
+    return False
 
 
 def register_entry_points() -> None:

@@ -11,7 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # distribution name -> import name, where they differ
-IMPORT_NAMES = {"open-clip-torch": "open_clip", "huggingface-hub": "huggingface_hub", "pillow": "PIL", "pyyaml": "yaml"}
+IMPORT_NAMES = {
+    "open-clip-torch": "open_clip",
+    "huggingface-hub": "huggingface_hub",
+    "pillow": "PIL",
+    "pyyaml": "yaml",
+    "opencv-python-headless": "cv2",
+}
 
 
 def imported_top_level_modules() -> set[str]:

@@ -150,3 +150,25 @@ def test_evaluate_help_names_every_registered_dataset() -> None:
     from anomalib_glocalclip.data.catalogue import DATASETS
 
     assert [name for name in DATASETS if name not in DATASET_HELP] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        "from anomalib_glocalclip.anoclip import AnoCLIP",
+        "from anomalib_glocalclip.glocalclip import GlocalCLIP",
+        "from anomalib_glocalclip.data.catalogue import DATASETS",
+    ],
+)
+def test_importing_a_subpackage_first_registers_everything_without_warnings(cli, first_import: str) -> None:
+    # The start-up hook fires while the subpackage is half-imported; the subpackage registers the plugin at its end.
+    code = (
+        f"{first_import}\n"
+        "import anomalib.data, anomalib.models\n"
+        "print(all(hasattr(anomalib.models, n) for n in ('GlocalCLIP', 'AnoCLIP')), hasattr(anomalib.data, 'BTAD'))"
+    )
+    result = cli("python", "-W", "error::UserWarning:_anomalib_glocalclip_hook", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "failed to load" not in result.stderr
+    assert result.stdout.split() == ["True", "True"]

@@ -10,6 +10,7 @@ below (``from anomalib_glocalclip import GlocalCLIP``) or by :func:`register`.
 """
 
 import importlib
+import sys
 from typing import Any
 
 __all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource", "register"]
@@ -26,10 +27,27 @@ REGISTERING_WITH_ANOMALIB = False
 """True while :func:`register` imports the models (the start-up hook then leaves the registration to it)."""
 
 
+# The subpackages whose import registers the plugin at its end, and the name each must define by then.
+_SELF_REGISTERING = {".data": "DATAMODULES", ".anoclip": "AnoCLIP", ".glocalclip": "GlocalCLIP"}
+
+
+def _mid_import() -> bool:
+    """Whether one of the self-registering subpackages is half-way through its import.
+
+    It then calls :func:`register` itself once its names exist (e.g. ``import anomalib_glocalclip.glocalclip``
+    imports ``data``, whose ``register()`` call comes before ``GlocalCLIP`` is defined).
+    """
+    for relative, name in _SELF_REGISTERING.items():
+        module = sys.modules.get(__name__ + relative)
+        if module is not None and not hasattr(module, name):
+            return True
+    return False
+
+
 def register() -> None:
     """Import the models and datamodules and expose them on ``anomalib.models`` / ``anomalib.data``."""
     global REGISTERING_WITH_ANOMALIB  # noqa: PLW0603 - one flag for the start-up hook
-    if REGISTERING_WITH_ANOMALIB:
+    if REGISTERING_WITH_ANOMALIB or _mid_import():
         return
     REGISTERING_WITH_ANOMALIB = True
     try:

@@ -78,3 +78,10 @@ __all__ = [
     "read_image",
     "read_mask",
 ]
+
+
+# Importing this subpackage directly (before the plugin's package names) must register the plugin too: the
+# start-up hook leaves it to the plugin while one of its modules is still being imported.
+from anomalib_glocalclip import register  # noqa: E402 - after the package's own names exist
+
+register()
