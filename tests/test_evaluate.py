@@ -28,6 +28,7 @@ from anomalib_glocalclip import AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.cli.evaluate import main
 from anomalib_glocalclip.evaluation import SweepMismatchError, evaluate
 from anomalib_glocalclip.evaluation import sweep as sweep_module
+from anomalib_glocalclip.evaluation.models import describe_factory
 from anomalib_glocalclip.glocalclip import PRESETS
 from anomalib_glocalclip.metrics import reference_aupro
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG
@@ -161,23 +162,20 @@ def test_resume_redoes_only_missing_categories(
 def test_crash_mid_sweep_keeps_finished_categories(
     data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class CrashingFactory:
-        """Builds the tiny GlocalCLIP; its ``crash_on``-th call raises, like a process dying mid-sweep."""
+    original = sweep_module._CategoryRun.__call__
 
-        def __init__(self, crash_on: int | None) -> None:
-            self.calls = 0
-            self.crash_on = crash_on
-
-        def __call__(self, evaluator: Any) -> GlocalCLIP:
-            self.calls += 1
-            if self.calls == self.crash_on:
-                msg = "simulated crash"
-                raise RuntimeError(msg)
-            return glocalclip(data)(evaluator=evaluator)
+    def crash_on_carpet(self: Any, category: str) -> Any:
+        """Like a process dying mid-sweep: the second category's run raises out of the sweep."""
+        if category == "carpet":
+            msg = "simulated crash"
+            raise RuntimeError(msg)
+        return original(self, category)
 
     output = tmp_path / "sweep"
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_sweep(CrashingFactory(crash_on=2), output, data["mvtec"])
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_module._CategoryRun, "__call__", crash_on_carpet)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_sweep(glocalclip(data), output, data["mvtec"])
     bottle = output / "categories" / "bottle.json"
     assert json.loads(bottle.read_text(encoding="utf-8"))["status"] == "ok"
     assert not (output / "categories" / "carpet.json").exists()
@@ -188,10 +186,18 @@ def test_crash_mid_sweep_keeps_finished_categories(
     bottle_before = bottle.read_bytes()
 
     calls = _spy_on_category_runs(monkeypatch)
-    factory = CrashingFactory(crash_on=None)
+    built: list[Any] = []
+
+    def factory(evaluator: Any) -> GlocalCLIP:
+        built.append(glocalclip(data)(evaluator=evaluator))
+        return built[-1]
+
+    factory.description = describe_factory(glocalclip(data))  # type: ignore[attr-defined] - the same sweep
+    factory.title = "GlocalCLIP"  # type: ignore[attr-defined]
+
     table = run_sweep(factory, output, data["mvtec"])
     assert calls == ["carpet"]
-    assert factory.calls == 1
+    assert len(built) == 1
     assert bottle.read_bytes() == bottle_before
     assert list(table.index) == ["bottle", "carpet", "mean"]
     assert table.attrs["failed"] == []
@@ -530,3 +536,88 @@ def test_protocol_config_trains_one_epoch_end_to_end(miniatures: dict[str, Path]
     prompts = tmp_path / documented.group(1)
     assert prompts.is_file(), sorted(str(path) for path in tmp_path.rglob("prompts.pt"))
     assert GlocalCLIP(**TINY, prompt_weights=str(prompts)).model.prompt_learner.shape == PRESETS["visa_to_mvtec"]
+
+
+# ----- one model, one pass, metrics on the device: the same numbers as the sweep before it -----
+
+
+def _legacy_category(factory: Any, root: Path, category: str, output: Path) -> dict[str, float]:
+    """One category the way the sweep ran it before: a fresh model, Anomalib's validation pass before the test,
+    metric states on the host and Anomalib's own AUPRO; heatmaps by Anomalib's visualizer, per batch."""
+    from anomalib.engine import Engine
+    from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+    from anomalib.visualization import ImageVisualizer
+    from lightning.pytorch import seed_everything
+
+    from anomalib_glocalclip.data.catalogue import make_datamodule
+    from anomalib_glocalclip.evaluation import prepare_model
+    from anomalib_glocalclip.metrics import ReferenceAUPRO
+
+    datamodule = make_datamodule("mvtec_ad", root, category, eval_batch_size=4, num_workers=0)
+    evaluator = Evaluator(
+        test_metrics=[
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            ReferenceAUPRO(prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+            F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        ],
+        compute_on_cpu=True,
+    )
+    seed_everything(111, verbose=False)
+    model = factory(evaluator=evaluator)
+    visualizer = ImageVisualizer(
+        fields_config={"anomaly_map": {"colormap": True, "normalize": True}}, output_dir=output / category
+    )
+    prepare_model(model, evaluator, visualizer)
+    engine = Engine(default_root_dir=output / "runs", accelerator="cpu", logger=False, enable_progress_bar=False)
+    return engine.test(model, datamodule=datamodule, verbose=False)[0]
+
+
+@pytest.mark.parametrize("model_name", ["glocalclip", "anoclip"])
+def test_one_pass_sweep_equals_the_legacy_sweep(
+    model_name: str, data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-model, one-pass, device-metrics sweep gives the old sweep's metrics (1e-6) and the same heatmaps,
+    whose predicted masks show the thresholds: fitted on the test pass, they equal the validation pass's."""
+    from anomalib_glocalclip import AnoCLIP
+
+    tiny_anoclip = {key: TINY[key] for key in ("backbone", "pretrained", "image_size")}
+    factory = glocalclip(data) if model_name == "glocalclip" else functools.partial(AnoCLIP, **tiny_anoclip)
+    built: list[Any] = []
+
+    def counting_factory(evaluator: Any) -> Any:
+        built.append(factory(evaluator=evaluator))
+        return built[-1]
+
+    from anomalib_glocalclip.components import ZeroShotCLIPMixin
+
+    validated: list[int] = []
+    validation_step = ZeroShotCLIPMixin.validation_step
+
+    def counting_validation_step(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        validated.append(len(batch))
+        return validation_step(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(ZeroShotCLIPMixin, "validation_step", counting_validation_step)
+    output = tmp_path / "sweep"
+    run_sweep(counting_factory, output, data["mvtec"])
+    assert len(built) == 1  # one model for both categories
+    assert validated == []  # one pass: no validation pass over the test files
+    metrics = read_metrics(output)
+    for category in ("bottle", "carpet"):
+        legacy = _legacy_category(factory, data["mvtec"], category, tmp_path / "legacy")
+        assert sum(validated) == 4 * (1 + (category == "carpet"))  # the legacy way validates first
+        assert set(legacy) == {name for name in metrics.columns if name.startswith(("image_", "pixel_"))}
+        for name, value in legacy.items():
+            assert metrics.loc[category, name] == pytest.approx(float(value), abs=1e-6), (category, name)
+        new_heatmaps = sorted((output / "heatmaps" / category).rglob("*.png"))
+        old_heatmaps = sorted((tmp_path / "legacy" / category).rglob("*.png"))
+        assert [path.relative_to(output / "heatmaps" / category) for path in new_heatmaps] == [
+            path.relative_to(tmp_path / "legacy" / category) for path in old_heatmaps
+        ]
+        assert len(new_heatmaps) == 4
+        for new, old in zip(new_heatmaps, old_heatmaps, strict=True):
+            assert new.read_bytes() == old.read_bytes(), new

@@ -24,6 +24,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.data.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
 
 ModelFactory = Callable[..., AnomalibModule]
@@ -42,17 +43,24 @@ def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> E
     Args:
         image_metrics: compute image metrics (leave out where the test split holds one class only).
         pixel_metrics: compute pixel metrics (leave out for datasets without masks).
+
+    Metric states stay on the model's device (``compute_on_cpu=False``); the values equal the host path's.
     """
-    return zero_shot_evaluator(image_metrics, pixel_metrics, reference_aupro=True, compute_on_cpu=True)
+    return zero_shot_evaluator(image_metrics, pixel_metrics, reference_aupro=True, compute_on_cpu=False)
 
 
-def heatmap_visualizer(output_dir: str | Path) -> ImageVisualizer:
-    """Anomalib's image visualizer writing into ``output_dir``, each map min-max scaled for display.
+def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
+    """Anomalib's image visualizer (images read by the plugin's reader) writing into ``output_dir``.
+
+    Each map is min-max scaled for display.
 
     The sweep scores without Anomalib's normalisation (see :func:`prepare_model`), so raw maps (GlocalCLIP's lie
     in [0, 4]) are scaled per image for the colour map, as the reference code does for its pictures.
     """
-    return ImageVisualizer(fields_config={"anomaly_map": {"colormap": True, "normalize": True}}, output_dir=output_dir)
+    return PluginImageVisualizer(
+        fields_config={"anomaly_map": {"colormap": True, "normalize": True}},
+        output_dir=output_dir,
+    )
 
 
 def prepare_model(

@@ -29,6 +29,7 @@ The command's options are in ``anomalib_glocalclip/cli/evaluate.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import logging
 import shutil
@@ -37,12 +38,15 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
+from anomalib_glocalclip.components.base import ZeroShotCLIPMixin
+from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+from anomalib_glocalclip.components.one_pass import ThresholdsFromTest
 from anomalib_glocalclip.data.catalogue import DatasetEntry, get_dataset, list_categories, make_datamodule
 from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.logs import log_to_file
@@ -60,6 +64,10 @@ from .models import (
 )
 from .store import CategoryResult, ResultStore
 from .tables import order_results, write_tables
+
+if TYPE_CHECKING:
+    from anomalib.metrics import Evaluator
+    from anomalib.models.components import AnomalibModule
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +115,14 @@ def _has_masks(dataset: Any) -> bool:  # noqa: ANN401 - any dataset, duck-typed
 
 
 class _CategoryRun:
-    """Everything one category's run needs from the sweep (so the loop stays readable)."""
+    """Everything one category's run needs from the sweep (so the loop stays readable).
+
+    The model is built once, on the first category run, and reused by the next ones when it is one of the
+    plugin's (``ZeroShotCLIPMixin``: prompts and text features follow the datamodule's category); per category
+    it gets a fresh evaluator, a fresh copy of its post-processor as built (no thresholds carried over) and the
+    category's heatmap writer. Other models are built anew for every category, as they may keep per-category
+    state of their own.
+    """
 
     def __init__(
         self,
@@ -130,9 +145,33 @@ class _CategoryRun:
         self.heatmaps = heatmaps
         self.normalize = normalize
         self.seed = seed
+        self._model: AnomalibModule | None = None
+        self._pristine_post_processor: Any = None
+
+    def model_for(self, evaluator: Evaluator) -> AnomalibModule:
+        """The sweep's model readied for one category: built on first use, reused where it can be."""
+        if self._model is None:
+            model = self.factory(evaluator=evaluator)
+            prepare_model(model, evaluator, None, self.normalize)
+            if not isinstance(model, ZeroShotCLIPMixin):
+                return model
+            self._model = model
+            self._pristine_post_processor = copy.deepcopy(model.post_processor)
+            return model
+        model = self._model
+        model.evaluator = evaluator
+        model.post_processor = copy.deepcopy(self._pristine_post_processor)
+        return model
+
+    def release(self) -> None:
+        """Drop the sweep's model (end of the sweep)."""
+        self._model = None
+        self._pristine_post_processor = None
+        _release_memory()
 
     def __call__(self, category: str) -> CategoryResult:
         """Test ``category``; data and test errors become a failed result, model-building errors propagate."""
+        from anomalib.data.utils import ValSplitMode
         from anomalib.engine import Engine
         from lightning.pytorch import seed_everything
 
@@ -155,23 +194,52 @@ class _CategoryRun:
         if self.seed is not None:
             seed_everything(self.seed, verbose=False)
         heatmap_dir = self.output / "heatmaps" / category
-        model = self.factory(evaluator=evaluator)
-        prepare_model(model, evaluator, heatmap_visualizer(heatmap_dir) if self.heatmaps else None, self.normalize)
+        model = self.model_for(evaluator)
+        # One pass where validation would score the test files again: thresholds are fitted on the test pass.
+        one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
+        callbacks = []
+        if one_pass:
+            callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
+            model.visualizer = None
+        else:
+            model.visualizer = heatmap_visualizer(heatmap_dir) if self.heatmaps else None
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
-            engine = Engine(default_root_dir=self.output / "runs" / category, **self.engine_args)
+            engine = Engine(
+                default_root_dir=self.output / "runs" / category,
+                callbacks=callbacks,
+                **self.engine_args,
+                **({"limit_val_batches": 0} if one_pass else {}),
+            )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
             del model
-            _release_memory()
+            if self._model is None:
+                _release_memory()
         result.status = "ok"
         result.metrics = {name: float(value) for name, value in metrics.items()}
         result.duration_s = round(time.perf_counter() - start, 3)
         result.heatmaps = str(heatmap_dir.relative_to(self.output)) if self.heatmaps else None
         return result
+
+    def _heatmap_writer(self, heatmap_dir: Path, datamodule: Any) -> Any:  # noqa: ANN401
+        """Factory of the category's background heatmap writer (``None`` without heatmaps)."""
+        if not self.heatmaps:
+            return None
+
+        def build(trainer: Any) -> HeatmapWriter:  # noqa: ANN401
+            del trainer
+            return HeatmapWriter(
+                heatmap_visualizer(heatmap_dir),
+                heatmap_dir,
+                dataset_name=getattr(datamodule, "name", None),
+                category=getattr(datamodule, "category", None),
+            )
+
+        return build
 
     @staticmethod
     def _failed(result: CategoryResult, error: BaseException, start: float) -> CategoryResult:
@@ -309,6 +377,7 @@ def evaluate(
                     failed.append(category)
                     tqdm.write(f"{category}: FAILED ({result.error}); see {output / LOG_FILE}", file=sys.stderr)
         finally:
+            run.release()
             # Also after an interruption: the tables show everything finished so far.
             table = _write_tables(store, entry, available, output, settings)
     table.attrs["failed"] = failed
