@@ -621,3 +621,72 @@ def test_one_pass_sweep_equals_the_legacy_sweep(
         assert len(new_heatmaps) == 4
         for new, old in zip(new_heatmaps, old_heatmaps, strict=True):
             assert new.read_bytes() == old.read_bytes(), new
+
+
+# ----- every file read right or refused by name -----
+
+
+def _copy_of_mvtec(data: dict[str, Path], tmp_path: Path) -> Path:
+    root = tmp_path / "mvtec"
+    shutil.copytree(data["mvtec"], root)
+    return root
+
+
+def test_mask_of_another_size_fails_the_category_naming_both_files(data: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = _copy_of_mvtec(data, tmp_path)
+    mask = root / "carpet" / "ground_truth" / "scratch" / "001_mask.png"
+    image = root / "carpet" / "test" / "scratch" / "001.png"
+    with Image.open(mask) as original:
+        small = original.resize((original.width // 2, original.height // 2), Image.NEAREST)
+    small.save(mask)
+
+    table = run_sweep(glocalclip(data), tmp_path / "strict", root)
+    assert table.attrs["failed"] == ["carpet"]
+    error = json.loads((tmp_path / "strict" / "categories" / "carpet.json").read_text(encoding="utf-8"))["error"]
+    assert str(image) in error
+    assert str(mask) in error
+    assert "--resize-masks" in error
+
+    table = run_sweep(glocalclip(data), tmp_path / "resized", root, resize_masks=True)
+    assert table.attrs["failed"] == []
+    assert read_metrics(tmp_path / "resized").loc["carpet", "pixel_AUROC"] > 0
+
+
+def test_missing_mask_in_mvtec_layout_is_named(data: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy_of_mvtec(data, tmp_path)
+    (root / "bottle" / "ground_truth" / "scratch" / "000_mask.png").unlink()
+    table = run_sweep(glocalclip(data), tmp_path / "sweep", root)
+    assert table.attrs["failed"] == ["bottle"]
+    error = json.loads((tmp_path / "sweep" / "categories" / "bottle.json").read_text(encoding="utf-8"))["error"]
+    assert str(root / "bottle" / "test" / "scratch" / "000.png") in error
+    assert "000_mask.png" in error
+
+
+def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path) -> None:
+    """The sweep's datasets read a 16-bit PNG as its 8-bit twin (Anomalib's own reader clips it to white)."""
+    import numpy as np
+    from PIL import Image
+
+    from anomalib_glocalclip.data.catalogue import make_datamodule
+    from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+    from anomalib_glocalclip.evaluation.reading import check_and_wrap
+
+    root = _copy_of_mvtec(data, tmp_path)
+    expected = {}
+    for path in sorted((root / "carpet" / "test").rglob("*.png")):
+        with Image.open(path) as image:
+            gray = np.asarray(image.convert("L"), dtype=np.uint16)
+        Image.fromarray(gray * 257).save(path)  # mode I;16: the same picture at 16 bits
+        expected[str(path)] = torch.from_numpy(gray.astype(np.float32) / 255.0)
+    datamodule = make_datamodule("mvtec_ad", root, "carpet", num_workers=0)
+    datamodule.setup()
+    anomalib_item = datamodule.test_data[0]
+    check_and_wrap(datamodule, "carpet")
+    assert isinstance(datamodule.test_data, SafeImageDataset)
+    for index in range(len(datamodule.test_data)):
+        item = datamodule.test_data[index]
+        for channel in item.image:
+            assert torch.allclose(channel, expected[item.image_path], atol=1e-6), item.image_path
+    assert anomalib_item.image.min() == 1.0  # what the sweep read before: every pixel white

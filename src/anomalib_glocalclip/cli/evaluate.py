@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", required=True, help=DATASET_HELP)
     data.add_argument("--root", required=True, help="dataset root, in its official download layout")
     data.add_argument("--categories", nargs="+", default=None, help="categories to test (default: all found)")
+    data.add_argument(
+        "--resize-masks",
+        action="store_true",
+        help="resize masks whose size differs from their image's (default: such a category fails, naming both files)",
+    )
     data.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     data.add_argument("--workers", type=int, default=4, help="dataloader workers")
     run = parser.add_argument_group("run")
@@ -118,6 +123,7 @@ def main(argv: Sequence[str]) -> int:
                 num_workers=args.workers,
                 heatmaps=not args.no_heatmaps,
                 normalize=args.normalize_scores,
+                resize_masks=args.resize_masks,
                 overwrite=args.overwrite,
                 seed=args.seed,
                 progress=not args.no_progress,

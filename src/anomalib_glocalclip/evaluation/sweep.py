@@ -62,6 +62,7 @@ from .models import (
     prepare_model,
     sweep_evaluator,
 )
+from .reading import check_and_wrap, check_layout
 from .store import CategoryResult, ResultStore
 from .tables import order_results, write_tables
 
@@ -135,8 +136,10 @@ class _CategoryRun:
         heatmaps: bool,
         normalize: bool,
         seed: int | None,
+        resize_masks: bool = False,
     ) -> None:
         self.factory = factory
+        self.resize_masks = resize_masks
         self.entry = entry
         self.root = root
         self.output = output
@@ -180,7 +183,9 @@ class _CategoryRun:
         try:
             datamodule = make_datamodule(self.entry, self.root, category, **self.datamodule_args)
             datamodule.prepare_data()
+            check_layout(datamodule, category)
             datamodule.setup()
+            check_and_wrap(datamodule, category, resize_masks=self.resize_masks)
             samples = datamodule.test_data.samples
             labels = set(samples["label_index"].astype(int))
             result.n_images, result.n_anomalous = len(samples), int(samples["label_index"].sum())
@@ -285,6 +290,7 @@ def evaluate(
     num_workers: int = 4,
     heatmaps: bool = True,
     normalize: bool = False,
+    resize_masks: bool = False,
     overwrite: bool = False,
     seed: int | None = 111,
     progress: bool = True,
@@ -307,6 +313,8 @@ def evaluate(
         heatmaps: write Anomalib's heatmaps to ``output/heatmaps/<category>``.
         normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (see
             :func:`~anomalib_glocalclip.evaluation.models.prepare_model`).
+        resize_masks: resize masks of another size than their image (nearest neighbour) instead of failing the
+            category with an error naming both files.
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
         progress: show a progress bar over categories.
@@ -358,6 +366,7 @@ def evaluate(
         heatmaps=heatmaps,
         normalize=normalize,
         seed=seed,
+        resize_masks=resize_masks,
     )
     failed: list[str] = []
     with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
