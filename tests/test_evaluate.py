@@ -690,3 +690,85 @@ def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path
         for channel in item.image:
             assert torch.allclose(channel, expected[item.image_path], atol=1e-6), item.image_path
     assert anomalib_item.image.min() == 1.0  # what the sweep read before: every pixel white
+
+
+# ----- SIGTERM / SIGINT: a stop, not a failure -----
+
+_SLOW_SWEEP = """
+import sys, time
+from pathlib import Path
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
+from anomalib_glocalclip.cli.evaluate import main
+
+marker = Path(sys.argv[1])
+step = ZeroShotCLIPMixin.test_step if hasattr(ZeroShotCLIPMixin, "test_step") else None
+
+def slow_test_step(self, batch, *args, **kwargs):
+    if self.trainer.datamodule.category == "carpet":
+        marker.touch()  # the test may signal now: carpet is being tested
+        time.sleep(60)
+    return type(self).validation_step(self, batch, *args, **kwargs)
+
+ZeroShotCLIPMixin.test_step = slow_test_step
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _process_group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
+@pytest.mark.parametrize(("target", "signum"), [("process", 15), ("group", 15), ("process", 2)])
+def test_signal_stops_the_sweep(target: str, signum: int, data: dict[str, Path], tmp_path: Path) -> None:
+    """SIGTERM/SIGINT mid-category: that category is interrupted (not failed), the finished ones are tabled, the exit
+    status is 128 + signal, and no data loader worker is left behind."""
+    import signal
+    import time
+
+    output, marker, script = tmp_path / "out", tmp_path / "carpet_started", tmp_path / "slow_sweep.py"
+    script.write_text(_SLOW_SWEEP, encoding="utf-8")
+    command = [
+        sys.executable, str(script), str(marker), "--prompts", str(data["prompts"]), "--dataset", "mvtec_ad",
+        "--root", str(data["mvtec"]), "--output", str(output), "--backbone", str(TINY_CLIP_CONFIG),
+        "--pretrained", "none", "--image-size", "64", "--accelerator", "cpu", "--workers", "2", "--batch-size", "2",
+        "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "carpet never started"
+            time.sleep(0.2)
+        if target == "group":
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "rerun the same command" in stderr
+    carpet = json.loads((output / "categories" / "carpet.json").read_text(encoding="utf-8"))
+    assert carpet["status"] == "interrupted"
+    assert carpet["error"] == f"stopped by {signal.Signals(signum).name}"
+    assert json.loads((output / "categories" / "bottle.json").read_text(encoding="utf-8"))["status"] == "ok"
+    table = pd.read_csv(output / "results.csv", index_col="category")
+    assert list(table.index) == ["bottle", "carpet", "mean"]
+    assert table.loc["carpet", "note"].startswith("interrupted")
+    deadline = time.monotonic() + 10
+    while _process_group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _process_group_members(process.pid) == []  # no worker left behind

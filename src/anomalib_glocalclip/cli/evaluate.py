@@ -96,13 +96,17 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``anomalib-glocalclip evaluate``: 0 if every category succeeded, 1 if some failed, 2 on a setup error."""
+    """``anomalib-glocalclip evaluate``: 0 if every category succeeded, 1 if some failed, 2 on a setup error.
+
+    Stopped by SIGINT or SIGTERM: 130 or 143 (``128 + signal``), after the tables of the finished categories.
+    """
     parser = build_parser()
     args = parser.parse_args(list(argv))
     model = args.model
     if model.lower() == "glocalclip" and args.prompts is None:
         parser.error("--model glocalclip is evaluated with learned prompts: pass --prompts prompts.pt")
     from anomalib_glocalclip.data.catalogue import get_dataset
+    from anomalib_glocalclip.evaluation.stopping import SweepStopped
     from anomalib_glocalclip.evaluation.sweep import DEFAULT_OUTPUT, LOG_FILE, evaluate, is_config, quiet_lightning
 
     label = Path(model).stem if is_config(model) else model.lower()
@@ -131,6 +135,13 @@ def main(argv: Sequence[str]) -> int:
     except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
         print(f"anomalib-glocalclip evaluate: error: {error}", file=sys.stderr)
         return 2
+    except SweepStopped as stopped:
+        print(
+            f"anomalib-glocalclip evaluate: {stopped}; finished categories are in {output / 'results.csv'}, "
+            "rerun the same command to do the rest.",
+            file=sys.stderr,
+        )
+        return stopped.exit_status
     print((output / "results.md").read_text(encoding="utf-8"))
     print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}")
     failed = table.attrs.get("failed", [])

@@ -63,7 +63,8 @@ from .models import (
     sweep_evaluator,
 )
 from .reading import check_and_wrap, check_layout
-from .store import CategoryResult, ResultStore
+from .stopping import SweepStopped, stop_on_signals
+from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
 
 if TYPE_CHECKING:
@@ -324,6 +325,8 @@ def evaluate(
         x100 with one decimal. ``table.attrs["failed"]`` lists the categories that failed in this run.
 
     Raises:
+        SweepStopped: SIGINT or SIGTERM came; the running category is stored as interrupted (a rerun redoes it)
+            and the tables of the finished ones are written first.
         SweepMismatchError: ``output`` holds results of another sweep (and ``overwrite`` is not set).
         ValueError: unknown dataset or model, or none of the categories exists.
     """
@@ -369,7 +372,8 @@ def evaluate(
         resize_masks=resize_masks,
     )
     failed: list[str] = []
-    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
+    # A second signal while the tables are written is ignored: they are written whole.
+    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT), stop_on_signals() as stop:
         logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], entry.title, root, chosen)
         try:
             bar = tqdm(chosen, desc=f"{entry.name}", unit="category", disable=not progress, dynamic_ncols=True)
@@ -378,7 +382,13 @@ def evaluate(
                 if store.finished(category):
                     logger.info("Category %s: already done, skipped", category)
                     continue
-                result = run(category)
+                try:
+                    result = run(category)
+                    stop.raise_if_received()  # a signal that came while a killed worker's error was handled
+                except SweepStopped as stopped:
+                    store.save(CategoryResult(category=category, status=INTERRUPTED, error=str(stopped)))
+                    logger.warning("Category %s interrupted (%s); a rerun redoes it", category, stopped)
+                    raise
                 store.save(result)
                 if result.ok:
                     logger.info("Category %s done in %.1f s: %s", category, result.duration_s, result.metrics)
@@ -410,7 +420,7 @@ def _write_tables(
         footnotes.append("Image metrics are not reported: every test image of this dataset is anomalous.")
     if not entry.pixel_metrics:
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
-    footnotes += [f"{result.category} failed: {result.error}" for result in results if not result.ok]
+    footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
     title = f"{settings['title']}, zero-shot on {entry.title}"
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
