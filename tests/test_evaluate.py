@@ -772,3 +772,34 @@ def test_signal_stops_the_sweep(target: str, signum: int, data: dict[str, Path],
     while _process_group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _process_group_members(process.pid) == []  # no worker left behind
+
+
+# ----- the prompt file's backbone, and hints in this command's options -----
+
+
+def test_prompt_file_backbone_is_used_unless_overridden(data: dict[str, Path], tmp_path: Path) -> None:
+    from anomalib_glocalclip.evaluation import glocalclip_factory
+    from anomalib_glocalclip.glocalclip.prompt_file import PromptFileError
+
+    others = {key: value for key, value in TINY.items() if key != "backbone"}
+    factory = glocalclip_factory(data["prompts"], **others)  # no backbone: the file's (the tiny CLIP)
+    assert factory.keywords["backbone"] == str(TINY_CLIP_CONFIG)
+    factory(evaluator=True)  # builds: the prompts fit
+
+    wider = json.loads(TINY_CLIP_CONFIG.read_text(encoding="utf-8"))
+    wider["text_cfg"]["width"] *= 2
+    other_config = tmp_path / "wider-clip.json"
+    other_config.write_text(json.dumps(wider), encoding="utf-8")
+    factory = glocalclip_factory(data["prompts"], backbone=str(other_config), **others)
+    with pytest.raises(PromptFileError) as error:
+        factory(evaluator=True)
+    assert str(TINY_CLIP_CONFIG) in str(error.value)
+    assert str(other_config) in str(error.value)
+    assert "leave --backbone out" in str(error.value)
+
+
+def test_cli_hints_name_evaluate_options() -> None:
+    from anomalib_glocalclip.cli.evaluate import evaluate_hints
+
+    hint = "pass --model.pretrained /path/to/x.bin, or --model.pretrained null; check --model.backbone."
+    assert evaluate_hints(hint) == "pass --pretrained /path/to/x.bin, or --pretrained none; check --backbone."

@@ -82,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Hints written for ``anomalib test``/``fit`` (jsonargparse options), as this command spells them.
+_HINT_OPTIONS = (
+    ("--model.pretrained null", "--pretrained none"),
+    ("--model.pretrained", "--pretrained"),
+    ("--model.backbone", "--backbone"),
+    ("--model.image_size", "--image-size"),
+    ("--model.prompt_weights", "--prompts"),
+)
+
+
+def evaluate_hints(message: str) -> str:
+    """``message`` with the options of Anomalib's CLI replaced by this command's (``--pretrained none`` ...)."""
+    for anomalib_option, own_option in _HINT_OPTIONS:
+        message = message.replace(anomalib_option, own_option)
+    return message
+
+
 def _model_args(args: argparse.Namespace) -> dict[str, Any]:
     model_args: dict[str, Any] = dict(args.model_arg)
     if args.prompts is not None:
@@ -133,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
                 progress=not args.no_progress,
             )
     except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
-        print(f"anomalib-glocalclip evaluate: error: {error}", file=sys.stderr)
+        print(f"anomalib-glocalclip evaluate: error: {evaluate_hints(str(error))}", file=sys.stderr)
         return 2
     except SweepStopped as stopped:
         print(
