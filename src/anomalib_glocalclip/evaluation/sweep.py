@@ -2,12 +2,23 @@
 
 ``anomalib-glocalclip evaluate`` (and :func:`evaluate` in Python) tests GlocalCLIP with a learned prompt file,
 AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of one of the paper's datasets
-(see ``data/catalogue.py``), through Anomalib's ``Engine.test`` (validation on the target first, then test), and
-writes per-category and mean metrics in the paper's format, with heatmaps.
+(see ``data/catalogue.py``), through Anomalib's ``Engine.test``, and writes per-category and mean metrics in the
+paper's format, with heatmaps.
+
+* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep; per category
+  only the evaluator, a fresh copy of the post-processor, the prompts of the category (AnoCLIP) and the heatmap
+  writer change. Where the validation split is the test split (the default) and scores are raw, the test pass
+  also fits the thresholds (``components/one_pass.py``) instead of a validation pass over the same files;
+  heatmaps are drawn on background threads. Metric states stay on the device. The numbers are those of the
+  former path (fresh model per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
+* **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
+  size).
+* **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
+  the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
 
 * **Resume**: each finished category's result is written atomically to ``categories/<category>.json``; a rerun
   skips categories with a successful result and redoes the others (failed, or interrupted before finishing).
-* **Independent categories**: every category gets a fresh model and its own Engine root
+* **Independent categories**: every category gets its own evaluator, thresholds and Engine root
   (``runs/<category>``); a category that fails is recorded (table, ``evaluate.log``) and the sweep goes on;
   the command then exits with status 1. Errors that would hit every category (the model cannot be built,
   results of another sweep in the folder) stop the sweep at once (status 2).
@@ -41,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from lightning.pytorch import Callback
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
@@ -112,6 +124,21 @@ def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, Any
     raise ValueError(msg)
 
 
+class _ImageProgress(Callback):
+    """A Lightning callback advancing a tqdm bar over the test images (rate and ETA of the running category)."""
+
+    def __init__(self, total: int, category: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=f"  {category}", unit="image", disable=not enabled, leave=False,
+                        dynamic_ncols=True)
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:  # noqa: ANN401
+        del trainer, pl_module, outputs, args
+        self.bar.update(len(batch))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _has_masks(dataset: Any) -> bool:  # noqa: ANN401 - any dataset, duck-typed
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
@@ -138,8 +165,10 @@ class _CategoryRun:
         normalize: bool,
         seed: int | None,
         resize_masks: bool = False,
+        progress: bool = False,
     ) -> None:
         self.factory = factory
+        self.progress = progress
         self.resize_masks = resize_masks
         self.entry = entry
         self.root = root
@@ -203,7 +232,8 @@ class _CategoryRun:
         model = self.model_for(evaluator)
         # One pass where validation would score the test files again: thresholds are fitted on the test pass.
         one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
-        callbacks = []
+        progress = _ImageProgress(result.n_images or 0, category, self.progress)
+        callbacks: list[Callback] = [progress]
         if one_pass:
             callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
             model.visualizer = None
@@ -222,6 +252,7 @@ class _CategoryRun:
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
+            progress.close()
             del model
             if self._model is None:
                 _release_memory()
@@ -318,7 +349,7 @@ def evaluate(
             category with an error naming both files.
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
-        progress: show a progress bar over categories.
+        progress: show progress bars over categories and over the running category's images (rate, ETA).
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values
@@ -370,6 +401,7 @@ def evaluate(
         normalize=normalize,
         seed=seed,
         resize_masks=resize_masks,
+        progress=progress,
     )
     failed: list[str] = []
     # A second signal while the tables are written is ignored: they are written whole.
@@ -391,7 +423,8 @@ def evaluate(
                     raise
                 store.save(result)
                 if result.ok:
-                    logger.info("Category %s done in %.1f s: %s", category, result.duration_s, result.metrics)
+                    logger.info("Category %s done in %.1f s, metrics on %s scores: %s", category, result.duration_s,
+                                settings["scores"], result.metrics)
                 else:
                     failed.append(category)
                     tqdm.write(f"{category}: FAILED ({result.error}); see {output / LOG_FILE}", file=sys.stderr)
@@ -421,7 +454,8 @@ def _write_tables(
     if not entry.pixel_metrics:
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
     footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
-    title = f"{settings['title']}, zero-shot on {entry.title}"
+    scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
+    title = f"{settings['title']}, zero-shot on {entry.title} ({scores})"
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
 
