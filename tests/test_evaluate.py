@@ -803,3 +803,14 @@ def test_cli_hints_name_evaluate_options() -> None:
 
     hint = "pass --model.pretrained /path/to/x.bin, or --model.pretrained null; check --model.backbone."
     assert evaluate_hints(hint) == "pass --pretrained /path/to/x.bin, or --pretrained none; check --backbone."
+
+
+def test_models_draw_with_the_plugin_visualizer(data: dict[str, Path]) -> None:
+    from anomalib_glocalclip import AnoCLIP
+    from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
+    from anomalib_glocalclip.data import visualizer as old_location
+
+    tiny = {key: TINY[key] for key in ("backbone", "pretrained", "image_size")}
+    for model in (glocalclip(data)(), AnoCLIP(**tiny)):
+        assert type(model.visualizer) is PluginImageVisualizer
+    assert old_location.PluginImageVisualizer is PluginImageVisualizer

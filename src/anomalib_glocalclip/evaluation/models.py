@@ -25,7 +25,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip.components import zero_shot_evaluator
-from anomalib_glocalclip.data.visualizer import PluginImageVisualizer
+from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
 
 logger = logging.getLogger(__name__)
