@@ -814,3 +814,34 @@ def test_models_draw_with_the_plugin_visualizer(data: dict[str, Path]) -> None:
     for model in (glocalclip(data)(), AnoCLIP(**tiny)):
         assert type(model.visualizer) is PluginImageVisualizer
     assert old_location.PluginImageVisualizer is PluginImageVisualizer
+
+
+def test_heatmap_writer_writes_in_the_background_and_reraises(tmp_path: Path) -> None:
+    from anomalib.data import ImageBatch
+    from PIL import Image
+
+    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+
+    class Drawer:
+        def __init__(self, fail_on: str | None = None) -> None:
+            self.fail_on = fail_on
+
+        def visualize_item(self, item: Any) -> Image.Image:
+            if item.image_path.endswith(self.fail_on or "-"):
+                msg = f"cannot draw {item.image_path}"
+                raise ValueError(msg)
+            return Image.new("RGB", (4, 4))
+
+    def batch(names: list[str]) -> ImageBatch:
+        return ImageBatch(image=torch.zeros(len(names), 3, 4, 4), image_path=[str(tmp_path / n) for n in names])
+
+    writer = HeatmapWriter(Drawer(), tmp_path / "out", threads=2, max_pending=1)
+    for names in (["a.png", "b.png"], ["c.png"], ["d.png"]):
+        writer.submit(batch(names))
+    writer.close()
+    assert sorted(path.name for path in (tmp_path / "out").rglob("*.png")) == ["a.png", "b.png", "c.png", "d.png"]
+
+    writer = HeatmapWriter(Drawer(fail_on="b.png"), tmp_path / "bad", threads=2)
+    writer.submit(batch(["a.png", "b.png"]))
+    with pytest.raises(ValueError, match=r"cannot draw .*b\.png"):
+        writer.close()
