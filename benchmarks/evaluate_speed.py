@@ -8,25 +8,29 @@ The set has MVTec AD's 15 category names and test counts (467 normal + 1,258 ano
 1-3 elliptic defects) and one training image per category; it is written once by a process pool into ``--data``
 and reused while its ``manifest.json`` matches. GlocalCLIP runs with random weights (ViT-L-14-336 at 518 px, bf16
 on a GPU; speed does not depend on the weights) through the public
-:func:`anomalib_glocalclip.evaluation.sweep.evaluate`, as users run it, once with and once without heatmaps, and
-once more without heatmaps with the metric states kept on the model's device (the sweep keeps them on the host
-today) and Anomalib's AUPRO swapped for ``anomalib_glocalclip.metrics.AUPRO`` (same values, exact host labelling);
-the largest metric difference between the sweeps is printed (the same numbers are expected).
+:func:`anomalib_glocalclip.evaluation.sweep.evaluate`, as users run it (one model for the sweep, one pass per
+category, metric states on the model's device), once with and once without heatmaps, and once more without
+heatmaps with the metric states on the host and Anomalib's own AUPRO instead of ``anomalib_glocalclip.metrics.AUPRO``
+(the sweep's metrics before issue 14); the largest metric difference between the sweeps is printed (the same
+numbers are expected).
 
 Printed per sweep: total seconds, test images/s, the fixed seconds per category and the seconds per image (a
 least-squares line through the categories' own durations, the first one left out as warm-up: "n/a" with fewer
 than three categories), peak GPU memory, and seconds spent in
 
-* ``loading``: the main process waiting for the next batch (``DataLoader`` iterators, validation and test);
-* ``model``: the torch model's forward (validation and test passes both run it);
+* ``loading``: the main process waiting for the next batch (``DataLoader`` iterators);
+* ``model``: the torch model's forward;
 * ``metrics``: the evaluator's batch and epoch hooks (metric updates and ``compute``);
-* ``heatmaps``: the visualizer's test-batch hook (rendering and writing PNGs);
+* ``heatmaps``: the main process's share of the heatmaps: queueing batches for the background writer and waiting
+  for it at the end of a category (the visualizer's test-batch hook on the two-pass path of normalised scores);
+  ``heatmap drawing (threads)`` is the writer threads' own time (rendering and writing PNGs), which overlaps with
+  the rest and is not part of the total's split;
 * ``tables``: writing the sweep's tables at the end;
-* ``other``: the rest (model building, Engine set-up, pre-processing, post-processing with its adaptive
-  thresholds computed after validation, host-device copies, result files).
+* ``other``: the rest (model building, Engine set-up, pre-processing, post-processing and the thresholds fitted
+  on the test pass, host-device copies, result files).
 
 Last, every pixel metric of the sweep is timed alone on a category-sized stack (``--metric-stack``, default 80
-maps of 518 px) with its states on the host (as the sweep keeps them today) and, on a GPU, on the device.
+maps of 518 px) with its states on the host and, on a GPU, on the device (as the sweep keeps them).
 
 The spans are measured from outside the sweep by wrapping the named methods for the run (with a CUDA
 synchronisation at each edge, which removes some overlap the sweep would otherwise get). The model's own forward
@@ -177,23 +181,42 @@ class Spans:
                 delattr(owner, attribute)
 
 
-def metrics_on_device(evaluator: Any) -> None:  # noqa: ANN401 - Anomalib's Evaluator
-    """Keep ``evaluator``'s metric states on the model's device, Anomalib's AUPRO swapped for the plugin's.
+def metrics_on_host(evaluator: Any) -> Any:  # noqa: ANN401 - Anomalib's Evaluator
+    """``evaluator`` as the sweep had it before issue 14: states on the host, Anomalib's own AUPRO.
 
-    The plugin's ``AUPRO`` gives Anomalib's values with regions labelled on the host in one call, instead of
-    Anomalib's GPU path (1,000 label-propagation passes). Done in place: the sweep keeps its evaluator object.
+    The plugin's ``AUPRO`` (the sweep's) gives Anomalib's values with regions labelled on the host in one call;
+    here it is swapped back for Anomalib's class. Done in place; returns ``evaluator``.
     """
     from anomalib.metrics import AUPRO as AnomalibAUPRO  # noqa: N811 - both are called AUPRO
 
     from anomalib_glocalclip.metrics import AUPRO
 
-    evaluator.compute_on_cpu = False
+    evaluator.compute_on_cpu = True
     for index, metric in enumerate(evaluator.test_metrics):
-        if type(metric) is AnomalibAUPRO:
+        if type(metric) is AUPRO:
             prefix = metric.name.removesuffix("AUPRO")
-            evaluator.test_metrics[index] = AUPRO(
+            evaluator.test_metrics[index] = AnomalibAUPRO(
                 fields=metric.fields, prefix=prefix, strict=metric.strict, fpr_limit=float(metric.fpr_limit)
             )
+    return evaluator
+
+
+@contextlib.contextmanager
+def host_metrics_in_sweep() -> Iterator[None]:
+    """While the block runs, the sweep's evaluators (one per category) get :func:`metrics_on_host`."""
+    from anomalib_glocalclip.evaluation import sweep
+
+    original = sweep.sweep_evaluator
+
+    @functools.wraps(original)
+    def on_host(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        return metrics_on_host(original(*args, **kwargs))
+
+    sweep.sweep_evaluator = on_host
+    try:
+        yield
+    finally:
+        sweep.sweep_evaluator = original
 
 
 class TimedFactory:
@@ -201,15 +224,13 @@ class TimedFactory:
 
     Args:
         spans: where the forward seconds go.
-        device_metrics: apply :func:`metrics_on_device` to the sweep's evaluator.
         **model_args: ``GlocalCLIP`` arguments.
     """
 
     title = "GlocalCLIP"
 
-    def __init__(self, spans: Spans, device_metrics: bool = False, **model_args: Any) -> None:  # noqa: ANN401
+    def __init__(self, spans: Spans, **model_args: Any) -> None:  # noqa: ANN401
         self.spans = spans
-        self.device_metrics = device_metrics
         self.model_args = model_args
         self.description = f"GlocalCLIP({model_args}) timed by benchmarks/evaluate_speed.py"
         self._start = 0.0
@@ -223,11 +244,9 @@ class TimedFactory:
         self.spans.seconds["model"] += time.perf_counter() - self._start
 
     def __call__(self, evaluator: Any) -> torch.nn.Module:  # noqa: ANN401
-        """A fresh GlocalCLIP with forward timing hooks on its torch model."""
+        """A GlocalCLIP with forward timing hooks on its torch model (the sweep builds one)."""
         from anomalib_glocalclip import GlocalCLIP
 
-        if self.device_metrics:
-            metrics_on_device(evaluator)
         model = GlocalCLIP(evaluator=evaluator, **self.model_args)
         model.model.register_forward_pre_hook(self._before)
         model.model.register_forward_hook(self._after)
@@ -252,7 +271,7 @@ def run_sweep(
     data: Path,
     model_args: dict[str, Any],
     heatmaps: bool = True,
-    device_metrics: bool = False,
+    host_metrics: bool = False,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """One timed ``evaluate`` over ``args.categories``.
 
@@ -263,17 +282,20 @@ def run_sweep(
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
     from anomalib_glocalclip.evaluation import sweep
     from anomalib_glocalclip.evaluation.store import ResultStore
 
     spans = Spans()
-    folder = ("heatmaps" if heatmaps else "no_heatmaps") + ("_device_metrics" if device_metrics else "")
+    folder = ("heatmaps" if heatmaps else "no_heatmaps") + ("_host_metrics" if host_metrics else "")
     output = args.output / folder
     hooks = [
         (_BaseDataLoaderIter, "__next__", "loading"),
         *((Evaluator, hook, "metrics") for hook in ("on_validation_batch_end", "on_validation_epoch_end",
                                                     "on_test_batch_end", "on_test_epoch_end")),
-        (ImageVisualizer, "on_test_batch_end", "heatmaps"),
+        (ImageVisualizer, "on_test_batch_end", "heatmaps"),  # the two-pass path (normalised scores)
+        *((HeatmapWriter, method, "heatmaps") for method in ("submit", "close")),
+        (HeatmapWriter, "_write", "heatmap drawing (threads)"),
         (sweep, "_write_tables", "tables"),
     ]
     if torch.cuda.is_available():
@@ -281,8 +303,10 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         for owner, attribute, name in hooks:
             stack.enter_context(spans.wrapping(owner, attribute, name))
+        if host_metrics:
+            stack.enter_context(host_metrics_in_sweep())
         start = time.perf_counter()
-        factory = TimedFactory(spans, device_metrics=device_metrics, **model_args)
+        factory = TimedFactory(spans, **model_args)
         table = sweep.evaluate(factory, "mvtec_ad", data, categories=args.categories, output=output,
                                accelerator=args.accelerator, devices=1, batch_size=args.batch_size,
                                num_workers=args.workers, heatmaps=heatmaps, overwrite=True, progress=False)
@@ -302,6 +326,7 @@ def run_sweep(
         "s per image": line[1] if line else None,
         **{f"{name} s": spans.seconds[name] for name in SPANS},
         "other s": total - sum(spans.seconds[name] for name in SPANS),
+        "heatmap drawing (threads) s": spans.seconds["heatmap drawing (threads)"],
         "peak GPU GiB": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
     return figures, {category: results[category].metrics for category in args.categories}
@@ -416,10 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--heatmaps", default="both", choices=["both", "on", "off"])
     parser.add_argument(
-        "--no-device-metrics",
-        dest="device_metrics",
+        "--no-host-metrics",
+        dest="host_metrics",
         action="store_false",
-        help="skip the extra sweep with metric states on the device (and the plugin's AUPRO)",
+        help="skip the extra sweep with metric states on the host and Anomalib's AUPRO (the sweep before issue 14)",
     )
     parser.add_argument("--metric-stack", type=int, nargs=2, default=None, metavar=("IMAGES", "SIZE"),
                         help="stack on which the pixel metrics are timed alone (default 80 518, tiny 4 64)")
@@ -458,8 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         ("with heatmaps" if heatmaps else "no heatmaps"): run_sweep(args, data, model_args, heatmaps=heatmaps)
         for heatmaps in modes
     }
-    if args.device_metrics:
-        runs["no heatmaps, metrics on device"] = run_sweep(args, data, model_args, heatmaps=False, device_metrics=True)
+    if args.host_metrics:
+        runs["no heatmaps, metrics on host"] = run_sweep(args, data, model_args, heatmaps=False, host_metrics=True)
     columns = {name: figures for name, (figures, _) in runs.items()}
     metric_values = {name: values for name, (_, values) in runs.items()}
     use_cuda = torch.cuda.is_available() and args.accelerator in {"auto", "gpu", "cuda"}

@@ -28,6 +28,7 @@ from anomalib_glocalclip import AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.cli.evaluate import main
 from anomalib_glocalclip.evaluation import SweepMismatchError, evaluate
 from anomalib_glocalclip.evaluation import sweep as sweep_module
+from anomalib_glocalclip.evaluation.models import describe_factory
 from anomalib_glocalclip.glocalclip import PRESETS
 from anomalib_glocalclip.metrics import reference_aupro
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG
@@ -161,23 +162,20 @@ def test_resume_redoes_only_missing_categories(
 def test_crash_mid_sweep_keeps_finished_categories(
     data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class CrashingFactory:
-        """Builds the tiny GlocalCLIP; its ``crash_on``-th call raises, like a process dying mid-sweep."""
+    original = sweep_module._CategoryRun.__call__
 
-        def __init__(self, crash_on: int | None) -> None:
-            self.calls = 0
-            self.crash_on = crash_on
-
-        def __call__(self, evaluator: Any) -> GlocalCLIP:
-            self.calls += 1
-            if self.calls == self.crash_on:
-                msg = "simulated crash"
-                raise RuntimeError(msg)
-            return glocalclip(data)(evaluator=evaluator)
+    def crash_on_carpet(self: Any, category: str) -> Any:
+        """Like a process dying mid-sweep: the second category's run raises out of the sweep."""
+        if category == "carpet":
+            msg = "simulated crash"
+            raise RuntimeError(msg)
+        return original(self, category)
 
     output = tmp_path / "sweep"
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_sweep(CrashingFactory(crash_on=2), output, data["mvtec"])
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_module._CategoryRun, "__call__", crash_on_carpet)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_sweep(glocalclip(data), output, data["mvtec"])
     bottle = output / "categories" / "bottle.json"
     assert json.loads(bottle.read_text(encoding="utf-8"))["status"] == "ok"
     assert not (output / "categories" / "carpet.json").exists()
@@ -188,10 +186,18 @@ def test_crash_mid_sweep_keeps_finished_categories(
     bottle_before = bottle.read_bytes()
 
     calls = _spy_on_category_runs(monkeypatch)
-    factory = CrashingFactory(crash_on=None)
+    built: list[Any] = []
+
+    def factory(evaluator: Any) -> GlocalCLIP:
+        built.append(glocalclip(data)(evaluator=evaluator))
+        return built[-1]
+
+    factory.description = describe_factory(glocalclip(data))  # type: ignore[attr-defined] - the same sweep
+    factory.title = "GlocalCLIP"  # type: ignore[attr-defined]
+
     table = run_sweep(factory, output, data["mvtec"])
     assert calls == ["carpet"]
-    assert factory.calls == 1
+    assert len(built) == 1
     assert bottle.read_bytes() == bottle_before
     assert list(table.index) == ["bottle", "carpet", "mean"]
     assert table.attrs["failed"] == []
@@ -530,3 +536,312 @@ def test_protocol_config_trains_one_epoch_end_to_end(miniatures: dict[str, Path]
     prompts = tmp_path / documented.group(1)
     assert prompts.is_file(), sorted(str(path) for path in tmp_path.rglob("prompts.pt"))
     assert GlocalCLIP(**TINY, prompt_weights=str(prompts)).model.prompt_learner.shape == PRESETS["visa_to_mvtec"]
+
+
+# ----- one model, one pass, metrics on the device: the same numbers as the sweep before it -----
+
+
+def _legacy_category(factory: Any, root: Path, category: str, output: Path) -> dict[str, float]:
+    """One category the way the sweep ran it before: a fresh model, Anomalib's validation pass before the test,
+    metric states on the host and Anomalib's own AUPRO; heatmaps by Anomalib's visualizer, per batch."""
+    from anomalib.engine import Engine
+    from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+    from anomalib.visualization import ImageVisualizer
+    from lightning.pytorch import seed_everything
+
+    from anomalib_glocalclip.data.catalogue import make_datamodule
+    from anomalib_glocalclip.evaluation import prepare_model
+    from anomalib_glocalclip.metrics import ReferenceAUPRO
+
+    datamodule = make_datamodule("mvtec_ad", root, category, eval_batch_size=4, num_workers=0)
+    evaluator = Evaluator(
+        test_metrics=[
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            ReferenceAUPRO(prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+            F1Max(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        ],
+        compute_on_cpu=True,
+    )
+    seed_everything(111, verbose=False)
+    model = factory(evaluator=evaluator)
+    visualizer = ImageVisualizer(
+        fields_config={"anomaly_map": {"colormap": True, "normalize": True}}, output_dir=output / category
+    )
+    prepare_model(model, evaluator, visualizer)
+    engine = Engine(default_root_dir=output / "runs", accelerator="cpu", logger=False, enable_progress_bar=False)
+    return engine.test(model, datamodule=datamodule, verbose=False)[0]
+
+
+@pytest.mark.parametrize("model_name", ["glocalclip", "anoclip"])
+def test_one_pass_sweep_equals_the_legacy_sweep(
+    model_name: str, data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-model, one-pass, device-metrics sweep gives the old sweep's metrics (1e-6) and the same heatmaps,
+    whose predicted masks show the thresholds: fitted on the test pass, they equal the validation pass's."""
+    from anomalib_glocalclip import AnoCLIP
+
+    tiny_anoclip = {key: TINY[key] for key in ("backbone", "pretrained", "image_size")}
+    factory = glocalclip(data) if model_name == "glocalclip" else functools.partial(AnoCLIP, **tiny_anoclip)
+    built: list[Any] = []
+
+    def counting_factory(evaluator: Any) -> Any:
+        built.append(factory(evaluator=evaluator))
+        return built[-1]
+
+    from anomalib_glocalclip.components import ZeroShotCLIPMixin
+
+    validated: list[int] = []
+    validation_step = ZeroShotCLIPMixin.validation_step
+
+    def counting_validation_step(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        validated.append(len(batch))
+        return validation_step(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(ZeroShotCLIPMixin, "validation_step", counting_validation_step)
+    output = tmp_path / "sweep"
+    run_sweep(counting_factory, output, data["mvtec"])
+    assert len(built) == 1  # one model for both categories
+    assert validated == []  # one pass: no validation pass over the test files
+    metrics = read_metrics(output)
+    for category in ("bottle", "carpet"):
+        legacy = _legacy_category(factory, data["mvtec"], category, tmp_path / "legacy")
+        assert sum(validated) == 4 * (1 + (category == "carpet"))  # the legacy way validates first
+        assert set(legacy) == {name for name in metrics.columns if name.startswith(("image_", "pixel_"))}
+        for name, value in legacy.items():
+            assert metrics.loc[category, name] == pytest.approx(float(value), abs=1e-6), (category, name)
+        new_heatmaps = sorted((output / "heatmaps" / category).rglob("*.png"))
+        old_heatmaps = sorted((tmp_path / "legacy" / category).rglob("*.png"))
+        assert [path.relative_to(output / "heatmaps" / category) for path in new_heatmaps] == [
+            path.relative_to(tmp_path / "legacy" / category) for path in old_heatmaps
+        ]
+        assert len(new_heatmaps) == 4
+        for new, old in zip(new_heatmaps, old_heatmaps, strict=True):
+            assert new.read_bytes() == old.read_bytes(), new
+
+
+# ----- every file read right or refused by name -----
+
+
+def _copy_of_mvtec(data: dict[str, Path], tmp_path: Path) -> Path:
+    root = tmp_path / "mvtec"
+    shutil.copytree(data["mvtec"], root)
+    return root
+
+
+def test_mask_of_another_size_fails_the_category_naming_both_files(data: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = _copy_of_mvtec(data, tmp_path)
+    mask = root / "carpet" / "ground_truth" / "scratch" / "001_mask.png"
+    image = root / "carpet" / "test" / "scratch" / "001.png"
+    with Image.open(mask) as original:
+        small = original.resize((original.width // 2, original.height // 2), Image.NEAREST)
+    small.save(mask)
+
+    table = run_sweep(glocalclip(data), tmp_path / "strict", root)
+    assert table.attrs["failed"] == ["carpet"]
+    error = json.loads((tmp_path / "strict" / "categories" / "carpet.json").read_text(encoding="utf-8"))["error"]
+    assert str(image) in error
+    assert str(mask) in error
+    assert "--resize-masks" in error
+
+    table = run_sweep(glocalclip(data), tmp_path / "resized", root, resize_masks=True)
+    assert table.attrs["failed"] == []
+    assert read_metrics(tmp_path / "resized").loc["carpet", "pixel_AUROC"] > 0
+
+
+def test_missing_mask_in_mvtec_layout_is_named(data: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy_of_mvtec(data, tmp_path)
+    (root / "bottle" / "ground_truth" / "scratch" / "000_mask.png").unlink()
+    table = run_sweep(glocalclip(data), tmp_path / "sweep", root)
+    assert table.attrs["failed"] == ["bottle"]
+    error = json.loads((tmp_path / "sweep" / "categories" / "bottle.json").read_text(encoding="utf-8"))["error"]
+    assert str(root / "bottle" / "test" / "scratch" / "000.png") in error
+    assert "000_mask.png" in error
+
+
+def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path) -> None:
+    """The sweep's datasets read a 16-bit PNG as its 8-bit twin (Anomalib's own reader clips it to white)."""
+    import numpy as np
+    from PIL import Image
+
+    from anomalib_glocalclip.data.catalogue import make_datamodule
+    from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+    from anomalib_glocalclip.evaluation.reading import check_and_wrap
+
+    root = _copy_of_mvtec(data, tmp_path)
+    expected = {}
+    for path in sorted((root / "carpet" / "test").rglob("*.png")):
+        with Image.open(path) as image:
+            gray = np.asarray(image.convert("L"), dtype=np.uint16)
+        Image.fromarray(gray * 257).save(path)  # mode I;16: the same picture at 16 bits
+        expected[str(path)] = torch.from_numpy(gray.astype(np.float32) / 255.0)
+    datamodule = make_datamodule("mvtec_ad", root, "carpet", num_workers=0)
+    datamodule.setup()
+    anomalib_item = datamodule.test_data[0]
+    check_and_wrap(datamodule, "carpet")
+    assert isinstance(datamodule.test_data, SafeImageDataset)
+    for index in range(len(datamodule.test_data)):
+        item = datamodule.test_data[index]
+        for channel in item.image:
+            assert torch.allclose(channel, expected[item.image_path], atol=1e-6), item.image_path
+    assert anomalib_item.image.min() == 1.0  # what the sweep read before: every pixel white
+
+
+# ----- SIGTERM / SIGINT: a stop, not a failure -----
+
+_SLOW_SWEEP = """
+import sys, time
+from pathlib import Path
+from anomalib_glocalclip.components import ZeroShotCLIPMixin
+from anomalib_glocalclip.cli.evaluate import main
+
+marker = Path(sys.argv[1])
+step = ZeroShotCLIPMixin.test_step if hasattr(ZeroShotCLIPMixin, "test_step") else None
+
+def slow_test_step(self, batch, *args, **kwargs):
+    if self.trainer.datamodule.category == "carpet":
+        marker.touch()  # the test may signal now: carpet is being tested
+        time.sleep(60)
+    return type(self).validation_step(self, batch, *args, **kwargs)
+
+ZeroShotCLIPMixin.test_step = slow_test_step
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _process_group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
+@pytest.mark.parametrize(("target", "signum"), [("process", 15), ("group", 15), ("process", 2)])
+def test_signal_stops_the_sweep(target: str, signum: int, data: dict[str, Path], tmp_path: Path) -> None:
+    """SIGTERM/SIGINT mid-category: that category is interrupted (not failed), the finished ones are tabled, the exit
+    status is 128 + signal, and no data loader worker is left behind."""
+    import signal
+    import time
+
+    output, marker, script = tmp_path / "out", tmp_path / "carpet_started", tmp_path / "slow_sweep.py"
+    script.write_text(_SLOW_SWEEP, encoding="utf-8")
+    command = [
+        sys.executable, str(script), str(marker), "--prompts", str(data["prompts"]), "--dataset", "mvtec_ad",
+        "--root", str(data["mvtec"]), "--output", str(output), "--backbone", str(TINY_CLIP_CONFIG),
+        "--pretrained", "none", "--image-size", "64", "--accelerator", "cpu", "--workers", "2", "--batch-size", "2",
+        "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "carpet never started"
+            time.sleep(0.2)
+        if target == "group":
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "rerun the same command" in stderr
+    carpet = json.loads((output / "categories" / "carpet.json").read_text(encoding="utf-8"))
+    assert carpet["status"] == "interrupted"
+    assert carpet["error"] == f"stopped by {signal.Signals(signum).name}"
+    assert json.loads((output / "categories" / "bottle.json").read_text(encoding="utf-8"))["status"] == "ok"
+    table = pd.read_csv(output / "results.csv", index_col="category")
+    assert list(table.index) == ["bottle", "carpet", "mean"]
+    assert table.loc["carpet", "note"].startswith("interrupted")
+    deadline = time.monotonic() + 10
+    while _process_group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _process_group_members(process.pid) == []  # no worker left behind
+
+
+# ----- the prompt file's backbone, and hints in this command's options -----
+
+
+def test_prompt_file_backbone_is_used_unless_overridden(data: dict[str, Path], tmp_path: Path) -> None:
+    from anomalib_glocalclip.evaluation import glocalclip_factory
+    from anomalib_glocalclip.glocalclip.prompt_file import PromptFileError
+
+    others = {key: value for key, value in TINY.items() if key != "backbone"}
+    factory = glocalclip_factory(data["prompts"], **others)  # no backbone: the file's (the tiny CLIP)
+    assert factory.keywords["backbone"] == str(TINY_CLIP_CONFIG)
+    factory(evaluator=True)  # builds: the prompts fit
+
+    wider = json.loads(TINY_CLIP_CONFIG.read_text(encoding="utf-8"))
+    wider["text_cfg"]["width"] *= 2
+    other_config = tmp_path / "wider-clip.json"
+    other_config.write_text(json.dumps(wider), encoding="utf-8")
+    factory = glocalclip_factory(data["prompts"], backbone=str(other_config), **others)
+    with pytest.raises(PromptFileError) as error:
+        factory(evaluator=True)
+    assert str(TINY_CLIP_CONFIG) in str(error.value)
+    assert str(other_config) in str(error.value)
+    assert "leave --backbone out" in str(error.value)
+
+
+def test_cli_hints_name_evaluate_options() -> None:
+    from anomalib_glocalclip.cli.evaluate import evaluate_hints
+
+    hint = "pass --model.pretrained /path/to/x.bin, or --model.pretrained null; check --model.backbone."
+    assert evaluate_hints(hint) == "pass --pretrained /path/to/x.bin, or --pretrained none; check --backbone."
+
+
+def test_models_draw_with_the_plugin_visualizer(data: dict[str, Path]) -> None:
+    from anomalib_glocalclip import AnoCLIP
+    from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
+    from anomalib_glocalclip.data import visualizer as old_location
+
+    tiny = {key: TINY[key] for key in ("backbone", "pretrained", "image_size")}
+    for model in (glocalclip(data)(), AnoCLIP(**tiny)):
+        assert type(model.visualizer) is PluginImageVisualizer
+    assert old_location.PluginImageVisualizer is PluginImageVisualizer
+
+
+def test_heatmap_writer_writes_in_the_background_and_reraises(tmp_path: Path) -> None:
+    from anomalib.data import ImageBatch
+    from PIL import Image
+
+    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+
+    class Drawer:
+        def __init__(self, fail_on: str | None = None) -> None:
+            self.fail_on = fail_on
+
+        def visualize_item(self, item: Any) -> Image.Image:
+            if item.image_path.endswith(self.fail_on or "-"):
+                msg = f"cannot draw {item.image_path}"
+                raise ValueError(msg)
+            return Image.new("RGB", (4, 4))
+
+    def batch(names: list[str]) -> ImageBatch:
+        return ImageBatch(image=torch.zeros(len(names), 3, 4, 4), image_path=[str(tmp_path / n) for n in names])
+
+    writer = HeatmapWriter(Drawer(), tmp_path / "out", threads=2, max_pending=1)
+    for names in (["a.png", "b.png"], ["c.png"], ["d.png"]):
+        writer.submit(batch(names))
+    writer.close()
+    assert sorted(path.name for path in (tmp_path / "out").rglob("*.png")) == ["a.png", "b.png", "c.png", "d.png"]
+
+    writer = HeatmapWriter(Drawer(fail_on="b.png"), tmp_path / "bad", threads=2)
+    writer.submit(batch(["a.png", "b.png"]))
+    with pytest.raises(ValueError, match=r"cannot draw .*b\.png"):
+        writer.close()

@@ -59,20 +59,21 @@ def test_fixed_and_per_image_costs_from_category_durations(bench) -> None:
     assert bench._fit_line([(80, 30.0), (90, 2.0)]) is None  # one category after the warm-up one
 
 
-def test_metrics_on_device_swaps_aupro_in_place(bench) -> None:
+def test_metrics_on_host_swaps_anomalib_aupro_back(bench) -> None:
     from anomalib.metrics import AUPRO as AnomalibAUPRO  # noqa: N811 - the plugin's has the same name
 
     from anomalib_glocalclip.evaluation.models import sweep_evaluator
     from anomalib_glocalclip.metrics import AUPRO
 
     evaluator = sweep_evaluator()
+    assert evaluator.compute_on_cpu is False  # the sweep keeps metric states on the device
     names = [metric.name for metric in evaluator.test_metrics]
-    old = next(metric for metric in evaluator.test_metrics if type(metric) is AnomalibAUPRO)
-    bench.metrics_on_device(evaluator)
-    assert evaluator.compute_on_cpu is False
+    new = next(metric for metric in evaluator.test_metrics if type(metric) is AUPRO)
+    assert bench.metrics_on_host(evaluator) is evaluator
+    assert evaluator.compute_on_cpu is True
     assert [metric.name for metric in evaluator.test_metrics] == names
-    new = next(metric for metric in evaluator.test_metrics if metric.name == "pixel_AUPRO")
-    assert type(new) is AUPRO
+    old = next(metric for metric in evaluator.test_metrics if metric.name == "pixel_AUPRO")
+    assert type(old) is AnomalibAUPRO
     assert (new.fields, new.strict, float(new.fpr_limit)) == (old.fields, old.strict, float(old.fpr_limit))
 
 
@@ -85,7 +86,7 @@ def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:
     for row in ("total s", "images/s", "fixed s per category", "loading s", "model s", "metrics s", "heatmaps s",
                 "tables s", "peak GPU GiB"):
         assert f"| {row} |" in result.stdout
-    assert "| figure | with heatmaps | no heatmaps | no heatmaps, metrics on device |" in result.stdout
+    assert "| figure | with heatmaps | no heatmaps | no heatmaps, metrics on host |" in result.stdout
     assert "Sweep (no heatmaps) / forward:" in result.stdout
     figures = json.loads((tmp_path / "figures.json").read_text())
     with_maps, without = figures["sweeps"]["with heatmaps"], figures["sweeps"]["no heatmaps"]
@@ -100,7 +101,7 @@ def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:
     assert len(list((tmp_path / "runs" / "heatmaps" / "heatmaps").rglob("*.png"))) == 11
     assert not (tmp_path / "runs" / "no_heatmaps" / "heatmaps").exists()
     # Metric states on the device and the plugin's AUPRO: the same numbers, pixel metrics included.
-    on_host, on_device = figures["metrics"]["no heatmaps"], figures["metrics"]["no heatmaps, metrics on device"]
+    on_device, on_host = figures["metrics"]["no heatmaps"], figures["metrics"]["no heatmaps, metrics on host"]
     assert set(on_device["carpet"]) >= {"pixel_AUROC", "pixel_AUPRO", "pixel_ReferenceAUPRO", "image_AUROC"}
     for category, values in on_host.items():
         assert on_device[category] == pytest.approx(values, abs=1e-6)

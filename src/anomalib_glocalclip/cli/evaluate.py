@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", required=True, help=DATASET_HELP)
     data.add_argument("--root", required=True, help="dataset root, in its official download layout")
     data.add_argument("--categories", nargs="+", default=None, help="categories to test (default: all found)")
+    data.add_argument(
+        "--resize-masks",
+        action="store_true",
+        help="resize masks whose size differs from their image's (default: such a category fails, naming both files)",
+    )
     data.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     data.add_argument("--workers", type=int, default=4, help="dataloader workers")
     run = parser.add_argument_group("run")
@@ -77,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Hints written for ``anomalib test``/``fit`` (jsonargparse options), as this command spells them.
+_HINT_OPTIONS = (
+    ("--model.pretrained null", "--pretrained none"),
+    ("--model.pretrained", "--pretrained"),
+    ("--model.backbone", "--backbone"),
+    ("--model.image_size", "--image-size"),
+    ("--model.prompt_weights", "--prompts"),
+)
+
+
+def evaluate_hints(message: str) -> str:
+    """``message`` with the options of Anomalib's CLI replaced by this command's (``--pretrained none`` ...)."""
+    for anomalib_option, own_option in _HINT_OPTIONS:
+        message = message.replace(anomalib_option, own_option)
+    return message
+
+
 def _model_args(args: argparse.Namespace) -> dict[str, Any]:
     model_args: dict[str, Any] = dict(args.model_arg)
     if args.prompts is not None:
@@ -91,13 +113,17 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``anomalib-glocalclip evaluate``: 0 if every category succeeded, 1 if some failed, 2 on a setup error."""
+    """``anomalib-glocalclip evaluate``: 0 if every category succeeded, 1 if some failed, 2 on a setup error.
+
+    Stopped by SIGINT or SIGTERM: 130 or 143 (``128 + signal``), after the tables of the finished categories.
+    """
     parser = build_parser()
     args = parser.parse_args(list(argv))
     model = args.model
     if model.lower() == "glocalclip" and args.prompts is None:
         parser.error("--model glocalclip is evaluated with learned prompts: pass --prompts prompts.pt")
     from anomalib_glocalclip.data.catalogue import get_dataset
+    from anomalib_glocalclip.evaluation.stopping import SweepStopped
     from anomalib_glocalclip.evaluation.sweep import DEFAULT_OUTPUT, LOG_FILE, evaluate, is_config, quiet_lightning
 
     label = Path(model).stem if is_config(model) else model.lower()
@@ -118,13 +144,21 @@ def main(argv: Sequence[str]) -> int:
                 num_workers=args.workers,
                 heatmaps=not args.no_heatmaps,
                 normalize=args.normalize_scores,
+                resize_masks=args.resize_masks,
                 overwrite=args.overwrite,
                 seed=args.seed,
                 progress=not args.no_progress,
             )
     except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
-        print(f"anomalib-glocalclip evaluate: error: {error}", file=sys.stderr)
+        print(f"anomalib-glocalclip evaluate: error: {evaluate_hints(str(error))}", file=sys.stderr)
         return 2
+    except SweepStopped as stopped:
+        print(
+            f"anomalib-glocalclip evaluate: {stopped}; finished categories are in {output / 'results.csv'}, "
+            "rerun the same command to do the rest.",
+            file=sys.stderr,
+        )
+        return stopped.exit_status
     print((output / "results.md").read_text(encoding="utf-8"))
     print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}")
     failed = table.attrs.get("failed", [])

@@ -37,6 +37,7 @@ from anomalib_glocalclip.compat import set_post_processor_thresholds
 from .evaluator import zero_shot_evaluator
 from .pre_processor import clip_pre_processor
 from .prediction_table import PredictionTable
+from .visualizer import PluginImageVisualizer
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class ZeroShotCLIPMixin:
         pre_processor: pre-processor, or ``True`` for ``configure_pre_processor(image_size)``. Defaults to ``True``.
         post_processor: post-processor, or ``True`` for Anomalib's. Defaults to ``True``.
         evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``. Defaults to ``True``.
-        visualizer: visualizer, or ``True`` for Anomalib's. Defaults to ``True``.
+        visualizer: visualizer, or ``True`` for ``configure_visualizer()`` (Anomalib's, its images read by the
+            plugin's reader). Defaults to ``True``.
     """
 
     def __init__(
@@ -127,6 +129,11 @@ class ZeroShotCLIPMixin:
     def configure_post_processor() -> PostProcessor:
         """Anomalib's post-processor: thresholds and normalisation from validation on the target."""
         return PostProcessor()
+
+    @classmethod
+    def configure_visualizer(cls) -> PluginImageVisualizer:
+        """Anomalib's image visualizer whose "Image" panel is read by the plugin's reader (16-bit files right)."""
+        return PluginImageVisualizer()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max
+from anomalib.metrics import AUPR, AUROC, Evaluator, F1Max
 
-from anomalib_glocalclip.metrics import ReferenceAUPRO
+from anomalib_glocalclip.metrics import AUPRO, ReferenceAUPRO
 
 
 def zero_shot_evaluator(
@@ -17,7 +17,9 @@ def zero_shot_evaluator(
 
     Pixel metrics are non-strict, so image-level datasets (no masks) skip them. The same metric names are
     used by every model of this plugin, and by WinCLIP in its benchmark, so results tables line up. By default
-    metric states stay on the model's device (no copy to the host after every batch).
+    metric states stay on the model's device (no copy to the host after every batch). ``pixel_AUPRO`` is the
+    plugin's :class:`~anomalib_glocalclip.metrics.AUPRO`: Anomalib's metric and values, its regions labelled
+    exactly once per stack (Anomalib's GPU labelling is approximate and slow).
 
     Args:
         image_metrics: include the image metrics (leave out where a test split holds one class only).

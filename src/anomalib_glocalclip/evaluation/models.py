@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
+
+logger = logging.getLogger(__name__)
 
 ModelFactory = Callable[..., AnomalibModule]
 """Called as ``factory(evaluator=...)``; returns a new model."""
@@ -42,17 +46,24 @@ def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> E
     Args:
         image_metrics: compute image metrics (leave out where the test split holds one class only).
         pixel_metrics: compute pixel metrics (leave out for datasets without masks).
+
+    Metric states stay on the model's device (``compute_on_cpu=False``); the values equal the host path's.
     """
-    return zero_shot_evaluator(image_metrics, pixel_metrics, reference_aupro=True, compute_on_cpu=True)
+    return zero_shot_evaluator(image_metrics, pixel_metrics, reference_aupro=True, compute_on_cpu=False)
 
 
-def heatmap_visualizer(output_dir: str | Path) -> ImageVisualizer:
-    """Anomalib's image visualizer writing into ``output_dir``, each map min-max scaled for display.
+def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
+    """Anomalib's image visualizer (images read by the plugin's reader) writing into ``output_dir``.
+
+    Each map is min-max scaled for display.
 
     The sweep scores without Anomalib's normalisation (see :func:`prepare_model`), so raw maps (GlocalCLIP's lie
     in [0, 4]) are scaled per image for the colour map, as the reference code does for its pictures.
     """
-    return ImageVisualizer(fields_config={"anomaly_map": {"colormap": True, "normalize": True}}, output_dir=output_dir)
+    return PluginImageVisualizer(
+        fields_config={"anomaly_map": {"colormap": True, "normalize": True}},
+        output_dir=output_dir,
+    )
 
 
 def prepare_model(
@@ -101,17 +112,50 @@ def _file_digest(path: str | Path) -> str:
 def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
     """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights``.
 
+    The backbone is the one stored in the prompt file unless ``backbone`` is given; a given backbone other than
+    the stored one is used (with a warning), and if the prompts do not fit it the error names both.
+
     Args:
         prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP checkpoint or a reference ``.pth``).
         **init_args: further ``GlocalCLIP`` arguments (``backbone``, ``pretrained``, ``image_size``, ``sigma``...).
     """
     from anomalib_glocalclip.glocalclip import GlocalCLIP
+    from anomalib_glocalclip.glocalclip.prompt_file import read_prompt_file
 
     path = Path(prompt_weights).expanduser()
     if not path.is_file():
         msg = f"Prompt file {path} does not exist (pass the prompts.pt a training run wrote next to its checkpoint)."
         raise FileNotFoundError(msg)
+    stored = read_prompt_file(path).metadata.get("backbone")
+    given = init_args.get("backbone")
+    if stored and given is None:
+        if str(stored) != DEFAULT_GLOCALCLIP_BACKBONE:  # the default needs no argument (sweep descriptions stay)
+            init_args["backbone"] = str(stored)
+    elif stored and str(given) != str(stored):
+        logger.warning("Prompt file %s was learned with backbone %s; using backbone %s as asked.", path, stored, given)
+        factory = functools.partial(_glocalclip_on_other_backbone, prompt_weights=str(path), **init_args)
+        factory.title = "GlocalCLIP"  # type: ignore[attr-defined]
+        return factory
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
+
+
+DEFAULT_GLOCALCLIP_BACKBONE = "ViT-L-14-336"
+
+
+def _glocalclip_on_other_backbone(**init_args: Any) -> AnomalibModule:  # noqa: ANN401 - model init args
+    """GlocalCLIP on a backbone other than its prompt file's; a misfit names both backbones."""
+    from anomalib_glocalclip.glocalclip import GlocalCLIP
+    from anomalib_glocalclip.glocalclip.prompt_file import PromptFileError, read_prompt_file
+
+    try:
+        return GlocalCLIP(**init_args)
+    except PromptFileError as error:
+        stored = read_prompt_file(init_args["prompt_weights"]).metadata.get("backbone")
+        msg = (
+            f"{error}\nThe prompt file was learned with backbone {stored!r}, but --backbone {init_args['backbone']!r} "
+            "was given: leave --backbone out to use the prompt file's."
+        )
+        raise PromptFileError(msg) from error
 
 
 def anoclip_factory(**init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args

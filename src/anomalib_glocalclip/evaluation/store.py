@@ -8,7 +8,7 @@ are always regenerated from these files.
 Layout of a sweep's output folder::
 
     <output>/sweep.json                  what was evaluated (dataset, root, model), checked on resume
-    <output>/categories/<category>.json  one result per category (status "ok" or "failed")
+    <output>/categories/<category>.json  one result per category (status "ok", "failed" or "interrupted")
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from anomalib_glocalclip.utils.files import atomic_write_json
 
 SETTINGS_FILE = "sweep.json"
 CATEGORY_FOLDER = "categories"
+INTERRUPTED = "interrupted"
 
 
 class SweepMismatchError(ValueError):
@@ -36,7 +37,7 @@ class CategoryResult:
 
     Attributes:
         category: category name.
-        status: ``"ok"`` or ``"failed"``.
+        status: ``"ok"``, ``"failed"``, or ``"interrupted"`` (stopped by a signal; a rerun redoes it).
         metrics: metric name -> value in [0, 1] (``None`` where the metric came out undefined, e.g. NaN).
         n_images: test images.
         n_anomalous: anomalous test images.

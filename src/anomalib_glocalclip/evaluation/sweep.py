@@ -2,12 +2,23 @@
 
 ``anomalib-glocalclip evaluate`` (and :func:`evaluate` in Python) tests GlocalCLIP with a learned prompt file,
 AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of one of the paper's datasets
-(see ``data/catalogue.py``), through Anomalib's ``Engine.test`` (validation on the target first, then test), and
-writes per-category and mean metrics in the paper's format, with heatmaps.
+(see ``data/catalogue.py``), through Anomalib's ``Engine.test``, and writes per-category and mean metrics in the
+paper's format, with heatmaps.
+
+* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep; per category
+  only the evaluator, a fresh copy of the post-processor, the prompts of the category (AnoCLIP) and the heatmap
+  writer change. Where the validation split is the test split (the default) and scores are raw, the test pass
+  also fits the thresholds (``components/one_pass.py``) instead of a validation pass over the same files;
+  heatmaps are drawn on background threads. Metric states stay on the device. The numbers are those of the
+  former path (fresh model per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
+* **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
+  size).
+* **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
+  the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
 
 * **Resume**: each finished category's result is written atomically to ``categories/<category>.json``; a rerun
   skips categories with a successful result and redoes the others (failed, or interrupted before finishing).
-* **Independent categories**: every category gets a fresh model and its own Engine root
+* **Independent categories**: every category gets its own evaluator, thresholds and Engine root
   (``runs/<category>``); a category that fails is recorded (table, ``evaluate.log``) and the sweep goes on;
   the command then exits with status 1. Errors that would hit every category (the model cannot be built,
   results of another sweep in the folder) stop the sweep at once (status 2).
@@ -29,6 +40,7 @@ The command's options are in ``anomalib_glocalclip/cli/evaluate.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import logging
 import shutil
@@ -37,12 +49,16 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from lightning.pytorch import Callback
 from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
+from anomalib_glocalclip.components.base import ZeroShotCLIPMixin
+from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+from anomalib_glocalclip.components.one_pass import ThresholdsFromTest
 from anomalib_glocalclip.data.catalogue import DatasetEntry, get_dataset, list_categories, make_datamodule
 from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.logs import log_to_file
@@ -58,8 +74,14 @@ from .models import (
     prepare_model,
     sweep_evaluator,
 )
-from .store import CategoryResult, ResultStore
+from .reading import check_and_wrap, check_layout
+from .stopping import SweepStopped, stop_on_signals
+from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
+
+if TYPE_CHECKING:
+    from anomalib.metrics import Evaluator
+    from anomalib.models.components import AnomalibModule
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +124,34 @@ def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, Any
     raise ValueError(msg)
 
 
+class _ImageProgress(Callback):
+    """A Lightning callback advancing a tqdm bar over the test images (rate and ETA of the running category)."""
+
+    def __init__(self, total: int, category: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=f"  {category}", unit="image", disable=not enabled, leave=False,
+                        dynamic_ncols=True)
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:  # noqa: ANN401
+        del trainer, pl_module, outputs, args
+        self.bar.update(len(batch))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _has_masks(dataset: Any) -> bool:  # noqa: ANN401 - any dataset, duck-typed
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 
 class _CategoryRun:
-    """Everything one category's run needs from the sweep (so the loop stays readable)."""
+    """Everything one category's run needs from the sweep (so the loop stays readable).
+
+    The model is built once, on the first category run, and reused by the next ones when it is one of the
+    plugin's (``ZeroShotCLIPMixin``: prompts and text features follow the datamodule's category); per category
+    it gets a fresh evaluator, a fresh copy of its post-processor as built (no thresholds carried over) and the
+    category's heatmap writer. Other models are built anew for every category, as they may keep per-category
+    state of their own.
+    """
 
     def __init__(
         self,
@@ -120,8 +164,12 @@ class _CategoryRun:
         heatmaps: bool,
         normalize: bool,
         seed: int | None,
+        resize_masks: bool = False,
+        progress: bool = False,
     ) -> None:
         self.factory = factory
+        self.progress = progress
+        self.resize_masks = resize_masks
         self.entry = entry
         self.root = root
         self.output = output
@@ -130,9 +178,33 @@ class _CategoryRun:
         self.heatmaps = heatmaps
         self.normalize = normalize
         self.seed = seed
+        self._model: AnomalibModule | None = None
+        self._pristine_post_processor: Any = None
+
+    def model_for(self, evaluator: Evaluator) -> AnomalibModule:
+        """The sweep's model readied for one category: built on first use, reused where it can be."""
+        if self._model is None:
+            model = self.factory(evaluator=evaluator)
+            prepare_model(model, evaluator, None, self.normalize)
+            if not isinstance(model, ZeroShotCLIPMixin):
+                return model
+            self._model = model
+            self._pristine_post_processor = copy.deepcopy(model.post_processor)
+            return model
+        model = self._model
+        model.evaluator = evaluator
+        model.post_processor = copy.deepcopy(self._pristine_post_processor)
+        return model
+
+    def release(self) -> None:
+        """Drop the sweep's model (end of the sweep)."""
+        self._model = None
+        self._pristine_post_processor = None
+        _release_memory()
 
     def __call__(self, category: str) -> CategoryResult:
         """Test ``category``; data and test errors become a failed result, model-building errors propagate."""
+        from anomalib.data.utils import ValSplitMode
         from anomalib.engine import Engine
         from lightning.pytorch import seed_everything
 
@@ -141,7 +213,9 @@ class _CategoryRun:
         try:
             datamodule = make_datamodule(self.entry, self.root, category, **self.datamodule_args)
             datamodule.prepare_data()
+            check_layout(datamodule, category)
             datamodule.setup()
+            check_and_wrap(datamodule, category, resize_masks=self.resize_masks)
             samples = datamodule.test_data.samples
             labels = set(samples["label_index"].astype(int))
             result.n_images, result.n_anomalous = len(samples), int(samples["label_index"].sum())
@@ -155,23 +229,54 @@ class _CategoryRun:
         if self.seed is not None:
             seed_everything(self.seed, verbose=False)
         heatmap_dir = self.output / "heatmaps" / category
-        model = self.factory(evaluator=evaluator)
-        prepare_model(model, evaluator, heatmap_visualizer(heatmap_dir) if self.heatmaps else None, self.normalize)
+        model = self.model_for(evaluator)
+        # One pass where validation would score the test files again: thresholds are fitted on the test pass.
+        one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
+        progress = _ImageProgress(result.n_images or 0, category, self.progress)
+        callbacks: list[Callback] = [progress]
+        if one_pass:
+            callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
+            model.visualizer = None
+        else:
+            model.visualizer = heatmap_visualizer(heatmap_dir) if self.heatmaps else None
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
-            engine = Engine(default_root_dir=self.output / "runs" / category, **self.engine_args)
+            engine = Engine(
+                default_root_dir=self.output / "runs" / category,
+                callbacks=callbacks,
+                **self.engine_args,
+                **({"limit_val_batches": 0} if one_pass else {}),
+            )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
+            progress.close()
             del model
-            _release_memory()
+            if self._model is None:
+                _release_memory()
         result.status = "ok"
         result.metrics = {name: float(value) for name, value in metrics.items()}
         result.duration_s = round(time.perf_counter() - start, 3)
         result.heatmaps = str(heatmap_dir.relative_to(self.output)) if self.heatmaps else None
         return result
+
+    def _heatmap_writer(self, heatmap_dir: Path, datamodule: Any) -> Any:  # noqa: ANN401
+        """Factory of the category's background heatmap writer (``None`` without heatmaps)."""
+        if not self.heatmaps:
+            return None
+
+        def build(trainer: Any) -> HeatmapWriter:  # noqa: ANN401
+            del trainer
+            return HeatmapWriter(
+                heatmap_visualizer(heatmap_dir),
+                heatmap_dir,
+                dataset_name=getattr(datamodule, "name", None),
+                category=getattr(datamodule, "category", None),
+            )
+
+        return build
 
     @staticmethod
     def _failed(result: CategoryResult, error: BaseException, start: float) -> CategoryResult:
@@ -217,6 +322,7 @@ def evaluate(
     num_workers: int = 4,
     heatmaps: bool = True,
     normalize: bool = False,
+    resize_masks: bool = False,
     overwrite: bool = False,
     seed: int | None = 111,
     progress: bool = True,
@@ -239,15 +345,19 @@ def evaluate(
         heatmaps: write Anomalib's heatmaps to ``output/heatmaps/<category>``.
         normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (see
             :func:`~anomalib_glocalclip.evaluation.models.prepare_model`).
+        resize_masks: resize masks of another size than their image (nearest neighbour) instead of failing the
+            category with an error naming both files.
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
-        progress: show a progress bar over categories.
+        progress: show progress bars over categories and over the running category's images (rate, ETA).
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values
         x100 with one decimal. ``table.attrs["failed"]`` lists the categories that failed in this run.
 
     Raises:
+        SweepStopped: SIGINT or SIGTERM came; the running category is stored as interrupted (a rerun redoes it)
+            and the tables of the finished ones are written first.
         SweepMismatchError: ``output`` holds results of another sweep (and ``overwrite`` is not set).
         ValueError: unknown dataset or model, or none of the categories exists.
     """
@@ -290,9 +400,12 @@ def evaluate(
         heatmaps=heatmaps,
         normalize=normalize,
         seed=seed,
+        resize_masks=resize_masks,
+        progress=progress,
     )
     failed: list[str] = []
-    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
+    # A second signal while the tables are written is ignored: they are written whole.
+    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT), stop_on_signals() as stop:
         logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], entry.title, root, chosen)
         try:
             bar = tqdm(chosen, desc=f"{entry.name}", unit="category", disable=not progress, dynamic_ncols=True)
@@ -301,14 +414,22 @@ def evaluate(
                 if store.finished(category):
                     logger.info("Category %s: already done, skipped", category)
                     continue
-                result = run(category)
+                try:
+                    result = run(category)
+                    stop.raise_if_received()  # a signal that came while a killed worker's error was handled
+                except SweepStopped as stopped:
+                    store.save(CategoryResult(category=category, status=INTERRUPTED, error=str(stopped)))
+                    logger.warning("Category %s interrupted (%s); a rerun redoes it", category, stopped)
+                    raise
                 store.save(result)
                 if result.ok:
-                    logger.info("Category %s done in %.1f s: %s", category, result.duration_s, result.metrics)
+                    logger.info("Category %s done in %.1f s, metrics on %s scores: %s", category, result.duration_s,
+                                settings["scores"], result.metrics)
                 else:
                     failed.append(category)
                     tqdm.write(f"{category}: FAILED ({result.error}); see {output / LOG_FILE}", file=sys.stderr)
         finally:
+            run.release()
             # Also after an interruption: the tables show everything finished so far.
             table = _write_tables(store, entry, available, output, settings)
     table.attrs["failed"] = failed
@@ -332,8 +453,9 @@ def _write_tables(
         footnotes.append("Image metrics are not reported: every test image of this dataset is anomalous.")
     if not entry.pixel_metrics:
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
-    footnotes += [f"{result.category} failed: {result.error}" for result in results if not result.ok]
-    title = f"{settings['title']}, zero-shot on {entry.title}"
+    footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
+    scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
+    title = f"{settings['title']}, zero-shot on {entry.title} ({scores})"
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
 

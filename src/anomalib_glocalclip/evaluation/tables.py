@@ -54,7 +54,7 @@ def order_results(results: Sequence[CategoryResult], categories: Sequence[str]) 
 
 
 def _note(result: CategoryResult) -> str:
-    return "" if result.ok else f"failed: {result.error or 'unknown error'}"
+    return "" if result.ok else f"{result.status}: {result.error or 'unknown error'}"
 
 
 def metrics_frame(results: Sequence[CategoryResult]) -> pd.DataFrame:

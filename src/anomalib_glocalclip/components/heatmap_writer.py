@@ -1,0 +1,101 @@
+"""``HeatmapWriter``: draws and saves an Anomalib visualizer's pictures on background threads.
+
+Drawing a heatmap panel (colour map, overlays, PNG encoding) costs tens of milliseconds per image on the host;
+done inline it holds up the test loop. The writer takes predicted batches from the loop, draws and saves their
+items on a small thread pool (PIL's encoders and NumPy release the GIL), keeps at most ``max_pending`` batches in
+flight (the loop waits when it is ahead), and re-raises the first drawing error at :meth:`HeatmapWriter.close`.
+
+Example:
+    >>> from anomalib.visualization import ImageVisualizer
+    >>> writer = HeatmapWriter(ImageVisualizer(), "heatmaps")
+    >>> writer.close()  # nothing submitted: nothing written
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anomalib.utils.path import generate_output_filename
+
+if TYPE_CHECKING:
+    from anomalib.data import ImageBatch
+    from anomalib.visualization import ImageVisualizer
+
+DEFAULT_THREADS = min(4, os.cpu_count() or 1)
+
+
+class HeatmapWriter:
+    """Saves ``visualizer.visualize_item`` of every item of the batches it is given, in the background.
+
+    Args:
+        visualizer: an Anomalib ``ImageVisualizer`` (its ``visualize_item`` draws one item).
+        output_dir: folder of the pictures; file names are Anomalib's (``generate_output_filename``).
+        dataset_name: dataset name used in the file names, as Anomalib's visualizer does. Defaults to ``None``.
+        category: category used in the file names. Defaults to ``None``.
+        threads: drawing threads. Defaults to ``min(4, CPU count)``.
+        max_pending: batches queued or being drawn before :meth:`submit` waits. Defaults to ``2 * threads``.
+    """
+
+    def __init__(
+        self,
+        visualizer: ImageVisualizer,
+        output_dir: str | Path,
+        dataset_name: str | None = None,
+        category: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        max_pending: int | None = None,
+    ) -> None:
+        self.visualizer = visualizer
+        self.output_dir = Path(output_dir)
+        self.dataset_name = dataset_name
+        self.category = category
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="heatmaps")
+        self._slots = threading.BoundedSemaphore(max_pending or 2 * max(1, threads))
+        self._futures: list[Future] = []
+
+    def submit(self, batch: ImageBatch) -> None:
+        """Queue ``batch``'s items for drawing; waits while ``max_pending`` batches are in flight.
+
+        Raises:
+            Exception: the first error of an earlier batch (drawing stops at the first error).
+        """
+        self._raise_first_error(done_only=True)
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(self._write, batch)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        self._futures.append(future)
+
+    def close(self) -> None:
+        """Wait for every queued picture, stop the threads, and re-raise the first drawing error, if any."""
+        try:
+            self._raise_first_error(done_only=False)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _raise_first_error(self, done_only: bool) -> None:
+        for future in list(self._futures):
+            if done_only and not future.done():
+                continue
+            future.result()  # raises the drawing error, if any
+            self._futures.remove(future)
+
+    def _write(self, batch: ImageBatch) -> None:
+        for item in batch:
+            picture = self.visualizer.visualize_item(item)
+            if picture is None:
+                continue
+            filename = generate_output_filename(
+                input_path=item.image_path or "",
+                output_path=self.output_dir,
+                dataset_name=self.dataset_name,
+                category=self.category,
+            )
+            picture.save(filename)

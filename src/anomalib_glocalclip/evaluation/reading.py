@@ -1,0 +1,87 @@
+"""How the sweep reads a category: its files checked by name first, then every image and mask read right.
+
+Anomalib's readers clip 16-bit images, drop float masks and report a truncated file as a bare ``OSError``; its
+``MVTecAD`` fails on a missing mask with an error naming no file. Before a category is tested,
+
+* an MVTec AD layout is checked for anomalous images without masks (and masks without images) before setup
+  (:func:`~anomalib_glocalclip.data.checks.check_mvtec_layout`);
+* after setup, the test samples' files are checked from their headers (missing or unreadable files, missing
+  masks, masks of another size than their image unless masks may be resized);
+* the test and validation datasets are wrapped in :class:`~anomalib_glocalclip.data.safe_datasets.SafeImageDataset`,
+  so 16-bit, float, palette and grayscale files are read right and a file that fails mid-run is named.
+
+A problem is a :class:`~anomalib_glocalclip.data.checks.DataCheckError` listing the files and the fix; the
+sweep records it as that category's failure and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from anomalib_glocalclip.data.checks import (
+    ProblemKind,
+    check_mvtec_layout,
+    check_samples,
+    raise_for_problems,
+)
+from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+
+logger = logging.getLogger(__name__)
+
+RESIZE_MASKS_FIX = "pass --resize-masks (resize_masks=True) to resize masks to their images' size"
+
+
+def check_layout(datamodule: Any, category: str) -> None:  # noqa: ANN401 - any Anomalib datamodule
+    """Before setup: name anomalous images without masks (and masks without images) of an MVTec AD layout.
+
+    Other layouts are checked after setup by :func:`check_and_wrap`.
+
+    Raises:
+        DataCheckError: the layout has such files.
+    """
+    from anomalib.data import MVTecAD
+
+    if isinstance(datamodule, MVTecAD):
+        problems = check_mvtec_layout(Path(datamodule.root), category)
+        raise_for_problems(problems, what=f"Category {category} under {datamodule.root}")
+
+
+def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -> None:  # noqa: ANN401
+    """After setup: check the test samples' files, then read test and validation data with the plugin's reader.
+
+    Args:
+        datamodule: a set-up Anomalib datamodule.
+        category: named in the error.
+        resize_masks: masks of another size than their image are resized to it (nearest neighbour) instead of
+            being an error. Defaults to ``False``.
+
+    Raises:
+        DataCheckError: a test image or mask is missing or unreadable, an anomalous image of a pixel-level set has
+            no mask, or a mask's size differs from its image's (without ``resize_masks``); the message names the
+            files and the fix.
+    """
+    problems = check_samples(datamodule.test_data.samples, full_decode=False, anomalib_reader=False)
+    if resize_masks:
+        problems = [problem for problem in problems if problem.kind != ProblemKind.MASK_SIZE]
+    else:
+        problems = [_with_resize_fix(problem) for problem in problems]
+    raise_for_problems(problems, what=f"Category {category}")
+    for name in ("test_data", "val_data"):
+        dataset = getattr(datamodule, name, None)
+        if dataset is None or isinstance(dataset, SafeImageDataset):
+            continue
+        try:
+            setattr(datamodule, name, SafeImageDataset(dataset, resize_masks=resize_masks))
+        except TypeError as error:  # a dataset with items of its own: read by Anomalib, as it is
+            logger.info("%s of %s read by Anomalib's reader: %s", name, category, error)
+
+
+def _with_resize_fix(problem: Any) -> Any:  # noqa: ANN401 - a checks.Problem
+    """A mask-size problem whose fix names the sweep's option."""
+    import dataclasses
+
+    if problem.kind != ProblemKind.MASK_SIZE:
+        return problem
+    return dataclasses.replace(problem, fix=f"re-export the mask at its image's size, or {RESIZE_MASKS_FIX}")
