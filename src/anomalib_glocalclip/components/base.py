@@ -166,7 +166,8 @@ class ZeroShotCLIPMixin:
     @property
     def is_few_shot(self) -> bool:
         """Whether the model scores with reference images (``few_shot > 0`` or a reference folder)."""
-        return self.few_shot > 0 or self.reference_images is not None
+        # getattr: Anomalib may ask an instance made by __new__ (before __init__) for its learning type.
+        return getattr(self, "few_shot", 0) > 0 or getattr(self, "reference_images", None) is not None
 
     def prepare_references(self) -> None:
         """Fill the reference bank once, if few-shot and not already filled (by a run or a checkpoint)."""
