@@ -249,3 +249,45 @@ def shallow_prompts(workspace: dict[str, Path]) -> Path:
         torch.manual_seed(0)
         GlocalCLIP(**glocalclip_args(workspace["shallow"])).save_prompts(path)
     return path
+
+
+def test_evaluate_few_shot_gives_every_model_the_same_references(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from anomalib_glocalclip.evaluation import category_reference_seed, evaluate
+
+    seen: dict[str, list[str]] = {}
+
+    def factory(name: str):
+        def build_for_sweep(evaluator: Any) -> GlocalCLIP | AnoCLIP:
+            model = build(name, workspace)
+            model.evaluator = evaluator
+            original = model.prepare_references
+
+            def record() -> None:
+                original()
+                seen[name] = model.reference_paths
+
+            model.prepare_references = record
+            return model
+
+        return build_for_sweep
+
+    for name in ("GlocalCLIP", "AnoCLIP"):
+        table = evaluate(factory(name), "mvtec_ad", workspace["data"], output=tmp_path / name, accelerator="cpu",
+                         num_workers=0, batch_size=16, progress=False, heatmaps=False, few_shot=2)
+        assert not table.attrs["failed"]
+        markdown = (tmp_path / name / "results.md").read_text()
+        assert "(2-shot), few-shot on" in markdown
+        assert "the same 2 seeded normal train images per category" in markdown
+    assert len(seen["GlocalCLIP"]) == 2
+    assert seen["GlocalCLIP"] == seen["AnoCLIP"]
+    assert category_reference_seed("bottle", 111) == category_reference_seed("bottle", 111)
+    assert category_reference_seed("bottle", 111) != category_reference_seed("cable", 111)
+
+
+def test_evaluate_few_shot_refuses_other_models() -> None:
+    from anomalib_glocalclip.evaluation import apply_few_shot
+
+    other = torch.nn.Module()
+    assert apply_few_shot(other, 0, "bottle", 1) is other
+    with pytest.raises(TypeError, match="GlocalCLIP and AnoCLIP"):
+        apply_few_shot(other, 2, "bottle", 1)

@@ -50,6 +50,7 @@ from anomalib_glocalclip.utils.logs import log_to_file
 from .models import (
     ModelFactory,
     anoclip_factory,
+    apply_few_shot,
     config_factory,
     describe_factory,
     glocalclip_factory,
@@ -120,8 +121,10 @@ class _CategoryRun:
         heatmaps: bool,
         normalize: bool,
         seed: int | None,
+        few_shot: int = 0,
     ) -> None:
         self.factory = factory
+        self.few_shot = few_shot
         self.entry = entry
         self.root = root
         self.output = output
@@ -155,7 +158,7 @@ class _CategoryRun:
         if self.seed is not None:
             seed_everything(self.seed, verbose=False)
         heatmap_dir = self.output / "heatmaps" / category
-        model = self.factory(evaluator=evaluator)
+        model = apply_few_shot(self.factory(evaluator=evaluator), self.few_shot, category, self.seed)
         prepare_model(model, evaluator, heatmap_visualizer(heatmap_dir) if self.heatmaps else None, self.normalize)
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
@@ -220,6 +223,7 @@ def evaluate(
     overwrite: bool = False,
     seed: int | None = 111,
     progress: bool = True,
+    few_shot: int = 0,
 ) -> pd.DataFrame:
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
@@ -242,6 +246,8 @@ def evaluate(
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
         progress: show a progress bar over categories.
+        few_shot: ``k`` normal train images per category as few-shot references (GlocalCLIP, AnoCLIP), the
+            same for every model (seeded by the category's name and ``seed``); ``0``: zero-shot.
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values
@@ -272,6 +278,8 @@ def evaluate(
         "title": model_title(factory),
         "scores": "anomalib-normalized" if normalize else "raw",
     }
+    if few_shot:  # in the title too, so that a zero-shot and a few-shot sweep never share a folder
+        settings.update(few_shot=few_shot, title=f"{settings['title']} ({few_shot}-shot)")
     output.mkdir(parents=True, exist_ok=True)
     store.check_settings(settings)
     run = _CategoryRun(
@@ -290,6 +298,7 @@ def evaluate(
         heatmaps=heatmaps,
         normalize=normalize,
         seed=seed,
+        few_shot=few_shot,
     )
     failed: list[str] = []
     with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT):
@@ -323,9 +332,11 @@ def _write_tables(
     settings: Mapping[str, str],
 ) -> pd.DataFrame:
     results = order_results(store.all(), available)
+    k = settings.get("few_shot", 0)
+    mode = f"{k}-shot (the same {k} seeded normal train images per category for every model)" if k else "zero-shot"
     footnotes = [
         f"Model: `{settings['model']}`.",
-        f"Dataset: {entry.title} (`{entry.name}`) at `{settings['root']}`; zero-shot, validation = test split.",
+        f"Dataset: {entry.title} (`{entry.name}`) at `{settings['root']}`; {mode}, validation = test split.",
         "Scores: " + ("Anomalib-normalised." if settings["scores"] != "raw" else "raw, as in the paper."),
     ]
     if not entry.image_metrics:
@@ -333,7 +344,7 @@ def _write_tables(
     if not entry.pixel_metrics:
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
     footnotes += [f"{result.category} failed: {result.error}" for result in results if not result.ok]
-    title = f"{settings['title']}, zero-shot on {entry.title}"
+    title = f"{settings['title']}, {'few' if k else 'zero'}-shot on {entry.title}"
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
 
