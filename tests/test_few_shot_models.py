@@ -291,3 +291,16 @@ def test_evaluate_few_shot_refuses_other_models() -> None:
     assert apply_few_shot(other, 0, "bottle", 1) is other
     with pytest.raises(TypeError, match="GlocalCLIP and AnoCLIP"):
         apply_few_shot(other, 2, "bottle", 1)
+
+
+@pytest.mark.parametrize(("config", "model_class"), [("glocalclip_few_shot.yaml", GlocalCLIP),
+                                                     ("anoclip_few_shot.yaml", AnoCLIP)])
+def test_few_shot_configs_name_existing_arguments(config: str, model_class: type) -> None:
+    import inspect
+
+    import yaml
+
+    section = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())["model"]
+    assert section["class_path"].rpartition(".")[2] == model_class.__name__
+    inspect.signature(model_class).bind(**section["init_args"])  # raises on an unknown argument
+    assert section["init_args"]["few_shot"] == 4
