@@ -210,7 +210,7 @@ def test_checkpoint_carries_bank_and_paths_and_is_not_refilled(workspace: dict[s
 
 @pytest.mark.parametrize("name", ["GlocalCLIP", "AnoCLIP"])
 def test_exports_carry_the_bank(name: str, workspace: dict[str, Path], tmp_path: Path) -> None:
-    """Torch and ONNX exports of a filled few-shot model give its maps; the ONNX graph holds the bank."""
+    """Torch, ONNX and OpenVINO (at f32) exports of a filled few-shot model give its maps and scores."""
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     config = workspace["shallow"]
@@ -234,6 +234,14 @@ def test_exports_carry_the_bank(name: str, workspace: dict[str, Path], tmp_path:
     outputs = dict(zip(names, session.run(None, {"input": images.numpy()}), strict=True))
     np.testing.assert_allclose(outputs["anomaly_map"], expected.anomaly_map.numpy(), atol=1e-4)
     np.testing.assert_allclose(outputs["pred_score"], expected.pred_score.numpy(), atol=1e-4)
+
+    openvino = pytest.importorskip("openvino")
+    xml_path = exporter.export(model, ExportType.OPENVINO, export_root=tmp_path / "openvino")
+    compiled = openvino.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(images.numpy())
+    by_name = {output.get_any_name(): result[output] for output in compiled.outputs}
+    np.testing.assert_allclose(by_name["anomaly_map"], expected.anomaly_map.numpy(), atol=1e-4)
+    np.testing.assert_allclose(by_name["pred_score"], expected.pred_score.numpy(), atol=1e-4)
 
     torch_path = exporter.export(model, ExportType.TORCH, export_root=tmp_path / "torch")
     exported = torch.load(torch_path, map_location="cpu", weights_only=False)["model"]
