@@ -214,7 +214,8 @@ def test_train_mode_returns_the_same_inference_batch(model: AnoCLIPModel, batch:
 # ----- buffers and construction -----
 def test_text_buffers_load_into_a_fresh_model(model: AnoCLIPModel) -> None:
     state = model.state_dict()
-    assert set(state) == {"state_embeddings", "sentence_embeddings"}  # the frozen CLIP stays out
+    # The frozen CLIP stays out; the few-shot bank (empty here) is a buffer so that checkpoints carry it.
+    assert set(state) == {"state_embeddings", "sentence_embeddings", "reference_bank.features"}
     fresh = AnoCLIPModel(backbone=TINY_CLIP_CONFIG, pretrained=None, image_size=64)
     assert not fresh.has_prompts
     with pytest.raises(RuntimeError, match="setup_prompts"):

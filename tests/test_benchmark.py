@@ -185,11 +185,13 @@ def test_cli_writes_the_table(workspace: dict[str, Path], tmp_path: Path) -> Non
     check_table(tmp_path / "out", ["GlocalCLIP", "AnoCLIP"])
 
 
-def test_example_config_expands_to_three_models_on_two_categories() -> None:
+def test_example_config_expands_to_four_models_on_two_categories() -> None:
     config = yaml.safe_load((CONFIGS / "benchmark_zero_shot.yaml").read_text())
     jobs = list(ZeroShotBenchmarkJobGenerator(config["accelerator"]).generate_jobs(config["benchmark"], None))
     pairs = [(job.flat_cfg["model.class_path"], job.flat_cfg["data.init_args.category"]) for job in jobs]
-    assert pairs == [(model, category) for model in ("GlocalCLIP", "AnoCLIP", "WinClip") for category in CATEGORIES]
+    models = ("GlocalCLIP", "AnoCLIP", "AnoCLIP", "WinClip")  # AnoCLIP zero-shot, then 4-shot
+    assert pairs == [(model, category) for model in models for category in CATEGORIES]
+    assert jobs[2 * len(CATEGORIES)].model_spec["init_args"]["few_shot"] == 4
     assert jobs[0].model_spec["init_args"]["prompt_weights"].endswith("prompts.pt")
 
 

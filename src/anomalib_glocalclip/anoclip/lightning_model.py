@@ -24,6 +24,7 @@ from anomalib.visualization import Visualizer
 from torch import nn
 
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
+from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT
 
 from .adapter import TestTimeAdaptation
 from .prompts import DOMAIN_PHRASES, Domain, clean_class_name, default_domain
@@ -40,7 +41,9 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
     Zero-shot: ``anomalib test``/``Engine.test`` first validate on the target data (thresholds and
     normalisation), then test; nothing is trained. The text prompts are encoded in ``setup`` once the class
-    name is known.
+    name is known. Few-shot (``few_shot=k`` or ``reference_images``): learning type ``FEW_SHOT``, run the same
+    way; ``k`` normal images of the train split (or of the folder) fill the reference bank before the first
+    batch (``components/few_shot.py``).
 
     Args:
         backbone: open_clip model name (e.g. ``"ViT-B-16-plus-240"``, ``"ViT-L-14-336"``) or config JSON file.
@@ -64,6 +67,12 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         encoder_batch_size: most images per vision-tower pass (each image adds 21 augmented views);
             ``None``: no limit. Lower it if memory runs out.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
+            given. Defaults to ``0``.
+        reference_images: folder of normal images to take the ``k`` references from (all of them when
+            ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
+        few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
+        few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
         pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
@@ -87,6 +96,10 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         tta_seed: int = 111,
         encoder_batch_size: int | None = 64,
         precision: str = "auto",
+        few_shot: int = 0,
+        reference_images: str | None = None,
+        few_shot_seed: int = 0,
+        few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -102,6 +115,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
+        self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
         self.class_name = class_name
         self.domain = domain
         self.tta = tta
@@ -123,6 +137,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             adaptation=adaptation,
             encoder_batch_size=encoder_batch_size,
             precision=precision,
+            few_shot_weight=few_shot_weight,
         )
         self._prompted_for: tuple[str, str] | None = None
         # Without validation data: anomalous when closer to the anomalous than to the normal state embedding.

@@ -6,7 +6,10 @@ For a batch of CLIP-normalised images the model
 2. scores each image by the mean anomalous probability of its class token over 22 views (the image and
    its 21 augmentations), the class token coming from the original stream (``ln_post`` + ``proj``);
 3. maps each patch by the anomalous probability of its V-V token at ``feature_layer`` (``ln_post`` +
-   ``proj``), optionally after AnoCLIP+'s test-time adapter, then smooths (3x3 mean) and upsamples it.
+   ``proj``), optionally after AnoCLIP+'s test-time adapter, then smooths (3x3 mean) and upsamples it;
+4. few-shot (a non-empty ``reference_bank``): mixes in each patch's cosine distance to its nearest reference
+   patch at ``feature_layer`` (V-V tokens before the adapter), smoothed and upsampled the same way, and its
+   maximum into the image score (``few_shot/scoring.py``).
 
 The text side (state prompt ensemble) is encoded once per class by ``setup_prompts`` and kept in buffers,
 so ``forward`` needs only the vision tower and exports without the text tower.
@@ -22,6 +25,7 @@ from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
 from anomalib_glocalclip.backbone import CLIPBackbone
+from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT, ReferenceBank, combine, few_shot_anomaly_map
 
 from .adapter import TestTimeAdaptation
 from .prompts import Domain, encode_state_prompts
@@ -44,6 +48,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         adaptation: AnoCLIP+'s test-time adaptation, or ``None`` for training-free AnoCLIP.
         encoder_batch_size: most images per vision-tower pass (views included); ``None``: no limit.
         precision: backbone precision (``auto``: bf16 autocast on CUDA, fp32 elsewhere); scoring is in fp32.
+        few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         adaptation: TestTimeAdaptation | None = None,
         encoder_batch_size: int | None = 64,
         precision: str = "auto",
+        few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
     ) -> None:
         super().__init__()
         if image_score_views not in IMAGE_SCORE_VIEWS:
@@ -76,6 +82,8 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
 
         self.register_buffer("state_embeddings", torch.empty(0))  # [2, E]
         self.register_buffer("sentence_embeddings", torch.empty(0))  # [2, K, E]
+        self.few_shot_weight = few_shot_weight
+        self.reference_bank = ReferenceBank(precision=precision)  # empty: zero-shot
 
     @property
     def has_prompts(self) -> bool:
@@ -125,6 +133,11 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
             class_tokens = torch.cat([class_tokens, view_tokens.view(*views.shape[:2], -1)], dim=1)
         return class_tokens, patch_tokens
 
+    @torch.no_grad()
+    def reference_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[1, B, N, E]`` V-V patch embeddings of reference images ``[B, 3, H, W]`` at ``feature_layer``."""
+        return self._vision_passes(images, with_vv=True)[1].unsqueeze(0)
+
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """Score images.
 
@@ -139,8 +152,16 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
             raise RuntimeError(msg)
         class_embeddings, patch_embeddings = self.encode_images(images)
         pred_score = image_anomaly_score(class_embeddings, self.state_embeddings)
+        vv_embeddings = patch_embeddings
         if self.adaptation is not None:
             patch_embeddings = self.adaptation(patch_embeddings, self.state_embeddings, self.sentence_embeddings)
         patch_scores = cosine_state_probabilities(patch_embeddings, self.state_embeddings)[..., 1]
         anomaly_map = patch_anomaly_map(patch_scores, self.backbone.grid_size, images.shape[-2:])
+        if not self.reference_bank.is_empty:
+            distances = self.reference_bank.nearest_distance(vv_embeddings.unsqueeze(0))
+            few_shot_map = few_shot_anomaly_map(
+                distances,
+                lambda scores: patch_anomaly_map(scores, self.backbone.grid_size, images.shape[-2:]),
+            )
+            anomaly_map, pred_score = combine(anomaly_map, few_shot_map, pred_score, self.few_shot_weight)
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--image-size", type=int, default=None, help="input size (model default if unset)")
     model.add_argument(
+        "--few-shot",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for every model, "
+        "seeded by category and --seed); default 0: zero-shot",
+    )
+    model.add_argument(
         "--model-arg",
         type=_key_value,
         action="append",
@@ -127,6 +135,10 @@ def main(argv: Sequence[str]) -> int:
     from anomalib_glocalclip.evaluation.sweep import DEFAULT_OUTPUT, LOG_FILE, evaluate, is_config, quiet_lightning
 
     label = Path(model).stem if is_config(model) else model.lower()
+    if args.few_shot < 0:
+        parser.error(f"--few-shot must be 0 (zero-shot) or a number of reference images, got {args.few_shot}")
+    if args.few_shot:
+        label = f"{label}_{args.few_shot}shot"
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     try:
         output = Path(args.output) if args.output else DEFAULT_OUTPUT / label / get_dataset(args.dataset).name
@@ -148,6 +160,7 @@ def main(argv: Sequence[str]) -> int:
                 overwrite=args.overwrite,
                 seed=args.seed,
                 progress=not args.no_progress,
+                few_shot=args.few_shot,
             )
     except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
         print(f"anomalib-glocalclip evaluate: error: {evaluate_hints(str(error))}", file=sys.stderr)

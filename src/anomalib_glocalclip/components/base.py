@@ -4,8 +4,10 @@ Both models score images with a CLIP backbone and are evaluated zero-shot on a t
 is the same for both: the CLIP pre-processor (a classmethod, as WinCLIP's), Anomalib's post-processor, the
 plugin's evaluator, the ``predictions.csv`` callback, the validation step (scores for thresholds and
 normalisation), the empty ``val_dataloader`` of runs without validation data and the natural thresholds
-that apply then, and the export guard (a model may refuse export, e.g. AnoCLIP+). Subclasses build
-``self.model`` (whose forward returns an ``InferenceBatch``) and keep only their own behaviour.
+that apply then, the export guard (a model may refuse export, e.g. AnoCLIP+) and few-shot references (the bank
+is filled before the first evaluation batch, see ``components/few_shot.py``). Subclasses build ``self.model``
+(whose forward returns an ``InferenceBatch`` and which has a ``reference_bank`` and ``reference_features``) and
+keep only their own behaviour.
 
 It is a mixin placed before ``AnomalibModule`` (as Anomalib's ``MemoryBankMixin``), not a subclass of it:
 Anomalib lists models by ``AnomalibModule.__subclasses__()``, which holds direct subclasses only, so a model
@@ -20,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from anomalib import LearningType
@@ -35,6 +38,7 @@ from torch import nn
 from anomalib_glocalclip.compat import set_post_processor_thresholds
 
 from .evaluator import zero_shot_evaluator
+from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
 from .pre_processor import clip_pre_processor
 from .prediction_table import PredictionTable
 from .visualizer import PluginImageVisualizer
@@ -85,8 +89,8 @@ def no_validation_data(model_name: str) -> list:
 class ZeroShotCLIPMixin:
     """Components and steps of a CLIP model evaluated zero-shot, for ``class Model(ZeroShotCLIPMixin, AnomalibModule)``.
 
-    Subclasses set ``self.model`` (a torch model whose forward maps ``[B, 3, S, S]`` images to an
-    ``InferenceBatch``) and call ``self.set_natural_thresholds`` once it exists.
+    Subclasses call ``self.init_few_shot`` before building ``self.model`` (a torch model whose forward maps
+    ``[B, 3, S, S]`` images to an ``InferenceBatch``), and ``self.set_natural_thresholds`` once it exists.
 
     Args:
         image_size: input size of the vision tower and of the pre-processor's resize, in pixels (square).
@@ -146,8 +150,76 @@ class ZeroShotCLIPMixin:
 
     @property
     def learning_type(self) -> LearningType:
-        """Zero-shot: thresholds come from validation on the target."""
-        return LearningType.ZERO_SHOT
+        """Zero- or few-shot: thresholds come from validation on the target."""
+        return LearningType.FEW_SHOT if self.is_few_shot else LearningType.ZERO_SHOT
+
+    # ----- few-shot -----
+    def init_few_shot(self, few_shot: int, reference_images: str | Path | None, seed: int, weight: float) -> None:
+        """Record the few-shot settings (checked here; the bank is filled by ``prepare_references``).
+
+        Args:
+            few_shot: ``k`` reference images; ``0`` with no ``reference_images`` is zero-shot.
+            reference_images: folder of normal images to take the references from, or ``None`` for the
+                datamodule's train split.
+            seed: seed of the choice of the ``k`` images.
+            weight: share of the few-shot scores (checked here, used by ``self.model``).
+        """
+        check_few_shot_args(few_shot, reference_images, weight)
+        self.few_shot = few_shot
+        self.reference_images = str(reference_images) if reference_images is not None else None
+        self.few_shot_seed = int(seed)
+        self.reference_paths: list[str] = []
+
+    @property
+    def is_few_shot(self) -> bool:
+        """Whether the model scores with reference images (``few_shot > 0`` or a reference folder)."""
+        # getattr: Anomalib may ask an instance made by __new__ (before __init__) for its learning type.
+        return getattr(self, "few_shot", 0) > 0 or getattr(self, "reference_images", None) is not None
+
+    def prepare_references(self) -> None:
+        """Fill the reference bank once, if few-shot and not already filled (by a run or a checkpoint)."""
+        bank = self.model.reference_bank
+        if not self.is_few_shot or not bank.is_empty:
+            return
+        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        paths = choose_reference_paths(self.few_shot, self.reference_images, self.few_shot_seed, datamodule, self.name)
+        transform = getattr(self.pre_processor, "transform", None)
+        if transform is None:
+            transform = self.configure_pre_processor((self.image_size, self.image_size)).transform
+        fill_reference_bank(bank, paths, transform, self.model.reference_features, self.device)
+        self.reference_paths = [str(path) for path in paths]
+        logger.info(
+            "%s few-shot: %d reference images (seed %d): %s",
+            self.name,
+            len(paths),
+            self.few_shot_seed,
+            ", ".join(self.reference_paths),
+        )
+
+    def on_validation_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_validation_start()
+        self.prepare_references()
+
+    def on_test_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_test_start()
+        self.prepare_references()
+
+    def on_predict_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_predict_start()
+        self.prepare_references()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also record the paths of the reference images in the bank."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[REFERENCE_PATHS_KEY] = list(self.reference_paths)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the paths of the reference images in the loaded bank."""
+        super().on_load_checkpoint(checkpoint)
+        self.reference_paths = list(checkpoint.get(REFERENCE_PATHS_KEY) or [])
 
     def set_natural_thresholds(self, pixel_scale: float = 1.0) -> None:
         """Thresholds of runs without validation data (see ``set_natural_thresholds``).

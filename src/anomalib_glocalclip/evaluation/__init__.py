@@ -16,6 +16,8 @@ from anomalib_glocalclip.cli.evaluate import main
 from .models import (
     ModelFactory,
     anoclip_factory,
+    apply_few_shot,
+    category_reference_seed,
     config_factory,
     glocalclip_factory,
     prepare_model,
@@ -31,6 +33,8 @@ __all__ = [
     "ResultStore",
     "SweepMismatchError",
     "anoclip_factory",
+    "apply_few_shot",
+    "category_reference_seed",
     "config_factory",
     "evaluate",
     "glocalclip_factory",

@@ -5,6 +5,9 @@ the sweep calls it once per category, so categories never share thresholds or me
 
     functools.partial(GlocalCLIP, prompt_weights="prompts.pt")   # what glocalclip_factory() builds
     lambda evaluator: WinClip(evaluator=evaluator)
+
+Few-shot sweeps (``--few-shot k``) give every model the same ``k`` normal train images of a category:
+:func:`apply_few_shot` seeds the choice by the category's name and the sweep's seed.
 """
 
 from __future__ import annotations
@@ -97,6 +100,46 @@ def prepare_model(
     model.visualizer = visualizer
     if isinstance(model.post_processor, PostProcessor):
         model.post_processor.enable_normalization = normalize
+    return model
+
+
+def category_reference_seed(category: str, seed: int | None) -> int:
+    """Seed of a category's few-shot references: the same for every model, different between categories.
+
+    Args:
+        category: category name.
+        seed: the sweep's seed (``None`` counts as 0).
+
+    Returns:
+        A non-negative 63-bit integer from the SHA-256 of ``"<category>:<seed>"`` (stable across runs and
+        machines, unlike Python's ``hash``).
+    """
+    digest = hashlib.sha256(f"{category}:{seed or 0}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def apply_few_shot(model: AnomalibModule, k: int, category: str, seed: int | None) -> AnomalibModule:
+    """Make a plugin model ``k``-shot on ``category`` (references: its train split; a bank of another category goes).
+
+    Args:
+        model: a GlocalCLIP or AnoCLIP (a model with ``init_few_shot``).
+        k: number of normal reference images; ``0`` leaves the model as it is.
+        category: the category, which seeds the choice with ``seed`` (:func:`category_reference_seed`).
+        seed: the sweep's seed.
+
+    Raises:
+        TypeError: ``k > 0`` for a model without the plugin's few-shot support.
+    """
+    if k == 0:
+        return model
+    if not hasattr(model, "init_few_shot"):
+        msg = (
+            f"--few-shot applies to GlocalCLIP and AnoCLIP; {type(model).__name__} takes its own few-shot "
+            "setting (e.g. WinClip's k_shot in its config)."
+        )
+        raise TypeError(msg)
+    model.init_few_shot(k, None, category_reference_seed(category, seed), model.model.few_shot_weight)
+    model.model.reference_bank.clear()  # the sweep reuses its model: the previous category's references go
     return model
 
 

@@ -66,6 +66,7 @@ from anomalib_glocalclip.utils.logs import log_to_file
 from .models import (
     ModelFactory,
     anoclip_factory,
+    apply_few_shot,
     config_factory,
     describe_factory,
     glocalclip_factory,
@@ -166,10 +167,12 @@ class _CategoryRun:
         seed: int | None,
         resize_masks: bool = False,
         progress: bool = False,
+        few_shot: int = 0,
     ) -> None:
         self.factory = factory
         self.progress = progress
         self.resize_masks = resize_masks
+        self.few_shot = few_shot
         self.entry = entry
         self.root = root
         self.output = output
@@ -229,7 +232,7 @@ class _CategoryRun:
         if self.seed is not None:
             seed_everything(self.seed, verbose=False)
         heatmap_dir = self.output / "heatmaps" / category
-        model = self.model_for(evaluator)
+        model = apply_few_shot(self.model_for(evaluator), self.few_shot, category, self.seed)
         # One pass where validation would score the test files again: thresholds are fitted on the test pass.
         one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
@@ -326,6 +329,7 @@ def evaluate(
     overwrite: bool = False,
     seed: int | None = 111,
     progress: bool = True,
+    few_shot: int = 0,
 ) -> pd.DataFrame:
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
@@ -350,6 +354,8 @@ def evaluate(
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
         progress: show progress bars over categories and over the running category's images (rate, ETA).
+        few_shot: ``k`` normal train images per category as few-shot references (GlocalCLIP, AnoCLIP), the
+            same for every model (seeded by the category's name and ``seed``); ``0``: zero-shot.
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values
@@ -382,6 +388,8 @@ def evaluate(
         "title": model_title(factory),
         "scores": "anomalib-normalized" if normalize else "raw",
     }
+    if few_shot:  # in the title too, so that a zero-shot and a few-shot sweep never share a folder
+        settings.update(few_shot=few_shot, title=f"{settings['title']} ({few_shot}-shot)")
     output.mkdir(parents=True, exist_ok=True)
     store.check_settings(settings)
     run = _CategoryRun(
@@ -402,6 +410,7 @@ def evaluate(
         seed=seed,
         resize_masks=resize_masks,
         progress=progress,
+        few_shot=few_shot,
     )
     failed: list[str] = []
     # A second signal while the tables are written is ignored: they are written whole.
@@ -444,9 +453,11 @@ def _write_tables(
     settings: Mapping[str, str],
 ) -> pd.DataFrame:
     results = order_results(store.all(), available)
+    k = settings.get("few_shot", 0)
+    mode = f"{k}-shot (the same {k} seeded normal train images per category for every model)" if k else "zero-shot"
     footnotes = [
         f"Model: `{settings['model']}`.",
-        f"Dataset: {entry.title} (`{entry.name}`) at `{settings['root']}`; zero-shot, validation = test split.",
+        f"Dataset: {entry.title} (`{entry.name}`) at `{settings['root']}`; {mode}, validation = test split.",
         "Scores: " + ("Anomalib-normalised." if settings["scores"] != "raw" else "raw, as in the paper."),
     ]
     if not entry.image_metrics:
@@ -455,7 +466,7 @@ def _write_tables(
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
     footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
     scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
-    title = f"{settings['title']}, zero-shot on {entry.title} ({scores})"
+    title = f"{settings['title']}, {'few' if k else 'zero'}-shot on {entry.title} ({scores})"
     return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
 
 

@@ -1,6 +1,7 @@
 """Few-shot scoring shared by GlocalCLIP and AnoCLIP: a bank of normal reference patches (issue 15).
 
-How a model uses it (phase 2 wires it into both models)::
+How the models use it (wired in ``components/few_shot.py``, ``ZeroShotCLIPMixin.prepare_references`` and
+both torch models' ``forward``)::
 
     # __init__(..., few_shot: int = 0, reference_images: str | None = None)
     self.reference_bank = ReferenceBank(precision=precision)   # bf16 on CUDA under auto, fp32 on CPU

@@ -50,7 +50,7 @@ def select_reference_indices(num_samples: int, k: int, seed: int = 0) -> list[in
 
 def reference_images_from_folder(
     folder: str | Path,
-    k: int,
+    k: int | None,
     seed: int = 0,
     read: Callable[[Path], Any] = read_image,
 ) -> list[Path]:
@@ -61,7 +61,7 @@ def reference_images_from_folder(
 
     Args:
         folder: folder of normal images of the product.
-        k: number of references.
+        k: number of references; ``None`` takes every image of the folder.
         seed: seed of the choice. Defaults to ``0``.
         read: reader each chosen image goes through, raising an error that names a file it cannot use.
             Defaults to ``anomalib_glocalclip.data.io.read_image``.
@@ -93,7 +93,7 @@ def reference_images_from_folder(
             "are not read). Put a few normal images of the product directly in it."
         )
         raise ValueError(msg)
-    chosen = _choose(candidates, k, seed, str(folder))
+    chosen = candidates if k is None else _choose(candidates, k, seed, str(folder))
     for path in chosen:
         read(path)
     return chosen

@@ -11,6 +11,11 @@ Two modes, chosen by ``prompt_weights``:
   ``prompts.pt`` next to the checkpoint after every epoch.
 * **zero-shot** (``prompt_weights=<file>``): learning type ``ZERO_SHOT``, so ``anomalib test``/``predict``
   first validates on the target to set thresholds and normalisation, then tests.
+* **few-shot** (``prompt_weights=<file>`` and ``few_shot=k`` or ``reference_images=<folder>``): learning type
+  ``FEW_SHOT``, run as zero-shot; before the first batch, ``k`` normal images of the target's train split (or
+  of the folder) fill the reference bank (``components/few_shot.py``). While prompts are learned the learning
+  type stays ``ONE_CLASS`` (the train split is the auxiliary data, not the target's normal images), so few-shot
+  then needs ``reference_images``; the bank is filled before the first validation or test batch.
 
 Example:
     >>> from anomalib.engine import Engine
@@ -40,6 +45,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.data.dataset import has_pixel_labels
+from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT
 
 from .feature_cache import STORAGES, CachedBatch, EncodedBatch, FeatureCacheCallback
 from .loss import global_loss, glocal_contrastive_loss, local_loss
@@ -85,6 +91,12 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             (an explicit value, 1000 included, is always honoured). Defaults to ``15``.
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
+            given. Defaults to ``0``.
+        reference_images: folder of normal images to take the ``k`` references from (all of them when
+            ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
+        few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
+        few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
         cache_features: train on encoder outputs cached in the first pass (each auxiliary image is encoded
             once). Applies with ``AuxiliaryTransfer`` when the training data has no random augmentation.
         cache_storage: where cached features live: ``auto`` (GPU, host memory or disk, by size), ``device``,
@@ -121,6 +133,10 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         max_epochs: int = 15,
         round_deep_prompts_to_fp16: bool = True,
         precision: str = "auto",
+        few_shot: int = 0,
+        reference_images: str | None = None,
+        few_shot_seed: int = 0,
+        few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
         cache_features: bool = True,
         cache_storage: str = "auto",
         quick_gelu: bool | None = None,
@@ -140,6 +156,14 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
+        self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
+        if self.prompt_weights is None and few_shot > 0 and reference_images is None:
+            msg = (
+                f"GlocalCLIP(few_shot={few_shot}) without prompt_weights learns prompts on auxiliary data, whose "
+                "train split holds no normal image of the target. Pass reference_images=<folder of normal images>, "
+                "or learn the prompts first and then use prompt_weights=prompts.pt with few_shot."
+            )
+            raise ValueError(msg)
         prompt_file = read_prompt_file(self.prompt_weights) if self.prompt_weights else None
         sizes = (n_ctx, n_abnormal_ctx, deep_prompt_depth, deep_prompt_length)
         requested = resolve_prompt_shape(preset, *sizes)
@@ -169,6 +193,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             quick_gelu=quick_gelu,
             cache_dir=cache_dir,
             precision=precision,
+            few_shot_weight=few_shot_weight,
         )
         if prompt_file is not None:
             self._load_prompts(prompt_file.state_dict)
@@ -207,8 +232,10 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     # ----- Anomalib -----
     @property
     def learning_type(self) -> LearningType:
-        """``ZERO_SHOT`` with learned prompts, ``ONE_CLASS`` while learning them."""
-        return LearningType.ZERO_SHOT if self.prompt_weights else LearningType.ONE_CLASS
+        """``ZERO_SHOT`` (``FEW_SHOT`` with references) with learned prompts, ``ONE_CLASS`` while learning them."""
+        if not self.prompt_weights:
+            return LearningType.ONE_CLASS
+        return super().learning_type
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -227,7 +254,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
-        if self.learning_type == LearningType.ZERO_SHOT:
+        if self.learning_type != LearningType.ONE_CLASS:
             return None
         return torch.optim.Adam(self.model.prompt_learner.parameters(), lr=self.learning_rate, betas=self.betas)
 
@@ -317,15 +344,18 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         return global_features, patch_features, batch.gt_label.to(self.device), masks
 
     def on_validation_start(self) -> None:
-        """Compute the text features once per evaluation."""
+        """Compute the text features once per evaluation (and take the few-shot references)."""
+        super().on_validation_start()
         self.model.refresh_text_features()
 
     def on_test_start(self) -> None:
-        """Compute the text features once per evaluation."""
+        """Compute the text features once per evaluation (and take the few-shot references)."""
+        super().on_test_start()
         self.model.refresh_text_features()
 
     def on_predict_start(self) -> None:
-        """Compute the text features once per evaluation."""
+        """Compute the text features once per evaluation (and take the few-shot references)."""
+        super().on_predict_start()
         self.model.refresh_text_features()
 
     def on_train_epoch_end(self) -> None:

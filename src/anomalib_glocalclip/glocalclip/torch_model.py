@@ -9,6 +9,10 @@ Data flow for a batch of ``B`` normalised images ``[B, 3, S, S]`` (``S`` = 518 f
     S_l          = upsample(softmax([<F_l,l_n>, <F_l,l_a>] / τ))                            [B, 2, S, S]
     anomaly map  = Gaussian_σ(Σ_l S_l[anomalous])                                           [B, S, S]
 
+Few-shot (a non-empty ``reference_bank``): each patch's cosine distance to its nearest reference patch at the
+same layers (``few_shot/``), upsampled and smoothed like ``S_l``, is mixed into the map and the image score with
+weight ``w`` (``few_shot/scoring.py``); the map keeps its range ``[0, len(feature_layers)]``.
+
 Reference-compatible features (the default): the reference code stores its multi-layer V-V features
 without copying them, so every requested layer ends up holding the *last* layer's V-V output. Its
 maps and local loss are therefore ``len(feature_layers)`` times the last layer's. ``per_layer_features``
@@ -27,6 +31,7 @@ from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
 from anomalib_glocalclip.backbone import CLIPBackbone
+from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT, ReferenceBank, combine, few_shot_anomaly_map
 
 from .anomaly_map import gaussian_blur, patch_probability_map, tempered_state_probabilities
 from .prompt_learner import GlocalPromptLearner, PromptShape
@@ -65,6 +70,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         quick_gelu: force QuickGELU on/off (``None``: decided from the weights).
         cache_dir: open_clip download cache.
         precision: backbone precision, ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
+        few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled. Defaults to ``0.5``.
     """
 
     def __init__(
@@ -83,6 +89,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         quick_gelu: bool | None = None,
         cache_dir: str | Path | None = None,
         precision: str = "auto",
+        few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
     ) -> None:
         super().__init__()
         from .presets import DEFAULT_PROMPT_SHAPE
@@ -110,6 +117,8 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         self.prompt_learner = GlocalPromptLearner(self.backbone, prompt_shape or DEFAULT_PROMPT_SHAPE)
         # Normalised [g_n, g_a, l_n, l_a], computed once per evaluation and folded into exported graphs.
         self.register_buffer("text_features", torch.empty(0))
+        self.few_shot_weight = few_shot_weight
+        self.reference_bank = ReferenceBank(precision=precision)  # empty: zero-shot
 
     @property
     def map_layers(self) -> tuple[int, ...]:
@@ -179,16 +188,41 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         maps = patch_probability_map(probabilities.flatten(0, 1), self.backbone.grid_size, output_size)
         return maps.view(layers, batch, *maps.shape[1:])
 
+    def reference_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[K, B, N, E]`` patch features of reference images ``[B, 3, S, S]`` at the map layers (for the bank)."""
+        return self.encode_image(images).patch_features
+
+    def few_shot_map(self, patch_features: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        """``[B, H, W]`` few-shot map in ``[0, 1]``: nearest-reference distances, upsampled and smoothed as ``S_l``.
+
+        Args:
+            patch_features: ``[K, B, N, E]`` patch features at the map layers.
+            output_size: ``(H, W)``.
+        """
+
+        def patch_map(scores: torch.Tensor) -> torch.Tensor:
+            upsampled = patch_probability_map(scores.unsqueeze(-1), self.backbone.grid_size, output_size)
+            return gaussian_blur(upsampled[:, 0], self.sigma)
+
+        return few_shot_anomaly_map(self.reference_bank.nearest_distance(patch_features), patch_map)
+
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """Score a batch of normalised images ``[B, 3, S, S]``.
 
         Returns:
             ``InferenceBatch`` with ``pred_score`` ``[B]`` (anomalous probability of the global branch) and
-            ``anomaly_map`` ``[B, S, S]`` (smoothed sum of the layers' anomalous probabilities).
+            ``anomaly_map`` ``[B, S, S]`` (smoothed sum of the layers' anomalous probabilities), each combined
+            with the few-shot scores when the reference bank is filled.
         """
         text_features = self.current_text_features()
         features = self.encode_image(images)
         pred_score = self.image_logits(features.global_features, text_features).softmax(dim=-1)[:, 1]
-        maps = self.probability_maps(features.patch_features, text_features, tuple(images.shape[-2:]))
-        anomaly_map = maps[:, :, 1].sum(dim=0) * features.layer_weight
-        return InferenceBatch(pred_score=pred_score, anomaly_map=gaussian_blur(anomaly_map, self.sigma))
+        output_size = tuple(images.shape[-2:])
+        maps = self.probability_maps(features.patch_features, text_features, output_size)
+        anomaly_map = gaussian_blur(maps[:, :, 1].sum(dim=0) * features.layer_weight, self.sigma)
+        if not self.reference_bank.is_empty:
+            few_shot_map = self.few_shot_map(features.patch_features, output_size)
+            # The zero-shot map sums len(map_layers) probabilities, each weighted by layer_weight.
+            map_scale = features.layer_weight * len(self.map_layers)
+            anomaly_map, pred_score = combine(anomaly_map, few_shot_map, pred_score, self.few_shot_weight, map_scale)
+        return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
