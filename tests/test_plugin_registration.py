@@ -159,6 +159,7 @@ def test_evaluate_help_names_every_registered_dataset() -> None:
         "from anomalib_glocalclip.anoclip import AnoCLIP",
         "from anomalib_glocalclip.glocalclip import GlocalCLIP",
         "from anomalib_glocalclip.data.catalogue import DATASETS",
+        "from anomalib_glocalclip.components import ZeroShotCLIPMixin",
     ],
 )
 def test_importing_a_subpackage_first_registers_everything_without_warnings(cli, first_import: str) -> None:

@@ -27,27 +27,30 @@ REGISTERING_WITH_ANOMALIB = False
 """True while :func:`register` imports the models (the start-up hook then leaves the registration to it)."""
 
 
-# The subpackages whose import registers the plugin at its end, and the name each must define by then.
-_SELF_REGISTERING = {".data": "DATAMODULES", ".anoclip": "AnoCLIP", ".glocalclip": "GlocalCLIP"}
+def _imports_in_progress(caller: str | None) -> bool:
+    """Whether a module of the plugin other than ``caller`` is half-way through its import.
 
-
-def _mid_import() -> bool:
-    """Whether one of the self-registering subpackages is half-way through its import.
-
-    It then calls :func:`register` itself once its names exist (e.g. ``import anomalib_glocalclip.glocalclip``
-    imports ``data``, whose ``register()`` call comes before ``GlocalCLIP`` is defined).
+    The start-up hook leaves registration to the plugin while one of its modules is being imported (e.g.
+    ``import anomalib_glocalclip.glocalclip`` imports ``anomalib.models`` before ``GlocalCLIP`` exists); the
+    subpackages that users import directly call :func:`register` at their end, and the outermost of them, the last
+    to finish, registers. ``_initializing`` is CPython's import-in-progress flag (the hook reads it too).
     """
-    for relative, name in _SELF_REGISTERING.items():
-        module = sys.modules.get(__name__ + relative)
-        if module is not None and not hasattr(module, name):
+    prefix = __name__ + "."
+    for name, module in list(sys.modules.items()):
+        initializing = getattr(getattr(module, "__spec__", None), "_initializing", False)
+        if initializing and name.startswith(prefix) and name != caller:
             return True
     return False
 
 
-def register() -> None:
-    """Import the models and datamodules and expose them on ``anomalib.models`` / ``anomalib.data``."""
+def register(caller: str | None = None) -> None:
+    """Import the models and datamodules and expose them on ``anomalib.models`` / ``anomalib.data``.
+
+    Args:
+        caller: the subpackage calling at the end of its own import (``__name__``), ``None`` otherwise.
+    """
     global REGISTERING_WITH_ANOMALIB  # noqa: PLW0603 - one flag for the start-up hook
-    if REGISTERING_WITH_ANOMALIB or _mid_import():
+    if REGISTERING_WITH_ANOMALIB or _imports_in_progress(caller):
         return
     REGISTERING_WITH_ANOMALIB = True
     try:

@@ -13,4 +13,4 @@ __all__ = ["AnoCLIP", "AnoCLIPModel"]
 # start-up hook leaves it to the plugin while one of its modules is still being imported.
 from anomalib_glocalclip import register
 
-register()
+register(__name__)

@@ -84,4 +84,4 @@ __all__ = [
 # start-up hook leaves it to the plugin while one of its modules is still being imported.
 from anomalib_glocalclip import register  # noqa: E402 - after the package's own names exist
 
-register()
+register(__name__)

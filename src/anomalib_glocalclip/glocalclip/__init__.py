@@ -23,4 +23,4 @@ __all__ = [
 # start-up hook leaves it to the plugin while one of its modules is still being imported.
 from anomalib_glocalclip import register
 
-register()
+register(__name__)
