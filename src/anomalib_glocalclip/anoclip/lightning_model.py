@@ -64,6 +64,8 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         encoder_batch_size: most images per vision-tower pass (each image adds 21 augmented views);
             ``None``: no limit. Lower it if memory runs out.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
+            ``"reference"`` (the GlocalCLIP reference code's PIL resize: 8-bit bicubic images, bilinear masks > 0.5).
         pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
@@ -87,6 +89,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         tta_seed: int = 111,
         encoder_batch_size: int | None = 64,
         precision: str = "auto",
+        preprocessing: str = "anomalib",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -101,6 +104,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             post_processor=post_processor,
             evaluator=evaluator,
             visualizer=visualizer,
+            preprocessing=preprocessing,
         )
         self.class_name = class_name
         self.domain = domain

@@ -35,7 +35,7 @@ from torch import nn
 from anomalib_glocalclip.compat import set_post_processor_thresholds
 
 from .evaluator import zero_shot_evaluator
-from .pre_processor import clip_pre_processor
+from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class ZeroShotCLIPMixin:
         post_processor: post-processor, or ``True`` for Anomalib's. Defaults to ``True``.
         evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``. Defaults to ``True``.
         visualizer: visualizer, or ``True`` for Anomalib's. Defaults to ``True``.
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
+            ``"reference"`` (the reference code's PIL resize, see ``ReferenceResize``). Defaults to ``"anomalib"``.
     """
 
     def __init__(
@@ -103,10 +105,12 @@ class ZeroShotCLIPMixin:
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
+        preprocessing: str = "anomalib",
     ) -> None:
         self.image_size = int(image_size)
+        self.preprocessing = check_preprocessing(preprocessing)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((self.image_size, self.image_size))
+            pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -115,13 +119,20 @@ class ZeroShotCLIPMixin:
         )
 
     @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        preprocessing: str = "anomalib",
+    ) -> PreProcessor:
         """Bicubic resize to ``image_size`` and CLIP normalisation.
 
         Args:
             image_size: ``(H, W)``. Defaults to ``None``: ``(224, 224)``.
+            preprocessing: ``"anomalib"`` or ``"reference"`` (see ``clip_pre_processor``). Defaults to
+                ``"anomalib"``.
         """
-        return clip_pre_processor(tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE)
+        size = tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
+        return clip_pre_processor(size, preprocessing)
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
