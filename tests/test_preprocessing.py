@@ -219,3 +219,31 @@ def test_export_transform_builds_coefficients_in_the_graph() -> None:
     eager = pre_processor.transform(image)
     exported = pre_processor(image)  # forward = the export transform
     assert (eager - exported).abs().max() <= 1.0 / 255 / min(OPENAI_CLIP_STD) + 1e-6
+
+
+def test_engine_runs_the_reference_resize_in_the_datasets(tiny_config, tmp_path) -> None:
+    """Anomalib copies the resize into the datasets' augmentations: odd-sized images collate; reload keeps it."""
+    from anomalib.data import Folder
+    from anomalib.engine import Engine
+
+    from anomalib_glocalclip.testing import generate_folder
+
+    root = generate_folder(tmp_path / "data", n_good=3, n_bad=3, image_size=(48, 40), odd_images=True)
+    datamodule = Folder(name="parts", root=root, normal_dir="good", abnormal_dir="bad", mask_dir="masks",
+                        eval_batch_size=6, num_workers=0, seed=0)
+    model = AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=32, image_score_views="none",
+                    preprocessing="reference")
+    engine = Engine(accelerator="cpu", devices=1, logger=False, default_root_dir=tmp_path / "results",
+                    enable_progress_bar=False)
+    results = engine.test(model, datamodule=datamodule, verbose=False)
+    assert "pixel_AUROC" in results[0]
+    augmentations = datamodule.test_data.augmentations
+    assert isinstance(augmentations, ReferenceResize)
+    item = datamodule.test_data[len(datamodule.test_data) - 1]
+    assert item.image.shape[-2:] == (32, 32)
+    assert set(item.gt_mask.unique().tolist()) <= {0, 1}
+
+    checkpoint = next((tmp_path / "results").rglob("*.ckpt"))
+    loaded = AnoCLIP.load_from_checkpoint(checkpoint)
+    assert isinstance(loaded.pre_processor.transform.transforms[0], ReferenceResize)
+    assert loaded.pre_processor.export_transform.transforms[0].exact is False

@@ -208,7 +208,7 @@ class ReferenceResize(Resize):
             return tv_tensors.wrap(self.resize_mask(inpt.as_subclass(torch.Tensor)), like=inpt)
         if isinstance(inpt, tv_tensors.Image):
             return tv_tensors.wrap(self.resize_image(inpt.as_subclass(torch.Tensor)), like=inpt)
-        if type(inpt) is torch.Tensor:
+        if isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor):  # plain (or traced) image
             return self.resize_image(inpt)
         return super().transform(inpt, params)
 
