@@ -9,9 +9,12 @@ every Pillow version), and the full ``Image.resize`` is compared only where both
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import Resize
@@ -247,3 +250,24 @@ def test_engine_runs_the_reference_resize_in_the_datasets(tiny_config, tmp_path)
     loaded = AnoCLIP.load_from_checkpoint(checkpoint)
     assert isinstance(loaded.pre_processor.transform.transforms[0], ReferenceResize)
     assert loaded.pre_processor.export_transform.transforms[0].exact is False
+
+
+PROTOCOL_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("glocalclip_*_to_*.yaml"))
+
+
+@pytest.mark.parametrize("config", PROTOCOL_CONFIGS, ids=lambda path: path.stem)
+def test_paper_protocol_configs_use_the_reference_resize(config: Path) -> None:
+    values = yaml.safe_load(config.read_text(encoding="utf-8"))
+    assert values["model"]["init_args"]["preprocessing"] == "reference"
+
+
+def test_evaluate_builds_glocalclip_with_the_reference_resize(tiny_config, tmp_path) -> None:
+    from anomalib_glocalclip.evaluation import anoclip_factory, glocalclip_factory
+
+    tiny = {"backbone": str(tiny_config), "pretrained": None, "image_size": 32}
+    prompts = GlocalCLIP(**tiny).save_prompts(tmp_path / "prompts.pt")
+    assert isinstance(glocalclip_factory(prompts, **tiny)().pre_processor.transform.transforms[0], ReferenceResize)
+    chosen = glocalclip_factory(prompts, **tiny, preprocessing="anomalib")()
+    assert type(chosen.pre_processor.transform.transforms[0]) is Resize
+    # AnoCLIP's own reference code is not GlocalCLIP's: it keeps the model's default.
+    assert type(anoclip_factory(**tiny)().pre_processor.transform.transforms[0]) is Resize
