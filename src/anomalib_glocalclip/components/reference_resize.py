@@ -1,12 +1,13 @@
 """The reference's resize in torch: PIL's bicubic for images, PIL's bilinear then ``> 0.5`` for masks.
 
-The reference code (YUL-git/GlocalCLIP, like CLIP and AnomalyCLIP) resizes 8-bit PIL images: images with
+The reference code (YUL-git/GlocalCLIP, a fork of AnomalyCLIP) resizes 8-bit PIL images: images with
 ``Resize(S, BICUBIC)`` and masks (0/255) with ``Resize(S)`` (bilinear), then ``ToTensor`` and, for masks,
-``> 0.5``. PIL resamples separably, first along the width, then along the height. Each pass uses the filter
+``> 0.5``. PIL resamples separably, first along the width, then along the height (Pillow up to 12, the
+reference's 10.4 included; Pillow 13 goes height first when the height shrinks much more). Each pass uses the filter
 (bicubic ``a = -0.5``, support 2; bilinear, support 1) stretched by the downscale factor (so it antialiases),
 coefficients normalised per output pixel and rounded to 22-bit fixed point, and rounds and clamps every pass's
 result to 8 bit. A tensor ``Resize`` instead keeps floats between passes, so it overshoots [0, 1] at sharp
-edges and differs from PIL by up to 14-19 grey levels there; nearest-neighbour masks differ at boundaries.
+edges and differs from PIL by about 20 grey levels there; nearest-neighbour masks differ at boundaries.
 
 Two implementations:
 
@@ -176,8 +177,9 @@ class ReferenceResize(Resize):
 
     Args:
         size: output ``(H, W)`` (or ``S`` for ``(S, S)``).
-        exact: ``True``: PIL's integer arithmetic (``pil_resize``); ``False``: float coefficients
-            (``pil_resize_dense``, for export with dynamic input sizes). Defaults to ``True``.
+        exact: ``True``: PIL's arithmetic with cached coefficients (``pil_resize``); ``False``: coefficients
+            built inside the graph (``pil_resize_dense``, for export with dynamic input sizes). Defaults to
+            ``True``.
     """
 
     def __init__(self, size: int | tuple[int, int] | list[int], exact: bool = True) -> None:
