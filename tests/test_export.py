@@ -255,3 +255,33 @@ def test_cli_refuses_to_export_anoclip_plus_with_a_clear_warning(workspace: dict
     assert "cannot be exported" in output
     assert "tta=False" in output
     assert not list(tmp_path.rglob("*.onnx"))
+
+
+ONE_GREY_LEVEL_TOLERANCE = 1e-3
+"""OpenVINO computes the reference resize's float64 coefficients in float32: a resized pixel can move by one grey
+level, which moves these scores and maps by up to about 6e-4."""
+
+
+def test_reference_preprocessing_exports(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """``preprocessing="reference"``: the graph builds PIL's coefficients from the input's size (dynamic sizes).
+
+    ONNX Runtime (float64 honoured) gives the torch model's outputs; OpenVINO at f32 within one grey level.
+    """
+    model = GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"]),
+                       preprocessing="reference").eval()
+    engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path)
+    onnx_path = engine.export(model, ExportType.ONNX, export_root=tmp_path)
+    openvino_path = engine.export(model, ExportType.OPENVINO, export_root=tmp_path)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    batches = [random_batch(size) for size in INPUT_SIZES]
+    for images in batches:
+        outputs = dict(zip(names, session.run(None, {"input": images.numpy()}), strict=True))
+        check_close(outputs, reference(model, images))
+        # The exported (in-graph) resize is the eager PIL-exact one on these inputs.
+        eager = model.pre_processor.transform(images)
+        torch.testing.assert_close(model.pre_processor(images), eager, atol=0.0, rtol=0.0)
+    openvino = predict_in_fresh_process({"openvino": openvino_path}, tmp_path / "inference",
+                                        arrays=[images.numpy() for images in batches])["openvino"]
+    for outputs, images in zip(openvino, batches, strict=True):
+        check_close(outputs, reference(model, images), (ONE_GREY_LEVEL_TOLERANCE, ONE_GREY_LEVEL_TOLERANCE))

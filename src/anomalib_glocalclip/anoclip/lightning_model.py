@@ -73,6 +73,8 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
         few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
         few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
+            ``"reference"`` (the GlocalCLIP reference code's PIL resize: 8-bit bicubic images, bilinear masks > 0.5).
         pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
@@ -100,6 +102,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         reference_images: str | None = None,
         few_shot_seed: int = 0,
         few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
+        preprocessing: str = "anomalib",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -114,6 +117,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             post_processor=post_processor,
             evaluator=evaluator,
             visualizer=visualizer,
+            preprocessing=preprocessing,
         )
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
         self.class_name = class_name

@@ -39,7 +39,7 @@ from anomalib_glocalclip.compat import set_post_processor_thresholds
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
-from .pre_processor import clip_pre_processor
+from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
 from .visualizer import PluginImageVisualizer
 
@@ -100,6 +100,8 @@ class ZeroShotCLIPMixin:
         evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``. Defaults to ``True``.
         visualizer: visualizer, or ``True`` for ``configure_visualizer()`` (Anomalib's, its images read by the
             plugin's reader). Defaults to ``True``.
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
+            ``"reference"`` (the reference code's PIL resize, see ``ReferenceResize``). Defaults to ``"anomalib"``.
     """
 
     def __init__(
@@ -109,10 +111,12 @@ class ZeroShotCLIPMixin:
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
+        preprocessing: str = "anomalib",
     ) -> None:
         self.image_size = int(image_size)
+        self.preprocessing = check_preprocessing(preprocessing)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((self.image_size, self.image_size))
+            pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -121,13 +125,20 @@ class ZeroShotCLIPMixin:
         )
 
     @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        preprocessing: str = "anomalib",
+    ) -> PreProcessor:
         """Bicubic resize to ``image_size`` and CLIP normalisation.
 
         Args:
             image_size: ``(H, W)``. Defaults to ``None``: ``(224, 224)``.
+            preprocessing: ``"anomalib"`` or ``"reference"`` (see ``clip_pre_processor``). Defaults to
+                ``"anomalib"``.
         """
-        return clip_pre_processor(tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE)
+        size = tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
+        return clip_pre_processor(size, preprocessing)
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:

@@ -1,24 +1,109 @@
-"""CLIP pre-processing: bicubic resize to the backbone's input size and CLIP normalisation."""
+"""CLIP pre-processing: resize to the backbone's input size and CLIP normalisation.
+
+Two resizes, chosen by ``preprocessing``:
+
+* ``"anomalib"``: torchvision's tensor ``Resize`` (bicubic, antialiased, float between passes); masks nearest.
+* ``"reference"``: the reference code's PIL pipeline (``ReferenceResize``): 8-bit PIL bicubic for images,
+  PIL bilinear then ``> 0.5`` for masks.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from anomalib.pre_processing import PreProcessor
-from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
+from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize, Transform
 
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from .reference_resize import ReferenceResize
 
-def clip_pre_processor(image_size: int | tuple[int, int]) -> PreProcessor:
+PREPROCESSING_MODES = ("anomalib", "reference")
+
+
+def check_preprocessing(preprocessing: str) -> str:
+    """``preprocessing`` if it is one of ``PREPROCESSING_MODES``, else a ``ValueError`` naming them."""
+    if preprocessing not in PREPROCESSING_MODES:
+        msg = (
+            f"preprocessing must be one of {list(PREPROCESSING_MODES)}, got {preprocessing!r}: 'reference' for the "
+            "reference code's PIL resize, 'anomalib' for torchvision's tensor resize."
+        )
+        raise ValueError(msg)
+    return preprocessing
+
+
+def clip_transform(image_size: tuple[int, int], preprocessing: str = "anomalib") -> Compose:
+    """Resize to ``image_size`` (as ``preprocessing`` says) and CLIP normalisation.
+
+    Args:
+        image_size: ``(H, W)``.
+        preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
+    """
+    if check_preprocessing(preprocessing) == "reference":
+        resize: Transform = ReferenceResize(image_size)
+    else:
+        resize = Resize(image_size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return Compose([resize, Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)])
+
+
+def _dense_resizes(transform: Transform | None) -> Transform | None:
+    """``transform`` with its ``ReferenceResize`` steps switched to coefficients built in the graph (in place)."""
+    for step in getattr(transform, "transforms", [transform]):
+        if isinstance(step, ReferenceResize):
+            step.exact = False
+    return transform
+
+
+class CLIPPreProcessor(PreProcessor):
+    """Anomalib's ``PreProcessor`` with the CLIP transform of ``clip_transform``.
+
+    The reference resize is no transform Anomalib can persist as plain data, so a checkpoint stores the
+    ``preprocessing`` mode and size instead, and loading rebuilds the transform from them. In the exported
+    graph the reference resize computes its coefficients from the input's size (``pil_resize_dense``).
+
+    Args:
+        image_size: ``(H, W)``.
+        preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
+    """
+
+    def __init__(self, image_size: tuple[int, int], preprocessing: str = "anomalib") -> None:
+        super().__init__(transform=clip_transform(image_size, preprocessing))
+        self.image_size = tuple(image_size)
+        self.preprocessing = preprocessing
+        # Anomalib's export copy of the transform (antialias off, exportable crops), with the in-graph resize.
+        self.export_transform = _dense_resizes(self.export_transform)
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """Anomalib's transform spec, or, for the reference resize, the mode and size it is rebuilt from."""
+        if self.preprocessing == "reference":
+            return {"preprocessing": "reference", "image_size": list(self.image_size)}
+        return super().checkpoint_config()
+
+    def load_checkpoint_config(self, config: dict[str, Any]) -> None:
+        """Restore what ``checkpoint_config`` stored."""
+        if config.get("preprocessing") == "reference":
+            self.image_size = tuple(config["image_size"])
+            self.preprocessing = "reference"
+            self.transform = clip_transform(self.image_size, "reference")
+            self.export_transform = _dense_resizes(clip_transform(self.image_size, "reference"))
+        else:
+            super().load_checkpoint_config(config)
+            self.preprocessing = "anomalib"
+
+
+def clip_pre_processor(image_size: int | tuple[int, int], preprocessing: str = "anomalib") -> CLIPPreProcessor:
     """Anomalib's ``PreProcessor`` with a bicubic resize and CLIP normalisation.
 
-    Anomalib copies this ``Resize`` into the datasets' augmentations, so images of different native sizes
+    Anomalib copies the resize into the datasets' augmentations, so images of different native sizes
     collate, and masks are resized with their images.
 
     Args:
         image_size: input size of the vision tower, ``S`` or ``(H, W)``.
+        preprocessing: ``"anomalib"`` (torchvision's tensor resize) or ``"reference"`` (the reference's PIL
+            resize). Defaults to ``"anomalib"``.
 
     Returns:
-        PreProcessor: maps ``[B, 3, h, w]`` images in ``[0, 1]`` to normalised ``[B, 3, H, W]`` images.
+        CLIPPreProcessor: maps ``[B, 3, h, w]`` images in ``[0, 1]`` to normalised ``[B, 3, H, W]`` images.
 
     Example:
         >>> pre_processor = clip_pre_processor(224)
@@ -26,9 +111,4 @@ def clip_pre_processor(image_size: int | tuple[int, int]) -> PreProcessor:
         [224, 224]
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return PreProcessor(
-        transform=Compose([
-            Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
-            Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD),
-        ]),
-    )
+    return CLIPPreProcessor(size, preprocessing)

@@ -161,10 +161,12 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
     Args:
         prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP checkpoint or a reference ``.pth``).
         **init_args: further ``GlocalCLIP`` arguments (``backbone``, ``pretrained``, ``image_size``, ``sigma``...).
+            ``preprocessing`` defaults to ``"reference"`` (the reference's PIL resize, as the paper's protocol).
     """
     from anomalib_glocalclip.glocalclip import GlocalCLIP
     from anomalib_glocalclip.glocalclip.prompt_file import read_prompt_file
 
+    init_args = {"preprocessing": "reference", **init_args}
     path = Path(prompt_weights).expanduser()
     if not path.is_file():
         msg = f"Prompt file {path} does not exist (pass the prompts.pt a training run wrote next to its checkpoint)."

@@ -103,6 +103,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             ``host`` or ``disk``.
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
+            ``"reference"`` (the reference code's PIL resize: 8-bit bicubic images, bilinear masks > 0.5).
         pre_processor: pre-processor, or ``True`` for bicubic resize + CLIP normalisation.
         post_processor: post-processor, or ``True`` for Anomalib's default.
         evaluator: evaluator, or ``True`` for image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max.
@@ -141,6 +143,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         cache_storage: str = "auto",
         quick_gelu: bool | None = None,
         cache_dir: str | None = None,
+        preprocessing: str = "anomalib",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -155,6 +158,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             post_processor=post_processor,
             evaluator=evaluator,
             visualizer=visualizer,
+            preprocessing=preprocessing,
         )
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
         if self.prompt_weights is None and few_shot > 0 and reference_images is None:
