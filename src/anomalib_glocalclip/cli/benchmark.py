@@ -1,9 +1,9 @@
 """``anomalib-glocalclip benchmark``: GlocalCLIP, AnoCLIP, WinCLIP (any Anomalib model) on the same data, one table.
 
-Anomalib 2.7's ``anomalib benchmark`` cannot compare these models: it passes the datamodule to ``fit``
-positionally (zero-shot models then have no validation data), its table breaks when models log different
-metrics, its ``get_model`` refuses third-party class paths, and one failing model aborts the whole run
-without writing results. This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
+Anomalib 2.7's ``anomalib benchmark`` runs GlocalCLIP and AnoCLIP, but not a real comparison: its table breaks when
+models log different metric names (WinCLIP and the plugin's models), its ``get_model`` refuses third-party class
+paths, one ``init_args`` block serves all models, and one model that cannot be built stops the whole run without
+writing results (exit status 0). This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
 generator) with the plugin's job, which fixes all four, and writes the comparison to the output folder:
 
 * ``results.csv``: one row per model x category, then a ``mean`` row per model (over its successful jobs);
