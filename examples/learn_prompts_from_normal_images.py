@@ -7,8 +7,8 @@ r"""GlocalCLIP from your own normal images: learn prompts on synthetic anomalies
 ``--normal-images`` is a flat folder of good images of your product; they receive synthetic (Perlin) anomalies
 with masks, drawn once per seed and stored in ``~/.cache/anomalib_glocalclip/synthetic``. ``--test-images`` holds
 ``good/``, ``bad/`` and optionally ``masks/`` (named like the images in ``bad/``). Without folders the script
-generates small ones; without ``--weights`` it uses the tiny random CLIP of the test kit (the pipeline runs, the
-scores mean nothing).
+generates small ones; without ``--weights`` it uses the tiny random CLIP ``tiny-clip`` (the pipeline runs, the
+scores mean nothing). Metrics are on Anomalib's normalised scores, as ``anomalib test`` reports them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from anomalib.engine import Engine
 
 from anomalib_glocalclip import AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.data import SyntheticSource
-from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder, generate_normal_folder
+from anomalib_glocalclip.testing import generate_folder, generate_normal_folder
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--normal-images", type=Path, help="folder of good images of your product (training)")
@@ -33,6 +33,7 @@ parser.add_argument("--epochs", type=int, default=15)
 parser.add_argument("--workdir", type=Path, default=Path("results/example_normal_images"))
 parser.add_argument("--accelerator", default="auto")
 args = parser.parse_args()
+args.workdir = args.workdir.resolve()  # printed paths open from any folder
 
 normal_images = args.normal_images or generate_normal_folder(args.workdir / "data" / "good", n=16, category="bottle")
 test_images = args.test_images or generate_folder(args.workdir / "data" / "test", n_good=6, n_bad=6,
@@ -40,7 +41,7 @@ test_images = args.test_images or generate_folder(args.workdir / "data" / "test"
 if args.weights:
     backbone = {"backbone": "ViT-L-14-336", "pretrained": args.weights, "image_size": 518}
 else:
-    backbone = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64, "sigma": 1.0}
+    backbone = {"backbone": "tiny-clip", "pretrained": None, "image_size": 64, "sigma": 1.0}
 
 
 def target() -> Folder:
@@ -66,6 +67,7 @@ print(f"Learned prompts: {prompts}")
 # 2. Zero-shot: a fresh model from the prompt file, tested on the real test images.
 model = GlocalCLIP(**backbone, prompt_weights=str(prompts))
 test_engine = Engine(default_root_dir=args.workdir / "zero_shot", accelerator=args.accelerator)
-metrics = test_engine.test(model, datamodule=target())[0]
+metrics = test_engine.test(model, datamodule=target(), verbose=False)[0]
+print("Zero-shot metrics (on Anomalib's normalised scores, as `anomalib test`):")
 print({name: round(value, 3) for name, value in metrics.items()})
 print(f"Heatmaps: {Path(test_engine.trainer.default_root_dir) / 'images'}")

@@ -27,7 +27,7 @@ from anomalib_glocalclip.comparison import ZeroShotBenchmark
 from anomalib_glocalclip.comparison.generator import ZeroShotBenchmarkJobGenerator
 from anomalib_glocalclip.comparison.job import FitOnceEngine
 from anomalib_glocalclip.comparison.resolve import build_model
-from anomalib_glocalclip.comparison.table import METRIC_ORDER, collect_rows, with_means
+from anomalib_glocalclip.comparison.table import METRIC_ORDER, collect_rows, print_table, with_means
 from anomalib_glocalclip.testing import generate_mvtec_ad
 from anomalib_glocalclip.utils.errors import describe_error
 from deploy_helpers import anoclip_args, glocalclip_args, run_cli, write_shallow_clip_config
@@ -105,7 +105,8 @@ def check_table(output_dir: Path, models: list[str]) -> pd.DataFrame:
         (model, category) for model in models for category in CATEGORIES
     )
     assert (jobs["status"] == "ok").all(), jobs[["model", "category", "error"]]
-    assert list(table.columns[4:10]) == METRIC_ORDER
+    assert list(table.columns[5:11]) == METRIC_ORDER
+    assert (table["scores"] == "normalised").all()
     assert jobs[METRIC_ORDER].notna().all().all()
     means = table[table["category"] == "mean"].set_index("model")
     assert sorted(means.index) == sorted(models)
@@ -115,8 +116,9 @@ def check_table(output_dir: Path, models: list[str]) -> pd.DataFrame:
         assert means.loc[model, "status"] == f"{len(CATEGORIES)}/{len(CATEGORIES)} ok"
 
     markdown = (output_dir / "results.md").read_text().splitlines()
-    assert markdown[0].startswith("| model | data | category | status | image_AUROC |")
-    assert len(markdown) == 2 + len(table)
+    assert markdown[0].startswith("Metrics on Anomalib's normalised scores")
+    assert markdown[2].startswith("| model | data | category | status | scores | image_AUROC |")
+    assert len(markdown) == 4 + len(table)
     for model in models:
         assert sum(line.startswith(f"| {model} |") for line in markdown) == len(CATEGORIES) + 1
     return table
@@ -136,15 +138,13 @@ def test_glocalclip_anoclip_and_winclip_in_one_table(
 def test_a_failing_model_is_a_row_and_the_others_still_run(workspace: dict[str, Path], tmp_path: Path) -> None:
     broken = {"class_path": "GlocalCLIP", "name": "GlocalCLIP-no-weights",
               "init_args": {**glocalclip_args(workspace["config"]), "pretrained": str(tmp_path / "missing.pt")}}
-    models = [model_entries(workspace, winclip=False)[1], broken, {"class_path": "NoSuchModel"}]
+    models = [model_entries(workspace, winclip=False)[1], broken]
     config = write_config(tmp_path / "bench.yaml", models, workspace)
     table = ZeroShotBenchmark(output_dir=tmp_path / "out").run(argparse.Namespace(config=config))
     jobs = table[table["category"] != "mean"].set_index(["model", "category"])
     assert (jobs.loc["AnoCLIP", "status"] == "ok").all()
     assert (jobs.loc["GlocalCLIP-no-weights", "status"] == "failed").all()
     assert jobs.loc[("GlocalCLIP-no-weights", "bottle"), "error"].startswith("WeightsNotFoundError: CLIP weight file")
-    assert jobs.loc[("NoSuchModel", "bottle"), "status"] == "failed"
-    assert jobs.loc[("NoSuchModel", "bottle"), "error"].startswith("UnknownModelError")
     means = table[table["category"] == "mean"].set_index("model")
     assert means.loc["GlocalCLIP-no-weights", "status"] == "0/2 ok"
     assert math.isnan(means.loc["GlocalCLIP-no-weights", "image_AUROC"])
@@ -185,8 +185,52 @@ def test_cli_writes_the_table(workspace: dict[str, Path], tmp_path: Path) -> Non
     check_table(tmp_path / "out", ["GlocalCLIP", "AnoCLIP"])
 
 
+def test_bad_inputs_stop_the_benchmark_before_its_first_job(
+    workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Unknown model, missing prompt file, missing dataset root: one error listing all three, exit 2, no table."""
+    glocalclip = model_entries(workspace, winclip=False)[0]
+    glocalclip["init_args"]["prompt_weights"] = str(tmp_path / "not_trained_yet.pt")
+    config = write_config(tmp_path / "bench.yaml", [glocalclip, {"class_path": "NoSuchModel"}], workspace)
+    settings = yaml.safe_load(config.read_text())
+    settings["benchmark"]["data"]["init_args"]["root"] = str(tmp_path / "no_dataset")
+    config.write_text(yaml.safe_dump(settings))
+
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"The benchmark config {config} cannot run; nothing was started" in error
+    assert "Unknown model 'NoSuchModel'" in error
+    assert f"prompt_weights file {tmp_path / 'not_trained_yet.pt'} does not exist: train the prompts first" in error
+    assert f"root {tmp_path / 'no_dataset'} does not exist" in error
+    assert error.count("  - ") == 3  # each problem once, although every category repeats it
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_config_says_what_to_train_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """Run as shipped where nothing was trained or downloaded: exit 2 naming the prompts to train and the data."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(CONFIGS / "benchmark_zero_shot.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "prompts.pt does not exist: train the prompts first" in error
+    assert "root ./datasets/MVTecAD does not exist" in error
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_printed_table_fits_80_columns_and_names_its_scores(capsys: pytest.CaptureFixture) -> None:
+    metrics = dict.fromkeys(METRIC_ORDER, 0.98765)
+    rows = [{"model": model, "data": "MVTecAD", "category": category, "status": "ok", **metrics}
+            for model in ("GlocalCLIP", "AnoCLIP") for category in ("bottle", "pipe_fryum")]
+    print_table(with_means(collect_rows(rows)), width=80)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert sum("0.988" in line for line in lines) == 6  # every metric row in one piece, values unbroken
+    assert "normalised scores" in " ".join(lines)
+
+
 def test_example_config_expands_to_four_models_on_two_categories() -> None:
     config = yaml.safe_load((CONFIGS / "benchmark_zero_shot.yaml").read_text())
+    assert config["accelerator"] == "auto"
     jobs = list(ZeroShotBenchmarkJobGenerator(config["accelerator"]).generate_jobs(config["benchmark"], None))
     pairs = [(job.flat_cfg["model.class_path"], job.flat_cfg["data.init_args.category"]) for job in jobs]
     models = ("GlocalCLIP", "AnoCLIP", "AnoCLIP", "WinClip")  # AnoCLIP zero-shot, then 4-shot

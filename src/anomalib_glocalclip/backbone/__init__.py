@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .clip_backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, CLIPBackbone
 from .loading import (
+    TINY_CLIP_NAME,
     UnsupportedBackboneError,
     WeightsMismatchError,
     WeightsNotFoundError,
@@ -28,13 +29,15 @@ from .vv_attention import (
 TINY_CLIP_CONFIG = Path(__file__).parent / "configs" / "tiny-clip.json"
 """open_clip model config of a 24-layer, 64-wide random ViT (64 px, 8 px patches) with a 12-layer text tower.
 
-For the offline demo, tests, and trying the CLI without weights: ``--model.backbone <this path>``.
+For the offline demo, tests, and trying the CLI without weights: ``--model.backbone tiny-clip`` (its name,
+:data:`TINY_CLIP_NAME`) or ``--model.backbone <this path>``, with ``--model.pretrained null``.
 """
 
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "TINY_CLIP_CONFIG",
+    "TINY_CLIP_NAME",
     "CLIPBackbone",
     "DualStreamOutput",
     "TextTower",

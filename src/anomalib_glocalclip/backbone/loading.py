@@ -33,6 +33,8 @@ OFFLINE_ENV_VARS = ("ANOMALIB_GLOCALCLIP_OFFLINE", "HF_HUB_OFFLINE")
 RANDOM_WEIGHTS = {"random", "none", "null", ""}
 WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
 RANDOM_INIT_SEED = 0
+TINY_CLIP_NAME = "tiny-clip"
+"""Model name of the bundled tiny random ViT (``configs/tiny-clip.json``): ``--model.backbone tiny-clip``."""
 _OPENAI_STATE_DICT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 
@@ -54,13 +56,15 @@ def is_offline() -> bool:
 
 
 def load_model_config(model: str | Path) -> dict[str, Any]:
-    """Return the open_clip model config of a model name (``"ViT-L-14-336"``) or of a JSON config file.
+    """Return the open_clip model config of a model name (``"ViT-L-14-336"``, ``"tiny-clip"``) or of a JSON file.
 
     Raises:
         ValueError: if the name is not an open_clip model and no such file exists.
     """
     import open_clip
 
+    if str(model) == TINY_CLIP_NAME:  # a name, so the offline CLI recipe needs no path into the installed package
+        model = Path(__file__).parent / "configs" / f"{TINY_CLIP_NAME}.json"
     path = Path(model)
     if path.suffix == ".json":
         if not path.is_file():

@@ -1,24 +1,28 @@
 """``anomalib-glocalclip benchmark``: GlocalCLIP, AnoCLIP, WinCLIP (any Anomalib model) on the same data, one table.
 
-Anomalib 2.7's ``anomalib benchmark`` cannot compare these models: it passes the datamodule to ``fit``
-positionally (zero-shot models then have no validation data), its table breaks when models log different
-metrics, its ``get_model`` refuses third-party class paths, and one failing model aborts the whole run
-without writing results. This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
+Anomalib 2.7's ``anomalib benchmark`` runs GlocalCLIP and AnoCLIP, but not a real comparison: its table breaks when
+models log different metric names (WinCLIP and the plugin's models), its ``get_model`` refuses third-party class
+paths, one ``init_args`` block serves all models, and one model that cannot be built stops the whole run without
+writing results (exit status 0). This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
 generator) with the plugin's job, which fixes all four, and writes the comparison to the output folder:
 
 * ``results.csv``: one row per model x category, then a ``mean`` row per model (over its successful jobs);
-  columns ``model, data, category, status, image_AUROC, image_AUPR, image_F1Max, pixel_AUROC, pixel_AUPRO,
+  columns ``model, data, category, status, scores, image_AUROC, image_AUPR, image_F1Max, pixel_AUROC, pixel_AUPRO,
   pixel_F1Max, fit_duration, test_duration, job_duration, error``, then the job's flattened config;
 * ``results.md``: the same rows and main columns as a Markdown table;
+
+The metrics are on Anomalib's normalised scores, as ``anomalib test`` reports them (``scores: normalised``);
+``anomalib-glocalclip evaluate`` reports the raw scores the papers use, so its numbers differ.
 * ``benchmark.log``: the log, with the traceback of every failed job.
 
 A job that fails (e.g. WinCLIP offline without its weights) is a row with ``status: failed`` and the error.
-The command returns 0 when every job succeeded, 1 when some failed (the table is written either way), 2 when
-the config is unusable.
+Before the first job the command checks its inputs: an unknown model, a ``prompt_weights`` file that does not
+exist (train the prompts first) or a missing data ``root`` stop it with one error listing each problem. It returns
+0 when every job succeeded, 1 when some failed (the table is written either way), 2 when the config is unusable.
 
 Config (the layout of ``anomalib benchmark``'s; any key ending in ``grid`` is expanded, all combinations)::
 
-    accelerator: cpu                    # or cuda, or a list: [cpu, cuda]
+    accelerator: auto                   # (default) cuda if there is a GPU, else cpu; or a list: [cpu, cuda]
     output_dir: results/zero_shot       # optional; --output_dir overrides; default runs/benchmark/<date-time>
     benchmark:
       seed: 42

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of prompt learning")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random backbone even if weights exist")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the prompts and the training order")
     return parser
 
 

@@ -4,8 +4,8 @@ Differences from Anomalib 2.7's ``BenchmarkJob``:
 
 * the model and datamodule are built inside ``run``, so a model that cannot be built (e.g. WinCLIP without its
   weights offline) fails its own job only;
-* ``fit`` gets the datamodule by keyword, so zero- and few-shot models validate on it (Anomalib passes it
-  positionally, where it becomes ``train_dataloaders`` and zero-shot models find no validation data);
+* ``fit`` gets the datamodule by keyword, and a zero- or few-shot model is validated once, not again before testing
+  (``FitOnceEngine``);
 * every model gets the same evaluator, so all rows have the same metric columns;
 * a failure becomes a row with ``status="failed"`` and the error, instead of an exception.
 """

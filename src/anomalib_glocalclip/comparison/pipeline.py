@@ -16,13 +16,14 @@ from jsonargparse import Namespace
 
 from anomalib_glocalclip.utils.logs import log_to_file
 
+from .checks import check_inputs
 from .generator import ZeroShotBenchmarkJobGenerator, check_section
 from .job import ZeroShotBenchmarkJob
 from .table import print_table, with_means, write_results
 
 logger = logging.getLogger(__name__)
 
-ACCELERATORS = ("cpu", "cuda")
+ACCELERATORS = ("cpu", "cuda", "auto")
 LOG_NAME = "benchmark.log"
 
 
@@ -54,14 +55,19 @@ class ZeroShotBenchmark(Benchmark):
 
     @staticmethod
     def _setup_runners(args: dict[str, Any]) -> list[Runner]:
-        """One runner per accelerator: serial, or parallel over the GPUs for ``cuda`` with several of them."""
-        accelerators = args.get("accelerator", "cpu")
+        """One runner per accelerator: serial, or parallel over the GPUs for ``cuda`` with several of them.
+
+        ``auto`` (the default) is ``cuda`` where a GPU is visible, else ``cpu``.
+        """
+        accelerators = args.get("accelerator", "auto")
         accelerators = accelerators if isinstance(accelerators, list) else [accelerators]
         runners: list[Runner] = []
         for accelerator in accelerators:
             if accelerator not in ACCELERATORS:
                 msg = f"Unsupported accelerator {accelerator!r}: use one of {ACCELERATORS} (or a list of them)."
                 raise ValueError(msg)
+            if accelerator == "auto":
+                accelerator = "cuda" if torch.cuda.is_available() else "cpu"  # noqa: PLW2901
             generator = ZeroShotBenchmarkJobGenerator(accelerator)
             gpus = torch.cuda.device_count()
             if accelerator == "cuda" and gpus > 1:
@@ -77,6 +83,7 @@ class ZeroShotBenchmark(Benchmark):
         check_section(section)
         output_dir = self.output_dir or Path(config.get("output_dir") or default_output_dir())
         runners = self._setup_runners(config)
+        check_inputs(section, getattr(args, "config", None))
         with log_to_file(output_dir / LOG_NAME):
             frames = [runner.run(section) for runner in runners]
         table = with_means(pd.concat(frames, ignore_index=True))

@@ -1,4 +1,8 @@
-"""The comparison table: one row per model x category plus a mean row per model, as CSV and Markdown."""
+"""The comparison table: one row per model x category plus a mean row per model, as CSV and Markdown.
+
+Its metrics are computed by ``anomalib test``'s path, on Anomalib's normalised scores (min-max from the validation
+split, clipped to [0, 1]); the ``scores`` column, the Markdown caption and the printed title say so.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pandas as pd
 
 from anomalib_glocalclip.utils.files import atomic_write_text
 
-IDENTITY_COLUMNS = ["model", "data", "category", "status"]
+IDENTITY_COLUMNS = ["model", "data", "category", "status", "scores"]
 METRIC_ORDER = ["image_AUROC", "image_AUPR", "image_F1Max", "pixel_AUROC", "pixel_AUPRO", "pixel_F1Max"]
 DURATION_COLUMNS = ["fit_duration", "test_duration", "job_duration"]
 TRAILING_COLUMNS = ["error"]
@@ -19,6 +23,13 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 CSV_NAME = "results.csv"
 MARKDOWN_NAME = "results.md"
+SCORES = "normalised"
+"""Value of the ``scores`` column: the metrics are on Anomalib's normalised scores, not the models' raw ones."""
+SCORES_NOTE = (
+    "Metrics on Anomalib's normalised scores (min-max from the validation split, clipped to [0, 1]), as "
+    "`anomalib test` reports them; `anomalib-glocalclip evaluate` reports raw scores, as the papers do."
+)
+SCORES_CAPTION = "Metrics on normalised scores, as `anomalib test` (raw scores: `anomalib-glocalclip evaluate`)."
 
 
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -30,6 +41,7 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
 def collect_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of the jobs as a table with the union of their keys, main columns first, config columns last."""
     frame = pd.DataFrame(rows, dtype=object)  # config values keep their types (an int stays an int)
+    frame["scores"] = SCORES
     for column in IDENTITY_COLUMNS + METRIC_ORDER + DURATION_COLUMNS + TRAILING_COLUMNS:
         if column not in frame.columns:
             frame[column] = math.nan if column in METRIC_ORDER + DURATION_COLUMNS else ""
@@ -59,7 +71,7 @@ def with_means(frame: pd.DataFrame) -> pd.DataFrame:
         mean.update({column: pd.to_numeric(succeeded[column], errors="coerce").mean() for column in numeric})
         mean.update({key: rows[key].iloc[0] for key in keys})
         status = f"{len(succeeded)}/{len(rows)} {STATUS_OK}"
-        mean.update(data=rows["data"].iloc[0], category=MEAN_CATEGORY, status=status)
+        mean.update(data=rows["data"].iloc[0], category=MEAN_CATEGORY, status=status, scores=SCORES)
         parts += [rows, pd.DataFrame([mean], columns=frame.columns)]
     return pd.concat(parts, ignore_index=True) if parts else frame
 
@@ -73,9 +85,9 @@ def _cell(value: Any, column: str) -> str:  # noqa: ANN401
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub Markdown table of the main columns (metrics to 4 decimals, durations in seconds)."""
+    """A GitHub Markdown table of the main columns (metrics to 4 decimals, durations in seconds), under a caption."""
     columns = main_columns(frame)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines = [SCORES_NOTE, "", "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(_cell(row[column], column) for column in columns) + " |" for _, row in
               frame.iterrows()]
     return "\n".join(lines) + "\n"
@@ -89,15 +101,34 @@ def write_results(table: pd.DataFrame, output_dir: Path) -> tuple[Path, Path]:
     return csv_path, markdown_path
 
 
-def print_table(frame: pd.DataFrame) -> None:
-    """Print model, category, status and metrics with Rich, as Anomalib's benchmark does (errors: see the files)."""
+def print_table(frame: pd.DataFrame, width: int | None = None) -> None:
+    """Print model, category, status and metrics with Rich; errors and all columns are in the files.
+
+    The table fits an 80-column terminal: metric headers are split at ``_`` onto two lines, values have three
+    decimals, and long model or category names wrap within their cells.
+
+    Args:
+        frame: the results table (job and mean rows).
+        width: width to lay the table out for. Defaults to ``None``: the terminal's (80 when not a terminal).
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    columns = ["model", "category", "status", *_metric_columns(frame)]
-    table = Table(title="Benchmark results", show_header=True, header_style="bold magenta")
-    for column in columns:
-        table.add_column(column)
+    metrics = _metric_columns(frame)
+    table = Table(title="Benchmark results", caption=SCORES_CAPTION, box=box.SIMPLE_HEAD, header_style="bold magenta",
+                  padding=(0, 1), collapse_padding=True, show_edge=False)
+    for column in ("model", "category", "status"):
+        table.add_column(column, overflow="fold")
+    for column in metrics:
+        table.add_column(column.replace("_", "\n", 1), justify="right", no_wrap=True)
     for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[column], column) for column in columns))
-    Console().print(table)
+        values = [_cell(row[column], column) for column in ("model", "category", "status")]
+        table.add_row(*values, *(_short_cell(row[column]) for column in metrics))
+    Console(width=width).print(table)
+
+
+def _short_cell(value: Any) -> str:  # noqa: ANN401
+    """A metric with three decimals for the terminal (the files keep four)."""
+    number = pd.to_numeric(value, errors="coerce")
+    return "" if pd.isna(number) else f"{float(number):.3f}"

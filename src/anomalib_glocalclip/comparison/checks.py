@@ -1,0 +1,79 @@
+"""Checks of a benchmark config's inputs, run before its first job: one clear error instead of a table of failures.
+
+A benchmark runs for hours on real data; a typo in a class name, a prompt file not trained yet or a dataset root
+that does not exist should stop it at once, with every such problem listed, and not surface as failed rows at the
+end. Problems that only show when a model is built (weights offline, a wrong init arg) still fail their job only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anomalib.pipelines.components.utils import get_iterator_from_grid_dict
+
+from anomalib_glocalclip.utils.model_config import normalise_spec, resolve_class_path
+
+PROMPT_HINT = (
+    "train the prompts first (e.g. `anomalib train -c configs/glocalclip_visa_to_mvtec.yaml` writes them, see the "
+    "README) or point `prompt_weights` at an existing prompts.pt / .ckpt"
+)
+DATA_PATH_KEYS = ("root",)
+"""Data init args that name a folder that must exist before the benchmark starts."""
+
+
+class BenchmarkConfigError(ValueError):
+    """The benchmark config names a model, a file or a folder that does not exist; lists every such problem."""
+
+
+def check_inputs(section: dict[str, Any], config_path: str | Path | None = None) -> None:
+    """Check every model and data entry of the ``benchmark`` section; raise once, listing all problems.
+
+    Checked: each model's class path resolves (short names among Anomalib's and the plugin's models, dotted
+    paths as given); a model's ``prompt_weights`` file exists; the data's ``root`` folder exists.
+
+    Args:
+        section: the config's ``benchmark`` section (with its ``grid`` values).
+        config_path: the config file, named in the error. Defaults to ``None``.
+
+    Raises:
+        BenchmarkConfigError: one line per problem, each with its fix.
+    """
+    problems: list[str] = []
+    for container in get_iterator_from_grid_dict(section):
+        for problem in [*_model_problems(container["model"]), *_data_problems(container["data"])]:
+            if problem not in problems:
+                problems.append(problem)
+    if problems:
+        where = f" {config_path}" if config_path is not None else ""
+        msg = f"The benchmark config{where} cannot run; nothing was started:\n" + "\n".join(
+            f"  - {problem}" for problem in problems
+        )
+        raise BenchmarkConfigError(msg)
+
+
+def _model_problems(spec: str | dict[str, Any]) -> list[str]:
+    spec = normalise_spec(spec)
+    problems = []
+    try:
+        resolve_class_path(spec["class_path"])
+    except ImportError as error:  # Anomalib's UnknownModelError is an ImportError
+        problems.append(f"model `{spec['class_path']}`: {error}")
+    prompts = spec["init_args"].get("prompt_weights")
+    if prompts and not Path(prompts).expanduser().is_file():
+        problems.append(f"model `{spec['class_path']}`: prompt_weights file {prompts} does not exist: {PROMPT_HINT}.")
+    return problems
+
+
+def _data_problems(spec: str | dict[str, Any]) -> list[str]:
+    spec = normalise_spec(spec)
+    problems = []
+    for key in DATA_PATH_KEYS:
+        folder = spec["init_args"].get(key)
+        if folder and not Path(folder).expanduser().exists():
+            problems.append(
+                f"data `{spec['class_path']}`: {key} {folder} does not exist: download or generate the dataset there, "
+                f"or set `data.init_args.{key}` to its folder (relative paths start at the current folder, "
+                f"{Path.cwd()})."
+            )
+    return problems
