@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import to_dtype
 
+from anomalib_glocalclip.utils.errors import PluginError
+
 _MAX_16_BIT = 65535.0
 # Errors PIL raises for files that exist but cannot be decoded: unknown format (UnidentifiedImageError is an
 # OSError), truncated data ("image file is truncated"), broken chunks (SyntaxError), and, from some format plugins
@@ -24,7 +26,7 @@ _CORRUPT_FIX = (
 )
 
 
-class ImageReadError(ValueError):
+class ImageReadError(PluginError, ValueError):
     """An image or mask that cannot be used; the message names the file and says how to fix it."""
 
 
