@@ -107,8 +107,13 @@ def _load(path: Path, what: str, context: str) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img
-    except Image.DecompressionBombError:
-        raise  # not broken, just larger than PIL allows by default; its message says how to allow it
+    except Image.DecompressionBombError as exc:
+        # Not broken, just larger than PIL allows by default (a guard against decompression bombs).
+        msg = (
+            f"The {what} {path}{context} is too large to read safely ({exc}). Downscale it, or, if you trust the "
+            "file, lift PIL's limit with `PIL.Image.MAX_IMAGE_PIXELS = None` before the run."
+        )
+        raise ImageReadError(msg) from exc
     except _DECODE_ERRORS as exc:
         msg = f"Cannot read {what} {path}{context} ({type(exc).__name__}: {exc}): {_CORRUPT_FIX}."
         raise ImageReadError(msg) from exc
