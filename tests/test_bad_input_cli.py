@@ -15,6 +15,7 @@ import csv
 import errno
 import json
 import logging
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -30,6 +31,7 @@ import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import PredictionTable, SkippedImagesError
+from anomalib_glocalclip.data import DatasetLayoutError
 from anomalib_glocalclip.glocalclip import NoAnomaliesError, PromptFileError, read_prompt_file
 from anomalib_glocalclip.glocalclip.training_data import check_training_labels
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder, generate_mvtec_ad
@@ -258,6 +260,45 @@ def test_auxiliary_transfer_takes_its_target_as_a_config_dict(tmp_path: Path) ->
         assert len(datamodule.test_data) == 2
     with pytest.raises(TypeError, match="'Engine' is not an Anomalib datamodule"):
         AuxiliaryTransfer(auxiliary=AuxiliarySource("folder", str(folder)), target={"class_path": "Engine"})
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda root: root / "nowhere", "Dataset folder {root} does not exist"),
+        (lambda root: (root / "bottle").mkdir(parents=True) or root, "No mvtec_ad categories found under {root}"),
+        (lambda root: (root / "bottle" / "train" / "good").mkdir(parents=True) or root,
+         "No mvtec_ad categories found under {root}. Expected: MVTec AD"),  # the layout's folders are listed
+    ],
+    ids=["non-existent-root", "empty-category", "category-without-test"],
+)
+def test_auxiliary_dataset_problems_name_the_folder(tmp_path: Path, make, expected: str) -> None:
+    root = make(tmp_path / "mvtec")
+    datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("mvtec_ad", str(root)), num_workers=0)
+    with pytest.raises(DatasetLayoutError, match=re.escape(expected.format(root=root))):
+        datamodule.setup()
+
+
+@pytest.mark.parametrize("generator", ["mvtec_ad", "visa", "folder", "normal_folder"])
+def test_test_kit_and_demo_data_are_read_right_by_stock_anomalib(tmp_path: Path, generator: str) -> None:
+    """By default the generators (the demo's too) write 8-bit RGB files: Anomalib reads them as the plugin does."""
+    from anomalib.data.utils import read_image as anomalib_read_image
+
+    from anomalib_glocalclip import testing
+    from anomalib_glocalclip.data.checks import anomalib_reads_correctly, inspect_image_file
+    from anomalib_glocalclip.data.io import read_image
+
+    kwargs = {"n": 3} if generator == "normal_folder" else {}
+    root = Path(getattr(testing, f"generate_{generator}")(tmp_path / generator, **kwargs))
+    images = [path for path in root.rglob("*") if path.suffix.lower() in {".png", ".jpg", ".jpeg"}
+              and "mask" not in str(path).lower() and "ground_truth" not in str(path)]
+    assert len(images) >= 3
+    for path in images:
+        assert anomalib_reads_correctly(inspect_image_file(path)), path
+        theirs = torch.from_numpy(anomalib_read_image(path)).permute(2, 0, 1)
+        ours = read_image(path)
+        assert torch.equal(theirs, ours), path
+        assert float(ours.std()) > 0.01, f"blank image {path}"
 
 
 # ----- prompt files -----
