@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import re
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
+from lightning.pytorch import Callback, Trainer
 from PIL import Image
 
 import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
@@ -212,6 +214,33 @@ def test_interrupted_prompt_write_keeps_the_last_complete_file(tmp_path: Path, m
     assert again.keys() == saved.keys()
     assert all(torch.equal(again[name], saved[name]) for name in saved)
     assert [file.name for file in tmp_path.iterdir()] == ["prompts.pt"]
+
+
+def test_training_interrupted_by_the_user_keeps_the_last_complete_prompt_file(tmp_path: Path) -> None:
+    folder = generate_folder(tmp_path / "folder", n_good=2, n_bad=2)
+    snapshot: dict[str, torch.Tensor] = {}
+
+    class InterruptSecondEpoch(Callback):
+        def on_train_epoch_start(self, trainer: Trainer, pl_module: GlocalCLIP) -> None:
+            if trainer.current_epoch == 1:
+                snapshot.update({k: v.clone() for k, v in pl_module.model.prompt_learner.state_dict().items()})
+                raise KeyboardInterrupt  # Ctrl+C after the first epoch's prompts were written
+
+    engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", max_epochs=3,
+                    enable_progress_bar=False, callbacks=[InterruptSecondEpoch()])
+    datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("folder", str(folder)), num_workers=0,
+                                   train_batch_size=4)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown ends with exit status 1
+            engine.fit(GlocalCLIP(**TINY, learning_rate=1e-2), datamodule=datamodule)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl+C while it shuts down
+    (path,) = (tmp_path / "results").rglob("prompts.pt")
+    saved = read_prompt_file(path).state_dict
+    assert saved.keys() == snapshot.keys()
+    assert all(torch.equal(saved[name], snapshot[name].float()) for name in snapshot)
+    assert not [file for file in path.parent.iterdir() if file.name.endswith(".tmp")]
 
 
 # ----- training data -----
