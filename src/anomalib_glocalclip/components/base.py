@@ -146,7 +146,7 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, plus ``predictions.csv`` written by ``predict``."""
+        """Anomalib's components, plus ``predictions.csv`` written by ``predict`` (and its safe folder reading)."""
         return [*super().configure_callbacks(), PredictionTable()]
 
     @property

@@ -9,14 +9,14 @@ file. :func:`read_predict_folders_safely`, called from a ``setup("predict")`` ho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from anomalib.data.predict import PredictDataset
-from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
 from anomalib_glocalclip.compat import map_predict_dataloaders
-from anomalib_glocalclip.data.safe_datasets import SafePredictDataset
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
 
 
 class PredictInput(NamedTuple):
@@ -45,6 +45,11 @@ def read_predict_folders_safely(trainer: Trainer) -> PredictInput:
     Returns:
         The files left out, the number of readable ones, and whether there is other data.
     """
+    # Imported here: the data package imports Anomalib's model registry, which imports the models being defined.
+    from anomalib.data.predict import PredictDataset
+
+    from anomalib_glocalclip.data.safe_datasets import SafePredictDataset
+
     skipped: list[tuple[Path, str]] = []
     readable = 0
     swapped = 0
