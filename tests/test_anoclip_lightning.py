@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from anomalib.engine import Engine
 from anomalib.models import list_models
 
 from anomalib_glocalclip.anoclip import AnoCLIP
+from anomalib_glocalclip.components import ExportRefusedError
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -138,19 +138,18 @@ def test_engine_test_on_a_folder_dataset(tiny_anoclip: Callable[..., AnoCLIP], t
     torch.testing.assert_close(loaded.model.sentence_embeddings, model.model.sentence_embeddings)
 
 
-def test_tta_model_refuses_export(
-    tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_tta_model_refuses_export(tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path) -> None:
     model = tiny_anoclip(tta=True)
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path)
-    with caplog.at_level(logging.WARNING):
-        assert engine.export(model, ExportType.ONNX, export_root=tmp_path) is None
-        assert model.to_torch(tmp_path) is None
-        assert model.to_openvino(tmp_path) is None
-    messages = [record.getMessage() for record in caplog.records if "cannot be exported" in record.getMessage()]
-    assert len(messages) == 3
-    assert "tta=False" in messages[0]
-    assert not list(tmp_path.rglob("*.onnx"))
+    exports = (
+        lambda: engine.export(model, ExportType.ONNX, export_root=tmp_path),
+        lambda: model.to_torch(tmp_path),
+        lambda: model.to_openvino(tmp_path),
+    )
+    for export in exports:
+        with pytest.raises(ExportRefusedError, match=r"cannot be exported\. Export AnoCLIP with tta=False"):
+            export()
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
 
 
 def test_torch_export_runs_like_the_model(tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path) -> None:

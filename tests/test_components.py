@@ -13,7 +13,12 @@ from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from anomalib_glocalclip.compat import post_processor_thresholds
-from anomalib_glocalclip.components import PredictionTable, ZeroShotCLIPMixin, zero_shot_evaluator
+from anomalib_glocalclip.components import (
+    ExportRefusedError,
+    PredictionTable,
+    ZeroShotCLIPMixin,
+    zero_shot_evaluator,
+)
 from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
 
 
@@ -66,6 +71,17 @@ def test_no_validation_data_warns(models, caplog: pytest.LogCaptureFixture) -> N
     assert "natural thresholds" in caplog.text
 
 
+def test_no_natural_threshold_warning_after_validation_on_data(tiny_config, caplog: pytest.LogCaptureFixture) -> None:
+    from anomalib.data import ImageBatch
+
+    model = GlocalCLIP(backbone=str(tiny_config), pretrained=None, image_size=64)
+    model.validation_step(ImageBatch(image=torch.rand(1, 3, 64, 64)))  # what engine.test's validation runs first
+    with caplog.at_level(logging.INFO):
+        assert model.val_dataloader() == []
+    assert "natural thresholds" not in caplog.text
+    assert "keeps the thresholds of its earlier validation" in caplog.text
+
+
 def test_learning_types(models) -> None:
     assert models[0].learning_type == LearningType.ONE_CLASS  # learning prompts
     assert models[1].learning_type == LearningType.ZERO_SHOT
@@ -78,12 +94,12 @@ def test_feature_cache_callback_only_when_caching(tiny_config) -> None:
     assert not any(isinstance(c, FeatureCacheCallback) for c in custom.configure_callbacks())
 
 
-def test_export_guard(models, tmp_path, caplog: pytest.LogCaptureFixture, tiny_config) -> None:
+def test_export_guard(models, tmp_path, tiny_config) -> None:
     plus = AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=64, tta=True)
     assert plus.export_refusal() is not None
-    with caplog.at_level(logging.WARNING):
-        assert plus.to_torch(tmp_path) is None
-    assert "cannot be exported" in caplog.text
+    with pytest.raises(ExportRefusedError) as refused:
+        plus.to_torch(tmp_path)
+    assert str(refused.value) == plus.export_refusal()
     assert models[1].export_refusal() is None
     assert not list(tmp_path.iterdir())
     assert torch.is_tensor(models[1].post_processor.image_min)

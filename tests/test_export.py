@@ -246,14 +246,15 @@ def test_cli_exports_anoclip_without_a_run(workspace: dict[str, Path], tmp_path:
 
 
 @pytest.mark.slow
-def test_cli_refuses_to_export_anoclip_plus_with_a_clear_warning(workspace: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_refuses_to_export_anoclip_plus_with_exit_status_1(workspace: dict[str, Path], tmp_path: Path) -> None:
     init_args = anoclip_args(workspace["config"], tta=True)
     result = run_cli(ANOMALIB, "export", "--model", "AnoCLIP", *cli_args(init_args), "--export_type", "onnx",
                      "--export_root", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = " ".join((result.stdout + result.stderr).split())
-    assert "cannot be exported" in output
-    assert "tta=False" in output
+    assert result.returncode == 1, result.stderr[-3000:]
+    refusal = "Error: AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported."
+    assert refusal in result.stderr
+    assert "Export AnoCLIP with tta=False instead." in result.stderr
+    assert "Traceback" not in result.stderr  # the message, not a traceback
     assert not list(tmp_path.rglob("*.onnx"))
 
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from anomalib_glocalclip.utils.errors import PluginError
+
 logger = logging.getLogger(__name__)
 
 OFFLINE_ENV_VARS = ("ANOMALIB_GLOCALCLIP_OFFLINE", "HF_HUB_OFFLINE")
@@ -38,11 +40,11 @@ TINY_CLIP_NAME = "tiny-clip"
 _OPENAI_STATE_DICT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(PluginError, FileNotFoundError):
     """CLIP weights were asked for but are neither on disk nor downloadable."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(PluginError, ValueError):
     """A CLIP weight file was read, but its tensors do not fit the model built (another architecture)."""
 
 

@@ -5,23 +5,29 @@
   torchvision's tensor resize (``preprocessing="anomalib"``) or the reference's PIL resize (``"reference"``).
 * ``ReferenceResize`` (``reference_resize``): PIL's 8-bit bicubic (images) and bilinear > 0.5 (masks) in torch.
 * ``zero_shot_evaluator`` (``evaluator``): the metric set of every model, sweep and benchmark of the plugin.
-* ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``.
+* ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
+* ``read_predict_folders_safely`` (``predict_input``): ``predict`` on a folder reads every image right and
+  skips unreadable ones.
 """
 
-from .base import ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds
+from .base import ExportRefusedError, ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds
 from .evaluator import zero_shot_evaluator
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
-from .prediction_table import PredictionTable
+from .predict_input import read_predict_folders_safely
+from .prediction_table import PredictionTable, SkippedImagesError
 from .reference_resize import ReferenceResize
 
 __all__ = [
     "PREPROCESSING_MODES",
     "CLIPPreProcessor",
+    "ExportRefusedError",
     "PredictionTable",
     "ReferenceResize",
+    "SkippedImagesError",
     "ZeroShotCLIPMixin",
     "clip_pre_processor",
     "no_validation_data",
+    "read_predict_folders_safely",
     "set_natural_thresholds",
     "zero_shot_evaluator",
 ]

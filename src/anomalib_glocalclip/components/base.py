@@ -36,6 +36,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
 from anomalib_glocalclip.compat import set_post_processor_thresholds
+from anomalib_glocalclip.utils.errors import PluginError, install_error_hook
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
@@ -46,6 +47,10 @@ from .visualizer import PluginImageVisualizer
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 224
+
+
+class ExportRefusedError(PluginError, RuntimeError):
+    """The model cannot be exported as configured; the message says why and what to change."""
 
 
 def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> None:  # noqa: ANN401
@@ -68,16 +73,21 @@ def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> Non
     post_processor.pixel_max.fill_(pixel_scale)
 
 
-def no_validation_data(model_name: str) -> list:
-    """What a zero-shot model's own ``val_dataloader`` returns: nothing, with a warning.
+def no_validation_data(model_name: str, validated_before: bool = False) -> list:
+    """What a zero-shot model's own ``val_dataloader`` returns: nothing, with a warning when that matters.
 
     Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
     (e.g. ``anomalib predict`` on a folder) Lightning falls back to the model's ``val_dataloader``; an empty
-    one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply.
+    one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply, unless an earlier
+    validation (e.g. of ``engine.test`` on a datamodule) already set thresholds, which then stay.
 
     Args:
         model_name: named in the warning.
+        validated_before: thresholds were already set by validation on data. Defaults to ``False``.
     """
+    if validated_before:
+        logger.info("No validation data: %s keeps the thresholds of its earlier validation.", model_name)
+        return []
     logger.warning(
         "No validation data: %s uses natural thresholds (anomalous probability 0.5). Pass a datamodule of the "
         "target to set thresholds and normalisation from its validation split.",
@@ -113,8 +123,10 @@ class ZeroShotCLIPMixin:
         visualizer: Visualizer | bool = True,
         preprocessing: str = "anomalib",
     ) -> None:
+        install_error_hook()  # after Anomalib's CLI installed its own hook: plugin errors end with their message
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
+        self.validated_on_data = False
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
@@ -156,7 +168,7 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, plus ``predictions.csv`` written by ``predict``."""
+        """Anomalib's components, plus ``predictions.csv`` written by ``predict`` (and its safe folder reading)."""
         return [*super().configure_callbacks(), PredictionTable()]
 
     @property
@@ -242,11 +254,12 @@ class ZeroShotCLIPMixin:
 
     def val_dataloader(self) -> list:
         """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
-        return no_validation_data(self.name)
+        return no_validation_data(self.name, validated_before=self.validated_on_data)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """Score the target's validation batch; the post-processor fits thresholds and normalisation on it."""
         del args, kwargs
+        self.validated_on_data = True
         predictions = self.model(batch.image)
         return batch.update(**predictions._asdict())
 
@@ -267,19 +280,18 @@ class ZeroShotCLIPMixin:
     def _export(self, method: str, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
         reason = self.export_refusal()
         if reason is not None:
-            logger.warning("%s Skipping export.", reason)
-            return None
+            raise ExportRefusedError(reason)
         self.prepare_export()
         return getattr(super(), method)(*args, **kwargs)
 
     def to_torch(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        """Export to a torch pickle; a model that refuses export logs why and returns ``None``."""
+        """Export to a torch pickle; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_torch", *args, **kwargs)
 
     def to_onnx(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        """Export to ONNX; a model that refuses export logs why and returns ``None``."""
+        """Export to ONNX; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_onnx", *args, **kwargs)
 
     def to_openvino(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        """Export to OpenVINO; a model that refuses export logs why and returns ``None``."""
+        """Export to OpenVINO; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_openvino", *args, **kwargs)

@@ -1,4 +1,4 @@
-"""``predictions.csv``: image path, score and label of every predicted image, in the run folder."""
+"""``predictions.csv``: image path, score, label and status of every image of a ``predict`` run, in the run folder."""
 
 from __future__ import annotations
 
@@ -9,27 +9,72 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from anomalib_glocalclip.utils.errors import PluginError
 from anomalib_glocalclip.utils.files import atomic_path
+
+from .predict_input import read_predict_folders_safely
 
 logger = logging.getLogger(__name__)
 
+STATUS_OK = "ok"
+MAX_LISTED = 5
+
+
+class SkippedImagesError(PluginError, RuntimeError):
+    """``predict`` left out unreadable images; the others were predicted and ``predictions.csv`` lists them all.
+
+    Args:
+        skipped: ``(path, reason)`` of every image left out.
+        table: the ``predictions.csv`` written, or ``None`` when it could not be.
+    """
+
+    def __init__(self, skipped: list[tuple[Path, str]], table: Path | None) -> None:
+        listed = "".join(f"\n  - {reason}" for _, reason in skipped[:MAX_LISTED])
+        more = f"\n  - and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+        where = f" (status 'skipped: ...' in {table})" if table is not None else ""
+        super().__init__(
+            f"{len(skipped)} unreadable image(s) skipped{where}; the others were predicted. Replace or remove "
+            f"these files and predict again:{listed}{more}"
+        )
+        self.skipped = skipped
+        self.table = table
+
 
 class PredictionTable(Callback):
-    """Write ``predictions.csv`` (image path, score, label) into the run folder after ``predict``.
+    """Read ``predict``'s folders safely, and write ``predictions.csv`` into the run folder after ``predict``.
 
-    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. The table is
-    written once, at the end, to a temporary name and renamed, so an interrupted run leaves no half table.
+    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. Images given as a
+    folder or file (``Engine.predict(data_path=...)``, ``anomalib predict --data <folder>``) are read by the
+    plugin's reader (see ``predict_input``): an unreadable one is skipped with a warning, listed in the table
+    with status ``skipped: <reason>`` (the others have ``ok``), and once the table is written the run ends with
+    :class:`SkippedImagesError`, so that the command exits with status 1. The table is written at the end, to a
+    temporary name and renamed, so an interrupted run leaves no half table and an earlier one intact.
+
+    Args:
+        fail_on_skipped: end the run with ``SkippedImagesError`` when images were skipped. Defaults to ``True``.
     """
 
     file_name = "predictions.csv"
 
-    def __init__(self) -> None:
-        self._rows: list[tuple[str, float, int | str]] = []
+    def __init__(self, fail_on_skipped: bool = True) -> None:
+        self.fail_on_skipped = fail_on_skipped
+        self._rows: list[tuple[str, float | str, int | str, str]] = []
+        self.skipped: list[tuple[Path, str]] = []
 
-    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Start a new table."""
-        del trainer, pl_module
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Before ``predict`` loads its data: read folders with the plugin's reader, skipping unreadable files.
+
+        Raises:
+            SkippedImagesError: no file of the input is readable (the table lists them all).
+        """
+        del pl_module
+        if stage != "predict":
+            return
         self._rows = []
+        found = read_predict_folders_safely(trainer)
+        self.skipped = found.skipped
+        if self.skipped and found.readable == 0 and not found.other_data:
+            self._finish(trainer)  # Lightning runs no predict hook without data
 
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:  # noqa: ANN401
         """Collect the batch's paths, scores and labels (after post-processing)."""
@@ -37,16 +82,24 @@ class PredictionTable(Callback):
         paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
         labels = outputs.pred_label if outputs.pred_label is not None else [""] * len(paths)
         for path, score, label in zip(paths, outputs.pred_score.flatten().tolist(), labels, strict=True):
-            self._rows.append((str(path), float(score), int(label) if label != "" else ""))
+            self._rows.append((str(path), float(score), int(label) if label != "" else "", STATUS_OK))
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Write the table (rank zero only)."""
+        """Write the table (rank zero only); then fail if images were skipped."""
         del pl_module
-        if not trainer.is_global_zero or not self._rows:
-            return
-        path = Path(trainer.default_root_dir) / self.file_name
-        with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(["image_path", "pred_score", "pred_label"])
-            writer.writerows(self._rows)
-        logger.info("Predictions written to %s", path)
+        self._finish(trainer)
+
+    def _finish(self, trainer: Trainer) -> None:
+        skipped_rows = [(str(path), "", "", f"skipped: {' '.join(reason.split())}") for path, reason in self.skipped]
+        rows = self._rows + skipped_rows
+        table = None
+        if trainer.is_global_zero and rows:
+            table = Path(trainer.default_root_dir) / self.file_name
+            with atomic_path(table) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
+                writer = csv.writer(file)
+                writer.writerow(["image_path", "pred_score", "pred_label", "status"])
+                writer.writerows(rows)
+            logger.info("Predictions written to %s", table)
+        if self.skipped and self.fail_on_skipped:
+            raise SkippedImagesError(self.skipped, table)
+

@@ -21,6 +21,7 @@ With only normal images of one's own domain, synthetic anomalies take the place 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ import pandas as pd
 from anomalib.data import AnomalibDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Transform
+
+from anomalib_glocalclip.utils.model_config import normalise_spec
 
 from .catalogue import get_layout
 from .dataset import SampleDataset
@@ -82,8 +85,10 @@ class AuxiliaryTransfer(AnomalibDataModule):
     Args:
         auxiliary: one or more auxiliary sources (their samples are pooled into the train split).
             Optional when ``synthetic`` is given.
-        target: any Anomalib datamodule of the target (e.g. ``MVTecAD(category="bottle")``); its validation
-            split sets thresholds and normalisation, its test split is tested. ``None``: no validation/test.
+        target: any Anomalib datamodule of the target (e.g. ``MVTecAD(category="bottle")``), or its config as
+            the CLI takes it (``{"class_path": "MVTecAD", "init_args": {"category": "bottle"}}``; a class name or a
+            dotted path); its validation split sets thresholds and normalisation, its test split is tested.
+            ``None``: no validation/test.
         train_batch_size: training batch size (8 in the paper).
         eval_batch_size: batch size of validation and test (overrides the target's).
         num_workers: dataloader workers (overrides the target's).
@@ -97,7 +102,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def __init__(
         self,
         auxiliary: AuxiliarySource | Sequence[AuxiliarySource] | None = None,
-        target: AnomalibDataModule | None = None,
+        target: AnomalibDataModule | dict[str, Any] | str | None = None,
         train_batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 4,
@@ -123,7 +128,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
             )
             raise ValueError(msg)
         self.train_cache: TrainSplitCache | None = None
-        self.target = target
+        self.target = target = _as_datamodule(target)
         if target is not None:
             target.eval_batch_size = eval_batch_size
             target.num_workers = num_workers
@@ -213,3 +218,32 @@ def _as_sources(sources: Any, cls: type) -> list:  # noqa: ANN401
         return []
     sources = [sources] if isinstance(sources, (cls, dict)) else list(sources)
     return [cls(**source) if isinstance(source, dict) else source for source in sources]
+
+
+def _as_datamodule(target: Any) -> AnomalibDataModule | None:  # noqa: ANN401
+    """A datamodule as it is, or built from ``{"class_path": ..., "init_args": {...}}`` or a class name.
+
+    Raises:
+        TypeError: ``target`` is neither, or names a class that is not an Anomalib datamodule.
+    """
+    if target is None or isinstance(target, AnomalibDataModule):
+        return target
+    if not isinstance(target, str | dict):
+        msg = f"AuxiliaryTransfer target must be an Anomalib datamodule or its config, got {type(target).__name__}."
+        raise TypeError(msg)
+    spec = normalise_spec(target)
+    class_path = spec["class_path"]
+    if "." in class_path:
+        module_name, _, name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), name, None)
+    else:
+        import anomalib.data
+
+        cls = getattr(anomalib.data, class_path, None)
+    if not (isinstance(cls, type) and issubclass(cls, AnomalibDataModule)):
+        msg = (
+            f"AuxiliaryTransfer target {class_path!r} is not an Anomalib datamodule. Give a class of anomalib.data "
+            "(e.g. MVTecAD, Folder) or a dotted path to a datamodule class."
+        )
+        raise TypeError(msg)
+    return cls(**spec["init_args"])

@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import to_dtype
 
+from anomalib_glocalclip.utils.errors import PluginError
+
 _MAX_16_BIT = 65535.0
 # Errors PIL raises for files that exist but cannot be decoded: unknown format (UnidentifiedImageError is an
 # OSError), truncated data ("image file is truncated"), broken chunks (SyntaxError), and, from some format plugins
@@ -24,7 +26,7 @@ _CORRUPT_FIX = (
 )
 
 
-class ImageReadError(ValueError):
+class ImageReadError(PluginError, ValueError):
     """An image or mask that cannot be used; the message names the file and says how to fix it."""
 
 
@@ -105,8 +107,13 @@ def _load(path: Path, what: str, context: str) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img
-    except Image.DecompressionBombError:
-        raise  # not broken, just larger than PIL allows by default; its message says how to allow it
+    except Image.DecompressionBombError as exc:
+        # Not broken, just larger than PIL allows by default (a guard against decompression bombs).
+        msg = (
+            f"The {what} {path}{context} is too large to read safely ({exc}). Downscale it, or, if you trust the "
+            "file, lift PIL's limit with `PIL.Image.MAX_IMAGE_PIXELS = None` before the run."
+        )
+        raise ImageReadError(msg) from exc
     except _DECODE_ERRORS as exc:
         msg = f"Cannot read {what} {path}{context} ({type(exc).__name__}: {exc}): {_CORRUPT_FIX}."
         raise ImageReadError(msg) from exc

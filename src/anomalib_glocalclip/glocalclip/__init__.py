@@ -5,6 +5,7 @@ from .presets import DEFAULT_PROMPT_SHAPE, PRESETS
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
 from .prompt_learner import GlocalPromptLearner, PromptShape
 from .torch_model import GlocalCLIPModel
+from .training_data import NoAnomaliesError
 
 __all__ = [
     "DEFAULT_PROMPT_SHAPE",
@@ -12,6 +13,7 @@ __all__ = [
     "GlocalCLIP",
     "GlocalCLIPModel",
     "GlocalPromptLearner",
+    "NoAnomaliesError",
     "PromptFileError",
     "PromptShape",
     "read_prompt_file",

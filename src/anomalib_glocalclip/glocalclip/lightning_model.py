@@ -52,6 +52,7 @@ from .loss import global_loss, glocal_contrastive_loss, local_loss
 from .presets import resolve_prompt_shape
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
 from .torch_model import GlocalCLIPModel, ImageFeatures
+from .training_data import check_training_labels
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,12 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             self.requested_max_epochs = trainer.max_epochs
 
     def on_fit_start(self) -> None:
-        """Use ``max_epochs`` (15) unless the user set ``max_epochs`` or ``max_steps`` (then theirs)."""
+        """Refuse training data without anomalies; use ``max_epochs`` (15) unless the user set an epoch/step count.
+
+        Raises:
+            NoAnomaliesError: the train split holds no anomalous image (checked from its labels, no image read).
+        """
+        check_training_labels(self.trainer.datamodule)
         if self.requested_max_epochs is None and self.trainer.max_steps == -1:
             logger.info("max_epochs not set: GlocalCLIP learns prompts for %d epochs.", self.max_epochs)
             self.trainer.fit_loop.max_epochs = self.max_epochs

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from anomalib_glocalclip.utils.errors import PluginError
 from anomalib_glocalclip.utils.files import atomic_path
 
 from .prompt_learner import GlocalPromptLearner, PromptShape
@@ -32,7 +33,7 @@ _REFERENCE_KEYS = {
 _LIGHTNING_PREFIX = "model.prompt_learner."
 
 
-class PromptFileError(ValueError):
+class PromptFileError(PluginError, ValueError):
     """A prompt file that cannot be read or does not fit the model."""
 
 

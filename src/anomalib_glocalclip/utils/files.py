@@ -5,12 +5,42 @@ folder, then renamed over the target (``os.replace``, atomic on POSIX and Window
 """
 
 import contextlib
+import errno
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import PluginError
+
+
+class OutputWriteError(PluginError, OSError):
+    """A result file could not be written; the message names it and the fix. The earlier file is unchanged.
+
+    Args:
+        path: the file that was to be written.
+        error: the operating system's error.
+    """
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        if error.errno == errno.ENOSPC:
+            fix = "Free disk space there, or write the results to another disk"
+        elif error.errno in {errno.EACCES, errno.EPERM, errno.EROFS}:
+            fix = "Make the folder writable, or write the results to another folder"
+        else:
+            fix = "Check the folder, or write the results to another folder"
+        hint = " (e.g. --default_root_dir)" if path.suffix in {".csv", ".pt"} else ""
+        super().__init__(
+            error.errno,
+            f"Could not write {path}: {error.strerror or error}. {fix}{hint}; an earlier {path.name} is unchanged.",
+        )
+        self.path = path
+
+    def __str__(self) -> str:
+        """The message alone (not ``[Errno N] ...``)."""
+        return str(self.args[1])
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -40,13 +70,15 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
         ...     torch.save(payload, temporary)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         if fsync:
             _fsync_file(temporary)
         temporary.replace(path)
+    except OSError as error:
+        raise OutputWriteError(path, error) from error
     finally:
         temporary.unlink(missing_ok=True)
 
