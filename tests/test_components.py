@@ -103,3 +103,10 @@ def test_export_guard(models, tmp_path, tiny_config) -> None:
     assert models[1].export_refusal() is None
     assert not list(tmp_path.iterdir())
     assert torch.is_tensor(models[1].post_processor.image_min)
+
+
+@pytest.mark.parametrize("model_class", [GlocalCLIP, AnoCLIP])
+def test_compile_option_reaches_the_backbone(tiny_config, model_class) -> None:
+    kwargs = {"backbone": str(tiny_config), "pretrained": None, "image_size": 64}
+    assert not model_class(**kwargs).model.backbone.use_compile
+    assert model_class(**kwargs, compile=True).model.backbone.use_compile

@@ -67,6 +67,8 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         encoder_batch_size: most images per vision-tower pass (each image adds 21 augmented views);
             ``None``: no limit. Lower it if memory runs out.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        compile: run the vision pass under ``torch.compile`` (compiled per input shape on first use; worth it on
+            GPUs for long runs). Defaults to ``False``.
         few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
             given. Defaults to ``0``.
         reference_images: folder of normal images to take the ``k`` references from (all of them when
@@ -98,6 +100,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         tta_seed: int = 111,
         encoder_batch_size: int | None = 64,
         precision: str = "auto",
+        compile: bool = False,  # noqa: A002 - torch.compile's name, as the backbone's
         few_shot: int = 0,
         reference_images: str | None = None,
         few_shot_seed: int = 0,
@@ -141,6 +144,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             adaptation=adaptation,
             encoder_batch_size=encoder_batch_size,
             precision=precision,
+            compile=compile,
             few_shot_weight=few_shot_weight,
         )
         self._prompted_for: tuple[str, str] | None = None

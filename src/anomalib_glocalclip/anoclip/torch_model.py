@@ -48,6 +48,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         adaptation: AnoCLIP+'s test-time adaptation, or ``None`` for training-free AnoCLIP.
         encoder_batch_size: most images per vision-tower pass (views included); ``None``: no limit.
         precision: backbone precision (``auto``: bf16 autocast on CUDA, fp32 elsewhere); scoring is in fp32.
+        compile: run the backbone's vision pass under ``torch.compile`` (see ``CLIPBackbone``).
         few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled.
     """
 
@@ -62,6 +63,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         encoder_batch_size: int | None = 64,
         precision: str = "auto",
         few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
+        compile: bool = False,  # noqa: A002 - torch.compile's name, as the backbone's
     ) -> None:
         super().__init__()
         if image_score_views not in IMAGE_SCORE_VIEWS:
@@ -70,7 +72,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         if encoder_batch_size is not None and encoder_batch_size < 1:
             msg = f"encoder_batch_size must be positive or None, got {encoder_batch_size}."
             raise ValueError(msg)
-        self.backbone = CLIPBackbone(backbone, pretrained, image_size=image_size, precision=precision)
+        self.backbone = CLIPBackbone(backbone, pretrained, image_size=image_size, precision=precision, compile=compile)
         num_layers = self.backbone.num_vision_layers
         self.feature_layer = num_layers if feature_layer is None else feature_layer
         if not 1 <= self.feature_layer <= num_layers:

@@ -92,6 +92,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             (an explicit value, 1000 included, is always honoured). Defaults to ``15``.
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
+        compile: run the vision pass under ``torch.compile`` (compiled per input shape on first use; worth it on
+            GPUs for long runs). Defaults to ``False``.
         few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
             given. Defaults to ``0``.
         reference_images: folder of normal images to take the ``k`` references from (all of them when
@@ -136,6 +138,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         max_epochs: int = 15,
         round_deep_prompts_to_fp16: bool = True,
         precision: str = "auto",
+        compile: bool = False,  # noqa: A002 - torch.compile's name, as the backbone's
         few_shot: int = 0,
         reference_images: str | None = None,
         few_shot_seed: int = 0,
@@ -198,6 +201,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             quick_gelu=quick_gelu,
             cache_dir=cache_dir,
             precision=precision,
+            compile=compile,
             few_shot_weight=few_shot_weight,
         )
         if prompt_file is not None:

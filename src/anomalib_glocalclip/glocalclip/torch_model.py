@@ -70,6 +70,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         quick_gelu: force QuickGELU on/off (``None``: decided from the weights).
         cache_dir: open_clip download cache.
         precision: backbone precision, ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
+        compile: run the backbone's vision pass under ``torch.compile`` (see ``CLIPBackbone``).
         few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled. Defaults to ``0.5``.
     """
 
@@ -90,6 +91,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         cache_dir: str | Path | None = None,
         precision: str = "auto",
         few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
+        compile: bool = False,  # noqa: A002 - torch.compile's name, as the backbone's
     ) -> None:
         super().__init__()
         from .presets import DEFAULT_PROMPT_SHAPE
@@ -101,6 +103,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
             quick_gelu=quick_gelu,
             cache_dir=cache_dir,
             precision=precision,
+            compile=compile,
         )
         num_layers = self.backbone.num_vision_layers
         bad = [layer for layer in feature_layers if not 1 <= layer <= num_layers]
