@@ -14,11 +14,12 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 def test_inference_speed_table(cli, tmp_path: Path) -> None:
     result = cli("python", str(BENCHMARKS / "inference_speed.py"), "--tiny", "--device", "cpu", "--batch-sizes", "2",
                  "--iterations", "1", "--models", "ViT-L-14 bare", "ViT-L-14 encoder", "ViT-L-14 batch-first",
-                 "GlocalCLIP", "AnoCLIP+", "WinCLIP", "--json", str(tmp_path / "rows.json"))
+                 "GlocalCLIP", "GlocalCLIP 4-shot", "AnoCLIP+", "WinCLIP", "--json", str(tmp_path / "rows.json"))
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert len(lines) == 1 + 6 * 2  # header + 6 models x 2 precisions
+    assert len(lines) == 1 + 7 * 2  # header + 7 models x 2 precisions
     assert "| GlocalCLIP | bf16 | 2 |" in result.stdout
+    assert "| GlocalCLIP 4-shot | fp32 | 2 |" in result.stdout
     rows = json.loads((tmp_path / "rows.json").read_text())
     bare = {row["precision"]: row["images_per_s"] for row in rows if row["model"] == "ViT-L-14 bare"}
     for row in rows:  # every ratio is taken against the bare encoder of the same run and precision
