@@ -1,4 +1,7 @@
-"""AnoCLIP as an Anomalib module: class names, Engine runs, checkpoints, export, the shipped configs."""
+"""AnoCLIP as an Anomalib module: class names, Engine runs, checkpoints, the shipped configs.
+
+Its exports are checked with its full cycle in ``test_model_contract.py``; AnoCLIP+ refusing export is here.
+"""
 
 from __future__ import annotations
 
@@ -150,37 +153,6 @@ def test_tta_model_refuses_export(tiny_anoclip: Callable[..., AnoCLIP], tmp_path
         with pytest.raises(ExportRefusedError, match=r"cannot be exported\. Export AnoCLIP with tta=False"):
             export()
     assert not [path for path in tmp_path.rglob("*") if path.is_file()]
-
-
-def test_torch_export_runs_like_the_model(tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path) -> None:
-    model = tiny_anoclip(image_score_views="none")
-    model.setup("test")
-    path = model.to_torch(tmp_path)
-    exported = torch.load(path, weights_only=False)["model"]
-    images = torch.rand(2, 3, 80, 80)
-    with torch.no_grad():
-        expected, result = model.eval()(images), exported(images)
-    torch.testing.assert_close(result.pred_score, expected.pred_score)
-    torch.testing.assert_close(result.anomaly_map, expected.anomaly_map)
-
-
-def test_onnx_export_without_tta(tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript")
-    onnxruntime = pytest.importorskip("onnxruntime")
-    model = tiny_anoclip()  # with the 21 augmented views: grid sampling must export too
-    model.setup("test")
-    path = model.to_onnx(tmp_path)
-    assert path is not None
-    assert path.is_file()
-
-    session = onnxruntime.InferenceSession(str(path))
-    images = torch.rand(3, 3, 72, 72)
-    names = [output.name for output in session.get_outputs()]
-    outputs = dict(zip(names, session.run(None, {"input": images.numpy()}), strict=True))
-    with torch.no_grad():
-        expected = model.eval()(images)
-    torch.testing.assert_close(torch.from_numpy(outputs["pred_score"]), expected.pred_score, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(torch.from_numpy(outputs["anomaly_map"]), expected.anomaly_map, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("config", "tta"), [("anoclip.yaml", False), ("anoclip_plus.yaml", True)])

@@ -342,6 +342,7 @@ def test_both_aupros_are_reported_sane_and_on_raw_scores(data: dict[str, Path], 
 # ----- command line -----
 
 
+@pytest.mark.slow
 def test_cli_in_a_subprocess(data: dict[str, Path], tmp_path: Path) -> None:
     output = tmp_path / "out"
     command = [
@@ -512,6 +513,7 @@ def test_zero_shot_config_parses_and_builds(data: dict[str, Path]) -> None:
     assert cli.model.learning_type == LearningType.ZERO_SHOT
 
 
+@pytest.mark.slow
 def test_protocol_config_trains_one_epoch_end_to_end(miniatures: dict[str, Path], tmp_path: Path) -> None:
     """``anomalib train -c configs/...`` as documented, one epoch on miniatures; the prompts land where it says."""
     config = "glocalclip_visa_to_mvtec"

@@ -1,11 +1,9 @@
-"""Export of GlocalCLIP and AnoCLIP to torch, ONNX and OpenVINO, and inference from the exports.
+"""Export through Anomalib's CLI (``anomalib export``), in a subprocess: the slow tier.
 
-The exported graph is Anomalib's ``forward``: pre-processor (resize + CLIP normalisation), vision path and
-scoring, post-processor (normalisation + thresholds). Text features are constants in it. Height and width
-stay dynamic (Anomalib's default without ``input_size``): the graph resizes any input to the model's size.
-ONNX Runtime and OpenVINO (at f32: its CPU default is bf16) must match the torch model within
-``SCORE_TOLERANCE`` on scores and maps. Anomalib's inferencers run in a fresh process (see
-``deploy_helpers.predict_in_fresh_process``); ONNX Runtime runs in the test process.
+What an export holds and how it runs (graph, ONNX Runtime, Anomalib's inferencers, several input sizes) is
+checked once per model, on the exports of its full cycle, in ``test_model_contract.py``. Here the command line:
+thresholds of a zero-shot checkpoint travel into each export type, AnoCLIP exports without a run, AnoCLIP+
+is refused with a clear warning.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from anomalib.data import MVTecAD
-from anomalib.data.utils import read_image
 from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 
@@ -34,51 +31,30 @@ from deploy_helpers import (
     normalised_tolerances,
     predict_in_fresh_process,
     run_cli,
-    set_probability_ranges,
     write_shallow_clip_config,
-    write_test_image,
 )
 
-onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-openvino = pytest.importorskip("openvino")
+pytest.importorskip("openvino")
+
+pytestmark = pytest.mark.slow
 
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
-INPUT_SIZES = [(64, 64), (96, 80), (40, 56)]
 OUTPUTS = ["pred_score", "pred_label", "anomaly_map", "pred_mask"]
-
+INPUT_SIZES = [(64, 64), (96, 80), (40, 56)]
+"""Input sizes of the reference-preprocessing export check (the graph resizes any size)."""
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Shallow tiny CLIP config, a GlocalCLIP prompt file, a small MVTec AD tree and a test image."""
+    """Shallow tiny CLIP config, a GlocalCLIP prompt file and a small MVTec AD tree."""
     root = tmp_path_factory.mktemp("export")
     config = write_shallow_clip_config(root)
     prompts = GlocalCLIP(**glocalclip_args(config)).save_prompts(root / "prompts.pt")
     data = generate_mvtec_ad(root / "mvtec", categories=("bottle",), n_train=1, n_test_good=3, n_test_bad=3,
                              odd_images=False, seed=3)
-    return {"root": root, "config": config, "prompts": prompts, "data": data,
-            "image": write_test_image(root / "image.png")}
-
-
-def build_model(name: str, workspace: dict[str, Path]) -> GlocalCLIP | AnoCLIP:
-    """GlocalCLIP zero-shot from the prompt file, or AnoCLIP (with its 21 augmented views) prompted for bottles."""
-    if name == "GlocalCLIP":  # its natural ranges apply: normalisation is linear, nothing clamps
-        return GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"])).eval()
-    model = AnoCLIP(**anoclip_args(workspace["config"], class_name="bottle"))
-    set_probability_ranges(model)
-    return model.eval()
-
-
-@pytest.fixture(scope="module", params=["GlocalCLIP", "AnoCLIP"])
-def exported(request: pytest.FixtureRequest, workspace: dict[str, Path]) -> dict[str, Any]:
-    """A model and its three exports, made with ``Engine.export`` (dynamic batch, height and width)."""
-    model = build_model(request.param, workspace)
-    root = workspace["root"] / request.param
-    engine = Engine(accelerator="cpu", logger=False, default_root_dir=root)
-    paths = {export_type: engine.export(model, export_type, export_root=root) for export_type in ExportType}
-    return {"name": request.param, "model": model, **{key.value: path for key, path in paths.items()}}
+    return {"root": root, "config": config, "prompts": prompts, "data": data}
 
 
 def reference(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
@@ -105,82 +81,9 @@ def check_close(
     )
 
 
-def test_exports_are_written(exported: dict[str, Any]) -> None:
-    assert exported["torch"].name == "model.pt"
-    assert exported["onnx"].name == "model.onnx"
-    assert exported["openvino"].name == "model.xml"
-    assert exported["openvino"].with_suffix(".bin").is_file()
-
-
-def test_onnx_graph_holds_no_text_tower(exported: dict[str, Any]) -> None:
-    """Learned or ensembled text features are constants: no token embedding, nothing the size of a text tower."""
-    graph = onnx.load(str(exported["onnx"])).graph
-    clip = exported["model"].model.backbone.clip
-    vocab_size = clip.token_embedding.num_embeddings
-    tensors = list(graph.initializer)
-    tensors += [attribute.t for node in graph.node if node.op_type == "Constant" for attribute in node.attribute
-                if attribute.name == "value"]
-    assert not [tensor.name for tensor in tensors if vocab_size in tensor.dims]
-    vision_size = sum(parameter.numel() for parameter in clip.visual.parameters())
-    text_size = sum(parameter.numel() for parameter in clip.transformer.parameters())
-    graph_size = sum(int(np.prod(tensor.dims)) for tensor in tensors)
-    assert graph_size < vision_size + 50_000 < vision_size + text_size, (graph_size, vision_size)
-    assert [node.name for node in graph.input] == ["input"]
-    assert [node.name for node in graph.output] == OUTPUTS
-
-
 def random_batch(size: tuple[int, int]) -> torch.Tensor:
     """Two random images ``[2, 3, H, W]`` in [0, 1], the same for a given size."""
     return torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
-
-
-@pytest.mark.parametrize("size", INPUT_SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-def test_onnx_runtime_matches_torch(exported: dict[str, Any], size: tuple[int, int]) -> None:
-    """Batch of 2 at the model's size and at others (the graph resizes; maps come at the model's size)."""
-    images = random_batch(size)
-    session = onnxruntime.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    outputs = dict(zip(names, session.run(None, {"input": images.numpy()}), strict=True))
-    assert outputs["anomaly_map"].shape == (2, 64, 64)
-    check_close(outputs, reference(exported["model"], images))
-
-
-@pytest.fixture(scope="module")
-def fresh_process_predictions(
-    exported: dict[str, Any], workspace: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Anomalib's inferencers on the three exports in a new process: the batches of ``INPUT_SIZES``, then the PNG."""
-    return predict_in_fresh_process(
-        {name: exported[name] for name in ("torch", "openvino", "onnx")},
-        tmp_path_factory.mktemp(f"inference_{exported['name']}"),
-        arrays=[random_batch(size).numpy() for size in INPUT_SIZES],
-        images=[workspace["image"]],
-    )
-
-
-@pytest.mark.parametrize("export", ["torch", "openvino", "onnx"])
-@pytest.mark.parametrize("size", INPUT_SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-def test_inferencers_match_torch(
-    exported: dict[str, Any],
-    fresh_process_predictions: dict[str, list[dict[str, np.ndarray]]],
-    size: tuple[int, int],
-    export: str,
-) -> None:
-    """TorchInferencer, and OpenVINOInferencer at f32 on the IR and on the ONNX file, in a fresh process."""
-    outputs = fresh_process_predictions[export][INPUT_SIZES.index(size)]
-    check_close(outputs, reference(exported["model"], random_batch(size)))
-
-
-@pytest.mark.parametrize("export", ["torch", "openvino", "onnx"])
-def test_inferencers_predict_from_an_image_file(
-    exported: dict[str, Any],
-    fresh_process_predictions: dict[str, list[dict[str, np.ndarray]]],
-    workspace: dict[str, Path],
-    export: str,
-) -> None:
-    """Anomalib's inferencers read a 96x80 PNG as the model's own pipeline does, and agree with it."""
-    expected = reference(exported["model"], read_image(workspace["image"], as_tensor=True).unsqueeze(0))
-    check_close(fresh_process_predictions[export][len(INPUT_SIZES)], expected)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +97,6 @@ def zero_shot_checkpoint(workspace: dict[str, Path]) -> dict[str, Any]:
     return {"model": model.eval(), "checkpoint": checkpoint}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("export_type", ["torch", "onnx", "openvino"])
 def test_cli_exports_a_zero_shot_checkpoint(
     export_type: str,
@@ -228,7 +130,6 @@ def test_cli_exports_a_zero_shot_checkpoint(
     check_close(outputs, expected, normalised_tolerances(model))
 
 
-@pytest.mark.slow
 def test_cli_exports_anoclip_without_a_run(workspace: dict[str, Path], tmp_path: Path) -> None:
     """Without a checkpoint the export itself encodes the prompts (for ``class_name``), so the model works."""
     init_args = anoclip_args(workspace["config"], class_name="bottle", image_score_views="none")
@@ -245,7 +146,6 @@ def test_cli_exports_anoclip_without_a_run(workspace: dict[str, Path], tmp_path:
         assert max_abs_diff(exported.model(images).pred_score, model.model(images).pred_score) <= SCORE_TOLERANCE
 
 
-@pytest.mark.slow
 def test_cli_refuses_to_export_anoclip_plus_with_exit_status_1(workspace: dict[str, Path], tmp_path: Path) -> None:
     init_args = anoclip_args(workspace["config"], tta=True)
     result = run_cli(ANOMALIB, "export", "--model", "AnoCLIP", *cli_args(init_args), "--export_type", "onnx",

@@ -76,6 +76,7 @@ def test_importtime_parser_sees_nested_imports() -> None:
     assert _nested_imports(log, "missing") is None
 
 
+@pytest.mark.slow
 def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:
     result = cli("python", "-c", PRINT_REGISTERED)
     assert result.returncode == 0, result.stderr
@@ -85,12 +86,14 @@ def test_anomalib_models_import_registers_models_and_datamodules(cli) -> None:
     assert "failed to load" not in result.stderr
 
 
+@pytest.mark.slow
 def test_importing_the_plugin_first_has_no_circular_import_trouble(cli) -> None:
     result = cli("python", "-c", "import anomalib_glocalclip;" + PRINT_REGISTERED)
     assert result.returncode == 0, result.stderr
     assert "failed to load" not in result.stderr
 
 
+@pytest.mark.slow
 def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None:
     code = (
         "from anomalib.models import get_model;"
@@ -105,6 +108,7 @@ def test_get_model_and_benchmark_style_specs_resolve(cli, tiny_config) -> None:
     assert result.stdout.split() == ["GlocalCLIP", "GlocalCLIP", "GlocalCLIP", "AnoCLIP"]
 
 
+@pytest.mark.slow
 def test_environment_switch_turns_the_hook_off(cli) -> None:
     code = "import anomalib.models as m; print(hasattr(m, 'GlocalCLIP'))"
     result = cli("python", "-c", code, env={"ANOMALIB_DISABLE_PLUGINS": "1"})
