@@ -158,9 +158,10 @@ def test_cli_refuses_to_export_anoclip_plus_with_exit_status_1(workspace: dict[s
     assert not list(tmp_path.rglob("*.onnx"))
 
 
-ONE_GREY_LEVEL_TOLERANCE = 1e-3
+ONE_GREY_LEVEL_TOLERANCE = 2e-3
 """OpenVINO computes the reference resize's float64 coefficients in float32: a resized pixel can move by one grey
-level, which moves these scores and maps by up to about 6e-4."""
+level, which moved these maps by 6e-4 in one run and 1.1e-3 in another (OpenVINO's CPU kernels do not give the same
+rounding on every run); the bound is about twice the largest seen."""
 
 
 def test_reference_preprocessing_exports(workspace: dict[str, Path], tmp_path: Path) -> None:
