@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from anomalib_glocalclip.data.io import read_image
+from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES, image_files
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+REFERENCE_IMAGE_SUFFIXES = tuple(sorted(IMAGE_SUFFIXES))  # the image suffixes every dataset layout reads
 """Files of a reference folder that are read as images (case-insensitive)."""
 
 
@@ -82,11 +83,7 @@ def reference_images_from_folder(
     if not folder.is_dir():
         msg = f"reference_images must be a folder of normal images, but {folder} is a file."
         raise NotADirectoryError(msg)
-    candidates = sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in REFERENCE_IMAGE_SUFFIXES and not path.name.startswith(".")
-    )
+    candidates = [path for path in image_files(folder) if path.is_file()]
     if not candidates:
         msg = (
             f"Reference image folder {folder} holds no image ({', '.join(REFERENCE_IMAGE_SUFFIXES)}; sub-folders "
