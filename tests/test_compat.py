@@ -87,3 +87,37 @@ def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: 
     outputs = trainer.predict(Doubler(), dataloaders=[DataLoader(torch.zeros(5))])
     assert swap.count == 1
     assert torch.cat(outputs).tolist() == [0.0, 2.0, 4.0]
+
+
+def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``validating_before_engine_test`` relies on: ``Engine.test`` calls the trainer's ``validate`` and then
+    its ``test``, with the same datamodule, and only ``validate`` sees ``Engine.test``'s frame as its caller's."""
+    from anomalib import LearningType
+    from lightning.pytorch import Trainer
+
+    calls: list[tuple[str, object, bool]] = []
+
+    def fake(name: str) -> object:
+        def run(self: Trainer, *args: object, datamodule: object = None, **kwargs: object) -> list[dict]:
+            del self, kwargs
+            if datamodule is None and len(args) == 5:  # test(model, dataloaders, ckpt_path, verbose, datamodule)
+                datamodule = args[4]
+            calls.append((name, datamodule, compat.validating_before_engine_test()))
+            return [{}]
+
+        return run
+
+    monkeypatch.setattr(Trainer, "validate", fake("validate"))
+    monkeypatch.setattr(Trainer, "test", fake("test"))
+
+    class ZeroShot(torch.nn.Module):
+        learning_type = LearningType.ZERO_SHOT
+
+    engine = Engine(accelerator="cpu", logger=False)
+    monkeypatch.setattr(engine, "_setup_workspace", lambda **_: None)
+    monkeypatch.setattr(engine, "_setup_trainer", lambda _: setattr(engine, "_trainer", Trainer(logger=False)))
+    datamodule = object()
+    engine.test(ZeroShot(), datamodule=datamodule)
+    assert [(name, seen) for name, _, seen in calls] == [("validate", True), ("test", True)]
+    assert all(given is datamodule for _, given, _ in calls)
+    assert not compat.validating_before_engine_test()  # outside Engine.test

@@ -17,6 +17,10 @@ is imported, so an untested dependency version fails at once with the fix instea
   before Lightning loads them: ``Engine.predict(data_path=...)`` (and ``anomalib predict --data <folder>``) builds
   Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
+* ``validating_before_engine_test``: ``Engine.test`` validates a zero-/few-shot model and then tests it on the
+  same datamodule, and says so to nobody; the running validation finds out by looking for ``Engine.test``'s
+  frame on Python's call stack (``sys._getframe``). Where Anomalib changes, it answers ``False`` and the model
+  validates as before: slower, never different.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -176,3 +181,26 @@ def silence_log_message(logger_name: str, text: str, active: bool = True) -> Ite
         yield
     finally:
         target.removeFilter(log_filter)
+
+
+def validating_before_engine_test(max_depth: int = 64) -> bool:
+    """Whether the running validation is the one ``Engine.test`` runs before testing on the same data.
+
+    Call it from a hook of that validation (e.g. the model's ``setup(stage="validate")``). ``Engine.test``
+    (``anomalib test``) validates a zero-/few-shot model on the datamodule's validation split (thresholds),
+    then tests it on the same datamodule; no argument or state tells the validation that a test follows.
+
+    Args:
+        max_depth: stack frames looked at. Defaults to ``64`` (Lightning's hooks run about 10 frames down).
+    """
+    from anomalib.engine import Engine
+
+    code = Engine.test.__code__
+    frame = sys._getframe(1)  # noqa: SLF001
+    for _ in range(max_depth):
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False

@@ -156,7 +156,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
         Runs before Lightning moves the model, so the text tower is moved to the trainer's device first.
         """
-        del stage
+        super().setup(stage)
         class_name = self._resolve_class_name()
         domain: Domain = self.domain or default_domain(class_name)  # type: ignore[assignment]
         if self.model.has_prompts and self._prompted_for == (class_name, domain):

@@ -35,11 +35,12 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.compat import set_post_processor_thresholds
+from anomalib_glocalclip.compat import set_post_processor_thresholds, validating_before_engine_test
 from anomalib_glocalclip.utils.errors import PluginError, install_error_hook
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
+from .one_pass import DeferredValidation, test_pass_can_fit, validation_is_test_split
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
 from .visualizer import PluginImageVisualizer
@@ -127,6 +128,8 @@ class ZeroShotCLIPMixin:
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
         self.validated_on_data = False
+        self.validation_deferred = False
+        self._limit_val_batches_before_deferral: int | float | None = None
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
@@ -168,8 +171,57 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, plus ``predictions.csv`` written by ``predict`` (and its safe folder reading)."""
-        return [*super().configure_callbacks(), PredictionTable()]
+        """Anomalib's components, ``predictions.csv`` of ``predict``, and the one-pass test's ``DeferredValidation``.
+
+        ``PredictionTable`` also reads ``predict`` folders safely; ``DeferredValidation`` fits the thresholds
+        and draws the heatmaps of a test whose validation pass was skipped (see ``setup``).
+        """
+        # First: its batch hook must see the raw predictions, before the post-processor changes them in place.
+        return [DeferredValidation(), *super().configure_callbacks(), PredictionTable()]
+
+    # ----- one pass for Engine.test -----
+    def setup(self, stage: str) -> None:
+        """Before ``Engine.test``'s validation on the test split itself, skip it: the test pass fits the thresholds.
+
+        ``Engine.test`` (``anomalib test``) validates a zero-shot model to fit its thresholds, then tests it. Where
+        the datamodule's validation split is its test split (same files and augmentations), the post-processor
+        and evaluator are Anomalib's, and the visualizer is the plugin's (or none), that validation would only
+        score the test files a second time: it is skipped (``limit_val_batches`` is 0 for this validation
+        only) and ``DeferredValidation`` fits the same thresholds and normalisation ranges on the test
+        predictions. Metrics, thresholds and heatmaps are those of the two-pass run.
+        """
+        super().setup(stage)
+        if stage == "test":
+            return  # a deferral made by the validation just before stands for this test
+        self.validation_deferred = False
+        if stage != "validate" or not self._validation_can_be_deferred():
+            return
+        trainer = self.trainer
+        self._limit_val_batches_before_deferral = trainer.limit_val_batches
+        trainer.limit_val_batches = 0
+        self.validation_deferred = True
+        logger.info(
+            "%s: the validation split is the test split, so the test pass also fits the thresholds "
+            "(no separate validation pass).",
+            self.name,
+        )
+
+    def teardown(self, stage: str) -> None:
+        """Give the trainer back its ``limit_val_batches`` after a skipped validation."""
+        if self._limit_val_batches_before_deferral is not None:
+            self.trainer.limit_val_batches = self._limit_val_batches_before_deferral
+            self._limit_val_batches_before_deferral = None
+        super().teardown(stage)
+
+    def _validation_can_be_deferred(self) -> bool:
+        trainer = self.trainer
+        return (
+            validating_before_engine_test()
+            and trainer.limit_val_batches != 0  # else validation is off already (e.g. the evaluate sweep)
+            and validation_is_test_split(trainer.datamodule)
+            and test_pass_can_fit(self.post_processor, self.evaluator)
+            and (self.visualizer is None or isinstance(self.visualizer, PluginImageVisualizer))
+        )
 
     @property
     def learning_type(self) -> LearningType:

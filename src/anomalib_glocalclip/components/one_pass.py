@@ -1,88 +1,126 @@
-"""``ThresholdsFromTest``: a zero-shot test in one pass where the validation split is the test split.
+"""One test pass where the validation split is the test split: thresholds fitted on the test predictions.
 
 Anomalib validates a zero-shot model before ``test`` to fit its post-processor's thresholds (and normalisation)
 on the validation split. Where that split *is* the test split (MVTec AD's and the plugin's default,
-``val_split_mode="same_as_test"``) and scores are not normalised, the validation pass only repeats the test
-pass's forward on the same files: the metrics are computed on raw scores, which thresholds do not change. This
-callback lets the test pass do both jobs. Run the test with validation switched off (``limit_val_batches=0``)
-and this callback in the trainer's callbacks; it
+``val_split_mode="same_as_test"``), the validation pass only repeats the test pass's forward on the same files.
+The callbacks here let the test pass do both jobs; with validation skipped they
 
-* feeds every test batch's raw predictions to the post-processor's threshold metrics, exactly as its
-  ``on_validation_batch_end`` does during validation;
-* at the end of the test epoch fits the thresholds (the post-processor's ``on_validation_epoch_end``), so
-  they equal those of the validation pass it replaces, then thresholds the kept predictions (``pred_label``,
-  ``pred_mask``) and hands them to a :class:`~anomalib_glocalclip.components.heatmap_writer.HeatmapWriter`,
-  which draws them in the background while the metrics are computed.
+* feed every test batch's raw predictions to the post-processor's threshold and range metrics, exactly as its
+  ``on_validation_batch_end`` does during validation (they run before the post-processor's test hook);
+* at the end of the test epoch fit the thresholds and ranges (the post-processor's ``on_validation_epoch_end``),
+  so they equal those of the validation pass they replace;
+* where the post-processor normalises (Anomalib's default), feed the evaluator's test metrics again with the
+  kept predictions normalised by the fitted ranges (the metrics are computed after this callback), so the
+  metrics are those of the two-pass run; without normalisation the metrics are computed on raw scores, which
+  thresholds do not change;
+* threshold the kept predictions (``pred_label``, ``pred_mask``) and hand them to a
+  :class:`~anomalib_glocalclip.components.heatmap_writer.HeatmapWriter`, which draws them in the background.
 
-Predictions are kept on the host without their input images (the visualizer re-reads each file by path).
-With normalisation enabled the callback does nothing: normalised metrics need the fitted ranges before the
-first test batch, so such runs keep Anomalib's validation pass.
+Two callbacks share that work:
+
+* :class:`ThresholdsFromTest`, a trainer callback for runs that switch validation off themselves
+  (``limit_val_batches=0``), as the ``evaluate`` sweep does for any Anomalib model;
+* :class:`DeferredValidation`, which the plugin's models add to every run: ``Engine.test`` (``anomalib test``)
+  validates before testing on the same datamodule, and the model skips that pass where it would score the
+  test files again (see ``ZeroShotCLIPMixin.setup``); this callback then fits the thresholds on the test pass
+  and draws the model's heatmaps.
+
+Predictions are kept without their input images (the visualizer re-reads each file by path): on the host for
+heatmaps, on the device where the evaluator is fed again. ``ThresholdsFromTest`` acts only without
+normalisation (the sweep normalises nothing by default and validates where asked to normalise).
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from anomalib.metrics import Evaluator
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback
+
+from .heatmap_writer import HeatmapWriter
 
 if TYPE_CHECKING:
     from anomalib.data import ImageBatch
     from lightning.pytorch import LightningModule, Trainer
 
-    from .heatmap_writer import HeatmapWriter
+
+def thresholds_from_test_apply(post_processor: Any) -> bool:  # noqa: ANN401 - any post-processor
+    """Whether ``post_processor`` is Anomalib's and thresholds without normalising (as the ``evaluate`` sweep needs)."""
+    return (
+        isinstance(post_processor, PostProcessor)
+        and post_processor.enable_thresholding
+        and not post_processor.enable_normalization
+    )
 
 
-def _host_copy(batch: ImageBatch) -> ImageBatch:
-    """``batch`` on the host with a 1x1 placeholder image (the heatmaps re-read each image from its path)."""
-    changes: dict[str, Any] = {}
-    for name in ("anomaly_map", "pred_score", "gt_mask", "gt_label"):
+def test_pass_can_fit(post_processor: Any, evaluator: Any) -> bool:  # noqa: ANN401 - any components
+    """Whether a test pass can fit ``post_processor`` itself, in place of a validation pass.
+
+    It can for Anomalib's post-processor; where that normalises, only with Anomalib's evaluator (whose metrics
+    are fed again with the rightly normalised predictions) or none.
+    """
+    if not isinstance(post_processor, PostProcessor):
+        return False
+    return not post_processor.enable_normalization or evaluator is None or isinstance(evaluator, Evaluator)
+
+
+def validation_is_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any datamodule or None
+    """Whether ``datamodule``'s validation items are its test items: same files, same augmentations.
+
+    True for Anomalib datamodules with ``val_split_mode="same_as_test"`` whose validation and test
+    augmentations are the same object (both ``None`` by default).
+    """
+    from anomalib.data.utils import ValSplitMode
+
+    return (
+        datamodule is not None
+        and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
+        and getattr(datamodule, "val_augmentations", None) is getattr(datamodule, "test_augmentations", None)
+    )
+
+
+def _copy(batch: ImageBatch, device: torch.device | str | None = None, thresholded: bool = False) -> ImageBatch:
+    """A copy of ``batch``'s predictions and ground truth (on ``device``, default their own), with a 1x1 image.
+
+    Without ``thresholded``, ``pred_label`` and ``pred_mask`` are dropped, so that thresholding the copy sets
+    them afresh (Anomalib's post-processor keeps labels and masks a batch already has). The heatmaps re-read
+    each image from its path.
+    """
+    names = ("anomaly_map", "pred_score", "gt_mask", "gt_label", "pred_label", "pred_mask")
+    changes: dict[str, Any] = {} if thresholded else {"pred_label": None, "pred_mask": None}
+    for name in names if thresholded else names[:4]:
         value = getattr(batch, name, None)
         if isinstance(value, torch.Tensor):
-            changes[name] = value.detach().to("cpu", non_blocking=False)
+            changes[name] = value.detach().to(device or value.device, copy=True)
     changes["image"] = torch.zeros(len(batch), 3, 1, 1)
     return batch.update(in_place=False, **changes)
 
 
-class ThresholdsFromTest(Callback):
-    """Fit a zero-shot model's thresholds on the test pass itself, then write its heatmaps in the background.
+class _TestPassThresholds(Callback):
+    """Fit the thresholds on the test pass and draw heatmaps in the background, when :meth:`acts` says so."""
 
-    It acts on a test that no validation pass preceded (on the same trainer), for a post-processor that
-    thresholds without normalising; otherwise it does nothing, heatmaps included.
-
-    Args:
-        heatmaps: factory of the heatmap writer of a run (called with the trainer at test start), or ``None``
-            for no heatmaps. Defaults to ``None``.
-    """
-
-    def __init__(self, heatmaps: Any = None) -> None:  # noqa: ANN401 - a callable (Trainer) -> HeatmapWriter
-        self.heatmaps = heatmaps
+    def __init__(self) -> None:
         self.active = False
-        self._validated = False
         self._kept: list[ImageBatch] = []
         self._writer: HeatmapWriter | None = None
 
-    @staticmethod
-    def applies(post_processor: Any) -> bool:  # noqa: ANN401 - any post-processor
-        """Whether ``post_processor`` is Anomalib's and thresholds without normalising."""
-        return (
-            isinstance(post_processor, PostProcessor)
-            and post_processor.enable_thresholding
-            and not post_processor.enable_normalization
-        )
+    def acts(self, trainer: Trainer, pl_module: LightningModule) -> bool:
+        """Whether this test pass fits the thresholds (asked at test start)."""
+        raise NotImplementedError
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """A validation pass ran: its thresholds stand, the test pass leaves them alone."""
-        del trainer, pl_module
-        self._validated = True
+    def heatmap_writer(self, trainer: Trainer, pl_module: LightningModule) -> HeatmapWriter | None:
+        """The writer of this test's heatmaps, or ``None`` for none (asked at test start when acting)."""
+        raise NotImplementedError
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Switch on where no validation pass ran before this test and the post-processor does not normalise."""
-        self.active = not self._validated and self.applies(getattr(pl_module, "post_processor", None))
+        """Decide whether to act; open the heatmap writer if so."""
+        self.active = self.acts(trainer, pl_module)
         self._kept = []
-        self._writer = self.heatmaps(trainer) if (self.active and self.heatmaps is not None) else None
+        self._writer = self.heatmap_writer(trainer, pl_module) if self.active else None
 
     def on_test_batch_end(
         self,
@@ -93,40 +131,72 @@ class ThresholdsFromTest(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Feed the batch's raw predictions to the threshold metrics; keep them for the heatmaps."""
+        """Feed the batch's raw predictions to the post-processor's metrics, as validation would; keep what is needed.
+
+        Runs before the post-processor's own ``on_test_batch_end`` (this callback comes first), so the
+        predictions are still raw.
+        """
         del batch, batch_idx, dataloader_idx
         if not self.active:
             return
-        pl_module.post_processor.on_validation_batch_end(trainer, pl_module, outputs)
-        if self._writer is not None:
-            self._kept.append(_host_copy(outputs))
+        post_processor = pl_module.post_processor
+        post_processor.on_validation_batch_end(trainer, pl_module, outputs)
+        if post_processor.enable_normalization:
+            self._kept.append(_copy(outputs))  # on the device: the evaluator's metrics are fed again
+        elif self._writer is not None:
+            self._kept.append(_copy(outputs, "cpu"))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Fit the thresholds as validation would have; threshold the kept batches and queue their heatmaps."""
+        """Fit the thresholds (and ranges) as validation would have; post-process the kept batches with them.
+
+        Where the post-processor normalises, the evaluator's test metrics saw scores normalised by unfitted
+        ranges during the pass: they are reset and fed the rightly normalised batches before the evaluator
+        computes them (it comes after this callback). Then the heatmaps are queued.
+        """
         if not self.active:
             return
         post_processor = pl_module.post_processor
         post_processor.on_validation_epoch_end(trainer, pl_module)
+        if hasattr(pl_module, "validated_on_data"):
+            pl_module.validated_on_data = True  # thresholds from data: a later run without data keeps them
+        kept, self._kept = self._kept, []
+        if post_processor.enable_normalization:
+            self._refeed_evaluator(pl_module, kept)
         if self._writer is None:
             return
-        post_processor.to("cpu")
+        if post_processor.enable_normalization:  # kept on the device, post-processed by _refeed_evaluator
+            for batch in kept:
+                self._writer.submit(_copy(batch, "cpu", thresholded=True))
+            return
+        post_processor.to("cpu")  # the kept batches are on the host
         try:
-            for kept in self._kept:
-                post_processor.post_process_batch(kept)
-                self._writer.submit(kept)
+            for batch in kept:
+                post_processor.post_process_batch(batch)
+                self._writer.submit(batch)
         finally:
             post_processor.to(pl_module.device)
-            self._kept = []
+
+    @staticmethod
+    def _refeed_evaluator(pl_module: LightningModule, kept: list[ImageBatch]) -> None:
+        post_processor = pl_module.post_processor
+        metrics = list(getattr(getattr(pl_module, "evaluator", None), "test_metrics", None) or [])
+        for metric in metrics:
+            metric.reset()
+        for batch in kept:
+            post_processor.post_process_batch(batch)
+            for metric in metrics:
+                metric.update(batch)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Wait for the heatmaps; a drawing error fails the test."""
         del trainer, pl_module
-        self._validated = False
+        self.active = False
         self._close_writer()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Stop the writer's threads (pictures already drawn stay) when the run fails."""
         del trainer, pl_module, exception
+        self.active = False
         self._kept = []
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -137,3 +207,83 @@ class ThresholdsFromTest(Callback):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
+
+
+class ThresholdsFromTest(_TestPassThresholds):
+    """Fit a zero-shot model's thresholds on the test pass itself, then write its heatmaps in the background.
+
+    A trainer callback for runs that switch validation off (``limit_val_batches=0``) where the validation split
+    is the test split. It acts on a test that no validation pass preceded (on the same trainer), for a
+    post-processor that thresholds without normalising; otherwise it does nothing, heatmaps included.
+
+    Args:
+        heatmaps: factory of the heatmap writer of a run (called with the trainer at test start), or ``None``
+            for no heatmaps. Defaults to ``None``.
+    """
+
+    def __init__(self, heatmaps: Any = None) -> None:  # noqa: ANN401 - a callable (Trainer) -> HeatmapWriter
+        super().__init__()
+        self.heatmaps = heatmaps
+        self._validated = False
+
+    applies = staticmethod(thresholds_from_test_apply)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A validation pass ran: its thresholds stand, the test pass leaves them alone."""
+        del trainer, pl_module
+        self._validated = True
+
+    def acts(self, trainer: Trainer, pl_module: LightningModule) -> bool:
+        """Where no validation pass ran before this test and the post-processor does not normalise."""
+        del trainer
+        return not self._validated and self.applies(getattr(pl_module, "post_processor", None))
+
+    def heatmap_writer(self, trainer: Trainer, pl_module: LightningModule) -> HeatmapWriter | None:
+        """The run's factory's writer."""
+        del pl_module
+        return self.heatmaps(trainer) if self.heatmaps is not None else None
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Wait for the heatmaps; the next test on this trainer decides afresh."""
+        self._validated = False
+        super().on_test_end(trainer, pl_module)
+
+
+class DeferredValidation(_TestPassThresholds):
+    """The plugin models' side of a one-pass ``Engine.test``: thresholds and heatmaps from the test pass.
+
+    Acts when the model skipped the validation pass before this test (its ``validation_deferred`` flag, set
+    in ``ZeroShotCLIPMixin.setup``). The model's visualizer, a ``PluginImageVisualizer``, draws nothing during
+    such a test; this callback draws its pictures, thresholded, under the visualizer's ``output_dir`` (default
+    ``<trainer root>/images``) with Anomalib's file names.
+    """
+
+    def acts(self, trainer: Trainer, pl_module: LightningModule) -> bool:
+        """Where the model deferred its validation to this test."""
+        del trainer
+        return bool(getattr(pl_module, "validation_deferred", False))
+
+    def heatmap_writer(self, trainer: Trainer, pl_module: LightningModule) -> HeatmapWriter | None:
+        """A background writer with the model's visualizer, or ``None`` for a model without one."""
+        visualizer = getattr(pl_module, "visualizer", None)
+        if visualizer is None:
+            return None
+        if visualizer.output_dir is None:
+            visualizer.output_dir = Path(trainer.default_root_dir) / "images"
+        datamodule = getattr(trainer, "datamodule", None)
+        return HeatmapWriter(
+            visualizer,
+            visualizer.output_dir,
+            dataset_name=getattr(datamodule, "name", None),
+            category=getattr(datamodule, "category", None),
+        )
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Wait for the heatmaps; the model validates again before its next test unless it defers anew."""
+        pl_module.validation_deferred = False
+        super().on_test_end(trainer, pl_module)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Stop the writer; the model validates again before its next test unless it defers anew."""
+        pl_module.validation_deferred = False
+        super().on_exception(trainer, pl_module, exception)

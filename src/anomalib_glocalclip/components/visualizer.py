@@ -97,15 +97,20 @@ class PluginImageVisualizer(ImageVisualizer):
     ) -> None:
         """Save each item's panels under ``output_dir`` (default ``<trainer root>/images``), named as Anomalib does.
 
+        Nothing is drawn while the model's thresholds are fitted on this very test pass (its
+        ``validation_deferred`` flag): ``DeferredValidation`` draws the pictures once they are.
+
         Args:
             trainer: The trainer.
-            pl_module: The model (unused).
+            pl_module: The model.
             outputs: The batch's outputs (unused; ``batch`` carries the predictions).
             batch: The predicted batch.
             batch_idx: Batch index (unused).
             dataloader_idx: Dataloader index (unused).
         """
-        del pl_module, outputs, batch_idx, dataloader_idx
+        del outputs, batch_idx, dataloader_idx
+        if getattr(pl_module, "validation_deferred", False):
+            return
         if self.output_dir is None:
             self.output_dir = Path(trainer.default_root_dir) / "images"
         datamodule = getattr(trainer, "datamodule", None)
