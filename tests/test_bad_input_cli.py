@@ -297,7 +297,7 @@ def test_auxiliary_transfer_takes_its_target_as_a_config_dict(tmp_path: Path) ->
         (lambda root: root / "nowhere", "Dataset folder {root} does not exist"),
         (lambda root: (root / "bottle").mkdir(parents=True) or root, "No mvtec_ad categories found under {root}"),
         (lambda root: (root / "bottle" / "train" / "good").mkdir(parents=True) or root,
-         "No mvtec_ad categories found under {root}. Expected: MVTec AD"),  # the layout's folders are listed
+         "Sub-folders of {root} not laid out so: bottle (e.g. {root}/bottle lacks"),  # the layout's folders listed
     ],
     ids=["non-existent-root", "empty-category", "category-without-test"],
 )

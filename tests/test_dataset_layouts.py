@@ -213,6 +213,19 @@ def test_missing_folder_and_unknown_category_are_clear_errors(miniatures: dict[s
         datamodule.setup()
 
 
+def test_category_folder_of_another_layout_is_named(miniatures: dict[str, Path], tmp_path: Path) -> None:
+    """A category folder without the layout's folders (here MVTec AD's test/) is named, not called unknown."""
+    root = _copy(miniatures, "mvtec_ad", tmp_path)
+    (root / "cable" / "train" / "good").mkdir(parents=True)
+    layout = get_layout("mvtec_ad")
+    with pytest.raises(DatasetLayoutError, match=re.escape(f"{root / 'cable'} is not laid out as a mvtec_ad category")):
+        layout.samples(root, "cable", "test")
+    only = tmp_path / "only"
+    (only / "cable" / "train" / "good").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match=re.escape(f"Sub-folders of {only} not laid out so: cable")):
+        layout.categories(only)
+
+
 @pytest.mark.parametrize("name", [name for name in PIXEL_DATASETS if name not in {"dagm", "visa"}])
 def test_missing_mask_names_the_image(name: str, miniatures: dict[str, Path], tmp_path: Path) -> None:
     root = _copy(miniatures, name, tmp_path)

@@ -47,7 +47,7 @@ class DatasetLayout:
         categories = self.list_categories(root)
         if not categories:
             msg = f"No {self.name} categories found under {root}. Expected: {self.description}"
-            raise DatasetLayoutError(msg)
+            raise DatasetLayoutError(msg + _unrecognised_folders(root))
         return categories
 
     def samples(self, root: str | Path, category: str | None, split: str) -> pd.DataFrame:
@@ -59,6 +59,12 @@ class DatasetLayout:
         known = self.categories(root)
         category = category if category is not None else known[0] if len(known) == 1 else None
         if category not in known:
+            if category is not None and (root / category).is_dir():
+                msg = (
+                    f"{root / category} is not laid out as a {self.name} category. Expected: {self.description} "
+                    f"Categories found: {', '.join(known)}."
+                )
+                raise DatasetLayoutError(msg)
             msg = f"Unknown {self.name} category {category!r} under {root}. Categories found: {', '.join(known)}."
             raise DatasetLayoutError(msg)
         samples = self.make_samples(root, category, split)
@@ -66,6 +72,18 @@ class DatasetLayout:
             msg = f"No {split} images for {self.name} category {category!r} under {root}. Expected: {self.description}"
             raise DatasetLayoutError(msg)
         return samples
+
+
+def _unrecognised_folders(root: Path, shown: int = 10) -> str:
+    """A sentence naming the sub-folders of ``root``, none of which is a category (empty if there are none)."""
+    folders = sorted(path.name for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not folders:
+        return ""
+    more = f" and {len(folders) - shown} more" if len(folders) > shown else ""
+    return (
+        f" Sub-folders of {root} not laid out so: {', '.join(folders[:shown])}{more}"
+        f" (e.g. {root / folders[0]} lacks the folders above)."
+    )
 
 
 def check_root(root: str | Path, layout: DatasetLayout) -> Path:
