@@ -29,6 +29,9 @@ than three categories), peak GPU memory, and seconds spent in
 * ``other``: the rest (model building, Engine set-up, pre-processing, post-processing and the thresholds fitted
   on the test pass, host-device copies, result files).
 
+Then ``anomalib test``'s path (``Engine.test`` on the first category with the model's default components) is timed
+in one pass, as the plugin's models run it, and with Anomalib's validation pass before the test.
+
 Last, every pixel metric of the sweep is timed alone on a category-sized stack (``--metric-stack``, default 80
 maps of 518 px) with its states on the host and, on a GPU, on the device (as the sweep keeps them).
 
@@ -407,6 +410,45 @@ def _largest_difference(metric_values: dict[str, dict[str, dict[str, float]]]) -
     return max(differences) if differences else None
 
 
+def time_engine_test(args: argparse.Namespace, data: Path, model_args: dict[str, Any], category: str) -> dict[str, Any]:
+    """``Engine.test`` on one category as ``anomalib test`` runs it: one pass, and validation + test for comparison.
+
+    The model's default components (Anomalib's normalising post-processor, the plugin's visualizer writing
+    heatmaps) and an Anomalib ``MVTecAD`` datamodule. The two-pass run is forced by answering "no" to
+    ``validating_before_engine_test`` (the model then validates before testing, as Anomalib does by default).
+    """
+    from unittest import mock
+
+    from anomalib.data import MVTecAD
+    from anomalib.engine import Engine
+
+    from anomalib_glocalclip import GlocalCLIP
+    from anomalib_glocalclip.components import base
+
+    seconds: dict[str, float] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    for mode in ("validate + test", "one pass"):
+        model = GlocalCLIP(**model_args)
+        datamodule = MVTecAD(root=data, category=category, eval_batch_size=args.batch_size, num_workers=args.workers)
+        engine = Engine(default_root_dir=args.output / "engine_test" / mode.replace(" ", "_"), devices=1,
+                        accelerator=args.accelerator, logger=False, enable_progress_bar=False)
+        two_pass = mock.patch.object(base, "validating_before_engine_test", return_value=False)
+        with two_pass if mode == "validate + test" else contextlib.nullcontext():
+            _sync()
+            start = time.perf_counter()
+            metrics[mode] = engine.test(model, datamodule=datamodule, verbose=False)[0]
+            _sync()
+            seconds[mode] = time.perf_counter() - start
+    difference = max(abs(metrics["one pass"][name] - value) for name, value in metrics["validate + test"].items())
+    return {
+        "category": category,
+        "images": len(datamodule.test_data),
+        **{f"{mode} s": value for mode, value in seconds.items()},
+        "ratio": seconds["validate + test"] / seconds["one pass"],
+        "metric difference": difference,
+    }
+
+
 def _cell(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -500,12 +542,16 @@ def main(argv: list[str] | None = None) -> None:
     print("| metric | " + " | ".join(devices) + " |\n|---|" + "---:|" * len(devices))
     for name, seconds in metric_seconds.items():
         print(f"| {name} | " + " | ".join(f"{seconds[device]:.3f}" for device in devices) + " |")
+    engine_test = time_engine_test(args, data, model_args, args.categories[0])
+    print(f"\n`anomalib test` (Engine.test) on {engine_test['category']} ({engine_test['images']} images, heatmaps): "
+          f"one pass {engine_test['one pass s']:.2f} s, validate + test {engine_test['validate + test s']:.2f} s "
+          f"({engine_test['ratio']:.2f}x); largest metric difference {engine_test['metric difference']:.1e}")
     difference = _largest_difference(metric_values)
     if difference is not None:
         print(f"Largest metric difference between the sweeps: {difference:.2e} (same numbers expected: < 1e-6)")
     if args.json is not None:
         figures = {"sweeps": columns, "forward images/s": forward, "metrics": metric_values,
-                   "pixel metric seconds": metric_seconds}
+                   "pixel metric seconds": metric_seconds, "engine test": engine_test}
         args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
