@@ -415,7 +415,7 @@ def time_engine_test(args: argparse.Namespace, data: Path, model_args: dict[str,
 
     The model's default components (Anomalib's normalising post-processor, the plugin's visualizer writing
     heatmaps) and an Anomalib ``MVTecAD`` datamodule. The two-pass run is forced by answering "no" to
-    ``validating_before_engine_test`` (the model then validates before testing, as Anomalib does by default).
+    ``engine_run_after_validation`` (the model then validates before testing, as Anomalib does by default).
     """
     from unittest import mock
 
@@ -432,7 +432,7 @@ def time_engine_test(args: argparse.Namespace, data: Path, model_args: dict[str,
         datamodule = MVTecAD(root=data, category=category, eval_batch_size=args.batch_size, num_workers=args.workers)
         engine = Engine(default_root_dir=args.output / "engine_test" / mode.replace(" ", "_"), devices=1,
                         accelerator=args.accelerator, logger=False, enable_progress_bar=False)
-        two_pass = mock.patch.object(base, "validating_before_engine_test", return_value=False)
+        two_pass = mock.patch.object(base, "engine_run_after_validation", return_value=None)
         with two_pass if mode == "validate + test" else contextlib.nullcontext():
             _sync()
             start = time.perf_counter()

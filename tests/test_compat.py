@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -90,25 +91,26 @@ def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: 
 
 
 def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What ``validating_before_engine_test`` relies on: ``Engine.test`` calls the trainer's ``validate`` and then
-    its ``test``, with the same datamodule, and only ``validate`` sees ``Engine.test``'s frame as its caller's."""
+    """What ``engine_run_after_validation`` relies on: ``Engine.test`` (``predict``) calls the trainer's ``validate``
+    and then its ``test`` (``predict``) with the same datamodule, both under the engine method's frame."""
     from anomalib import LearningType
     from lightning.pytorch import Trainer
 
     calls: list[tuple[str, object, bool]] = []
 
     def fake(name: str) -> object:
-        def run(self: Trainer, *args: object, datamodule: object = None, **kwargs: object) -> list[dict]:
-            del self, kwargs
-            if datamodule is None and len(args) == 5:  # test(model, dataloaders, ckpt_path, verbose, datamodule)
-                datamodule = args[4]
-            calls.append((name, datamodule, compat.validating_before_engine_test()))
+        signature = inspect.signature(getattr(Trainer, name))
+
+        def run(self: Trainer, *args: object, **kwargs: object) -> list[dict]:
+            datamodule = signature.bind(self, *args, **kwargs).arguments.get("datamodule")
+            calls.append((name, datamodule, compat.engine_run_after_validation()))
             return [{}]
 
         return run
 
     monkeypatch.setattr(Trainer, "validate", fake("validate"))
     monkeypatch.setattr(Trainer, "test", fake("test"))
+    monkeypatch.setattr(Trainer, "predict", fake("predict"))
 
     class ZeroShot(torch.nn.Module):
         learning_type = LearningType.ZERO_SHOT
@@ -118,6 +120,9 @@ def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: py
     monkeypatch.setattr(engine, "_setup_trainer", lambda _: setattr(engine, "_trainer", Trainer(logger=False)))
     datamodule = object()
     engine.test(ZeroShot(), datamodule=datamodule)
-    assert [(name, seen) for name, _, seen in calls] == [("validate", True), ("test", True)]
+    engine.predict(ZeroShot(), datamodule=datamodule)
+    assert [(name, seen) for name, _, seen in calls] == [
+        ("validate", "test"), ("test", "test"), ("validate", "predict"), ("predict", "predict")
+    ]
     assert all(given is datamodule for _, given, _ in calls)
-    assert not compat.validating_before_engine_test()  # outside Engine.test
+    assert compat.engine_run_after_validation() is None  # outside both

@@ -1,4 +1,4 @@
-"""``Engine.test`` (``anomalib test``) in one pass where the validation split is the test split."""
+"""``Engine.test`` / ``Engine.predict`` in one pass where the validation split is the data they score."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_engine_test_runs_one_pass_with_the_two_pass_results(
     assert one_pass.validated_on_data  # thresholds from data: predict on a folder keeps them
     assert not one_pass.validation_deferred
 
-    monkeypatch.setattr(base_module, "validating_before_engine_test", lambda: False)
+    monkeypatch.setattr(base_module, "engine_run_after_validation", lambda: None)
     torch.manual_seed(1)
     two_pass = _with_stale_post_processor(factory())
     two_pass_metrics = _test(two_pass, data["mvtec"], tmp_path / "two")
@@ -146,3 +146,42 @@ def test_explicit_validate_still_validates(data: dict[str, Path], validated: lis
     engine.validate(model, datamodule=datamodule, verbose=False)
     assert sum(validated) == 4
     assert model.validated_on_data
+
+
+def _predict(model: Any, root: Path, output: Path) -> list[Any]:
+    datamodule = MVTecAD(root=root, category="bottle", eval_batch_size=2, num_workers=0)
+    engine = Engine(default_root_dir=output, accelerator="cpu", logger=False, enable_progress_bar=False)
+    predictions = engine.predict(model, datamodule=datamodule, return_predictions=True)
+    assert engine.trainer.limit_val_batches == 1.0
+    return predictions
+
+
+def test_engine_predict_on_a_datamodule_runs_one_pass_with_the_two_pass_predictions(
+    data: dict[str, Path], validated: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Returned predictions, ``predictions.csv`` and pictures as after a validation pass, without one."""
+    factory = _factory("anoclip", data)
+    one_pass = _with_stale_post_processor(factory())
+    one_pass_predictions = _predict(one_pass, data["mvtec"], tmp_path / "one")
+    assert validated == []
+    assert one_pass.validated_on_data
+    assert not one_pass.validation_deferred
+
+    monkeypatch.setattr(base_module, "engine_run_after_validation", lambda: None)
+    two_pass = _with_stale_post_processor(factory())
+    two_pass_predictions = _predict(two_pass, data["mvtec"], tmp_path / "two")
+    assert sum(validated) == 4
+
+    assert len(one_pass_predictions) == len(two_pass_predictions) == 2
+    for one, two in zip(one_pass_predictions, two_pass_predictions, strict=True):
+        assert one.image_path == two.image_path
+        for name in ("pred_score", "anomaly_map", "pred_label", "pred_mask"):
+            torch.testing.assert_close(getattr(one, name), getattr(two, name), atol=1e-6, rtol=0, msg=name)
+    labels = torch.cat([batch.pred_label for batch in two_pass_predictions])
+    assert 0 < int(labels.sum()) < 4  # thresholds from this data: both classes predicted, the stale 0.7 would not
+    (one_table,) = (tmp_path / "one").rglob("predictions.csv")
+    (two_table,) = (tmp_path / "two").rglob("predictions.csv")
+    assert one_table.read_text() == two_table.read_text()
+    one_pass_pictures = _pictures(tmp_path / "one")
+    assert len(one_pass_pictures) == 4
+    assert one_pass_pictures == _pictures(tmp_path / "two")

@@ -17,10 +17,10 @@ is imported, so an untested dependency version fails at once with the fix instea
   before Lightning loads them: ``Engine.predict(data_path=...)`` (and ``anomalib predict --data <folder>``) builds
   Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
-* ``validating_before_engine_test``: ``Engine.test`` validates a zero-/few-shot model and then tests it on the
-  same datamodule, and says so to nobody; the running validation finds out by looking for ``Engine.test``'s
-  frame on Python's call stack (``sys._getframe``). Where Anomalib changes, it answers ``False`` and the model
-  validates as before: slower, never different.
+* ``engine_run_after_validation``: ``Engine.test``/``Engine.predict`` validate a zero-/few-shot model and then
+  test/predict with the same datamodule, and say so to nobody; the running validation finds out by looking for
+  their frames on Python's call stack (``sys._getframe``). Where Anomalib changes, it answers ``None`` and the
+  model validates as before: slower, never different.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
@@ -183,24 +183,28 @@ def silence_log_message(logger_name: str, text: str, active: bool = True) -> Ite
         target.removeFilter(log_filter)
 
 
-def validating_before_engine_test(max_depth: int = 64) -> bool:
-    """Whether the running validation is the one ``Engine.test`` runs before testing on the same data.
+def engine_run_after_validation(max_depth: int = 64) -> str | None:
+    """``"test"`` or ``"predict"`` when the running validation is the one ``Engine.test``/``Engine.predict`` runs first.
 
     Call it from a hook of that validation (e.g. the model's ``setup(stage="validate")``). ``Engine.test``
-    (``anomalib test``) validates a zero-/few-shot model on the datamodule's validation split (thresholds),
-    then tests it on the same datamodule; no argument or state tells the validation that a test follows.
+    (``anomalib test``) and ``Engine.predict`` validate a zero-/few-shot model on the datamodule's validation
+    split (thresholds), then test or predict with the same datamodule; no argument or state tells the validation
+    what follows.
 
     Args:
         max_depth: stack frames looked at. Defaults to ``64`` (Lightning's hooks run about 10 frames down).
+
+    Returns:
+        ``"test"``, ``"predict"``, or ``None`` for any other validation.
     """
     from anomalib.engine import Engine
 
-    code = Engine.test.__code__
+    callers = {Engine.test.__code__: "test", Engine.predict.__code__: "predict"}
     frame = sys._getframe(1)  # noqa: SLF001
     for _ in range(max_depth):
         if frame is None:
-            return False
-        if frame.f_code is code:
-            return True
+            return None
+        if frame.f_code in callers:
+            return callers[frame.f_code]
         frame = frame.f_back
-    return False
+    return None

@@ -35,12 +35,12 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.compat import set_post_processor_thresholds, validating_before_engine_test
+from anomalib_glocalclip.compat import engine_run_after_validation, set_post_processor_thresholds
 from anomalib_glocalclip.utils.errors import PluginError, install_error_hook
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
-from .one_pass import DeferredValidation, test_pass_can_fit, validation_is_test_split
+from .one_pass import DeferredValidation, predicts_test_split, test_pass_can_fit, validation_is_test_split
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
 from .visualizer import PluginImageVisualizer
@@ -179,49 +179,61 @@ class ZeroShotCLIPMixin:
         # First: its batch hook must see the raw predictions, before the post-processor changes them in place.
         return [DeferredValidation(), *super().configure_callbacks(), PredictionTable()]
 
-    # ----- one pass for Engine.test -----
+    # ----- one pass for Engine.test / Engine.predict -----
     def setup(self, stage: str) -> None:
-        """Before ``Engine.test``'s validation on the test split itself, skip it: the test pass fits the thresholds.
+        """Before ``Engine.test``'s (or ``predict``'s) validation on the very files it scores next, skip it.
 
-        ``Engine.test`` (``anomalib test``) validates a zero-shot model to fit its thresholds, then tests it. Where
-        the datamodule's validation split is its test split (same files and augmentations), the post-processor
-        and evaluator are Anomalib's, and the visualizer is the plugin's (or none), that validation would only
-        score the test files a second time: it is skipped (``limit_val_batches`` is 0 for this validation
-        only) and ``DeferredValidation`` fits the same thresholds and normalisation ranges on the test
-        predictions. Metrics, thresholds and heatmaps are those of the two-pass run.
+        ``Engine.test`` (``anomalib test``) and ``Engine.predict`` on a datamodule validate a zero-shot model to
+        fit its thresholds, then test or predict. Where the datamodule's validation split is its test split
+        (same files and augmentations; ``predict`` reads the test split unless the datamodule says otherwise),
+        the post-processor and evaluator are Anomalib's, and the visualizer is the plugin's (or none), that
+        validation would only score the same files a second time: it is skipped (``limit_val_batches`` is 0
+        for this validation only) and ``DeferredValidation`` fits the same thresholds and normalisation ranges
+        on the test or predict pass. Metrics, thresholds, predictions and heatmaps are those of the two-pass run.
         """
         super().setup(stage)
-        if stage == "test":
-            return  # a deferral made by the validation just before stands for this test
+        if stage in {"test", "predict"}:
+            return  # a deferral made by the validation just before stands for this run
         self.validation_deferred = False
-        if stage != "validate" or not self._validation_can_be_deferred():
+        if stage != "validate":
+            return
+        follows = self._deferrable_run()
+        if follows is None:
             return
         trainer = self.trainer
         self._limit_val_batches_before_deferral = trainer.limit_val_batches
         trainer.limit_val_batches = 0
         self.validation_deferred = True
         logger.info(
-            "%s: the validation split is the test split, so the test pass also fits the thresholds "
+            "%s: the validation split is the data the %s scores, so the %s pass also fits the thresholds "
             "(no separate validation pass).",
             self.name,
+            follows,
+            follows,
         )
 
     def teardown(self, stage: str) -> None:
         """Give the trainer back its ``limit_val_batches`` after a skipped validation."""
-        if self._limit_val_batches_before_deferral is not None:
+        if getattr(self, "_limit_val_batches_before_deferral", None) is not None:
             self.trainer.limit_val_batches = self._limit_val_batches_before_deferral
             self._limit_val_batches_before_deferral = None
         super().teardown(stage)
 
-    def _validation_can_be_deferred(self) -> bool:
+    def _deferrable_run(self) -> str | None:
+        """``"test"`` or ``"predict"`` if the running validation can be left to that run, else ``None``."""
+        follows = engine_run_after_validation()
+        if follows is None:
+            return None
         trainer = self.trainer
-        return (
-            validating_before_engine_test()
-            and trainer.limit_val_batches != 0  # else validation is off already (e.g. the evaluate sweep)
-            and validation_is_test_split(trainer.datamodule)
+        datamodule = trainer.datamodule
+        deferrable = (
+            trainer.limit_val_batches != 0  # else validation is off already (e.g. the evaluate sweep)
+            and validation_is_test_split(datamodule)
+            and (follows == "test" or predicts_test_split(datamodule))
             and test_pass_can_fit(self.post_processor, self.evaluator)
             and (self.visualizer is None or isinstance(self.visualizer, PluginImageVisualizer))
         )
+        return follows if deferrable else None
 
     @property
     def learning_type(self) -> LearningType:

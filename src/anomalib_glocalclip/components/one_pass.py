@@ -42,6 +42,7 @@ from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback
 
 from .heatmap_writer import HeatmapWriter
+from .prediction_table import PredictionTable
 
 if TYPE_CHECKING:
     from anomalib.data import ImageBatch
@@ -80,6 +81,15 @@ def validation_is_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any dat
         datamodule is not None
         and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         and getattr(datamodule, "val_augmentations", None) is getattr(datamodule, "test_augmentations", None)
+    )
+
+
+def predicts_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any datamodule
+    """Whether ``datamodule``'s predict data is its test split (Anomalib's ``predict_dataloader``, not overridden)."""
+    from anomalib.data import AnomalibDataModule
+
+    return isinstance(datamodule, AnomalibDataModule) and (
+        type(datamodule).predict_dataloader is AnomalibDataModule.predict_dataloader
     )
 
 
@@ -250,16 +260,23 @@ class ThresholdsFromTest(_TestPassThresholds):
 
 
 class DeferredValidation(_TestPassThresholds):
-    """The plugin models' side of a one-pass ``Engine.test``: thresholds and heatmaps from the test pass.
+    """The plugin models' side of a one-pass ``Engine.test`` or ``Engine.predict``: thresholds from that pass.
 
-    Acts when the model skipped the validation pass before this test (its ``validation_deferred`` flag, set
-    in ``ZeroShotCLIPMixin.setup``). The model's visualizer, a ``PluginImageVisualizer``, draws nothing during
-    such a test; this callback draws its pictures, thresholded, under the visualizer's ``output_dir`` (default
-    ``<trainer root>/images``) with Anomalib's file names.
+    Acts when the model skipped the validation pass before this test or predict run (its ``validation_deferred``
+    flag, set in ``ZeroShotCLIPMixin.setup``). The model's visualizer, a ``PluginImageVisualizer``, draws nothing
+    during such a run, nor does ``PredictionTable`` collect rows; at the end of the run this callback fits the
+    thresholds (and ranges), then
+
+    * test: feeds the evaluator again where scores are normalised (see ``_TestPassThresholds``);
+    * predict: post-processes the kept predictions and writes them into the predictions Lightning returns, and
+      hands them to the ``PredictionTable``;
+
+    and draws the visualizer's pictures, thresholded, under its ``output_dir`` (default ``<trainer root>/images``)
+    with Anomalib's file names.
     """
 
     def acts(self, trainer: Trainer, pl_module: LightningModule) -> bool:
-        """Where the model deferred its validation to this test."""
+        """Where the model deferred its validation to this run."""
         del trainer
         return bool(getattr(pl_module, "validation_deferred", False))
 
@@ -279,11 +296,85 @@ class DeferredValidation(_TestPassThresholds):
         )
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Wait for the heatmaps; the model validates again before its next test unless it defers anew."""
+        """Wait for the heatmaps; the model validates again before its next run unless it defers anew."""
+        pl_module.validation_deferred = False
+        super().on_test_end(trainer, pl_module)
+
+    # ----- predict -----
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Decide whether to act; open the heatmap writer if so."""
+        self.on_test_start(trainer, pl_module)
+        self._positions: list[tuple[int, int]] = []
+        self._counts: dict[int, int] = {}
+
+    def on_predict_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,  # noqa: ANN401 - the predict step's batch
+        batch: Any,  # noqa: ANN401
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Feed the raw predictions to the post-processor's metrics (as validation would) and keep a host copy."""
+        del batch, batch_idx
+        if not self.active:
+            return
+        pl_module.post_processor.on_validation_batch_end(trainer, pl_module, outputs)
+        self._kept.append(_copy(outputs, "cpu"))
+        position = self._counts.get(dataloader_idx, 0)
+        self._positions.append((dataloader_idx, position))
+        self._counts[dataloader_idx] = position + 1
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Fit the thresholds; post-process the kept predictions; hand them to the returned list, table, heatmaps."""
+        if not self.active:
+            return
+        post_processor = pl_module.post_processor
+        post_processor.on_validation_epoch_end(trainer, pl_module)
+        pl_module.validated_on_data = True
+        kept, self._kept = self._kept, []
+        post_processor.to("cpu")  # the kept batches are on the host
+        try:
+            for prediction in kept:
+                post_processor.post_process_batch(prediction)
+        finally:
+            post_processor.to(pl_module.device)
+        returned = _returned_predictions(trainer)
+        tables = [callback for callback in trainer.callbacks if isinstance(callback, PredictionTable)]
+        for prediction, (loader, position) in zip(kept, self._positions, strict=True):
+            if loader < len(returned) and position < len(returned[loader]):
+                _set_predictions(returned[loader][position], prediction)
+            for table in tables:
+                table.add_batch(prediction)
+            if self._writer is not None:
+                self._writer.submit(prediction)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Wait for the heatmaps; the model validates again before its next run unless it defers anew."""
         pl_module.validation_deferred = False
         super().on_test_end(trainer, pl_module)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        """Stop the writer; the model validates again before its next test unless it defers anew."""
+        """Stop the writer; the model validates again before its next run unless it defers anew."""
         pl_module.validation_deferred = False
         super().on_exception(trainer, pl_module, exception)
+
+
+PREDICTION_FIELDS = ("pred_score", "anomaly_map", "pred_label", "pred_mask")
+
+
+def _returned_predictions(trainer: Trainer) -> list[list[Any]]:
+    """The batches ``Trainer.predict`` returns, per dataloader (empty lists when it returns none)."""
+    predictions = trainer.predict_loop.predictions
+    if not predictions:
+        return []
+    return predictions if isinstance(predictions[0], list) else [predictions]
+
+
+def _set_predictions(returned: Any, prediction: ImageBatch) -> None:  # noqa: ANN401 - a returned batch
+    """Give a returned batch the post-processed scores, maps, labels and masks of ``prediction``."""
+    for name in PREDICTION_FIELDS:
+        value = getattr(prediction, name, None)
+        if value is not None and hasattr(returned, name):
+            setattr(returned, name, value)
