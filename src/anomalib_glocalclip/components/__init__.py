@@ -7,7 +7,7 @@
 * ``zero_shot_evaluator`` (``evaluator``): the metric set of every model, sweep and benchmark of the plugin.
 * ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
 * ``ThresholdsFromTest``, ``DeferredValidation`` (``one_pass``): thresholds and ranges fitted on the test pass
-  where validation would score the test files again (the sweep; ``anomalib test``).
+  where validation would score the same files again (the sweep; ``anomalib test`` and ``predict``).
 * ``read_predict_folders_safely`` (``predict_input``): ``predict`` on a folder reads every image right and
   skips unreadable ones.
 """

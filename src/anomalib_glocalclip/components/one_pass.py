@@ -21,9 +21,9 @@ Two callbacks share that work:
 * :class:`ThresholdsFromTest`, a trainer callback for runs that switch validation off themselves
   (``limit_val_batches=0``), as the ``evaluate`` sweep does for any Anomalib model;
 * :class:`DeferredValidation`, which the plugin's models add to every run: ``Engine.test`` (``anomalib test``)
-  validates before testing on the same datamodule, and the model skips that pass where it would score the
-  test files again (see ``ZeroShotCLIPMixin.setup``); this callback then fits the thresholds on the test pass
-  and draws the model's heatmaps.
+  and ``Engine.predict`` validate before testing or predicting on the same datamodule, and the model skips
+  that pass where it would score the same files again (see ``ZeroShotCLIPMixin.setup``); this callback then
+  fits the thresholds on the test or predict pass, and post-processes and draws its predictions after it.
 
 Predictions are kept without their input images (the visualizer re-reads each file by path): on the host for
 heatmaps, on the device where the evaluator is fed again. ``ThresholdsFromTest`` acts only without
