@@ -5,7 +5,8 @@ AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of
 (see ``data/catalogue.py``), through Anomalib's ``Engine.test``, and writes per-category and mean metrics in the
 paper's format, with heatmaps.
 
-* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep; per category
+* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep, and stay there
+  between categories (``evaluation/device.py``); per category
   only the evaluator, a fresh copy of the post-processor, the prompts of the category (AnoCLIP) and the heatmap
   writer change. Where the validation split is the test split (the default) and scores are raw, the test pass
   also fits the thresholds (``components/one_pass.py``) instead of a validation pass over the same files;
@@ -63,6 +64,7 @@ from anomalib_glocalclip.data.catalogue import DatasetEntry, get_dataset, list_c
 from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.logs import log_to_file
 
+from .device import sweep_strategy
 from .models import (
     ModelFactory,
     anoclip_factory,
@@ -248,6 +250,7 @@ class _CategoryRun:
                 default_root_dir=self.output / "runs" / category,
                 callbacks=callbacks,
                 **self.engine_args,
+                **sweep_strategy(self.engine_args["accelerator"], self.engine_args["devices"]),
                 **({"limit_val_batches": 0} if one_pass else {}),
             )
             with _expected_one_class_warning(labels == {1}):
