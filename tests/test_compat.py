@@ -11,6 +11,7 @@ import torch
 from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 from anomalib.engine import Engine
 from anomalib.post_processing import PostProcessor
+from PIL import Image
 
 from anomalib_glocalclip import compat
 
@@ -90,7 +91,9 @@ def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: 
     assert torch.cat(outputs).tolist() == [0.0, 2.0, 4.0]
 
 
-def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_test_validates_then_tests_on_the_same_datamodule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What ``engine_run_after_validation`` relies on: ``Engine.test`` (``predict``) calls the trainer's ``validate``
     and then its ``test`` (``predict``) with the same datamodule, both under the engine method's frame."""
     from anomalib import LearningType
@@ -103,7 +106,8 @@ def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: py
 
         def run(self: Trainer, *args: object, **kwargs: object) -> list[dict]:
             datamodule = signature.bind(self, *args, **kwargs).arguments.get("datamodule")
-            calls.append((name, datamodule, compat.engine_run_after_validation()))
+            run = compat.engine_run_after_validation()
+            calls.append((name, datamodule, run and (run.kind, run.datamodule, run.dataloaders)))
             return [{}]
 
         return run
@@ -122,7 +126,15 @@ def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: py
     engine.test(ZeroShot(), datamodule=datamodule)
     engine.predict(ZeroShot(), datamodule=datamodule)
     assert [(name, seen) for name, _, seen in calls] == [
-        ("validate", "test"), ("test", "test"), ("validate", "predict"), ("predict", "predict")
+        ("validate", ("test", datamodule, None)),
+        ("test", ("test", datamodule, None)),
+        ("validate", ("predict", datamodule, None)),
+        ("predict", ("predict", datamodule, None)),
     ]
     assert all(given is datamodule for _, given, _ in calls)
     assert compat.engine_run_after_validation() is None  # outside both
+    calls.clear()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    engine.predict(ZeroShot(), data_path=tmp_path)  # a folder: predict's own dataloaders, seen by the validation
+    (_, _, (kind, given, loaders)), _ = calls
+    assert (kind, given, len(loaders)) == ("predict", None, 1)

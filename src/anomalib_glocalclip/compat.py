@@ -18,9 +18,9 @@ is imported, so an untested dependency version fails at once with the fix instea
   Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
 * ``engine_run_after_validation``: ``Engine.test``/``Engine.predict`` validate a zero-/few-shot model and then
-  test/predict with the same datamodule, and say so to nobody; the running validation finds out by looking for
-  their frames on Python's call stack (``sys._getframe``). Where Anomalib changes, it answers ``None`` and the
-  model validates as before: slower, never different.
+  test/predict, and say so to nobody; the running validation finds out, and with which datamodule or dataloaders,
+  by looking for their frames on Python's call stack (``sys._getframe``, the frame's arguments). Where Anomalib
+  changes, it answers ``None`` and the model validates as before: slower, never different.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
@@ -39,6 +39,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -183,19 +184,29 @@ def silence_log_message(logger_name: str, text: str, active: bool = True) -> Ite
         target.removeFilter(log_filter)
 
 
-def engine_run_after_validation(max_depth: int = 64) -> str | None:
-    """``"test"`` or ``"predict"`` when the running validation is the one ``Engine.test``/``Engine.predict`` runs first.
+@dataclass(frozen=True)
+class EngineRun:
+    """What ``Engine.test``/``Engine.predict`` was asked to do: ``kind`` and its ``datamodule``/``dataloaders``."""
+
+    kind: str
+    datamodule: Any
+    dataloaders: Any
+
+
+def engine_run_after_validation(max_depth: int = 64) -> EngineRun | None:
+    """The ``Engine.test``/``Engine.predict`` call whose validation is running, or ``None`` for any other validation.
 
     Call it from a hook of that validation (e.g. the model's ``setup(stage="validate")``). ``Engine.test``
-    (``anomalib test``) and ``Engine.predict`` validate a zero-/few-shot model on the datamodule's validation
-    split (thresholds), then test or predict with the same datamodule; no argument or state tells the validation
-    what follows.
+    (``anomalib test``) and ``Engine.predict`` validate a zero-/few-shot model (thresholds), then test or predict;
+    no argument or state tells the validation what follows, nor on which data (``trainer.datamodule`` may be
+    a datamodule of an earlier run). The engine method's own arguments are read from its frame.
 
     Args:
         max_depth: stack frames looked at. Defaults to ``64`` (Lightning's hooks run about 10 frames down).
 
     Returns:
-        ``"test"``, ``"predict"``, or ``None`` for any other validation.
+        ``EngineRun("test" | "predict", datamodule, dataloaders)`` with the values the engine method holds
+        (``predict``'s ``dataloaders`` include those it built from ``dataset``/``data_path``), or ``None``.
     """
     from anomalib.engine import Engine
 
@@ -205,6 +216,7 @@ def engine_run_after_validation(max_depth: int = 64) -> str | None:
         if frame is None:
             return None
         if frame.f_code in callers:
-            return callers[frame.f_code]
+            values = frame.f_locals
+            return EngineRun(callers[frame.f_code], values.get("datamodule"), values.get("dataloaders"))
         frame = frame.f_back
     return None

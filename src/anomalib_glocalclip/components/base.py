@@ -221,19 +221,21 @@ class ZeroShotCLIPMixin:
 
     def _deferrable_run(self) -> str | None:
         """``"test"`` or ``"predict"`` if the running validation can be left to that run, else ``None``."""
-        follows = engine_run_after_validation()
-        if follows is None:
+        run = engine_run_after_validation()
+        if run is None:
             return None
         trainer = self.trainer
-        datamodule = trainer.datamodule
         deferrable = (
             trainer.limit_val_batches != 0  # else validation is off already (e.g. the evaluate sweep)
-            and validation_is_test_split(datamodule)
-            and (follows == "test" or predicts_test_split(datamodule))
+            and run.dataloaders is None  # the run scores its datamodule, which this validation reads
+            and run.datamodule is not None
+            and run.datamodule is trainer.datamodule
+            and validation_is_test_split(run.datamodule)
+            and (run.kind == "test" or predicts_test_split(run.datamodule))
             and test_pass_can_fit(self.post_processor, self.evaluator)
             and (self.visualizer is None or isinstance(self.visualizer, PluginImageVisualizer))
         )
-        return follows if deferrable else None
+        return run.kind if deferrable else None
 
     @property
     def learning_type(self) -> LearningType:
