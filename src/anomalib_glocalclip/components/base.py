@@ -3,8 +3,9 @@
 Both models score images with a CLIP backbone and are evaluated zero-shot on a target. This base owns what
 is the same for both: the CLIP pre-processor (a classmethod, as WinCLIP's), Anomalib's post-processor, the
 plugin's evaluator, the ``predictions.csv`` callback, the validation step (scores for thresholds and
-normalisation; skipped where ``Engine.test``/``predict`` would score the same files next, see ``setup``), the empty ``val_dataloader`` of runs without validation data and the natural thresholds
-that apply then, the export guard (a model may refuse export, e.g. AnoCLIP+) and few-shot references (the bank
+normalisation; skipped where ``Engine.test``/``predict`` would score the same files next, see ``setup``), the
+empty ``val_dataloader`` of runs without validation data and the natural thresholds that apply then, the
+export guard (a model may refuse export, e.g. AnoCLIP+) and few-shot references (the bank
 is filled before the first evaluation batch, see ``components/few_shot.py``). Subclasses build ``self.model``
 (whose forward returns an ``InferenceBatch`` and which has a ``reference_bank`` and ``reference_features``) and
 keep only their own behaviour.
