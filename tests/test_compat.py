@@ -121,3 +121,13 @@ def test_engine_test_validates_then_tests_on_the_same_datamodule(monkeypatch: py
     assert [(name, seen) for name, _, seen in calls] == [("validate", True), ("test", True)]
     assert all(given is datamodule for _, given, _ in calls)
     assert not compat.validating_before_engine_test()  # outside Engine.test
+
+
+def test_compile_errors_catch_a_failing_backend() -> None:
+    def broken_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        msg = "backend failed"
+        raise RuntimeError(msg)
+
+    compiled = torch.compile(lambda x: x.sin() + 1, backend=broken_backend)
+    with pytest.raises(compat.compile_errors(), match="backend failed"):
+        compiled(torch.ones(2))

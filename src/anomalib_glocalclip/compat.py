@@ -21,6 +21,9 @@ is imported, so an untested dependency version fails at once with the fix instea
   same datamodule, and says so to nobody; the running validation finds out by looking for ``Engine.test``'s
   frame on Python's call stack (``sys._getframe``). Where Anomalib changes, it answers ``False`` and the model
   validates as before: slower, never different.
+* ``compile_errors``: ``torch._dynamo.exc.TorchDynamoException``, the base of what ``torch.compile`` raises when it
+  cannot trace or build a function (torch exports no public name for it); the compiled training step turns these
+  into an error that names the ``compile`` argument.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
@@ -204,3 +207,10 @@ def validating_before_engine_test(max_depth: int = 64) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def compile_errors() -> tuple[type[BaseException], ...]:
+    """Exception types ``torch.compile``d functions raise when dynamo or the backend fails (tracing, compiling)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return (TorchDynamoException,)
