@@ -131,3 +131,14 @@ def test_compile_errors_catch_a_failing_backend() -> None:
     compiled = torch.compile(lambda x: x.sin() + 1, backend=broken_backend)
     with pytest.raises(compat.compile_errors(), match="backend failed"):
         compiled(torch.ones(2))
+
+
+def test_inductor_cpu_kernels_show_in_profiles() -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    compiled = torch.compile(lambda x: (x.sin() + 1).cos(), backend="inductor")
+    with compat.inductor_cpu_kernel_profiling():
+        compiled(torch.ones(8))
+        with profile(activities=[ProfilerActivity.CPU]) as trace:
+            compiled(torch.ones(8))
+    assert any("cpp_fused" in event.name for event in trace.events())

@@ -24,6 +24,8 @@ is imported, so an untested dependency version fails at once with the fix instea
 * ``compile_errors``: ``torch._dynamo.exc.TorchDynamoException``, the base of what ``torch.compile`` raises when it
   cannot trace or build a function (torch exports no public name for it); the compiled training step turns these
   into an error that names the ``compile`` argument.
+* ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
+  kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
@@ -214,3 +216,12 @@ def compile_errors() -> tuple[type[BaseException], ...]:
     from torch._dynamo.exc import TorchDynamoException
 
     return (TorchDynamoException,)
+
+
+@contextlib.contextmanager
+def inductor_cpu_kernel_profiling() -> Iterator[None]:
+    """Within: C++ kernels that inductor compiles (for the CPU) record themselves in ``torch.profiler`` traces."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        yield
