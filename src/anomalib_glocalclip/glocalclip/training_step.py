@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .torch_model import GlocalCLIPModel, ImageFeatures
 
 LOSS_NAMES = ("loss", "loss_global", "loss_local", "loss_gcl")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
 
 
 class CompiledStepError(PluginError, RuntimeError):
@@ -147,10 +148,16 @@ def run_compiled_cached_losses(
     compiled = compiled_cached_batch_losses(backend, mode)
     # tv_tensors.Mask (a tensor subclass) would be traced through its __torch_function__: plain tensors only.
     masks = masks.as_subclass(torch.Tensor) if masks is not None else None
+    graphs = mode in CUDA_GRAPH_MODES and global_features.device.type == "cuda"
+    if graphs:
+        torch.compiler.cudagraph_mark_step_begin()
     try:
-        return compiled(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)
+        losses = compiled(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)
     except compile_errors() as error:
         raise _compile_failure(error) from error
+    if graphs:  # the next replay overwrites the graph's outputs, which Lightning may still read (logging)
+        losses = {name: value.clone() for name, value in losses.items()}
+    return losses
 
 
 def _compile_failure(error: BaseException) -> CompiledStepError:
