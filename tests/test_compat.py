@@ -142,3 +142,8 @@ def test_inductor_cpu_kernels_show_in_profiles() -> None:
         with profile(activities=[ProfilerActivity.CPU]) as trace:
             compiled(torch.ones(8))
     assert any("cpp_fused" in event.name for event in trace.events())
+
+
+def test_recompile_limit_error_exists() -> None:
+    (limit_hit,) = compat.recompile_limit_errors()
+    assert issubclass(limit_hit, Exception)

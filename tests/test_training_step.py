@@ -11,7 +11,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import Callback
 
-from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
+from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP, compat
 from anomalib_glocalclip.backbone import clip_backbone
 from anomalib_glocalclip.backbone.vv_attention import dual_stream_forward
 from anomalib_glocalclip.glocalclip import anomaly_map, lightning_model, training_step
@@ -180,6 +180,27 @@ class TestCompiledCachedStep:
         model = GlocalCLIP(**TINY)
         with pytest.raises(CompiledStepError, match=r"no C\+\+ compiler here.*compile=False.*--model.compile false"):
             run_compiled_cached_losses(model.model, *batch_of(model, 2), 1.0, 0.0, backend=broken_backend)
+
+    def test_recompile_limit_falls_back_to_the_eager_step(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        (limit_hit,) = compat.recompile_limit_errors()
+
+        def at_the_limit(*args, **kwargs) -> dict[str, torch.Tensor]:
+            msg = "recompile limit reached"
+            raise limit_hit(msg)
+
+        monkeypatch.setattr(training_step, "compiled_cached_batch_losses", lambda *_: at_the_limit)
+        torch.manual_seed(0)
+        model = GlocalCLIP(**TINY)
+        batch = batch_of(model, 2)
+        got = run_compiled_cached_losses(model.model, *batch, 1.0, 0.0)
+        expected = cached_batch_losses(model.model, *batch, 1.0, 0.0)
+        for name in training_step.LOSS_NAMES:
+            torch.testing.assert_close(got[name], expected[name], atol=0, rtol=0)
+        assert "computing it eagerly" in caplog.text
 
     @pytest.mark.slow
     def test_inductor_equals_eager(self) -> None:

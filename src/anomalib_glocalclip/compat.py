@@ -23,7 +23,8 @@ is imported, so an untested dependency version fails at once with the fix instea
   validates as before: slower, never different.
 * ``compile_errors``: ``torch._dynamo.exc.TorchDynamoException``, the base of what ``torch.compile`` raises when it
   cannot trace or build a function (torch exports no public name for it); the compiled training step turns these
-  into an error that names the ``compile`` argument.
+  into an error that names the ``compile`` argument. ``recompile_limit_errors``: ``FailOnRecompileLimitHit``, what a
+  ``fullgraph`` function raises once dynamo's recompile limit is reached (the step then runs eagerly).
 * ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
   kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
 
@@ -225,3 +226,11 @@ def inductor_cpu_kernel_profiling() -> Iterator[None]:
 
     with inductor_config.patch({"cpp.enable_kernel_profile": True}):
         yield
+
+
+def recompile_limit_errors() -> tuple[type[BaseException], ...]:
+    """Exception type a ``fullgraph`` compiled function raises when its recompile limit is reached (none if unknown)."""
+    from torch._dynamo import exc
+
+    limit_hit = getattr(exc, "FailOnRecompileLimitHit", None)
+    return (limit_hit,) if limit_hit is not None else ()

@@ -207,6 +207,7 @@ class FeatureCache:
     def collate(self, indices: list[int]) -> CachedBatch:
         """The samples ``indices`` as one batch (on the cache's storage; Lightning moves it to the model)."""
         index = torch.as_tensor(indices, dtype=torch.long)
+        on_storage: dict[torch.device, torch.Tensor] = {}  # one host-to-device copy of the index per step
 
         def take(name: str) -> torch.Tensor | None:
             stored = self.tensors.get(name)
@@ -214,7 +215,9 @@ class FeatureCache:
                 return None
             if isinstance(stored, _Memmap):
                 return stored.read(index.numpy())
-            return stored[index.to(stored.device)]
+            if stored.device not in on_storage:
+                on_storage[stored.device] = index.to(stored.device)
+            return stored[on_storage[stored.device]]
 
         return CachedBatch(
             global_features=take("global_features"),

@@ -9,13 +9,14 @@ compiled with it. Steps on images keep the eager path (their vision pass is comp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import torch
 
-from anomalib_glocalclip.compat import compile_errors
+from anomalib_glocalclip.compat import compile_errors, recompile_limit_errors
 from anomalib_glocalclip.data.dataset import has_pixel_labels
 from anomalib_glocalclip.utils.errors import PluginError, describe_error
 
@@ -23,6 +24,8 @@ from .loss import global_loss, glocal_contrastive_loss, local_loss
 
 if TYPE_CHECKING:
     from .torch_model import GlocalCLIPModel, ImageFeatures
+
+logger = logging.getLogger(__name__)
 
 LOSS_NAMES = ("loss", "loss_global", "loss_local", "loss_gcl")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
@@ -142,6 +145,9 @@ def run_compiled_cached_losses(
         backend: ``torch.compile`` backend. Defaults to ``"inductor"``.
         mode: ``torch.compile`` mode. Defaults to ``None``.
 
+    Once dynamo's recompile limit is reached (many batch shapes or model configurations in one process), further
+    new shapes are computed eagerly, with a warning.
+
     Raises:
         CompiledStepError: the step could not be compiled; the message names the ``compile`` argument.
     """
@@ -153,6 +159,11 @@ def run_compiled_cached_losses(
         torch.compiler.cudagraph_mark_step_begin()
     try:
         losses = compiled(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)
+    except recompile_limit_errors() as error:
+        # Many shapes or models in one process (a run has at most two batch sizes): the same losses, eagerly.
+        logger.warning("Compiled training step not used for this batch (%s); computing it eagerly.",
+                       describe_error(error, max_length=200))
+        return cached_batch_losses(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)
     except compile_errors() as error:
         raise _compile_failure(error) from error
     if graphs:  # the next replay overwrites the graph's outputs, which Lightning may still read (logging)
