@@ -104,6 +104,9 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             once). Applies with ``AuxiliaryTransfer`` when the training data has no random augmentation.
         cache_storage: where cached features live: ``auto`` (GPU, host memory or disk, by size), ``device``,
             ``host`` or ``disk``.
+        decode_on_device: with the feature cache, decode the auxiliary JPEGs of the caching pass on the model's device
+            in batches (``torchvision.io.decode_jpeg``, nvJPEG on GPUs) instead of with PIL in the dataloader
+            workers; on GPUs the pixels may differ from PIL's by a grey level. Defaults to ``False``.
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
@@ -150,6 +153,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
         cache_features: bool = True,
         cache_storage: str = "auto",
+        decode_on_device: bool = False,
         quick_gelu: bool | None = None,
         cache_dir: str | None = None,
         preprocessing: str = "anomalib",
@@ -222,6 +226,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             raise ValueError(msg)
         self.cache_features = cache_features
         self.cache_storage = cache_storage
+        self.decode_on_device = decode_on_device
         self.model.refresh_text_features()
         # Without validation data: anomalous above probability 0.5 (maps sum len(feature_layers) probabilities).
         self.set_natural_thresholds(pixel_scale=float(len(self.model.feature_layers)))
@@ -264,7 +269,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         if not self.uses_default_pre_processor:
             logger.info("Feature caching needs the model's default pre-processor; training on images instead.")
             return callbacks
-        return [*callbacks, FeatureCacheCallback(self, storage=self.cache_storage)]
+        cache = FeatureCacheCallback(self, storage=self.cache_storage, decode_on_device=self.decode_on_device)
+        return [*callbacks, cache]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
