@@ -11,7 +11,8 @@ reused. The run goes through Anomalib's ``Engine.fit`` with ``AuxiliaryTransfer`
 CLIP weights (speed does not depend on them). It prints the caching pass, the time per epoch and the whole
 fit with the cache, the time per epoch without it (``--uncached-epochs`` epochs, default 1), their ratio,
 and peak GPU memory. The caching pass decodes with ``--workers`` processes into pinned memory (on CUDA), so
-the encoder does not wait on JPEG decoding unless the workers cannot keep up (raise ``--workers`` then).
+the encoder does not wait on JPEG decoding unless the workers cannot keep up (raise ``--workers`` then, or
+decode on the GPU with ``--decode-on-device``).
 
 ``--compile`` fits once more with ``GlocalCLIP(compile=True)`` (compiled vision pass and compiled cached step;
 ``--compile-mode reduce-overhead`` adds CUDA graphs) and prints its cached epochs beside the eager ones, the
@@ -102,7 +103,7 @@ def fit(data: Path, args: argparse.Namespace, cache: bool, epochs: int, compile_
 
     backbone = {"backbone": str(TINY_CLIP_CONFIG), "image_size": 64} if args.tiny else {"image_size": 518}
     model = GlocalCLIP(pretrained=None, precision=args.precision, cache_features=cache, compile=compile_step,
-                       **backbone)
+                       decode_on_device=args.decode_on_device, **backbone)
     model.compile_mode = args.compile_mode
     datamodule = AuxiliaryTransfer(auxiliary=AuxiliarySource("visa", str(data)), train_batch_size=8,
                                    num_workers=args.workers)
@@ -234,6 +235,8 @@ def main() -> None:
                         help="also fit with GlocalCLIP(compile=True) and compare its cached epochs with the eager ones")
     parser.add_argument("--compile-mode", default=None, choices=[None, "default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode of the compiled step (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--decode-on-device", action="store_true",
+                        help="the caching pass decodes the JPEGs on the model's device (decode_on_device=True)")
     parser.add_argument("--count-ops", action="store_true",
                         help="only print the operations per cached step (CPU, tiny CLIP; no data, no fit)")
     args = parser.parse_args()
@@ -264,8 +267,9 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"\nDevice: {device}, {images} auxiliary images at {size} px, precision {args.precision}\n")
     print("| figure | seconds |\n|---|---:|")
+    decoding = "JPEGs decoded on the device" if args.decode_on_device else f"{args.workers} decoding workers"
     print(f"| caching pass (each image encoded once; {images / caching_pass:.1f} images/s, "
-          f"{args.workers} decoding workers) | {caching_pass:.1f} |")
+          f"{decoding}) | {caching_pass:.1f} |")
     print(f"| epoch on cached features (mean of {len(cached.epochs)}; {steps_per_epoch:.0f} steps, "
           f"{1000 * cached_epoch / steps_per_epoch:.1f} ms per step) | {cached_epoch:.2f} |")
     print(f"| whole fit, {args.epochs} epochs, caching included | {cached_total:.1f} |")
