@@ -33,3 +33,22 @@ def test_training_speed_table(cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "caching pass" in result.stdout
     assert "Epoch speed-up from the cache" in result.stdout
+
+
+def test_training_speed_compiled_step_and_operation_counts(cli, tmp_path: Path) -> None:
+    result = cli("python", str(BENCHMARKS / "training_speed.py"), "--tiny", "--images", "24", "--epochs", "2",
+                 "--workers", "0", "--accelerator", "cpu", "--data", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "runs"), "--compile", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "compile=True: first epoch on cached features" in result.stdout
+    assert "Cached-epoch speed-up from compile=True" in result.stdout
+
+    result = cli("python", str(BENCHMARKS / "training_speed.py"), "--count-ops", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith(("| eager", "| compile"))]
+    totals = {(row[1].strip(), int(row[2])): int(row[5]) for row in rows}
+    assert len(totals) == 6  # 3 variants x (1, 4) map layers
+    for layers in (1, 4):
+        loop = totals["eager, per-layer loss loop (before issue 17)", layers]
+        batched = totals["eager, batched loss", layers]
+        assert totals["compile=True (inductor)", layers] < batched <= loop

@@ -70,6 +70,32 @@ def test_silence_log_message_drops_only_the_given_text(caplog: pytest.LogCapture
     assert [record.getMessage() for record in caplog.records] == ["keep me", "drop me later"]
 
 
+def test_compile_errors_catch_a_failing_backend() -> None:
+    def broken_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        msg = "backend failed"
+        raise RuntimeError(msg)
+
+    compiled = torch.compile(lambda x: x.sin() + 1, backend=broken_backend)
+    with pytest.raises(compat.compile_errors(), match="backend failed"):
+        compiled(torch.ones(2))
+
+
+def test_inductor_cpu_kernels_show_in_profiles() -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    compiled = torch.compile(lambda x: (x.sin() + 1).cos(), backend="inductor")
+    with compat.inductor_cpu_kernel_profiling():
+        compiled(torch.ones(8))
+        with profile(activities=[ProfilerActivity.CPU]) as trace:
+            compiled(torch.ones(8))
+    assert any("cpp_fused" in event.name for event in trace.events())
+
+
+def test_recompile_limit_error_exists() -> None:
+    (limit_hit,) = compat.recompile_limit_errors()
+    assert issubclass(limit_hit, Exception)
+
+
 def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: Path) -> None:
     """``map_predict_dataloaders`` in a ``setup('predict')`` hook changes what the predict loop iterates."""
     from lightning.pytorch import Callback, LightningModule, Trainer

@@ -111,3 +111,75 @@ def test_cached_batch_passes_the_pre_processor_untouched() -> None:
     clip_pre_processor(16).on_train_batch_start(None, None, batch, 0)
     assert batch.image is None
     assert torch.equal(batch.gt_mask, masks[[1, 0]])
+
+
+class TestDecodeOnDevice:
+    """The caching pass's JPEGs decoded by ``torchvision.io.decode_jpeg`` in batches (here on the CPU)."""
+
+    @staticmethod
+    def dataset_with_odd_files(visa: Path, folder: Path):
+        """The generated VisA samples, plus a grayscale JPEG, a CMYK JPEG and a PNG (normal images)."""
+        import pandas as pd
+        from PIL import Image as PILImage
+
+        from anomalib_glocalclip import AuxiliarySource
+        from anomalib_glocalclip.data.dataset import SampleDataset
+
+        table = AuxiliarySource("visa", str(visa)).samples()
+        source = PILImage.open(table.iloc[0].image_path).convert("RGB").resize((48, 40))
+        folder.mkdir()
+        extra = []
+        for name, image in (("gray.jpg", source.convert("L")), ("cmyk.jpg", source.convert("CMYK")),
+                            ("plain.png", source)):
+            image.save(folder / name)
+            extra.append({**table.iloc[0].to_dict(), "image_path": str(folder / name), "mask_path": "",
+                          "label_index": 0, "label": "good"})
+        samples = pd.concat([pd.DataFrame(extra), table], ignore_index=True)
+        samples.attrs["task"] = "segmentation"
+        from torchvision.transforms.v2 import Resize
+
+        return SampleDataset(samples, augmentations=Resize((32, 32)))
+
+    def test_cpu_decoding_equals_the_pil_reader(self, visa: Path, tmp_path: Path) -> None:
+        dataset = self.dataset_with_odd_files(visa, tmp_path / "odd")
+        samples = feature_cache.JpegSamples(dataset)
+        items = [samples[index] for index in range(len(samples))]
+        read_by_pil = {Path(item.image_path).name for item in items if item.data is None}
+        assert read_by_pil == {"cmyk.jpg", "plain.png"}  # the grayscale and the generated RGB JPEGs are decoded
+        decoded = feature_cache.decode_samples(items, torch.device("cpu"), dataset.augmentations)
+        expected = dataset.collate_fn([dataset[index] for index in range(len(dataset))])
+        assert torch.equal(decoded.image, expected.image)
+        assert torch.equal(decoded.gt_mask, expected.gt_mask)
+        assert torch.equal(decoded.gt_label, expected.gt_label)
+        assert decoded.gt_mask.any()  # the anomalous samples' masks came through
+
+    def test_undecodable_jpeg_is_named(self, visa: Path, tmp_path: Path) -> None:
+        from anomalib_glocalclip.data import ImageReadError
+
+        dataset = self.dataset_with_odd_files(visa, tmp_path / "odd")
+        broken = tmp_path / "broken.jpg"
+        row = dataset.samples.index[dataset.samples["image_path"].str.endswith(".JPG")][0]  # a generated RGB JPEG
+        data = Path(dataset.samples.loc[row, "image_path"]).read_bytes()
+        broken.write_bytes(data[: len(data) // 2])  # a readable header, half the scan
+        dataset.samples.loc[row, "image_path"] = str(broken)
+        samples = feature_cache.JpegSamples(dataset)
+        items = [samples[index] for index in range(len(samples))]
+        with pytest.raises(ImageReadError, match=r"broken\.jpg could not be decoded.*decode_on_device=False"):
+            feature_cache.decode_samples(items, torch.device("cpu"), dataset.augmentations)
+
+    def test_training_equals_pil_decoding(self, visa: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls = []
+        decode = feature_cache.decode_samples
+
+        def counting_decode(samples, *args):
+            calls.append(len(samples))
+            return decode(samples, *args)
+
+        monkeypatch.setattr(feature_cache, "decode_samples", counting_decode)
+        on_device, device_steps = train(visa, tmp_path / "device", decode_on_device=True)
+        assert calls == [10]  # one caching batch of all 10 images
+        pil, pil_steps = train(visa, tmp_path / "pil")
+        torch.testing.assert_close(torch.tensor(device_steps.losses), torch.tensor(pil_steps.losses), atol=0, rtol=0)
+        for a, b in zip(on_device.model.prompt_learner.state_dict().values(),
+                        pil.model.prompt_learner.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)

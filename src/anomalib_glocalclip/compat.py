@@ -13,6 +13,12 @@ is imported, so an untested dependency version fails at once with the fix instea
   the generator's own file search follows the file system's order.
 * ``check_text_layout``: open_clip's text blocks take sequence-first ``[L, B, D]`` input up to 2.26; later
   versions switch to batch-first, which would silently mix tokens across prompts.
+* ``compile_errors``: ``torch._dynamo.exc.TorchDynamoException``, the base of what ``torch.compile`` raises when it
+  cannot trace or build a function (torch exports no public name for it); the compiled training step turns these
+  into an error that names the ``compile`` argument. ``recompile_limit_errors``: ``FailOnRecompileLimitHit``, what a
+  ``fullgraph`` function raises once dynamo's recompile limit is reached (the step then runs eagerly).
+* ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
+  kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
 * ``map_predict_dataloaders``: ``trainer.predict_loop._data_source``, the dataloaders given to ``Trainer.predict``
   before Lightning loads them: ``Engine.predict(data_path=...)`` (and ``anomalib predict --data <folder>``) builds
   Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
@@ -129,6 +135,30 @@ def check_text_layout(transformer: torch.nn.Module) -> None:
             "tokens. Install open-clip-torch<2.26.1."
         )
         raise UnsupportedVersionError(msg)
+
+
+def compile_errors() -> tuple[type[BaseException], ...]:
+    """Exception types ``torch.compile``d functions raise when dynamo or the backend fails (tracing, compiling)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return (TorchDynamoException,)
+
+
+@contextlib.contextmanager
+def inductor_cpu_kernel_profiling() -> Iterator[None]:
+    """Within: C++ kernels that inductor compiles (for the CPU) record themselves in ``torch.profiler`` traces."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        yield
+
+
+def recompile_limit_errors() -> tuple[type[BaseException], ...]:
+    """Exception type a ``fullgraph`` compiled function raises when its recompile limit is reached (none if unknown)."""
+    from torch._dynamo import exc
+
+    limit_hit = getattr(exc, "FailOnRecompileLimitHit", None)
+    return (limit_hit,) if limit_hit is not None else ()
 
 
 def map_predict_dataloaders(trainer: Any, replace: Callable[[Any], Any]) -> int:  # noqa: ANN401

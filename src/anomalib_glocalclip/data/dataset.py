@@ -56,15 +56,7 @@ class SampleDataset(AnomalibDataset):
         """Image ``[3, H, W]`` in [0, 1], mask ``[H, W]`` and label of one sample."""
         row = self.samples.iloc[index]
         image = read_image(row.image_path)
-        gt_mask = None
-        if self.task == TaskType.SEGMENTATION:
-            size = image.shape[-2:]
-            if int(row.label_index) == 0 or not bool(row.pixel_labels):
-                # Anomalous rows without pixel labels get an empty mask, which marks them as image-labelled
-                # (see ``has_pixel_labels``).
-                gt_mask = torch.zeros(size, dtype=torch.uint8)
-            else:
-                gt_mask = read_mask(row.mask_path, expected_size=tuple(size), image_path=row.image_path)
+        gt_mask = self.mask_of(row, tuple(image.shape[-2:]))
         image = Image(image)
         if self.augmentations is not None:
             if gt_mask is None:
@@ -78,6 +70,18 @@ class SampleDataset(AnomalibDataset):
             image_path=str(row.image_path),
             mask_path=str(row.mask_path) or None,
         )
+
+    def mask_of(self, row: pd.Series, size: tuple[int, int]) -> torch.Tensor | None:
+        """Mask ``[H, W]`` of the sample ``row`` whose image has ``size`` (``None`` for classification data).
+
+        Anomalous rows without pixel labels get an empty mask, which marks them as image-labelled (see
+        ``has_pixel_labels``).
+        """
+        if self.task != TaskType.SEGMENTATION:
+            return None
+        if int(row.label_index) == 0 or not bool(row.pixel_labels):
+            return torch.zeros(size, dtype=torch.uint8)
+        return read_mask(row.mask_path, expected_size=size, image_path=row.image_path)
 
 
 def has_pixel_labels(gt_label: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:

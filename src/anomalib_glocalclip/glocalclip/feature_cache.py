@@ -31,12 +31,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset
-from torchvision.tv_tensors import Mask
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.transforms.v2.functional import to_dtype
+from torchvision.tv_tensors import Image, Mask
 
 logger = logging.getLogger(__name__)
 
 STORAGES = ("auto", "device", "host", "disk")
+DEVICE_DECODED_MODES = ("RGB", "L")  # JPEG colour modes decode_jpeg turns into the same RGB as the PIL reader
 
 
 EncodedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -207,6 +211,7 @@ class FeatureCache:
     def collate(self, indices: list[int]) -> CachedBatch:
         """The samples ``indices`` as one batch (on the cache's storage; Lightning moves it to the model)."""
         index = torch.as_tensor(indices, dtype=torch.long)
+        on_storage: dict[torch.device, torch.Tensor] = {}  # one host-to-device copy of the index per step
 
         def take(name: str) -> torch.Tensor | None:
             stored = self.tensors.get(name)
@@ -214,7 +219,9 @@ class FeatureCache:
                 return None
             if isinstance(stored, _Memmap):
                 return stored.read(index.numpy())
-            return stored[index.to(stored.device)]
+            if stored.device not in on_storage:
+                on_storage[stored.device] = index.to(stored.device)
+            return stored[on_storage[stored.device]]
 
         return CachedBatch(
             global_features=take("global_features"),
@@ -272,6 +279,128 @@ class _Memmap:
         return data.view(torch.bfloat16) if self.torch_dtype == torch.bfloat16 else data
 
 
+@dataclass
+class JpegSample:
+    """A training sample whose JPEG image is still encoded, or, for other files, as its dataset reads it.
+
+    Attributes:
+        data: ``[n]`` uint8 bytes of the JPEG file, or ``None`` when ``image`` holds the image.
+        image: ``[3, H, W]`` image read and augmented by the dataset (not a device-decodable JPEG), or ``None``.
+        gt_mask: ``[H, W]`` mask at the file's size (augmented with ``image`` when that is set), or ``None``.
+        gt_label: image label.
+        image_path: the image file, named by decoding errors.
+    """
+
+    data: torch.Tensor | None
+    image: torch.Tensor | None
+    gt_mask: torch.Tensor | None
+    gt_label: torch.Tensor
+    image_path: str
+
+
+class JpegSamples(Dataset):
+    """The samples of a ``SampleDataset`` with RGB and grayscale JPEGs left encoded, to be decoded on the device.
+
+    Args:
+        dataset: a dataset with a ``samples`` table and ``mask_of(row, size)`` (``data.SampleDataset``).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> JpegSample:
+        """Sample ``index``: its JPEG bytes and mask, or the dataset's item for any other file."""
+        row = self.dataset.samples.iloc[index]
+        header = _jpeg_header(Path(row.image_path))
+        if header is None:  # another format, mode, or a file PIL cannot open: the dataset reads it (or names it)
+            item = self.dataset[index]
+            return JpegSample(None, item.image, item.gt_mask, item.gt_label, str(row.image_path))
+        width, height = header
+        return JpegSample(
+            data=read_file(str(row.image_path)),
+            image=None,
+            gt_mask=self.dataset.mask_of(row, (height, width)),
+            gt_label=torch.tensor(int(row.label_index)),
+            image_path=str(row.image_path),
+        )
+
+
+def _jpeg_header(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` of a JPEG whose mode is in ``DEVICE_DECODED_MODES`` (header only), else ``None``."""
+    try:
+        with PILImage.open(path) as img:
+            return img.size if img.format == "JPEG" and img.mode in DEVICE_DECODED_MODES else None
+    except (OSError, ValueError):
+        return None
+
+
+def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Any = None) -> Any:  # noqa: ANN401
+    """An ``ImageBatch`` of ``samples``, their JPEGs decoded on ``device`` in one batched call.
+
+    Decoded images are scaled to ``[0, 1]`` and augmented (with their masks) as the dataset does for images it
+    reads, so on the CPU the batch equals the dataset's own.
+
+    Args:
+        samples: from ``JpegSamples``.
+        device: where to decode (``cuda``: nvJPEG).
+        augmentations: the dataset's augmentations (e.g. Anomalib's model resize), or ``None``.
+
+    Raises:
+        ImageReadError: a JPEG that cannot be decoded; the message names the file.
+    """
+    from anomalib.data import ImageBatch
+
+    encoded = [sample for sample in samples if sample.data is not None]
+    decoded = iter(_decode_jpegs(encoded, device))
+    images, masks = [], []
+    for sample in samples:
+        mask = sample.gt_mask.to(device) if sample.gt_mask is not None else None
+        if sample.data is None:
+            image = sample.image.to(device)
+        else:
+            image = Image(to_dtype(next(decoded), torch.float32, scale=True))
+            if augmentations is not None:
+                if mask is None:
+                    image = augmentations(image)
+                else:
+                    image, mask = augmentations(image, Mask(mask))
+        images.append(image)
+        masks.append(mask)
+    return ImageBatch(
+        image=Image(torch.stack(images)),
+        gt_mask=Mask(torch.stack(masks)) if all(mask is not None for mask in masks) else None,
+        gt_label=torch.stack([sample.gt_label for sample in samples]),
+    )
+
+
+def _decode_jpegs(samples: list[JpegSample], device: torch.device) -> list[torch.Tensor]:
+    """uint8 ``[3, H, W]`` images of the samples' JPEG bytes, decoded on ``device`` in one call."""
+    from anomalib_glocalclip.data import ImageReadError
+
+    if not samples:
+        return []
+    try:
+        return decode_jpeg([sample.data for sample in samples], mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        for sample in samples:  # find the file
+            _decode_one(sample, device, ImageReadError)
+        raise
+
+
+def _decode_one(sample: JpegSample, device: torch.device, error_type: type[Exception]) -> torch.Tensor:
+    """Decode one sample's JPEG, or raise ``error_type`` naming its file."""
+    try:
+        return decode_jpeg(sample.data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError as error:
+        msg = (f"The image {sample.image_path} could not be decoded ({error}). Replace the file, or train with "
+               "decode_on_device=False to read it with PIL.")
+        raise error_type(msg) from error
+
+
 class FeatureCacheCallback(Callback):
     """Serve the train split as cached encoder outputs, for datamodules that accept a ``train_cache``.
 
@@ -281,6 +410,10 @@ class FeatureCacheCallback(Callback):
     Args:
         encoder: the model (``encode_for_cache`` and ``device``).
         storage: ``auto`` (by size), ``device``, ``host`` or ``disk``. Defaults to ``"auto"``.
+        decode_on_device: decode the split's RGB and grayscale JPEGs on the model's device, in batches
+            (``torchvision.io.decode_jpeg``; nvJPEG on CUDA), instead of with PIL in the dataloader workers. Needs
+            a dataset with a samples table (``data.SampleDataset``); other files and datasets are read as usual.
+            Defaults to ``False``.
 
     Example:
         >>> from anomalib_glocalclip import GlocalCLIP  # doctest: +SKIP
@@ -289,12 +422,13 @@ class FeatureCacheCallback(Callback):
         'FeatureCacheCallback'
     """
 
-    def __init__(self, encoder: FeatureEncoder, storage: str = "auto") -> None:
+    def __init__(self, encoder: FeatureEncoder, storage: str = "auto", decode_on_device: bool = False) -> None:
         if storage not in STORAGES:
             msg = f"cache_storage must be one of {STORAGES}, got {storage!r}."
             raise ValueError(msg)
         self.encoder = encoder
         self.storage = storage
+        self.decode_on_device = decode_on_device
         self.cache: FeatureCache | None = None
         self._source: Dataset | None = None
         self._scratch: Path | None = None
@@ -332,10 +466,22 @@ class FeatureCacheCallback(Callback):
             self.release()
             # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG
             # that shuffles the training batches (the cached run then sees the same batches as an uncached one).
-            images = DataLoader(dataset, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
-                                collate_fn=getattr(dataset, "collate_fn", None), generator=torch.Generator(),
+            source, collate_fn, encode = dataset, getattr(dataset, "collate_fn", None), self.encoder.encode_for_cache
+            if self.decode_on_device and hasattr(dataset, "mask_of"):
+                source, collate_fn = JpegSamples(dataset), list
+                augmentations = getattr(dataset, "augmentations", None)
+                device = self.encoder.device
+
+                def encode(samples: list[JpegSample]) -> EncodedBatch:
+                    return self.encoder.encode_for_cache(decode_samples(samples, device, augmentations))
+
+            elif self.decode_on_device:
+                logger.info("decode_on_device: %s has no samples table; decoding its images with PIL.",
+                            type(dataset).__name__)
+            images = DataLoader(source, batch_size=max(batch_size, 32), shuffle=False, num_workers=num_workers,
+                                collate_fn=collate_fn, generator=torch.Generator(),
                                 pin_memory=self.encoder.device.type == "cuda")  # host-to-device copies overlap decoding
-            self.cache = FeatureCache.build(images, self.encoder.encode_for_cache, len(dataset), self.encoder.device,
+            self.cache = FeatureCache.build(images, encode, len(dataset), self.encoder.device,
                                             storage=self.storage, scratch=self._scratch)
             self._source = dataset
         return self.cache.dataloader(batch_size, shuffle=True)

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +44,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
-from anomalib_glocalclip.data.dataset import has_pixel_labels
 from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT
 
 from .feature_cache import STORAGES, CachedBatch, EncodedBatch, FeatureCacheCallback
-from .loss import global_loss, glocal_contrastive_loss, local_loss
 from .presets import resolve_prompt_shape
 from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
 from .torch_model import GlocalCLIPModel, ImageFeatures
 from .training_data import check_training_labels
+from .training_step import glocal_losses, run_compiled_cached_losses
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
         compile: run the vision pass under ``torch.compile`` (compiled per input shape on first use; worth it on
-            GPUs for long runs). Defaults to ``False``.
+            GPUs for long runs), and the loss of a training step on cached features as one compiled graph.
+            Defaults to ``False``.
         few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
             given. Defaults to ``0``.
         reference_images: folder of normal images to take the ``k`` references from (all of them when
@@ -104,6 +104,9 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             once). Applies with ``AuxiliaryTransfer`` when the training data has no random augmentation.
         cache_storage: where cached features live: ``auto`` (GPU, host memory or disk, by size), ``device``,
             ``host`` or ``disk``.
+        decode_on_device: with the feature cache, decode the auxiliary JPEGs of the caching pass on the model's device
+            in batches (``torchvision.io.decode_jpeg``, nvJPEG on GPUs) instead of with PIL in the dataloader
+            workers; on GPUs the pixels may differ from PIL's by a grey level. Defaults to ``False``.
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
@@ -113,6 +116,11 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         evaluator: evaluator, or ``True`` for image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max.
         visualizer: visualizer, or ``True`` for Anomalib's image visualizer.
     """
+
+    # torch.compile backend and mode of the compiled step on cached features (``compile=True``): internal knobs,
+    # e.g. "aot_eager" in tests, "reduce-overhead" to also replay CUDA graphs.
+    compile_backend: str | Callable = "inductor"
+    compile_mode: str | None = None
 
     def __init__(
         self,
@@ -145,6 +153,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         few_shot_weight: float = DEFAULT_FEW_SHOT_WEIGHT,
         cache_features: bool = True,
         cache_storage: str = "auto",
+        decode_on_device: bool = False,
         quick_gelu: bool | None = None,
         cache_dir: str | None = None,
         preprocessing: str = "anomalib",
@@ -217,6 +226,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             raise ValueError(msg)
         self.cache_features = cache_features
         self.cache_storage = cache_storage
+        self.decode_on_device = decode_on_device
         self.model.refresh_text_features()
         # Without validation data: anomalous above probability 0.5 (maps sum len(feature_layers) probabilities).
         self.set_natural_thresholds(pixel_scale=float(len(self.model.feature_layers)))
@@ -259,7 +269,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         if not self.uses_default_pre_processor:
             logger.info("Feature caching needs the model's default pre-processor; training on images instead.")
             return callbacks
-        return [*callbacks, FeatureCacheCallback(self, storage=self.cache_storage)]
+        cache = FeatureCacheCallback(self, storage=self.cache_storage, decode_on_device=self.decode_on_device)
+        return [*callbacks, cache]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the prompt learner only (nothing to optimise in zero-shot mode)."""
@@ -290,13 +301,30 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             self.trainer.fit_loop.max_epochs = self.max_epochs
 
     def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
-        """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL."""
+        """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL.
+
+        With ``compile`` on, a step on cached features computes its losses in one compiled graph
+        (``training_step.run_compiled_cached_losses``); a step on images takes the eager path.
+        """
         del args, kwargs
-        if isinstance(batch, CachedBatch):
-            features = self.model.normalize_features(batch.global_features, batch.patch_features)
+        if isinstance(batch, CachedBatch) and self.model.backbone.use_compile:
+            losses = run_compiled_cached_losses(
+                self.model,
+                batch.global_features,
+                batch.patch_features,
+                batch.gt_label,
+                batch.gt_mask,
+                self.gcl_weight,
+                self.gcl_margin,
+                backend=self.compile_backend,
+                mode=self.compile_mode,
+            )
         else:
-            features = self.model.encode_image(batch.image)
-        losses = self.compute_losses(features, batch.gt_label, batch.gt_mask)
+            if isinstance(batch, CachedBatch):
+                features = self.model.normalize_features(batch.global_features, batch.patch_features)
+            else:
+                features = self.model.encode_image(batch.image)
+            losses = self.compute_losses(features, batch.gt_label, batch.gt_mask)
         # Logged per epoch only: per-step values would be read back from the GPU at every step.
         logged = {f"train_{name}": value for name, value in losses.items()}
         self.log_dict(logged, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch.gt_label))
@@ -308,37 +336,14 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         labels: torch.Tensor,
         masks: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """All loss terms of a batch, and their total under ``"loss"``.
+        """All loss terms of a batch, and their total under ``"loss"`` (``training_step.glocal_losses``).
 
         Args:
             features: normalised image features of the batch.
             labels: ``[B]`` image labels.
             masks: ``[B, H, W]`` (or ``[B, 1, H, W]``) masks; ``None`` for image-level data.
         """
-        text = self.model.encode_text()
-        loss_global = global_loss(self.model.image_logits(features.global_features, text), labels.to(text.device))
-        loss_gcl = glocal_contrastive_loss(text[0], text[1], text[2], text[3], margin=self.gcl_margin)
-        loss_local = self._local_loss(features, text, labels, masks)
-        total = loss_global + loss_local + self.gcl_weight * loss_gcl
-        return {"loss": total, "loss_global": loss_global, "loss_local": loss_local, "loss_gcl": loss_gcl}
-
-    def _local_loss(
-        self,
-        features: ImageFeatures,
-        text: torch.Tensor,
-        labels: torch.Tensor,
-        masks: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Σ over map layers of focal + dice, over the images that have pixel labels (0 if none has)."""
-        if masks is None:
-            return text.new_zeros(())
-        masks = masks.to(text.device)
-        if masks.dim() == 4:
-            masks = masks.squeeze(1)
-        weights = has_pixel_labels(labels, masks).float()
-        masks = (masks > 0).float()
-        maps = self.model.probability_maps(features.patch_features, text, tuple(masks.shape[-2:]))
-        return features.layer_weight * sum(local_loss(layer_map, masks, weights) for layer_map in maps)
+        return glocal_losses(self.model, features, labels, masks, self.gcl_weight, self.gcl_margin)
 
     def encode_for_cache(self, batch: Batch) -> EncodedBatch:
         """Pre-process a batch as Lightning would, then encode it (``FeatureEncoder`` of the feature cache).

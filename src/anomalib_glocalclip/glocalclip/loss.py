@@ -18,14 +18,17 @@ def global_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_mean(per_image: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``[B]`` values, over the images whose weight is 1 when ``weights`` are given (0 if none).
+    """Mean of ``[..., B]`` values over ``B``, over the images whose weight is 1 when ``weights`` are given (0 if none).
 
     Weights instead of boolean indexing keep shapes static, so no value has to travel to the host.
+
+    Returns:
+        ``[...]`` means (a scalar for ``[B]`` values).
     """
     if weights is None:
-        return per_image.mean()
+        return per_image.mean(dim=-1)
     weights = weights.to(per_image.dtype)
-    return (per_image * weights).sum() / weights.sum().clamp(min=1)
+    return (per_image * weights).sum(dim=-1) / weights.sum().clamp(min=1)
 
 
 def focal_loss(
@@ -34,23 +37,24 @@ def focal_loss(
     gamma: float = 2.0,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Focal loss on probabilities (already soft-maxed), as the reference computes it.
+    """Focal loss on probabilities (already soft-maxed), as the reference computes it, of one map or a stack.
 
     Args:
-        probabilities: ``[B, 2, H, W]`` (normal, anomalous) probabilities.
+        probabilities: ``[B, 2, H, W]`` (normal, anomalous) probabilities, or a stack ``[..., B, 2, H, W]``
+            of such maps (one per layer) sharing the mask.
         mask: ``[B, H, W]`` binary ground truth.
-        gamma: focusing parameter.
-        weights: ``[B]`` 0/1, images that count (default: all).
+        gamma: focusing parameter. Defaults to ``2.0``.
+        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
 
     Returns:
         Mean over all pixels (of the images that count) of ``-(1 - p_t)^γ log p_t``, where the one-hot target
-        is clamped to ``[1e-5, 1 - 1e-5]`` and ``p_t = Σ_c onehot_c p_c + 1e-5``.
+        is clamped to ``[1e-5, 1 - 1e-5]`` and ``p_t = Σ_c onehot_c p_c + 1e-5``; summed over the maps of a stack.
     """
-    anomalous = mask.to(probabilities.dtype).unsqueeze(1)
-    target = torch.cat([1 - anomalous, anomalous], dim=1).clamp(FOCAL_SMOOTH, 1 - FOCAL_SMOOTH)
-    p_t = (target * probabilities).sum(dim=1) + FOCAL_SMOOTH
+    anomalous = mask.to(probabilities.dtype).unsqueeze(-3)
+    target = torch.cat([1 - anomalous, anomalous], dim=-3).clamp(FOCAL_SMOOTH, 1 - FOCAL_SMOOTH)  # [B, 2, H, W]
+    p_t = (target * probabilities).sum(dim=-3) + FOCAL_SMOOTH  # [..., B, H, W]
     per_pixel = -((1 - p_t) ** gamma) * p_t.log()
-    return _weighted_mean(per_pixel.flatten(1).mean(dim=1), weights)
+    return _weighted_mean(per_pixel.flatten(-2).mean(dim=-1), weights).sum()
 
 
 def dice_loss(
@@ -62,24 +66,36 @@ def dice_loss(
     """Binary dice loss ``1 - (2 Σ p t + 1) / (Σ p + Σ t + 1)`` per image, averaged over the batch.
 
     Args:
-        probabilities: ``[B, H, W]`` probabilities of one class.
-        mask: ``[B, H, W]`` binary target of that class.
-        smooth: additive smoothing (1 in the reference).
-        weights: ``[B]`` 0/1, images that count (default: all).
+        probabilities: ``[B, H, W]`` probabilities of one class, or a stack ``[..., B, H, W]`` of such maps.
+        mask: ``[B, H, W]`` binary target of that class, or targets ``[..., B, H, W]`` broadcastable to
+            ``probabilities``.
+        smooth: additive smoothing (1 in the reference). Defaults to ``1.0``.
+        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
+
+    Returns:
+        The loss, summed over the maps of a stack.
     """
-    p = probabilities.flatten(1)
-    t = mask.to(p.dtype).flatten(1)
-    dice = (2 * (p * t).sum(dim=1) + smooth) / (p.sum(dim=1) + t.sum(dim=1) + smooth)
-    return _weighted_mean(1 - dice, weights)
+    p = probabilities.flatten(-2)
+    t = mask.to(p.dtype).flatten(-2)
+    dice = (2 * (p * t).sum(dim=-1) + smooth) / (p.sum(dim=-1) + t.sum(dim=-1) + smooth)
+    return _weighted_mean(1 - dice, weights).sum()
 
 
 def local_loss(probability_map: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Focal + dice(anomalous, M) + dice(normal, 1 - M) of one layer's ``[B, 2, H, W]`` probability map."""
-    return (
-        focal_loss(probability_map, mask, weights=weights)
-        + dice_loss(probability_map[:, 1], mask, weights=weights)
-        + dice_loss(probability_map[:, 0], 1 - mask.to(probability_map.dtype), weights=weights)
-    )
+    """Focal + dice(anomalous, M) + dice(normal, 1 - M) of a ``[B, 2, H, W]`` map, summed over a stack of maps.
+
+    A stack ``[K, B, 2, H, W]`` (one map per layer) is computed in one batched pass: one focal loss and one dice
+    loss over all layers and both states, the same sums as a loop over layers and states (up to float rounding).
+
+    Args:
+        probability_map: ``[B, 2, H, W]`` (normal, anomalous) probabilities, or ``[K, B, 2, H, W]``.
+        mask: ``[B, H, W]`` binary ground truth.
+        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
+    """
+    anomalous = mask.to(probability_map.dtype)
+    states = torch.stack([1 - anomalous, anomalous])  # [2, B, H, W]: the dice target of each state
+    per_state = probability_map.movedim(-3, -4)  # [..., 2, B, H, W], a view
+    return focal_loss(probability_map, mask, weights=weights) + dice_loss(per_state, states, weights=weights)
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
