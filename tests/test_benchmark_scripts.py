@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,16 @@ def test_training_speed_compiled_step_and_operation_counts(cli, tmp_path: Path) 
         loop = totals["eager, per-layer loss loop (before issue 17)", layers]
         batched = totals["eager, batched loss", layers]
         assert totals["compile=True (inductor)", layers] < batched <= loop
+
+
+def test_gpu_session_script_names_only_existing_options(cli) -> None:
+    """``gpu_session.sh`` is valid bash and every option it passes exists in the script it calls."""
+    script = BENCHMARKS / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    calls = re.findall(r"python3 benchmarks/(\w+\.py)((?:[^\n]|\\\n)*)", script.read_text())
+    assert {name for name, _ in calls} == {"inference_speed.py", "evaluate_speed.py", "training_speed.py"}
+    for name, arguments in calls:
+        usage = cli("python", str(BENCHMARKS / name), "--help")
+        assert usage.returncode == 0, usage.stderr[-2000:]
+        for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", arguments):
+            assert option in usage.stdout, (name, option)
