@@ -694,6 +694,29 @@ def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path
     assert anomalib_item.image.min() == 1.0  # what the sweep read before: every pixel white
 
 
+def test_sweep_reads_sixteen_bit_images_end_to_end(data: dict[str, Path], tmp_path: Path) -> None:
+    """A 16-bit copy of a category scores as its 8-bit twin through the whole sweep (the trainer sets the
+    datamodule up again before testing; the sweep's datasets must stay read by the plugin's reader)."""
+    import numpy as np
+    from PIL import Image
+
+    roots = {}
+    for depth in (8, 16):
+        root = tmp_path / f"mvtec_{depth}"
+        shutil.copytree(data["mvtec"] / "carpet", root / "carpet")
+        for path in sorted((root / "carpet" / "test").rglob("*.png")):
+            with Image.open(path) as image:
+                gray = np.asarray(image.convert("L"), dtype=np.uint16)
+            Image.fromarray(gray * 257 if depth == 16 else gray.astype(np.uint8)).save(path)
+        roots[depth] = root
+    for depth, root in roots.items():
+        run_sweep(glocalclip(data), tmp_path / f"sweep_{depth}", root, heatmaps=False)
+    eight, sixteen = (read_metrics(tmp_path / f"sweep_{depth}") for depth in (8, 16))
+    assert list(eight.index) == ["carpet"]
+    for name in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):  # 1e-5: x/65535 and x/255 differ by an ulp in fp32
+        assert sixteen.loc["carpet", name] == pytest.approx(eight.loc["carpet", name], abs=1e-5), name
+
+
 # ----- SIGTERM / SIGINT: a stop, not a failure -----
 
 _SLOW_SWEEP = """

@@ -8,7 +8,8 @@ Anomalib's readers clip 16-bit images, drop float masks and report a truncated f
 * after setup, the test samples' files are checked from their headers (missing or unreadable files, missing
   masks, masks of another size than their image unless masks may be resized);
 * the test and validation datasets are wrapped in :class:`~anomalib_glocalclip.data.safe_datasets.SafeImageDataset`,
-  so 16-bit, float, palette and grayscale files are read right and a file that fails mid-run is named.
+  so 16-bit, float, palette and grayscale files are read right and a file that fails mid-run is named; the
+  :class:`SafeReading` callback wraps them again when the trainer sets the datamodule up anew.
 
 A problem is a :class:`~anomalib_glocalclip.data.checks.DataCheckError` listing the files and the fix; the
 sweep records it as that category's failure and goes on.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch import Callback
 
 from anomalib_glocalclip.data.checks import (
     ProblemKind,
@@ -27,6 +30,9 @@ from anomalib_glocalclip.data.checks import (
     raise_for_problems,
 )
 from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,19 @@ def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -
     else:
         problems = [_with_resize_fix(problem) for problem in problems]
     raise_for_problems(problems, what=f"Category {category}")
+    wrap_datasets(datamodule, category, resize_masks=resize_masks)
+
+
+def wrap_datasets(datamodule: Any, category: str, resize_masks: bool = False) -> None:  # noqa: ANN401
+    """Read the test and validation data of a set-up datamodule with the plugin's reader (``SafeImageDataset``).
+
+    Datasets already wrapped are left alone; datasets with items of their own stay Anomalib's (logged).
+
+    Args:
+        datamodule: a set-up Anomalib datamodule.
+        category: named in the log line.
+        resize_masks: see :func:`check_and_wrap`. Defaults to ``False``.
+    """
     for name in ("test_data", "val_data"):
         dataset = getattr(datamodule, name, None)
         if dataset is None or isinstance(dataset, SafeImageDataset):
@@ -76,6 +95,29 @@ def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -
             setattr(datamodule, name, SafeImageDataset(dataset, resize_masks=resize_masks))
         except TypeError as error:  # a dataset with items of its own: read by Anomalib, as it is
             logger.info("%s of %s read by Anomalib's reader: %s", name, category, error)
+
+
+class SafeReading(Callback):
+    """Keep the datamodule's test and validation data read by the plugin's reader for a whole ``Engine.test``.
+
+    An Anomalib datamodule set up outside a trainer is set up again by the trainer's first run (its datasets
+    rebuilt from the folder), which would drop the wrappers of :func:`check_and_wrap`; this callback wraps the
+    rebuilt datasets again, after the datamodule's ``setup`` and before any batch.
+
+    Args:
+        category: named in log lines.
+        resize_masks: see :func:`check_and_wrap`. Defaults to ``False``.
+    """
+
+    def __init__(self, category: str, resize_masks: bool = False) -> None:
+        self.category = category
+        self.resize_masks = resize_masks
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Wrap the datamodule's datasets (Lightning calls this after the datamodule's own ``setup``)."""
+        del pl_module, stage
+        if trainer.datamodule is not None:
+            wrap_datasets(trainer.datamodule, self.category, resize_masks=self.resize_masks)
 
 
 def _with_resize_fix(problem: Any) -> Any:  # noqa: ANN401 - a checks.Problem
