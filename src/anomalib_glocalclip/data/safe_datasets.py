@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from anomalib import TaskType
@@ -123,6 +123,32 @@ class SafeImageDataset(AnomalibDataset):
         if tuple(mask.shape) != image_size:
             mask = resize(mask[None], list(image_size))[0]  # a Mask resizes with nearest neighbour
         return mask
+
+
+def read_safely(datamodule: Any, resize_masks: bool = False) -> list[str]:  # noqa: ANN401 - any Anomalib datamodule
+    """Read a set-up datamodule's test and validation data with the plugin's reader (``SafeImageDataset``).
+
+    Datasets already wrapped are left alone; datasets with items of their own stay Anomalib's (logged).
+
+    Args:
+        datamodule: a set-up Anomalib datamodule.
+        resize_masks: see :class:`SafeImageDataset`. Defaults to ``False``.
+
+    Returns:
+        The names of the attributes wrapped now (``"test_data"``, ``"val_data"``).
+    """
+    wrapped = []
+    for name in ("test_data", "val_data"):
+        dataset = getattr(datamodule, name, None)
+        if not isinstance(dataset, AnomalibDataset) or isinstance(dataset, SafeImageDataset):
+            continue
+        try:
+            setattr(datamodule, name, SafeImageDataset(dataset, resize_masks=resize_masks))
+        except TypeError as error:  # a dataset with items of its own: read by Anomalib, as it is
+            logger.info("%s of %s read by Anomalib's reader: %s", name, type(datamodule).__name__, error)
+            continue
+        wrapped.append(name)
+    return wrapped
 
 
 class SafePredictDataset(Dataset):

@@ -29,7 +29,7 @@ from anomalib_glocalclip.data.checks import (
     check_samples,
     raise_for_problems,
 )
-from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+from anomalib_glocalclip.data.safe_datasets import read_safely
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -74,27 +74,7 @@ def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -
     else:
         problems = [_with_resize_fix(problem) for problem in problems]
     raise_for_problems(problems, what=f"Category {category}")
-    wrap_datasets(datamodule, category, resize_masks=resize_masks)
-
-
-def wrap_datasets(datamodule: Any, category: str, resize_masks: bool = False) -> None:  # noqa: ANN401
-    """Read the test and validation data of a set-up datamodule with the plugin's reader (``SafeImageDataset``).
-
-    Datasets already wrapped are left alone; datasets with items of their own stay Anomalib's (logged).
-
-    Args:
-        datamodule: a set-up Anomalib datamodule.
-        category: named in the log line.
-        resize_masks: see :func:`check_and_wrap`. Defaults to ``False``.
-    """
-    for name in ("test_data", "val_data"):
-        dataset = getattr(datamodule, name, None)
-        if dataset is None or isinstance(dataset, SafeImageDataset):
-            continue
-        try:
-            setattr(datamodule, name, SafeImageDataset(dataset, resize_masks=resize_masks))
-        except TypeError as error:  # a dataset with items of its own: read by Anomalib, as it is
-            logger.info("%s of %s read by Anomalib's reader: %s", name, category, error)
+    read_safely(datamodule, resize_masks=resize_masks)
 
 
 class SafeReading(Callback):
@@ -105,19 +85,17 @@ class SafeReading(Callback):
     rebuilt datasets again, after the datamodule's ``setup`` and before any batch.
 
     Args:
-        category: named in log lines.
         resize_masks: see :func:`check_and_wrap`. Defaults to ``False``.
     """
 
-    def __init__(self, category: str, resize_masks: bool = False) -> None:
-        self.category = category
+    def __init__(self, resize_masks: bool = False) -> None:
         self.resize_masks = resize_masks
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Wrap the datamodule's datasets (Lightning calls this after the datamodule's own ``setup``)."""
         del pl_module, stage
         if trainer.datamodule is not None:
-            wrap_datasets(trainer.datamodule, self.category, resize_masks=self.resize_masks)
+            read_safely(trainer.datamodule, resize_masks=self.resize_masks)
 
 
 def _with_resize_fix(problem: Any) -> Any:  # noqa: ANN401 - a checks.Problem

@@ -238,7 +238,7 @@ class _CategoryRun:
         # One pass where validation would score the test files again: thresholds are fitted on the test pass.
         one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
-        callbacks: list[Callback] = [progress, SafeReading(category, resize_masks=self.resize_masks)]
+        callbacks: list[Callback] = [progress, SafeReading(resize_masks=self.resize_masks)]
         if one_pass:
             callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
             model.visualizer = None
