@@ -17,6 +17,8 @@ import torch
 from anomalib.data import Folder, MVTecAD
 from anomalib.data.dataclasses import ImageItem
 from PIL import Image
+from torchvision.transforms.v2 import Resize
+from torchvision.tv_tensors import Mask
 
 from anomalib_glocalclip.data.checks import ProblemKind, check_mvtec_layout, check_samples
 from anomalib_glocalclip.data.io import ImageReadError
@@ -184,6 +186,11 @@ def test_mask_of_another_size_names_both_files(tmp_path: Path) -> None:
     resized = _item(_folder_test_data(root, resize_masks=True), "002.png").gt_mask
     expected = np.asarray(Image.fromarray(np.asarray(Image.open(mask))).resize((SIZE, SIZE), Image.Resampling.NEAREST))
     assert torch.equal(resized.as_subclass(torch.Tensor), torch.from_numpy((expected > 0).astype(np.uint8)))
+    assert isinstance(resized, Mask)  # so that the augmentations resize it with its image (a plain tensor passes)
+    augmented = _folder_test_data(root, resize_masks=True)
+    augmented.augmentations = Resize((24, 20))
+    item = _item(augmented, "002.png")
+    assert tuple(item.image.shape[-2:]) == tuple(item.gt_mask.shape[-2:]) == (24, 20)
 
 
 def test_mask_deleted_after_setup_names_mask_and_image(tmp_path: Path) -> None:

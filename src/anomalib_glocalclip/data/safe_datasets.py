@@ -19,6 +19,7 @@ from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.predict import PredictDataset
 from anomalib.data.utils import LabelName, get_image_filenames
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2.functional import resize
 from torchvision.tv_tensors import Image, Mask
 
@@ -121,7 +122,8 @@ class SafeImageDataset(AnomalibDataset):
             raise ImageReadError(msg)
         mask = Mask(read_mask(mask_path, None if self.resize_masks else image_size, image_path))
         if tuple(mask.shape) != image_size:
-            mask = resize(mask[None], list(image_size))[0]  # a Mask resizes with nearest neighbour
+            pixels = mask.as_subclass(torch.Tensor)[None]
+            mask = Mask(resize(pixels, list(image_size), interpolation=InterpolationMode.NEAREST)[0])
         return mask
 
 
