@@ -275,6 +275,11 @@ class DeferredValidation(_TestPassThresholds):
     with Anomalib's file names.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._positions: list[tuple[int, int]] = []  # (dataloader, batch) of each kept predict batch
+        self._counts: dict[int, int] = {}
+
     def acts(self, trainer: Trainer, pl_module: LightningModule) -> bool:
         """Where the model deferred its validation to this run."""
         del trainer
@@ -304,8 +309,8 @@ class DeferredValidation(_TestPassThresholds):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decide whether to act; open the heatmap writer if so."""
         self.on_test_start(trainer, pl_module)
-        self._positions: list[tuple[int, int]] = []
-        self._counts: dict[int, int] = {}
+        self._positions = []
+        self._counts = {}
 
     def on_predict_batch_end(
         self,
