@@ -17,7 +17,6 @@ sweep records it as that category's failure and goes on.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,6 @@ from anomalib_glocalclip.data.safe_datasets import read_safely
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
-
-logger = logging.getLogger(__name__)
 
 RESIZE_MASKS_FIX = "pass --resize-masks (resize_masks=True) to resize masks to their images' size"
 
