@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -87,3 +88,19 @@ def _target_scores(model, root: Path) -> tuple[float, float]:
 def target_scores():
     """``(model, root) -> (image AUROC, pixel AUROC)`` of a GlocalCLIP on a generated MVTec AD ``bottle``."""
     return _target_scores
+
+
+@pytest.fixture
+def validated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the batches that go through the plugin models' validation step (``ZeroShotCLIPMixin``)."""
+    from anomalib_glocalclip.components import ZeroShotCLIPMixin
+
+    sizes: list[int] = []
+    validation_step = ZeroShotCLIPMixin.validation_step
+
+    def counting_validation_step(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(batch))
+        return validation_step(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(ZeroShotCLIPMixin, "validation_step", counting_validation_step)
+    return sizes

@@ -8,27 +8,15 @@ import pytest
 import torch
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from lightning.pytorch.callbacks import Callback
 from torchvision.transforms.v2 import RandomHorizontalFlip
 
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.glocalclip import feature_cache
-from anomalib_glocalclip.glocalclip.feature_cache import CachedBatch, FeatureCache, FeatureCacheCallback, choose_storage
+from anomalib_glocalclip.glocalclip.feature_cache import FeatureCache, FeatureCacheCallback, choose_storage
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_visa
+from training_helpers import StepRecorder
 
 TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64}
-
-
-class StepRecorder(Callback):
-    """Losses of every step and the kind of batch each step saw."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.cached: list[bool] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.losses.append(float(outputs["loss"]))
-        self.cached.append(isinstance(batch, CachedBatch))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.compat import post_processor_thresholds, set_post_processor_thresholds
-from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.components import base as base_module
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG
@@ -31,20 +30,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     prompts = GlocalCLIP(**TINY, sigma=1.0).save_prompts(root / "prompts.pt")
     return {"mvtec": OFFICIAL_LAYOUT_GENERATORS["mvtec_ad"](root / "mvtec"), "prompts": prompts}
-
-
-@pytest.fixture
-def validated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the batches that go through the models' validation step."""
-    sizes: list[int] = []
-    validation_step = ZeroShotCLIPMixin.validation_step
-
-    def counting_validation_step(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(batch))
-        return validation_step(self, batch, *args, **kwargs)
-
-    monkeypatch.setattr(ZeroShotCLIPMixin, "validation_step", counting_validation_step)
-    return sizes
 
 
 def _factory(model_name: str, data: dict[str, Path]) -> functools.partial:

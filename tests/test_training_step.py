@@ -9,13 +9,11 @@ import torch
 import torch.nn.functional as F
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from lightning.pytorch.callbacks import Callback
 
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP, compat
 from anomalib_glocalclip.backbone import clip_backbone
 from anomalib_glocalclip.backbone.vv_attention import dual_stream_forward
 from anomalib_glocalclip.glocalclip import anomaly_map, lightning_model, training_step
-from anomalib_glocalclip.glocalclip.feature_cache import CachedBatch
 from anomalib_glocalclip.glocalclip.loss import local_loss
 from anomalib_glocalclip.glocalclip.training_step import (
     CompiledStepError,
@@ -23,6 +21,7 @@ from anomalib_glocalclip.glocalclip.training_step import (
     run_compiled_cached_losses,
 )
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_visa
+from training_helpers import StepRecorder
 
 TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64}
 
@@ -218,16 +217,6 @@ class TestCompiledCachedStep:
             torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5, msg=name)
         for a, b in zip(prompt_gradients(model), want, strict=True):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-
-
-class StepRecorder(Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.cached: list[bool] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.losses.append(float(outputs["loss"]))
-        self.cached.append(isinstance(batch, CachedBatch))
 
 
 def test_fit_with_compile_takes_the_compiled_step_and_learns_the_same(

@@ -110,6 +110,16 @@ def _copy(batch: ImageBatch, device: torch.device | str | None = None, threshold
     return batch.update(in_place=False, **changes)
 
 
+def _post_process_on_host(post_processor: PostProcessor, kept: list[ImageBatch], device: torch.device) -> None:
+    """Normalise and threshold host copies of batches, the post-processor on the host meanwhile."""
+    post_processor.to("cpu")
+    try:
+        for batch in kept:
+            post_processor.post_process_batch(batch)
+    finally:
+        post_processor.to(device)
+
+
 class _TestPassThresholds(Callback):
     """Fit the thresholds on the test pass and draw heatmaps in the background, when :meth:`acts` says so."""
 
@@ -178,13 +188,9 @@ class _TestPassThresholds(Callback):
             for batch in kept:
                 self._writer.submit(_copy(batch, "cpu", thresholded=True))
             return
-        post_processor.to("cpu")  # the kept batches are on the host
-        try:
-            for batch in kept:
-                post_processor.post_process_batch(batch)
-                self._writer.submit(batch)
-        finally:
-            post_processor.to(pl_module.device)
+        _post_process_on_host(post_processor, kept, pl_module.device)
+        for batch in kept:
+            self._writer.submit(batch)
 
     @staticmethod
     def _refeed_evaluator(pl_module: LightningModule, kept: list[ImageBatch]) -> None:
@@ -339,12 +345,7 @@ class DeferredValidation(_TestPassThresholds):
         post_processor.on_validation_epoch_end(trainer, pl_module)
         pl_module.validated_on_data = True
         kept, self._kept = self._kept, []
-        post_processor.to("cpu")  # the kept batches are on the host
-        try:
-            for prediction in kept:
-                post_processor.post_process_batch(prediction)
-        finally:
-            post_processor.to(pl_module.device)
+        _post_process_on_host(post_processor, kept, pl_module.device)
         returned = _returned_predictions(trainer)
         tables = [callback for callback in trainer.callbacks if isinstance(callback, PredictionTable)]
         for prediction, (loader, position) in zip(kept, self._positions, strict=True):
