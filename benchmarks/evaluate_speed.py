@@ -164,13 +164,13 @@ class Spans:
             self.seconds[name] += time.perf_counter() - start
 
     @contextlib.contextmanager
-    def wrapping(self, owner: type | Any, attribute: str, name: str) -> Iterator[None]:  # noqa: ANN401 - any owner
+    def wrapping(self, owner: type | Any, attribute: str, name: str) -> Iterator[None]:
         """Time every call of ``owner.attribute`` into ``name`` while the block runs; restored afterwards."""
         own = attribute in vars(owner)
         original = getattr(owner, attribute)
 
         @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        def timed(*args: Any, **kwargs: Any) -> Any:
             with self.span(name):
                 return original(*args, **kwargs)
 
@@ -184,7 +184,7 @@ class Spans:
                 delattr(owner, attribute)
 
 
-def metrics_on_host(evaluator: Any) -> Any:  # noqa: ANN401 - Anomalib's Evaluator
+def metrics_on_host(evaluator: Any) -> Any:
     """``evaluator`` as the sweep had it before issue 14: states on the host, Anomalib's own AUPRO.
 
     The plugin's ``AUPRO`` (the sweep's) gives Anomalib's values with regions labelled on the host in one call;
@@ -212,7 +212,7 @@ def host_metrics_in_sweep() -> Iterator[None]:
     original = sweep.sweep_evaluator
 
     @functools.wraps(original)
-    def on_host(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def on_host(*args: Any, **kwargs: Any) -> Any:
         return metrics_on_host(original(*args, **kwargs))
 
     sweep.sweep_evaluator = on_host
@@ -232,7 +232,7 @@ class TimedFactory:
 
     title = "GlocalCLIP"
 
-    def __init__(self, spans: Spans, **model_args: Any) -> None:  # noqa: ANN401
+    def __init__(self, spans: Spans, **model_args: Any) -> None:
         self.spans = spans
         self.model_args = model_args
         self.description = f"GlocalCLIP({model_args}) timed by benchmarks/evaluate_speed.py"
@@ -246,7 +246,7 @@ class TimedFactory:
         _sync()
         self.spans.seconds["model"] += time.perf_counter() - self._start
 
-    def __call__(self, evaluator: Any) -> torch.nn.Module:  # noqa: ANN401
+    def __call__(self, evaluator: Any) -> torch.nn.Module:
         """A GlocalCLIP with forward timing hooks on its torch model (the sweep builds one)."""
         from anomalib_glocalclip import GlocalCLIP
 

@@ -71,7 +71,7 @@ def register(caller: str | None = None) -> None:
         REGISTERING_WITH_ANOMALIB = False
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - a class
+def __getattr__(name: str) -> Any:
     if name not in _LAZY_NAMES:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)

@@ -100,25 +100,25 @@ def _installed_version(name: str) -> str | None:
         return None
 
 
-def set_post_processor_thresholds(post_processor: Any, image: float, pixel: float) -> None:  # noqa: ANN401
+def set_post_processor_thresholds(post_processor: Any, image: float, pixel: float) -> None:
     """Set Anomalib ``PostProcessor``'s image and pixel thresholds (private buffers: there is no setter)."""
     post_processor._image_threshold.fill_(image)  # noqa: SLF001
     post_processor._pixel_threshold.fill_(pixel)  # noqa: SLF001
 
 
-def post_processor_thresholds(post_processor: Any) -> tuple[float, float]:  # noqa: ANN401
+def post_processor_thresholds(post_processor: Any) -> tuple[float, float]:
     """Anomalib ``PostProcessor``'s image and pixel thresholds (read from its private buffers)."""
     return post_processor._image_threshold.item(), post_processor._pixel_threshold.item()  # noqa: SLF001
 
 
-def anomalib_should_run_validation(model: Any, ckpt_path: str | Path | None) -> bool:  # noqa: ANN401
+def anomalib_should_run_validation(model: Any, ckpt_path: str | Path | None) -> bool:
     """Anomalib's own rule for validating before ``test``/``predict`` (``Engine._should_run_validation``)."""
     from anomalib.engine import Engine
 
     return Engine._should_run_validation(model, ckpt_path)  # noqa: SLF001
 
 
-def set_anomaly_sources(generator: Any, paths: Sequence[Path]) -> None:  # noqa: ANN401
+def set_anomaly_sources(generator: Any, paths: Sequence[Path]) -> None:
     """Give Anomalib's ``PerlinAnomalyGenerator`` its texture files in our order (no constructor argument for it)."""
     generator.anomaly_source_paths = list(paths)
 
@@ -161,7 +161,7 @@ def recompile_limit_errors() -> tuple[type[BaseException], ...]:
     return (limit_hit,) if limit_hit is not None else ()
 
 
-def map_predict_dataloaders(trainer: Any, replace: Callable[[Any], Any]) -> int:  # noqa: ANN401
+def map_predict_dataloaders(trainer: Any, replace: Callable[[Any], Any]) -> int:
     """Replace each dataloader given to ``trainer.predict(dataloaders=...)`` by ``replace(dataloader)``.
 
     Call it from a ``setup(stage="predict")`` hook: Lightning loads the dataloaders after ``setup``. A datamodule

@@ -26,7 +26,7 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @lru_cache(maxsize=4)
-def _tokenizer(context_length: int) -> Any:  # noqa: ANN401 - open_clip's SimpleTokenizer
+def _tokenizer(context_length: int) -> Any:
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -44,7 +44,7 @@ def compiled_vision_forward(device_type: str, cuda_graphs: bool) -> Callable[...
     return torch.compile(dual_stream_forward, dynamic=False, mode=mode)
 
 
-def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:  # noqa: ANN401
+def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:
     """State-dict hook: leave the frozen CLIP weights out."""
     del local_metadata
     if module.persist_weights:
@@ -57,7 +57,7 @@ def _keep_backbone_weights(
     module: nn.Module,
     state_dict: dict,
     prefix: str,
-    *args: Any,  # noqa: ANN401
+    *args: Any,
 ) -> None:
     """Load-state-dict pre-hook: a state dict without CLIP weights keeps the ones already built."""
     del args
@@ -109,7 +109,7 @@ class CLIPBackbone(nn.Module):
         self.register_state_dict_post_hook(_drop_backbone_weights)
         self.register_load_state_dict_pre_hook(_keep_backbone_weights)
 
-    def state_dict(self, *args: Any, persist_all: bool = False, **kwargs: Any) -> dict:  # noqa: ANN401
+    def state_dict(self, *args: Any, persist_all: bool = False, **kwargs: Any) -> dict:
         """Like ``nn.Module.state_dict``; ``persist_all=True`` keeps the CLIP weights in this one call."""
         if not persist_all:
             return super().state_dict(*args, **kwargs)

@@ -36,7 +36,7 @@ def under_precision(method: _Function) -> _Function:
     """Run a ``CLIPBackbone`` method under the backbone's autocast (device taken from its weights)."""
 
     @wraps(method)
-    def wrapper(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001, ANN401
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
         with autocast(self.clip.visual.proj.device, self.precision):
             return method(self, *args, **kwargs)
 

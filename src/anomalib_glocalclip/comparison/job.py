@@ -44,11 +44,11 @@ class FitOnceEngine(Engine):
     same validation a second time, doubling the cost of every zero-shot job.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._validated_models: set[int] = set()
 
-    def fit(self, model: AnomalibModule, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def fit(self, model: AnomalibModule, *args: Any, **kwargs: Any) -> None:
         """Anomalib's ``fit``; remembers zero- and few-shot models it validated."""
         super().fit(model, *args, **kwargs)
         if model.learning_type in {LearningType.ZERO_SHOT, LearningType.FEW_SHOT}:

@@ -76,7 +76,7 @@ def with_means(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else frame
 
 
-def _cell(value: Any, column: str) -> str:  # noqa: ANN401
+def _cell(value: Any, column: str) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -128,7 +128,7 @@ def print_table(frame: pd.DataFrame, width: int | None = None) -> None:
     Console(width=width).print(table)
 
 
-def _short_cell(value: Any) -> str:  # noqa: ANN401
+def _short_cell(value: Any) -> str:
     """A metric with three decimals for the terminal (the files keep four)."""
     number = pd.to_numeric(value, errors="coerce")
     return "" if pd.isna(number) else f"{float(number):.3f}"

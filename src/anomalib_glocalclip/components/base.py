@@ -56,7 +56,7 @@ class ExportRefusedError(PluginError, RuntimeError):
     """The model cannot be exported as configured; the message says why and what to change."""
 
 
-def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> None:  # noqa: ANN401
+def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> None:
     """Thresholds and ranges for runs without validation data, for scores that are probabilities.
 
     An image or pixel is anomalous when its anomalous probability exceeds 0.5; scores range over [0, 1] (pixel
@@ -340,14 +340,14 @@ class ZeroShotCLIPMixin:
         """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
         return no_validation_data(self.name, validated_before=self.validated_on_data)
 
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score the target's validation batch; the post-processor fits thresholds and normalisation on it."""
         del args, kwargs
         self.validated_on_data = True
         predictions = self.model(batch.image)
         return batch.update(**predictions._asdict())
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a checkpoint; evaluator metric buffers (e.g. AUPRO's ``fpr_limit``) follow this model's evaluator."""
         own = {key: value for key, value in self.state_dict(keep_vars=True).items() if key.startswith("evaluator.")}
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith("evaluator.")}
@@ -361,21 +361,21 @@ class ZeroShotCLIPMixin:
     def prepare_export(self) -> None:
         """Get ready for export (e.g. encode prompts); nothing by default."""
 
-    def _export(self, method: str, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def _export(self, method: str, *args: Any, **kwargs: Any) -> Any:
         reason = self.export_refusal()
         if reason is not None:
             raise ExportRefusedError(reason)
         self.prepare_export()
         return getattr(super(), method)(*args, **kwargs)
 
-    def to_torch(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def to_torch(self, *args: Any, **kwargs: Any) -> Any:
         """Export to a torch pickle; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_torch", *args, **kwargs)
 
-    def to_onnx(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def to_onnx(self, *args: Any, **kwargs: Any) -> Any:
         """Export to ONNX; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_onnx", *args, **kwargs)
 
-    def to_openvino(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def to_openvino(self, *args: Any, **kwargs: Any) -> Any:
         """Export to OpenVINO; a model that refuses export raises ``ExportRefusedError`` saying why."""
         return self._export("to_openvino", *args, **kwargs)

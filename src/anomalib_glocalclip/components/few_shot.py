@@ -60,7 +60,7 @@ def choose_reference_paths(
     few_shot: int,
     reference_images: str | Path | None,
     seed: int,
-    datamodule: Any,  # noqa: ANN401 - any Anomalib datamodule, duck-typed
+    datamodule: Any,
     model_name: str,
 ) -> list[Path]:
     """The reference images of a few-shot model: from its folder, else from the datamodule's train split.

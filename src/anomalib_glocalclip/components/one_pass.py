@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
 
 
-def thresholds_from_test_apply(post_processor: Any) -> bool:  # noqa: ANN401 - any post-processor
+def thresholds_from_test_apply(post_processor: Any) -> bool:
     """Whether ``post_processor`` is Anomalib's and thresholds without normalising (as the ``evaluate`` sweep needs)."""
     return (
         isinstance(post_processor, PostProcessor)
@@ -58,7 +58,7 @@ def thresholds_from_test_apply(post_processor: Any) -> bool:  # noqa: ANN401 - a
     )
 
 
-def test_pass_can_fit(post_processor: Any, evaluator: Any) -> bool:  # noqa: ANN401 - any components
+def test_pass_can_fit(post_processor: Any, evaluator: Any) -> bool:
     """Whether a test pass can fit ``post_processor`` itself, in place of a validation pass.
 
     It can for Anomalib's post-processor; where that normalises, only with Anomalib's evaluator (whose metrics
@@ -69,7 +69,7 @@ def test_pass_can_fit(post_processor: Any, evaluator: Any) -> bool:  # noqa: ANN
     return not post_processor.enable_normalization or evaluator is None or isinstance(evaluator, Evaluator)
 
 
-def validation_is_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any datamodule or None
+def validation_is_test_split(datamodule: Any) -> bool:
     """Whether ``datamodule``'s validation items are its test items: same files, same augmentations.
 
     True for Anomalib datamodules with ``val_split_mode="same_as_test"`` whose validation and test
@@ -84,7 +84,7 @@ def validation_is_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any dat
     )
 
 
-def predicts_test_split(datamodule: Any) -> bool:  # noqa: ANN401 - any datamodule
+def predicts_test_split(datamodule: Any) -> bool:
     """Whether ``datamodule``'s predict data is its test split (Anomalib's ``predict_dataloader``, not overridden)."""
     from anomalib.data import AnomalibDataModule
 
@@ -146,8 +146,8 @@ class _TestPassThresholds(Callback):
         self,
         trainer: Trainer,
         pl_module: LightningModule,
-        outputs: Any,  # noqa: ANN401 - the test step's batch
-        batch: Any,  # noqa: ANN401
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
@@ -237,7 +237,7 @@ class ThresholdsFromTest(_TestPassThresholds):
             for no heatmaps. Defaults to ``None``.
     """
 
-    def __init__(self, heatmaps: Any = None) -> None:  # noqa: ANN401 - a callable (Trainer) -> HeatmapWriter
+    def __init__(self, heatmaps: Any = None) -> None:
         super().__init__()
         self.heatmaps = heatmaps
         self._validated = False
@@ -322,8 +322,8 @@ class DeferredValidation(_TestPassThresholds):
         self,
         trainer: Trainer,
         pl_module: LightningModule,
-        outputs: Any,  # noqa: ANN401 - the predict step's batch
-        batch: Any,  # noqa: ANN401
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
@@ -378,7 +378,7 @@ def _returned_predictions(trainer: Trainer) -> list[list[Any]]:
     return predictions if isinstance(predictions[0], list) else [predictions]
 
 
-def _set_predictions(returned: Any, prediction: ImageBatch) -> None:  # noqa: ANN401 - a returned batch
+def _set_predictions(returned: Any, prediction: ImageBatch) -> None:
     """Give a returned batch the post-processed scores, maps, labels and masks of ``prediction``."""
     for name in PREDICTION_FIELDS:
         value = getattr(prediction, name, None)

@@ -76,7 +76,7 @@ class PredictionTable(Callback):
         if self.skipped and found.readable == 0 and not found.other_data:
             self._finish(trainer)  # Lightning runs no predict hook without data
 
-    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:  # noqa: ANN401
+    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:
         """Collect the batch's paths, scores and labels (after post-processing).
 
         Not while the model fits its thresholds on this very pass (``validation_deferred``): its
@@ -86,7 +86,7 @@ class PredictionTable(Callback):
         if not getattr(pl_module, "validation_deferred", False):
             self.add_batch(outputs)
 
-    def add_batch(self, outputs: Any) -> None:  # noqa: ANN401 - a predicted batch
+    def add_batch(self, outputs: Any) -> None:
         """Add the rows of a post-processed batch: path, score, label, status ``ok``."""
         paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
         labels = outputs.pred_label if outputs.pred_label is not None else [""] * len(paths)

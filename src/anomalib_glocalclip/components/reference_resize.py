@@ -204,7 +204,7 @@ class ReferenceResize(Resize):
         # value / 255 > 0.5 on 8-bit values is value >= 128.
         return (self._resize_values(values, "bilinear") >= 128).to(mask.dtype)
 
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:  # noqa: ANN401 - torchvision's signature
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Resize an image or a mask; other inputs (boxes, ...) go to torchvision's ``Resize``."""
         if isinstance(inpt, tv_tensors.Mask):
             return tv_tensors.wrap(self.resize_mask(inpt.as_subclass(torch.Tensor)), like=inpt)

@@ -36,7 +36,7 @@ class _ItemWithImage:
         self._item = item
         self.image = image
 
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._item, name)
 
 

@@ -181,7 +181,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def _create_val_split(self) -> None:
         """The target datamodule made its own validation split."""
 
-    def train_dataloader(self) -> Any:  # noqa: ANN401
+    def train_dataloader(self) -> Any:
         """The auxiliary images, or what a registered ``train_cache`` serves in their place.
 
         The train split is handed to ``train_cache`` only when it is deterministic: no random augmentation is
@@ -203,16 +203,16 @@ class AuxiliaryTransfer(AnomalibDataModule):
         """The epoch the trainer runs (0 without a trainer)."""
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def val_dataloader(self) -> Any:  # noqa: ANN401
+    def val_dataloader(self) -> Any:
         """The target's validation data, or nothing without a target."""
         return super().val_dataloader() if self.target is not None else []
 
-    def test_dataloader(self) -> Any:  # noqa: ANN401
+    def test_dataloader(self) -> Any:
         """The target's test data, or nothing without a target."""
         return super().test_dataloader() if self.target is not None else []
 
 
-def _as_sources(sources: Any, cls: type) -> list:  # noqa: ANN401
+def _as_sources(sources: Any, cls: type) -> list:
     """``None``, one source, or a sequence of sources (dataclass instances or dicts of their fields), as a list."""
     if sources is None:
         return []
@@ -220,7 +220,7 @@ def _as_sources(sources: Any, cls: type) -> list:  # noqa: ANN401
     return [cls(**source) if isinstance(source, dict) else source for source in sources]
 
 
-def _as_datamodule(target: Any) -> AnomalibDataModule | None:  # noqa: ANN401
+def _as_datamodule(target: Any) -> AnomalibDataModule | None:
     """A datamodule as it is, or built from ``{"class_path": ..., "init_args": {...}}`` or a class name.
 
     Raises:

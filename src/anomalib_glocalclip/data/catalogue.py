@@ -321,7 +321,7 @@ def make_datamodule(
     entry_or_name: str | DatasetEntry,
     root: str | Path,
     category: str | None = None,
-    **kwargs: Any,  # noqa: ANN401 - any datamodule argument
+    **kwargs: Any,
 ) -> AnomalibDataModule:
     """The datamodule testing on one category of a dataset.
 

@@ -98,7 +98,7 @@ class LayoutDataModule(AnomalibDataModule):
     def _create_test_split(self) -> None:
         """The test split is the dataset's own, as downloaded (anomalous-only sets stay anomalous-only)."""
 
-    def train_dataloader(self) -> Any:  # noqa: ANN401
+    def train_dataloader(self) -> Any:
         """The train split, or a clear error for datasets that have none."""
         if not hasattr(self, "train_data"):
             msg = (

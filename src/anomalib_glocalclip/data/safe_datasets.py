@@ -127,7 +127,7 @@ class SafeImageDataset(AnomalibDataset):
         return mask
 
 
-def read_safely(datamodule: Any, resize_masks: bool = False) -> list[str]:  # noqa: ANN401 - any Anomalib datamodule
+def read_safely(datamodule: Any, resize_masks: bool = False) -> list[str]:
     """Read a set-up datamodule's test and validation data with the plugin's reader (``SafeImageDataset``).
 
     Datasets already wrapped are left alone; datasets with items of their own stay Anomalib's (logged).

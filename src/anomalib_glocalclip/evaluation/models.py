@@ -152,7 +152,7 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
+def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
     """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights``.
 
     The backbone is the one stored in the prompt file unless ``backbone`` is given; a given backbone other than
@@ -187,7 +187,7 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
 DEFAULT_GLOCALCLIP_BACKBONE = "ViT-L-14-336"
 
 
-def _glocalclip_on_other_backbone(**init_args: Any) -> AnomalibModule:  # noqa: ANN401 - model init args
+def _glocalclip_on_other_backbone(**init_args: Any) -> AnomalibModule:
     """GlocalCLIP on a backbone other than its prompt file's; a misfit names both backbones."""
     from anomalib_glocalclip.glocalclip import GlocalCLIP
     from anomalib_glocalclip.glocalclip.prompt_file import PromptFileError, read_prompt_file
@@ -203,7 +203,7 @@ def _glocalclip_on_other_backbone(**init_args: Any) -> AnomalibModule:  # noqa: 
         raise PromptFileError(msg) from error
 
 
-def anoclip_factory(**init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
+def anoclip_factory(**init_args: Any) -> ModelFactory:
     """AnoCLIP (training-free; ``tta=True`` for AnoCLIP+) with ``init_args``."""
     from anomalib_glocalclip.anoclip import AnoCLIP
 
@@ -221,7 +221,7 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return copy.deepcopy(dict(section))
 
 
-def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:  # noqa: ANN401 - model init args
+def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
     """The model of an Anomalib config file (its ``model:`` section), built the way Anomalib's CLI builds it.
 
     The builder is the one the benchmark uses (``utils/model_config.py``): short class names are matched

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 RESIZE_MASKS_FIX = "pass --resize-masks (resize_masks=True) to resize masks to their images' size"
 
 
-def check_layout(datamodule: Any, category: str) -> None:  # noqa: ANN401 - any Anomalib datamodule
+def check_layout(datamodule: Any, category: str) -> None:
     """Before setup: name anomalous images without masks (and masks without images) of an MVTec AD layout.
 
     Other layouts are checked after setup by :func:`check_and_wrap`.
@@ -51,7 +51,7 @@ def check_layout(datamodule: Any, category: str) -> None:  # noqa: ANN401 - any 
         raise_for_problems(problems, what=f"Category {category} under {datamodule.root}")
 
 
-def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -> None:  # noqa: ANN401
+def check_and_wrap(datamodule: Any, category: str, resize_masks: bool = False) -> None:
     """After setup: check the test samples' files, then read test and validation data with the plugin's reader.
 
     Args:
@@ -95,7 +95,7 @@ class SafeReading(Callback):
             read_safely(trainer.datamodule, resize_masks=self.resize_masks)
 
 
-def _with_resize_fix(problem: Any) -> Any:  # noqa: ANN401 - a checks.Problem
+def _with_resize_fix(problem: Any) -> Any:
     """A mask-size problem whose fix names the sweep's option."""
     import dataclasses
 

@@ -63,7 +63,7 @@ class CategoryResult:
         return self.status == "ok"
 
 
-def _finite_or_none(value: Any) -> float | None:  # noqa: ANN401 - any number-like metric value
+def _finite_or_none(value: Any) -> float | None:
     """A JSON-safe metric value: NaN and infinities (undefined metrics) become ``None``."""
     if value is None:
         return None

@@ -134,7 +134,7 @@ class _ImageProgress(Callback):
         self.bar = tqdm(total=total, desc=f"  {category}", unit="image", disable=not enabled, leave=False,
                         dynamic_ncols=True)
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:  # noqa: ANN401
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
         del trainer, pl_module, outputs, args
         self.bar.update(len(batch))
 
@@ -142,7 +142,7 @@ class _ImageProgress(Callback):
         self.bar.close()
 
 
-def _has_masks(dataset: Any) -> bool:  # noqa: ANN401 - any dataset, duck-typed
+def _has_masks(dataset: Any) -> bool:
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 
@@ -268,12 +268,12 @@ class _CategoryRun:
         result.heatmaps = str(heatmap_dir.relative_to(self.output)) if self.heatmaps else None
         return result
 
-    def _heatmap_writer(self, heatmap_dir: Path, datamodule: Any) -> Any:  # noqa: ANN401
+    def _heatmap_writer(self, heatmap_dir: Path, datamodule: Any) -> Any:
         """Factory of the category's background heatmap writer (``None`` without heatmaps)."""
         if not self.heatmaps:
             return None
 
-        def build(trainer: Any) -> HeatmapWriter:  # noqa: ANN401
+        def build(trainer: Any) -> HeatmapWriter:
             del trainer
             return HeatmapWriter(
                 heatmap_visualizer(heatmap_dir),

@@ -96,7 +96,7 @@ def reference_images_from_folder(
     return chosen
 
 
-def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> list[Path]:  # noqa: ANN401
+def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> list[Path]:
     """``k`` seeded normal images (label index 0) of an Anomalib datamodule's train split.
 
     Args:

@@ -70,7 +70,7 @@ class FeatureEncoder(Protocol):
 
     device: torch.device
 
-    def encode_for_cache(self, batch: Any) -> EncodedBatch:  # noqa: ANN401
+    def encode_for_cache(self, batch: Any) -> EncodedBatch:
         """Batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or ``None``)."""
 
 
@@ -338,7 +338,7 @@ def _jpeg_header(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Any = None) -> Any:  # noqa: ANN401
+def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Any = None) -> Any:
     """An ``ImageBatch`` of ``samples``, their JPEGs decoded on ``device`` in one batched call.
 
     Decoded images are scaled to ``[0, 1]`` and augmented (with their masks) as the dataset does for images it

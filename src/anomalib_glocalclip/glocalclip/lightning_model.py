@@ -300,7 +300,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             logger.info("max_epochs not set: GlocalCLIP learns prompts for %d epochs.", self.max_epochs)
             self.trainer.fit_loop.max_epochs = self.max_epochs
 
-    def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
+    def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL.
 
         With ``compile`` on, a step on cached features computes its losses in one compiled graph

@@ -45,7 +45,7 @@ class PromptFile(NamedTuple):
     metadata: dict[str, Any]
 
 
-def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata: Any) -> Path:  # noqa: ANN401
+def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata: Any) -> Path:
     """Write the learner's parameters atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ class NoAnomaliesError(PluginError, ValueError):
     """GlocalCLIP was asked to learn prompts from training data without a single anomalous image."""
 
 
-def check_training_labels(datamodule: Any) -> None:  # noqa: ANN401 - any Lightning datamodule
+def check_training_labels(datamodule: Any) -> None:
     """Refuse training data that holds no anomalous image, from its samples table (no image is read).
 
     Image-level anomalies (without masks) are enough: they train the global prompts. A datamodule whose train

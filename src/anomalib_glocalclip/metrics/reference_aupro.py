@@ -272,9 +272,9 @@ class _ReferenceAUPRO(Metric):
         fpr_limit: float = 0.3,
         num_thresholds: int = 200,
         dist_sync_on_step: bool = False,
-        process_group: Any | None = None,  # noqa: ANN401 - as torchmetrics.Metric
+        process_group: Any | None = None,
         dist_sync_fn: Callable | None = None,
-        **kwargs: Any,  # noqa: ANN401 - torchmetrics.Metric's kwargs
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             dist_sync_on_step=dist_sync_on_step,

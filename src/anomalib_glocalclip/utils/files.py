@@ -110,7 +110,7 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", fsyn
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, data: Any, fsync: bool = False, **dump_args: Any) -> Path:  # noqa: ANN401
+def atomic_write_json(path: str | Path, data: Any, fsync: bool = False, **dump_args: Any) -> Path:
     """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically; return ``path``.
 
     Args:

@@ -66,7 +66,7 @@ def resolve_class_path(class_path: str) -> str:
     raise UnknownModelError(msg)
 
 
-def _has_nested_classes(value: Any) -> bool:  # noqa: ANN401 - any config value
+def _has_nested_classes(value: Any) -> bool:
     if isinstance(value, dict):
         return "class_path" in value or any(_has_nested_classes(item) for item in value.values())
     if isinstance(value, list | tuple):
