@@ -3,10 +3,15 @@
 Anomalib 2.7 has no plugin discovery: ``anomalib train --model GlocalCLIP`` resolves the short name only
 if the class was imported before the CLI parses its arguments, and ``anomalib.models.get_model`` (used by
 ``anomalib benchmark``) only looks inside the ``anomalib.models`` namespace. This module is imported at
-every interpreter start by ``anomalib_glocalclip_hook.pth``; it installs a one-shot import watcher and
-does nothing else. When ``anomalib.models`` has finished importing, the watcher loads the entry points of
-the groups ``anomalib.models`` and ``anomalib.data`` and sets each object on ``anomalib.models`` /
-``anomalib.data`` under its entry-point name.
+every interpreter start by ``anomalib_glocalclip_hook.pth``; it installs an import watcher and does nothing
+else. Once ``anomalib.models`` has been imported, the watcher loads the entry points of the groups
+``anomalib.models`` and ``anomalib.data`` and sets each object on ``anomalib.models`` / ``anomalib.data``
+under its entry-point name; then it removes itself.
+
+The plugin's modules import ``anomalib.models`` themselves (their classes subclass Anomalib's). When one of them
+is the first to do so, the entry points are loaded only once the outermost plugin module being imported has
+finished, so that no entry point meets a half-imported module: the watcher counts the plugin's modules in
+progress (it wraps their loaders as it wraps that of ``anomalib.models``).
 
 At start-up it imports nothing: ``sys`` and ``os`` are loaded by every interpreter before ``.pth`` files run,
 and the finder and loader are plain classes that follow the import protocols (``find_spec``;
@@ -20,28 +25,9 @@ import os
 import sys
 
 _WATCHED = "anomalib.models"
+_PLUGIN = "anomalib_glocalclip"
 _GROUPS = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
 DISABLE_ENV = "ANOMALIB_DISABLE_PLUGINS"
-
-
-def _is_initializing(module_name: str) -> bool:
-    """True while ``module_name``, or one of its submodules, is half-way through its import or registration.
-
-    A plugin whose import is cheap and which imports its models on demand sets ``REGISTERING_WITH_ANOMALIB``
-    while doing so (``anomalib_glocalclip.register``). Like a circular import in progress (``import
-    anomalib_glocalclip.anoclip`` imports ``anomalib.models`` before its classes exist), it then registers
-    itself when it is done.
-    """
-    module = sys.modules.get(module_name)
-    if getattr(module, "REGISTERING_WITH_ANOMALIB", False):
-        return True
-    prefix = module_name + "."
-    for name, loaded in list(sys.modules.items()):
-        if name == module_name or name.startswith(prefix):
-            spec = getattr(loaded, "__spec__", None)
-            if getattr(spec, "_initializing", False):
-                return True
-    return False
 
 
 def register_entry_points() -> None:
@@ -56,10 +42,6 @@ def register_entry_points() -> None:
         for entry_point in entry_points(group=group):
             if hasattr(namespace, entry_point.name):
                 continue
-            top_module = entry_point.value.split(":")[0].split(".")[0]
-            if _is_initializing(top_module):
-                # The plugin itself is importing anomalib; it registers itself when it is done.
-                continue
             try:
                 setattr(namespace, entry_point.name, entry_point.load())
             except Exception as error:  # noqa: BLE001 - a broken plugin must not break anomalib
@@ -69,15 +51,58 @@ def register_entry_points() -> None:
                 )
 
 
-class _RegisteringLoader:
-    """Wraps the real loader of ``anomalib.models`` and registers plugins once it has run.
+class _ImportWatcher:
+    """``sys.meta_path`` finder: wraps the loaders of ``anomalib.models`` and of the plugin's modules.
 
-    Args:
-        loader: the loader the import system found for ``anomalib.models``.
+    ``in_progress`` counts the plugin's modules being imported, plus one while the entry points load; the
+    entry points load when ``anomalib.models`` has been imported and that count is zero. The watcher then
+    removes itself.
     """
 
-    def __init__(self, loader: object) -> None:
+    def __init__(self) -> None:
+        self.in_progress = 0
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        """``None`` for modules not watched; for the others the real spec, with a wrapped loader."""
+        if fullname != _WATCHED and fullname != _PLUGIN and not fullname.startswith(_PLUGIN + "."):
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(fullname, path, target) if find_spec and finder is not self else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None:
+            spec.loader = _WatchedLoader(spec.loader, self)
+        return spec
+
+    def module_done(self) -> None:
+        """Load the entry points if ``anomalib.models`` is imported and no plugin module is half-imported."""
+        if self.in_progress or _WATCHED not in sys.modules or self not in sys.meta_path:
+            return
+        self.in_progress += 1
+        try:
+            register_entry_points()
+        finally:
+            self.in_progress -= 1
+            sys.meta_path.remove(self)
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached (``importlib.invalidate_caches`` calls this on every finder that has it)."""
+
+
+class _WatchedLoader:
+    """Wraps the real loader of a watched module; tells the watcher when the module has run.
+
+    Args:
+        loader: the loader the import system found.
+        watcher: the watcher to tell.
+    """
+
+    def __init__(self, loader: object, watcher: _ImportWatcher) -> None:
         self._loader = loader
+        self._watcher = watcher
 
     def create_module(self, spec: object) -> object:
         """The real loader's module (``None``: the import system's default module)."""
@@ -85,42 +110,23 @@ class _RegisteringLoader:
         return create_module(spec) if create_module is not None else None
 
     def exec_module(self, module: object) -> None:
-        """Run the real loader, bind ``anomalib.models`` on ``anomalib``, then register the plugins."""
-        self._loader.exec_module(module)
-        # The import system binds ``anomalib.models`` on its parent only after this returns; plugins that
-        # ``import anomalib.models`` while we register need the binding now.
+        """Run the real loader, then give the watcher its chance to load the entry points."""
+        counted = int(module.__name__ != _WATCHED)
+        self._watcher.in_progress += counted
+        try:
+            self._loader.exec_module(module)
+        finally:
+            self._watcher.in_progress -= counted
+        # The import system binds a module on its parent only after this returns; plugins that
+        # ``import anomalib.models`` while the entry points load need the binding now.
         parent, _, child = module.__name__.rpartition(".")
         if parent in sys.modules:
             setattr(sys.modules[parent], child, module)
-        register_entry_points()
+        self._watcher.module_done()
 
     def __getattr__(self, name: str) -> object:
         # Keeps get_source, is_package, get_resource_reader, ... of the real loader working.
         return getattr(self._loader, name)
-
-
-class _AnomalibImportWatcher:
-    """One-shot ``sys.meta_path`` finder: wraps the loader of ``anomalib.models`` and then removes itself."""
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        """``None`` for every module but ``anomalib.models``, whose spec gets a registering loader."""
-        if fullname != _WATCHED:
-            return None
-        sys.meta_path.remove(self)
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(fullname, path, target) if find_spec else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None:
-            return spec
-        spec.loader = _RegisteringLoader(spec.loader)
-        return spec
-
-    def invalidate_caches(self) -> None:
-        """Nothing cached (``importlib.invalidate_caches`` calls this on every finder that has it)."""
 
 
 def install() -> None:
@@ -130,8 +136,8 @@ def install() -> None:
     if _WATCHED in sys.modules:
         register_entry_points()
         return
-    if not any(type(finder).__name__ == _AnomalibImportWatcher.__name__ for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AnomalibImportWatcher())
+    if not any(type(finder).__name__ == _ImportWatcher.__name__ for finder in sys.meta_path):
+        sys.meta_path.insert(0, _ImportWatcher())
 
 
 install()

@@ -1,22 +1,20 @@
-"""Make this plugin's classes visible to Anomalib under their short names.
+"""Make the plugin's classes visible to Anomalib under their short names, with the start-up hook off too.
 
-Anomalib 2.7 has no plugin discovery. ``anomalib.models.get_model`` (and so ``anomalib benchmark``)
-looks names up in the ``anomalib.models`` namespace, ``anomalib.data.get_datamodule`` in
-``anomalib.data``, and the CLI resolves ``--model GlocalCLIP`` among already-imported subclasses. The
-start-up hook (``_anomalib_glocalclip_hook``) imports the plugin when ``anomalib.models`` is imported;
-this module then sets the names. Setting attributes on a namespace is all it does: no Anomalib source
-is changed.
+Anomalib 2.7 has no plugin discovery. ``anomalib.models.get_model`` (and so ``anomalib benchmark``) looks names
+up in the ``anomalib.models`` namespace, ``anomalib.data.get_datamodule`` in ``anomalib.data``. The start-up hook
+(``_anomalib_glocalclip_hook``) sets the entry points of the groups ``anomalib.models`` and ``anomalib.data`` there
+once ``anomalib.models`` is imported; the plugin's own commands call :func:`register_with_anomalib` so that they
+work when the hook is switched off (``ANOMALIB_DISABLE_PLUGINS=1``). Setting attributes on a namespace is all it
+does: no Anomalib source is changed.
 """
 
 from __future__ import annotations
 
-import anomalib.data
-import anomalib.models
+import anomalib.data  # noqa: F401 - the namespaces the entry points are set on
+import anomalib.models  # noqa: F401
+from _anomalib_glocalclip_hook import register_entry_points
 
 
-def register_with_anomalib(models: dict[str, type], datamodules: dict[str, type]) -> None:
-    """Expose ``models`` on ``anomalib.models`` and ``datamodules`` on ``anomalib.data`` (missing names only)."""
-    for namespace, classes in ((anomalib.models, models), (anomalib.data, datamodules)):
-        for name, cls in classes.items():
-            if getattr(namespace, name, None) is None:
-                setattr(namespace, name, cls)
+def register_with_anomalib() -> None:
+    """Set every entry point of the groups ``anomalib.models`` and ``anomalib.data`` on Anomalib (missing names only)."""
+    register_entry_points()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .clip_backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, CLIPBackbone
 from .loading import (
+    DEFAULT_BACKBONE,
     TINY_CLIP_NAME,
     UnsupportedBackboneError,
     WeightsMismatchError,
@@ -34,6 +35,7 @@ For the offline demo, tests, and trying the CLI without weights: ``--model.backb
 """
 
 __all__ = [
+    "DEFAULT_BACKBONE",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "TINY_CLIP_CONFIG",

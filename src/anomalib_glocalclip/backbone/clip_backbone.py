@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .loading import build_clip
+from .loading import DEFAULT_BACKBONE, build_clip
 from .precision import check_precision, under_precision
 from .text_prompts import encode_token_embeddings, encode_tokens, text_tower
 from .vv_attention import DualStreamOutput, check_vision_tower, dual_stream_forward, project_tokens
@@ -88,7 +88,7 @@ class CLIPBackbone(nn.Module):
 
     def __init__(
         self,
-        model: str | Path = "ViT-L-14-336",
+        model: str | Path = DEFAULT_BACKBONE,
         pretrained: str | Path | None = "openai",
         image_size: int | None = None,
         quick_gelu: bool | None = None,

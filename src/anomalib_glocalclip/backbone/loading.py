@@ -35,6 +35,8 @@ OFFLINE_ENV_VARS = ("ANOMALIB_GLOCALCLIP_OFFLINE", "HF_HUB_OFFLINE")
 RANDOM_WEIGHTS = {"random", "none", "null", ""}
 WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
 RANDOM_INIT_SEED = 0
+DEFAULT_BACKBONE = "ViT-L-14-336"
+"""The open_clip model GlocalCLIP (the paper's backbone), its presets and the demo use unless told otherwise."""
 TINY_CLIP_NAME = "tiny-clip"
 """Model name of the bundled tiny random ViT (``configs/tiny-clip.json``): ``--model.backbone tiny-clip``."""
 _OPENAI_STATE_DICT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
@@ -83,7 +85,7 @@ def load_model_config(model: str | Path) -> dict[str, Any]:
 
 
 def build_clip(
-    model: str | Path = "ViT-L-14-336",
+    model: str | Path = DEFAULT_BACKBONE,
     pretrained: str | Path | None = "openai",
     image_size: int | None = None,
     quick_gelu: bool | None = None,

@@ -5,12 +5,16 @@
 not the start-up hook is active. The plugin adds its own commands, listed by ``anomalib-glocalclip --help``.
 
 The parsers of the plugin's commands (one module each) import neither torch nor Anomalib: ``--help`` answers
-at once, and the heavy imports happen inside the command functions.
+at once, and the heavy imports happen inside the command functions. A plugin error (``utils.errors.PluginError``)
+ends a command with one ``Error: <message>`` and exit status 1, through :func:`main` only: nothing changes
+``sys.excepthook``.
 """
 
 import importlib
 import sys
 from collections.abc import Sequence
+
+from anomalib_glocalclip.utils.errors import plugin_error_message, traceback_requested
 
 # name -> (module with a ``main(argv) -> int``, one-line help)
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,15 +45,17 @@ def run_anomalib_cli(argv: Sequence[str]) -> None:
     """
     from anomalib.cli.cli import main as anomalib_main
 
-    import anomalib_glocalclip
+    from anomalib_glocalclip.registry import register_with_anomalib
 
-    anomalib_glocalclip.register()
+    register_with_anomalib()
     sys.argv = ["anomalib", *argv]
     anomalib_main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``anomalib-glocalclip``.
+    """Entry point of ``anomalib-glocalclip``: a plugin error ends it with ``Error: <message>`` and status 1.
+
+    Other errors, and plugin errors with ``ANOMALIB_GLOCALCLIP_TRACEBACK=1``, end with their traceback.
 
     Args:
         argv: the command line without the program name. Defaults to ``sys.argv[1:]``.
@@ -57,7 +63,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except Exception as error:
+        message = None if traceback_requested() else plugin_error_message(error)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run one command of ``anomalib-glocalclip``; errors propagate.
+
+    Args:
+        argv: the command line without the program name.
+
+    Returns:
+        The exit status.
+    """
+    argv = list(argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0

@@ -33,9 +33,3 @@ __all__ = [
     "set_natural_thresholds",
     "zero_shot_evaluator",
 ]
-
-# Importing this subpackage directly (before the plugin's package names) must register the plugin too: the
-# start-up hook leaves it to the plugin while one of its modules is still being imported.
-from anomalib_glocalclip import register
-
-register(__name__)

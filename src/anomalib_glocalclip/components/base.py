@@ -38,7 +38,7 @@ from torch import nn
 
 from anomalib_glocalclip.compat import engine_run_after_validation, set_post_processor_thresholds
 from anomalib_glocalclip.data.safe_datasets import read_safely
-from anomalib_glocalclip.utils.errors import PluginError, install_error_hook
+from anomalib_glocalclip.utils.errors import PluginError
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
@@ -126,7 +126,6 @@ class ZeroShotCLIPMixin:
         visualizer: Visualizer | bool = True,
         preprocessing: str = "anomalib",
     ) -> None:
-        install_error_hook()  # after Anomalib's CLI installed its own hook: plugin errors end with their message
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
         self.validated_on_data = False

@@ -1,87 +1,59 @@
-"""Data: robust image reading, dataset layouts, and the datamodules of the plugin."""
+"""Data: robust image reading, dataset layouts, the dataset catalogue and the datamodules of the plugin.
 
-from .auxiliary import AuxiliarySource, AuxiliaryTransfer, TrainSplitCache
+The package imports its modules on first use of one of its names (``from anomalib_glocalclip.data import BTAD``),
+so that reading the catalogue (``data.catalogue``, e.g. for command-line help) imports neither torch nor Anomalib.
+"""
+
+import importlib
+from typing import Any
+
 from .catalogue import (
     CATALOGUE,
     DATASETS,
-    LAYOUTS,
-    PLUGIN_DATAMODULES,
+    PLUGIN_DATAMODULE_NAMES,
     DatasetEntry,
     get_dataset,
-    get_layout,
     list_categories,
     make_datamodule,
 )
-from .datamodule import LayoutDataModule
-from .datamodules import (
-    BTAD,
-    DAGM,
-    ISIC2016,
-    TN3K,
-    Br35H,
-    BrainMRI,
-    CVCClinicDB,
-    CVCColonDB,
-    DTDSynthetic,
-    EndoTect,
-    HeadCT,
-    KolektorSDD,
-    KvasirSEG,
+
+_MODULES: dict[str, str] = {
+    "AuxiliarySource": "auxiliary",
+    "AuxiliaryTransfer": "auxiliary",
+    "TrainSplitCache": "auxiliary",
+    "DATAMODULES": "datamodules",
+    "PLUGIN_DATAMODULES": "datamodules",
+    **dict.fromkeys(PLUGIN_DATAMODULE_NAMES, "datamodules"),
+    "LayoutDataModule": "datamodule",
+    "SampleDataset": "dataset",
+    "has_pixel_labels": "dataset",
+    "EpochSampler": "epoch_sampler",
+    "ImageReadError": "io",
+    "read_image": "io",
+    "read_mask": "io",
+    "LAYOUTS": "layouts",
+    "DatasetLayout": "layouts",
+    "DatasetLayoutError": "layouts",
+    "get_layout": "layouts",
+    "PerlinSynthesizer": "perlin",
+    "SyntheticDataset": "synthetic",
+    "SyntheticSource": "synthetic",
+}
+"""Name -> the module of this package that defines it."""
+
+__all__ = sorted(
+    ["CATALOGUE", "DATASETS", "DatasetEntry", "get_dataset", "list_categories", "make_datamodule", *_MODULES]
 )
-from .dataset import SampleDataset, has_pixel_labels
-from .epoch_sampler import EpochSampler
-from .io import ImageReadError, read_image, read_mask
-from .layouts import DatasetLayout, DatasetLayoutError
-from .perlin import PerlinSynthesizer
-from .synthetic import SyntheticDataset, SyntheticSource
-
-DATAMODULES = (AuxiliaryTransfer, LayoutDataModule, *PLUGIN_DATAMODULES)
-"""Datamodules this plugin registers with Anomalib under their class names (and lists as entry points)."""
-
-__all__ = [
-    "CATALOGUE",
-    "DATAMODULES",
-    "DATASETS",
-    "BTAD",
-    "DAGM",
-    "ISIC2016",
-    "LAYOUTS",
-    "TN3K",
-    "AuxiliarySource",
-    "AuxiliaryTransfer",
-    "Br35H",
-    "BrainMRI",
-    "CVCClinicDB",
-    "CVCColonDB",
-    "DTDSynthetic",
-    "DatasetEntry",
-    "DatasetLayout",
-    "DatasetLayoutError",
-    "EndoTect",
-    "EpochSampler",
-    "HeadCT",
-    "ImageReadError",
-    "KolektorSDD",
-    "KvasirSEG",
-    "LayoutDataModule",
-    "PLUGIN_DATAMODULES",
-    "PerlinSynthesizer",
-    "SampleDataset",
-    "SyntheticDataset",
-    "SyntheticSource",
-    "TrainSplitCache",
-    "get_dataset",
-    "get_layout",
-    "has_pixel_labels",
-    "list_categories",
-    "make_datamodule",
-    "read_image",
-    "read_mask",
-]
 
 
-# Importing this subpackage directly (before the plugin's package names) must register the plugin too: the
-# start-up hook leaves it to the plugin while one of its modules is still being imported.
-from anomalib_glocalclip import register  # noqa: E402 - after the package's own names exist
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
 
-register(__name__)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -34,9 +34,9 @@ from torchvision.transforms.v2 import Transform
 
 from anomalib_glocalclip.utils.model_config import normalise_spec
 
-from .catalogue import get_layout
 from .dataset import SampleDataset
 from .epoch_sampler import epoch_dataloader
+from .layouts import get_layout
 from .synthetic import SyntheticDataset, SyntheticSource
 
 logger = logging.getLogger(__name__)

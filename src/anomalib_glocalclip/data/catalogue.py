@@ -1,11 +1,14 @@
 """The catalogue of datasets: one entry per dataset of the paper's cross-dataset protocol.
 
-Everything else about the datasets is derived from :data:`CATALOGUE`: the layout lookup (:func:`get_layout`),
-the datamodules the plugin registers with Anomalib (:data:`PLUGIN_DATAMODULES`, which pyproject's entry points
-must list), the table of ``data/README.md`` (:func:`markdown_table`, printed by
-``python -m anomalib_glocalclip.data``) and the evaluation sweep's dataset choice. A new dataset is a
-layout, a datamodule class (unless Anomalib has one) and one entry here; the tests then ask for its entry point
-in pyproject.toml and its row in the README table.
+Everything else about the datasets is derived from :data:`CATALOGUE`: the plugin's datamodule classes
+(``data/datamodules.py`` defines one per entry with a :data:`PLUGIN_PACKAGE` path), the package's exports, the
+``anomalib-glocalclip evaluate --help`` list, the table of ``data/README.md`` (:func:`markdown_table`, printed by
+``python -m anomalib_glocalclip.data``) and the evaluation sweep's dataset choice. A new dataset is a layout
+(``data/layouts``, under the entry's name) and one entry here; the tests then ask for its entry point in
+pyproject.toml (which Python packaging needs written out) and its row in the README table.
+
+This module imports neither torch nor Anomalib (the command-line help reads it): an entry names its layout and
+datamodule, which are imported when first used.
 
 Each entry names the layout that reads the dataset's official download (for category listing and auxiliary
 training through ``AuxiliaryTransfer``) and the datamodule that tests on it: Anomalib's own where it reads
@@ -21,21 +24,19 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from anomalib.data import MPDD, AnomalibDataModule, MVTecAD, Visa
+if TYPE_CHECKING:
+    from anomalib.data import AnomalibDataModule
 
-from . import datamodules
-from .datamodule import LayoutDataModule
-from .layouts import DatasetLayout, DatasetLayoutError, industrial, medical_image, medical_pixel
-from .layouts.folder import FOLDER
-from .layouts.industrial import mvtec_style_root
-from .layouts.mvtec import MVTEC_AD
-from .layouts.normal_folder import NORMAL_FOLDER
-from .layouts.visa import VISA
+    from .layouts import DatasetLayout
+
+PLUGIN_PACKAGE = "anomalib_glocalclip.data"
+"""Where the plugin's datamodules live: an entry whose ``datamodule_path`` is in it names a class that
+``data/datamodules.py`` defines from the entry (a ``LayoutDataModule`` over the entry's layout)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,11 @@ class DatasetEntry:
     """One dataset of the evaluation sweep.
 
     Attributes:
-        name: catalogue key (``"mvtec_ad"``, ``"headct"``, ...), also the name of its layout.
+        name: catalogue key (``"mvtec_ad"``, ``"headct"``, ...), also the name of the layout that reads its
+            official download (``data/layouts``).
         title: the dataset's name as the paper writes it.
-        layout: the layout that reads its official download.
-        datamodule: the datamodule class that tests on it.
+        datamodule_path: the datamodule that tests on it, as the user writes it: Anomalib's
+            (``anomalib.data.MVTecAD``) or the plugin's (``anomalib_glocalclip.data.BTAD``, see :data:`PLUGIN_PACKAGE`).
         aliases: other names, among them the reference code's (``"SDD"``, ``"colondb"``, ...), lower case.
         level: ``"pixel"`` (masks: pixel metrics) or ``"image"`` (image labels only: image metrics).
         domain: ``"industrial"`` or ``"medical"``.
@@ -56,8 +58,7 @@ class DatasetEntry:
 
     name: str
     title: str
-    layout: DatasetLayout
-    datamodule: type[AnomalibDataModule]
+    datamodule_path: str
     aliases: tuple[str, ...]
     level: Literal["pixel", "image"]
     domain: Literal["industrial", "medical"]
@@ -78,10 +79,28 @@ class DatasetEntry:
         return self.level == "pixel"
 
     @property
-    def datamodule_path(self) -> str:
-        """Import path of the datamodule as the user writes it (``anomalib.data.MVTecAD``, ...)."""
-        package = ".".join(self.datamodule.__module__.split(".")[:2])
-        return f"{package}.{self.datamodule.__name__}"
+    def layout(self) -> DatasetLayout:
+        """The layout that reads its official download."""
+        from .layouts import get_layout
+
+        return get_layout(self.name)
+
+    @property
+    def datamodule_name(self) -> str:
+        """The datamodule's class name (``MVTecAD``, ``BTAD``, ...)."""
+        return self.datamodule_path.rpartition(".")[2]
+
+    @property
+    def plugin_datamodule(self) -> bool:
+        """Whether the datamodule is the plugin's (defined from this entry), not Anomalib's."""
+        return self.datamodule_path.rpartition(".")[0] == PLUGIN_PACKAGE
+
+    @property
+    def datamodule(self) -> type[AnomalibDataModule]:
+        """The datamodule class, imported from its path as a config's ``class_path`` is (on first use: the
+        catalogue itself imports neither Anomalib nor torch, so that command-line help can list it)."""
+        module, _, name = self.datamodule_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
 _INDUSTRIAL_TABLES = "8.1/8.2"
@@ -90,8 +109,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="mvtec_ad",
         title="MVTec AD",
-        layout=MVTEC_AD,
-        datamodule=MVTecAD,
+        datamodule_path="anomalib.data.MVTecAD",
         aliases=("mvtec",),
         level="pixel",
         domain="industrial",
@@ -101,8 +119,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="visa",
         title="VisA",
-        layout=VISA,
-        datamodule=Visa,
+        datamodule_path="anomalib.data.Visa",
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -112,8 +129,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="mpdd",
         title="MPDD",
-        layout=industrial.MPDD,
-        datamodule=MPDD,
+        datamodule_path="anomalib.data.MPDD",
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -123,8 +139,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="btad",
         title="BTAD",
-        layout=industrial.BTAD,
-        datamodule=datamodules.BTAD,
+        datamodule_path="anomalib_glocalclip.data.BTAD",
         aliases=("btech",),
         level="pixel",
         domain="industrial",
@@ -134,8 +149,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="ksdd",
         title="SDD (KolektorSDD)",
-        layout=industrial.KSDD,
-        datamodule=datamodules.KolektorSDD,
+        datamodule_path="anomalib_glocalclip.data.KolektorSDD",
         aliases=("sdd", "kolektorsdd", "kolektor"),
         level="pixel",
         domain="industrial",
@@ -145,8 +159,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="dtd_synthetic",
         title="DTD-Synthetic",
-        layout=industrial.DTD_SYNTHETIC,
-        datamodule=datamodules.DTDSynthetic,
+        datamodule_path="anomalib_glocalclip.data.DTDSynthetic",
         aliases=("dtd",),
         level="pixel",
         domain="industrial",
@@ -156,8 +169,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="dagm",
         title="DAGM 2007 (AnomalyCLIP's table only)",
-        layout=industrial.DAGM,
-        datamodule=datamodules.DAGM,
+        datamodule_path="anomalib_glocalclip.data.DAGM",
         aliases=("dagm_kaggleupload",),
         level="pixel",
         domain="industrial",
@@ -167,8 +179,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="headct",
         title="HeadCT",
-        layout=medical_image.HEADCT,
-        datamodule=datamodules.HeadCT,
+        datamodule_path="anomalib_glocalclip.data.HeadCT",
         aliases=("head_ct",),
         level="image",
         domain="medical",
@@ -178,8 +189,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="brainmri",
         title="BrainMRI",
-        layout=medical_image.BRAINMRI,
-        datamodule=datamodules.BrainMRI,
+        datamodule_path="anomalib_glocalclip.data.BrainMRI",
         aliases=("brain_mri",),
         level="image",
         domain="medical",
@@ -189,8 +199,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="br35h",
         title="Br35H",
-        layout=medical_image.BR35H,
-        datamodule=datamodules.Br35H,
+        datamodule_path="anomalib_glocalclip.data.Br35H",
         aliases=(),
         level="image",
         domain="medical",
@@ -200,8 +209,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="isic2016",
         title="ISIC",
-        layout=medical_pixel.ISIC2016,
-        datamodule=datamodules.ISIC2016,
+        datamodule_path="anomalib_glocalclip.data.ISIC2016",
         aliases=("isic",),
         level="pixel",
         domain="medical",
@@ -211,8 +219,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="cvc_colondb",
         title="CVC-ColonDB",
-        layout=medical_pixel.CVC_COLONDB,
-        datamodule=datamodules.CVCColonDB,
+        datamodule_path="anomalib_glocalclip.data.CVCColonDB",
         aliases=("colondb",),
         level="pixel",
         domain="medical",
@@ -222,8 +229,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="cvc_clinicdb",
         title="CVC-ClinicDB",
-        layout=medical_pixel.CVC_CLINICDB,
-        datamodule=datamodules.CVCClinicDB,
+        datamodule_path="anomalib_glocalclip.data.CVCClinicDB",
         aliases=("clinicdb",),
         level="pixel",
         domain="medical",
@@ -233,8 +239,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="kvasir_seg",
         title="Kvasir",
-        layout=medical_pixel.KVASIR_SEG,
-        datamodule=datamodules.KvasirSEG,
+        datamodule_path="anomalib_glocalclip.data.KvasirSEG",
         aliases=("kvasir",),
         level="pixel",
         domain="medical",
@@ -244,8 +249,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="endotect",
         title="Endo",
-        layout=medical_pixel.ENDOTECT,
-        datamodule=datamodules.EndoTect,
+        datamodule_path="anomalib_glocalclip.data.EndoTect",
         aliases=("endo",),
         level="pixel",
         domain="medical",
@@ -255,8 +259,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="tn3k",
         title="TN3K",
-        layout=medical_pixel.TN3K,
-        datamodule=datamodules.TN3K,
+        datamodule_path="anomalib_glocalclip.data.TN3K",
         aliases=(),
         level="pixel",
         domain="medical",
@@ -269,36 +272,14 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
 DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in CATALOGUE}
 """The catalogue by name."""
 
-GENERIC_LAYOUTS: tuple[DatasetLayout, ...] = (FOLDER, NORMAL_FOLDER)
-"""Layouts of the user's own folders, which are no dataset of the paper."""
-
-LAYOUTS: dict[str, DatasetLayout] = {
-    layout.name: layout for layout in (*(entry.layout for entry in CATALOGUE), *GENERIC_LAYOUTS)
-}
-"""Every layout by name: the catalogue's and the generic ones."""
-
-PLUGIN_DATAMODULES: tuple[type[AnomalibDataModule], ...] = tuple(
-    entry.datamodule for entry in CATALOGUE if issubclass(entry.datamodule, LayoutDataModule)
-)
-"""The catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
+PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(entry.datamodule_name for entry in CATALOGUE if entry.plugin_datamodule)
+"""Class names of the catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
 
 _BY_ANY_NAME: dict[str, DatasetEntry] = {name: entry for entry in CATALOGUE for name in (entry.name, *entry.aliases)}
-
-# Anomalib's datamodules read the dataset folder itself; these find it below a folder an archive was extracted into.
-_ANOMALIB_ROOT_FINDERS: dict[str, Callable[[Path], Path]] = {"mpdd": mvtec_style_root}
 
 
 def _key(name: str) -> str:
     return name.lower().replace("-", "_")
-
-
-def get_layout(name: str) -> DatasetLayout:
-    """The layout registered under ``name`` (case-insensitive, ``-`` and ``_`` alike)."""
-    layout = LAYOUTS.get(_key(name))
-    if layout is None:
-        msg = f"Unknown dataset layout {name!r}. Known layouts: {', '.join(sorted(LAYOUTS))}."
-        raise DatasetLayoutError(msg)
-    return layout
 
 
 def get_dataset(name: str | DatasetEntry) -> DatasetEntry:
@@ -339,6 +320,9 @@ def make_datamodule(
         DatasetLayoutError: ``root`` holds no such dataset.
         ValueError: unknown dataset or category, or no category given for a dataset with several.
     """
+    from .datamodule import LayoutDataModule
+    from .layouts.industrial import mvtec_style_root
+
     entry = get_dataset(entry_or_name)
     cls = entry.datamodule
     if issubclass(cls, LayoutDataModule):
@@ -351,8 +335,8 @@ def make_datamodule(
         choice = "choose" if category is None else f"has no category {category!r}; choose"
         msg = f"{entry.title} under {root} {choice} one of: {', '.join(categories)}."
         raise ValueError(msg)
-    find_root = _ANOMALIB_ROOT_FINDERS.get(entry.name)
-    root = find_root(Path(root).expanduser()) if find_root is not None else Path(root)
+    # Anomalib's MPDD reads the dataset folder itself: find it below a folder an archive was extracted into.
+    root = mvtec_style_root(Path(root).expanduser()) if entry.name == "mpdd" else Path(root)
     return cls(root=root, category=category, **kwargs)
 
 

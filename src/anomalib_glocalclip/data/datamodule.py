@@ -15,7 +15,7 @@ from anomalib.data.utils import ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 from .dataset import SampleDataset
-from .layouts import DatasetLayout, DatasetLayoutError
+from .layouts import DatasetLayout, DatasetLayoutError, get_layout
 
 
 class LayoutDataModule(AnomalibDataModule):
@@ -24,7 +24,7 @@ class LayoutDataModule(AnomalibDataModule):
     Args:
         root: dataset root in its official download layout.
         category: category to load; ``None`` for single-category datasets.
-        layout: layout name (see ``catalogue.LAYOUTS``); subclasses fix it with ``default_layout``.
+        layout: layout name (see ``layouts.LAYOUTS``); subclasses fix it with ``default_layout``.
         train_batch_size: batch size of the train split (when the dataset has one).
         eval_batch_size: batch size of validation and test.
         num_workers: dataloader workers.
@@ -68,13 +68,11 @@ class LayoutDataModule(AnomalibDataModule):
             seed=seed,
         )
         if layout is not None:
-            from .catalogue import get_layout  # the catalogue lists this module's subclasses
-
             self.layout = get_layout(layout)
         elif self.default_layout is not None:
             self.layout = self.default_layout
         else:
-            msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.catalogue.LAYOUTS)."
+            msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.layouts.LAYOUTS)."
             raise ValueError(msg)
         self.root = root
         self.category = category or ""

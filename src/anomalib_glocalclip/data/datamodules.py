@@ -1,8 +1,9 @@
-"""Named datamodules for the paper's datasets that Anomalib 2.7 has no fitting datamodule for.
+"""The plugin's datamodules: one per catalogue entry whose datamodule is the plugin's, and the list it registers.
 
-Each reads one category of its dataset in the official download layout (see ``data/README.md``); the
-arguments are :class:`LayoutDataModule`'s; ``data/catalogue.py`` lists them with their datasets. The
-single-category datasets need no ``category``.
+Each reads one category of its dataset in the official download layout (see ``data/README.md``) with the layout
+the catalogue names; the arguments are :class:`LayoutDataModule`'s (single-category datasets need no
+``category``). The classes are made from ``data/catalogue.py``, the one list of datasets, so that a dataset is
+named there only. Anomalib 2.7 has no fitting datamodule for these datasets:
 
 * ``BTAD``: Anomalib's ``BTech`` expects the png-converted copy its own download makes; on the official
   archive it looks for ``.png`` masks where category ``03`` has ``.bmp`` ones.
@@ -13,83 +14,35 @@ single-category datasets need no ``category``.
 
 from __future__ import annotations
 
+from anomalib.data import AnomalibDataModule
+
+from .auxiliary import AuxiliaryTransfer
+from .catalogue import CATALOGUE, DatasetEntry
 from .datamodule import LayoutDataModule
-from .layouts import industrial, medical_image, medical_pixel
 
 
-class BTAD(LayoutDataModule):
-    """BTAD (BeanTech) categories ``01``, ``02``, ``03``, read from the official ``BTech_Dataset_transformed``."""
-
-    default_layout = industrial.BTAD
-
-
-class KolektorSDD(LayoutDataModule):
-    """KolektorSDD (the paper's "SDD"): all 399 images of ``kos01`` ... ``kos50`` as the test split."""
-
-    default_layout = industrial.KSDD
-
-
-class DTDSynthetic(LayoutDataModule):
-    """DTD-Synthetic: one of its 12 texture categories (``Woven_001``, ...)."""
-
-    default_layout = industrial.DTD_SYNTHETIC
+def layout_datamodule(entry: DatasetEntry) -> type[LayoutDataModule]:
+    """The ``LayoutDataModule`` subclass of a catalogue entry: its class name, fixed to the entry's layout."""
+    return type(
+        entry.datamodule_name,
+        (LayoutDataModule,),
+        {
+            "__doc__": f"{entry.title}, one category read from its official download: {entry.layout.description}",
+            "__module__": __name__,
+            "__qualname__": entry.datamodule_name,
+            "default_layout": entry.layout,
+        },
+    )
 
 
-class DAGM(LayoutDataModule):
-    """DAGM 2007: one of ``Class1`` ... ``Class10``; its ``Test`` folder is the test split, ``Train`` the train one."""
+PLUGIN_DATAMODULES: tuple[type[LayoutDataModule], ...] = tuple(
+    layout_datamodule(entry) for entry in CATALOGUE if entry.plugin_datamodule
+)
+"""The catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
 
-    default_layout = industrial.DAGM
+globals().update({cls.__name__: cls for cls in PLUGIN_DATAMODULES})  # importable by name, e.g. for pickling
 
+DATAMODULES: tuple[type[AnomalibDataModule], ...] = (AuxiliaryTransfer, LayoutDataModule, *PLUGIN_DATAMODULES)
+"""Datamodules this plugin registers with Anomalib under their class names (pyproject's entry points list them)."""
 
-class ISIC2016(LayoutDataModule):
-    """ISIC 2016 task 1 test set: skin lesions with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.ISIC2016
-
-
-class CVCColonDB(LayoutDataModule):
-    """CVC-ColonDB: colonoscopy polyps with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.CVC_COLONDB
-
-
-class CVCClinicDB(LayoutDataModule):
-    """CVC-ClinicDB: colonoscopy polyps with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.CVC_CLINICDB
-
-
-class KvasirSEG(LayoutDataModule):
-    """Kvasir-SEG: colonoscopy polyps with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.KVASIR_SEG
-
-
-class EndoTect(LayoutDataModule):
-    """EndoTect 2021 segmentation test set: polyps with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.ENDOTECT
-
-
-class TN3K(LayoutDataModule):
-    """TN3K test set: thyroid-nodule ultrasound with masks, anomalous only (pixel metrics only)."""
-
-    default_layout = medical_pixel.TN3K
-
-
-class HeadCT(LayoutDataModule):
-    """HeadCT: 100 normal and 100 hemorrhage CT slices, image labels only (image metrics only)."""
-
-    default_layout = medical_image.HEADCT
-
-
-class BrainMRI(LayoutDataModule):
-    """BrainMRI (Kaggle ``brain_tumor_dataset``): ``no``/``yes`` MRI slices, image labels only."""
-
-    default_layout = medical_image.BRAINMRI
-
-
-class Br35H(LayoutDataModule):
-    """Br35H: ``no``/``yes`` MRI slices (1500 each), image labels only."""
-
-    default_layout = medical_image.BR35H
+__all__ = ["DATAMODULES", "PLUGIN_DATAMODULES", "layout_datamodule", *(cls.__name__ for cls in PLUGIN_DATAMODULES)]

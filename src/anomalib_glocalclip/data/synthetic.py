@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Transform
 from torchvision.tv_tensors import Image, Mask
 
-from .catalogue import get_layout
 from .dataset import SampleDataset
 from .io import read_image
+from .layouts import get_layout
 from .layouts.base import SAMPLE_COLUMNS
 from .perlin import PerlinSynthesizer, to_float
 from .synthetic_cache import default_cache_dir, fingerprint, write_manifest, write_sample

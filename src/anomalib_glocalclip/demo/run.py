@@ -11,18 +11,19 @@ normalised scores (as ``anomalib test`` reports them).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 
-from anomalib_glocalclip.cli.demo import parse_args
+from .options import DemoOptions
 
 
-def _choose_backbone(args: argparse.Namespace) -> tuple[str, str | None, int, str]:
+def _choose_backbone(args: DemoOptions) -> tuple[str, str | None, int, str]:
     """(backbone, pretrained, image size, sentence for the user) for this run; never touches the network."""
-    from anomalib_glocalclip.backbone import TINY_CLIP_CONFIG, WeightsNotFoundError, resolve_weights
+    from anomalib_glocalclip.backbone import DEFAULT_BACKBONE, TINY_CLIP_CONFIG, WeightsNotFoundError, resolve_weights
+
+    args = dataclasses.replace(args, backbone=args.backbone or DEFAULT_BACKBONE)
 
     if args.weights is not None:
         resolve_weights(args.backbone, args.weights)  # a missing file is an error, not a silent fallback
@@ -41,16 +42,16 @@ def _choose_backbone(args: argparse.Namespace) -> tuple[str, str | None, int, st
     return str(TINY_CLIP_CONFIG), None, args.image_size or 64, note
 
 
-def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
+def run_demo(options: DemoOptions | None = None) -> dict[str, float]:
     """Run the demo and return the zero-shot test metrics (on Anomalib's normalised scores).
 
     Args:
-        argv: the options of ``anomalib-glocalclip demo`` (see ``cli/demo.py``). Defaults to none.
+        options: what to do (``anomalib-glocalclip demo`` parses them). Defaults to ``DemoOptions()``.
 
     Returns:
         Metric name -> value, as logged by ``anomalib test``.
     """
-    args = parse_args(argv)
+    args = options or DemoOptions()
     os.environ.setdefault("ANOMALIB_GLOCALCLIP_OFFLINE", "1")
     backbone, pretrained, image_size, note = _choose_backbone(args)
     note = textwrap.fill(note, width=79)
@@ -61,7 +62,8 @@ def run_demo(argv: Sequence[str] = ()) -> dict[str, float]:
     from anomalib.engine import Engine
     from lightning import seed_everything
 
-    from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
+    from anomalib_glocalclip.data.auxiliary import AuxiliarySource, AuxiliaryTransfer
+    from anomalib_glocalclip.glocalclip.lightning_model import GlocalCLIP
 
     from .datasets import generate_mvtec_ad, generate_visa
 

@@ -11,8 +11,6 @@ The same from the command line: ``anomalib-glocalclip evaluate --prompts prompts
 --root ./datasets/MVTecAD``.
 """
 
-from anomalib_glocalclip.cli.evaluate import main
-
 from .models import (
     ModelFactory,
     anoclip_factory,
@@ -38,7 +36,6 @@ __all__ = [
     "config_factory",
     "evaluate",
     "glocalclip_factory",
-    "main",
     "metrics_frame",
     "paper_frame",
     "paper_markdown",

@@ -163,44 +163,15 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
         **init_args: further ``GlocalCLIP`` arguments (``backbone``, ``pretrained``, ``image_size``, ``sigma``...).
             ``preprocessing`` defaults to ``"reference"`` (the reference's PIL resize, as the paper's protocol).
     """
-    from anomalib_glocalclip.glocalclip import GlocalCLIP
-    from anomalib_glocalclip.glocalclip.prompt_file import read_prompt_file
+    from anomalib_glocalclip.glocalclip.lightning_model import GlocalCLIP
 
     init_args = {"preprocessing": "reference", **init_args}
     path = Path(prompt_weights).expanduser()
     if not path.is_file():
         msg = f"Prompt file {path} does not exist (pass the prompts.pt a training run wrote next to its checkpoint)."
         raise FileNotFoundError(msg)
-    stored = read_prompt_file(path).metadata.get("backbone")
-    given = init_args.get("backbone")
-    if stored and given is None:
-        if str(stored) != DEFAULT_GLOCALCLIP_BACKBONE:  # the default needs no argument (sweep descriptions stay)
-            init_args["backbone"] = str(stored)
-    elif stored and str(given) != str(stored):
-        logger.warning("Prompt file %s was learned with backbone %s; using backbone %s as asked.", path, stored, given)
-        factory = functools.partial(_glocalclip_on_other_backbone, prompt_weights=str(path), **init_args)
-        factory.title = "GlocalCLIP"  # type: ignore[attr-defined]
-        return factory
+    # No backbone given: GlocalCLIP takes the prompt file's (the file is read once, by the model).
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
-
-
-DEFAULT_GLOCALCLIP_BACKBONE = "ViT-L-14-336"
-
-
-def _glocalclip_on_other_backbone(**init_args: Any) -> AnomalibModule:
-    """GlocalCLIP on a backbone other than its prompt file's; a misfit names both backbones."""
-    from anomalib_glocalclip.glocalclip import GlocalCLIP
-    from anomalib_glocalclip.glocalclip.prompt_file import PromptFileError, read_prompt_file
-
-    try:
-        return GlocalCLIP(**init_args)
-    except PromptFileError as error:
-        stored = read_prompt_file(init_args["prompt_weights"]).metadata.get("backbone")
-        msg = (
-            f"{error}\nThe prompt file was learned with backbone {stored!r}, but --backbone {init_args['backbone']!r} "
-            "was given: leave --backbone out to use the prompt file's."
-        )
-        raise PromptFileError(msg) from error
 
 
 def anoclip_factory(**init_args: Any) -> ModelFactory:

@@ -43,12 +43,14 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
+from anomalib_glocalclip.backbone import DEFAULT_BACKBONE
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT
 
-from .feature_cache import STORAGES, CachedBatch, EncodedBatch, FeatureCacheCallback
+from .feature_cache import CachedBatch, EncodedBatch, FeatureCacheCallback, check_storage
 from .presets import resolve_prompt_shape
-from .prompt_file import PromptFileError, read_prompt_file, save_prompt_file
+from .prompt_file import PromptFile, PromptFileError, fitting_shape, read_prompt_file, save_prompt_file
+from .prompt_learner import PromptShape
 from .torch_model import GlocalCLIPModel, ImageFeatures
 from .training_data import check_training_labels
 from .training_step import glocal_losses, run_compiled_cached_losses
@@ -58,11 +60,27 @@ logger = logging.getLogger(__name__)
 PROMPT_FILE_NAME = "prompts.pt"
 
 
+def check_few_shot_source(prompt_weights: str | None, few_shot: int, reference_images: str | None) -> None:
+    """Refuse few-shot references that would come from the auxiliary data the prompts are learned on.
+
+    Raises:
+        ValueError: ``few_shot`` without prompt weights and without a folder of reference images.
+    """
+    if prompt_weights is None and few_shot > 0 and reference_images is None:
+        msg = (
+            f"GlocalCLIP(few_shot={few_shot}) without prompt_weights learns prompts on auxiliary data, whose "
+            "train split holds no normal image of the target. Pass reference_images=<folder of normal images>, "
+            "or learn the prompts first and then use prompt_weights=prompts.pt with few_shot."
+        )
+        raise ValueError(msg)
+
+
 class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """GlocalCLIP: object-agnostic global and local prompts over a frozen CLIP with V-V attention.
 
     Args:
-        backbone: open_clip model name or model-config JSON file. Defaults to ``"ViT-L-14-336"``.
+        backbone: open_clip model name or model-config JSON file. ``None`` (default): the backbone the prompt file
+            was learned with, where it records one, else ``backbone.DEFAULT_BACKBONE``.
         pretrained: open_clip pretrained tag, local weight file (OpenAI ``.pt``, open_clip state dict,
             ``.safetensors``), or ``None`` for a random backbone. Defaults to ``"openai"``.
         image_size: input size in pixels (square). Defaults to ``518``.
@@ -124,7 +142,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
     def __init__(
         self,
-        backbone: str = "ViT-L-14-336",
+        backbone: str | None = None,
         pretrained: str | None = "openai",
         image_size: int = 518,
         prompt_weights: str | None = None,
@@ -174,31 +192,13 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             preprocessing=preprocessing,
         )
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
-        if self.prompt_weights is None and few_shot > 0 and reference_images is None:
-            msg = (
-                f"GlocalCLIP(few_shot={few_shot}) without prompt_weights learns prompts on auxiliary data, whose "
-                "train split holds no normal image of the target. Pass reference_images=<folder of normal images>, "
-                "or learn the prompts first and then use prompt_weights=prompts.pt with few_shot."
-            )
-            raise ValueError(msg)
-        prompt_file = read_prompt_file(self.prompt_weights) if self.prompt_weights else None
-        sizes = (n_ctx, n_abnormal_ctx, deep_prompt_depth, deep_prompt_length)
-        requested = resolve_prompt_shape(preset, *sizes)
-        shape = requested
-        if prompt_file is not None:
-            # The file decides the sizes; sizes asked for explicitly must agree with it.
-            if (preset is not None or any(size is not None for size in sizes)) and requested != prompt_file.shape:
-                msg = (
-                    f"Prompt file {self.prompt_weights} holds prompts of sizes {prompt_file.shape._asdict()}, but "
-                    f"the model was asked for {requested._asdict()}. Drop --model.preset/--model.n_ctx/... to take "
-                    "the file's sizes."
-                )
-                raise PromptFileError(msg)
-            shape = prompt_file.shape
+        check_few_shot_source(self.prompt_weights, few_shot, reference_images)
+        prompt_file = read_prompt_file(self.prompt_weights) if self.prompt_weights else None  # read once, here
+        shape = self._prompt_shape(prompt_file, preset, (n_ctx, n_abnormal_ctx, deep_prompt_depth, deep_prompt_length))
+        self.backbone_name = self._choose_backbone(backbone, prompt_file)
         self.model = GlocalCLIPModel(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=self.image_size,
+            backbone=self.backbone_name, pretrained=pretrained, image_size=self.image_size, quick_gelu=quick_gelu,
+            cache_dir=cache_dir, precision=precision, compile=compile,  # how CLIP is loaded; the method's below
             prompt_shape=shape,
             feature_layers=feature_layers,
             vv_start_layer=vv_start_layer,
@@ -207,42 +207,59 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             temperature=temperature,
             sigma=sigma,
             round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
-            quick_gelu=quick_gelu,
-            cache_dir=cache_dir,
-            precision=precision,
-            compile=compile,
             few_shot_weight=few_shot_weight,
         )
         if prompt_file is not None:
-            self._load_prompts(prompt_file.state_dict)
-        self.backbone_name = str(backbone)
-        self.gcl_weight = gcl_weight
-        self.gcl_margin = gcl_margin
-        self.learning_rate = learning_rate
-        self.betas = tuple(betas)
-        self.max_epochs = max_epochs
-        if cache_storage not in STORAGES:
-            msg = f"cache_storage must be one of {STORAGES}, got {cache_storage!r}."
-            raise ValueError(msg)
-        self.cache_features = cache_features
-        self.cache_storage = cache_storage
+            self._load_prompts(prompt_file)
+        self.gcl_weight, self.gcl_margin = gcl_weight, gcl_margin
+        self.learning_rate, self.betas, self.max_epochs = learning_rate, tuple(betas), max_epochs
+        self.cache_features, self.cache_storage = cache_features, check_storage(cache_storage)
         self.decode_on_device = decode_on_device
         self.model.refresh_text_features()
         # Without validation data: anomalous above probability 0.5 (maps sum len(feature_layers) probabilities).
         self.set_natural_thresholds(pixel_scale=float(len(self.model.feature_layers)))
 
     # ----- prompts -----
-    def _load_prompts(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def _prompt_shape(
+        self, prompt_file: PromptFile | None, preset: str | None, sizes: tuple[int | None, ...]
+    ) -> PromptShape:
+        """The prompt file's sizes when there is one (sizes asked for must agree), else the preset's and ``sizes``."""
+        shape = resolve_prompt_shape(preset, *sizes)
+        if prompt_file is None:
+            return shape
+        asked = preset is not None or any(size is not None for size in sizes)
+        return fitting_shape(prompt_file, str(self.prompt_weights), shape, asked)
+
+    def _choose_backbone(self, backbone: str | None, prompt_file: PromptFile | None) -> str:
+        """``backbone`` if given, else the one the prompt file was learned with, else :data:`DEFAULT_BACKBONE`."""
+        learned = prompt_file.backbone if prompt_file is not None else None
+        if backbone is None:
+            return learned or DEFAULT_BACKBONE
+        if learned is not None and str(backbone) != learned:
+            logger.warning(
+                "Prompt file %s was learned with backbone %s; using backbone %s as asked.",
+                self.prompt_weights,
+                learned,
+                backbone,
+            )
+        return str(backbone)
+
+    def _load_prompts(self, prompt_file: PromptFile) -> None:
         learner = self.model.prompt_learner
         expected = {name: tensor.shape for name, tensor in learner.state_dict().items()}
-        given = {name: tensor.shape for name, tensor in state_dict.items()}
+        given = {name: tensor.shape for name, tensor in prompt_file.state_dict.items()}
         if expected != given:
             msg = (
                 f"Prompt file {self.prompt_weights} does not fit this backbone: expected tensors {expected}, "
                 f"found {given}. Was it learned with another CLIP model (--model.backbone)?"
             )
+            if prompt_file.backbone not in {None, self.backbone_name}:
+                msg += (
+                    f"\nThe prompt file was learned with backbone {prompt_file.backbone!r}, but backbone "
+                    f"{self.backbone_name!r} was given: leave the backbone out to use the prompt file's."
+                )
             raise PromptFileError(msg)
-        learner.load_state_dict(state_dict)
+        learner.load_state_dict(prompt_file.state_dict)
 
     def save_prompts(self, path: str | Path) -> Path:
         """Write the learned prompts to a standalone file (atomically)."""

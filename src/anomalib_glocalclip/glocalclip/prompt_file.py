@@ -44,6 +44,33 @@ class PromptFile(NamedTuple):
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any]
 
+    @property
+    def backbone(self) -> str | None:
+        """The backbone the prompts were learned with, where the file records it (this plugin's prompt files)."""
+        backbone = self.metadata.get("backbone")
+        return str(backbone) if backbone else None
+
+
+def fitting_shape(prompt_file: PromptFile, path: str, requested: PromptShape, asked: bool) -> PromptShape:
+    """The file's prompt sizes, which decide; sizes asked for explicitly must agree with them.
+
+    Args:
+        prompt_file: the file read.
+        path: its path, for the message.
+        requested: the sizes the model's arguments give.
+        asked: whether a preset or a size was given explicitly.
+
+    Raises:
+        PromptFileError: sizes asked for that the file does not hold.
+    """
+    if asked and requested != prompt_file.shape:
+        msg = (
+            f"Prompt file {path} holds prompts of sizes {prompt_file.shape._asdict()}, but the model was asked "
+            f"for {requested._asdict()}. Drop --model.preset/--model.n_ctx/... to take the file's sizes."
+        )
+        raise PromptFileError(msg)
+    return prompt_file.shape
+
 
 def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata: Any) -> Path:
     """Write the learner's parameters atomically (a temporary file renamed into place)."""

@@ -30,7 +30,7 @@ from anomalib.data import InferenceBatch
 from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
-from anomalib_glocalclip.backbone import CLIPBackbone
+from anomalib_glocalclip.backbone import DEFAULT_BACKBONE, CLIPBackbone
 from anomalib_glocalclip.few_shot import DEFAULT_FEW_SHOT_WEIGHT, ReferenceBank, combine, few_shot_anomaly_map
 
 from .anomaly_map import gaussian_blur, patch_probability_map, tempered_state_probabilities
@@ -76,7 +76,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
 
     def __init__(
         self,
-        backbone: str | Path = "ViT-L-14-336",
+        backbone: str | Path = DEFAULT_BACKBONE,
         pretrained: str | Path | None = "openai",
         image_size: int = 518,
         prompt_shape: PromptShape | None = None,

@@ -1,20 +1,14 @@
 """What went wrong, in words: one line for result tables (``describe_error``), and the plugin's own errors.
 
 ``PluginError`` is the base of the errors whose message names the file or option and the fix (missing
-weights, unreadable images, prompt files, skipped predictions, refused exports ...). :func:`install_error_hook`
-makes an uncaught one end a command with its message instead of a traceback; ``ANOMALIB_GLOCALCLIP_TRACEBACK=1``
-brings the traceback back.
+weights, unreadable images, prompt files, skipped predictions, refused exports ...). The ``anomalib-glocalclip``
+command ends with such an error's message instead of a traceback (:func:`plugin_error_message` finds it;
+``ANOMALIB_GLOCALCLIP_TRACEBACK=1`` brings the traceback back); nothing here changes interpreter state.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from collections import deque
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 NETWORK_HINT = (
     " (the weights could not be downloaded: put them in the model's cache, e.g. open_clip's ~/.cache/clip for "
@@ -44,24 +38,17 @@ def describe_error(error: BaseException, max_length: int | None = None) -> str:
 
 
 TRACEBACK_ENV = "ANOMALIB_GLOCALCLIP_TRACEBACK"
-_RECENT_MESSAGES: deque[str] = deque(maxlen=8)
 
 
 class PluginError(Exception):
     """An error in the user's input or set-up whose message names the file or option and the fix.
 
-    An uncaught one ends a command with its message only, not a traceback (see :func:`install_error_hook`).
-    Each message is also remembered, so that a wrapper quoting it (jsonargparse's ``Does not validate against
-    any of the Union subtypes`` when a model's ``__init__`` raises under Anomalib's CLI) is recognised.
+    The ``anomalib-glocalclip`` command ends with its message only, not a traceback (``cli.main``).
     """
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        _RECENT_MESSAGES.append(str(self))
 
 
 def plugin_error_message(error: BaseException) -> str | None:
-    """The message of the plugin error that ``error`` is, was caused by, or quotes; ``None`` for other errors.
+    """The message of the plugin error that ``error`` is or was caused by; ``None`` for other errors.
 
     Args:
         error: an uncaught exception.
@@ -73,36 +60,9 @@ def plugin_error_message(error: BaseException) -> str | None:
         if isinstance(current, PluginError):
             return str(current)
         current = current.__cause__ or current.__context__
-    text = str(error)
-    for message in reversed(_RECENT_MESSAGES):
-        first_line = message.strip().splitlines()[0] if message.strip() else ""
-        if first_line and first_line in text:
-            return message
     return None
 
 
 def traceback_requested() -> bool:
     """True when ``ANOMALIB_GLOCALCLIP_TRACEBACK=1``: plugin errors end with the full traceback."""
     return os.environ.get(TRACEBACK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def install_error_hook() -> None:
-    """Have an uncaught plugin error end the process with ``Error: <message>`` instead of a traceback.
-
-    Wraps the current ``sys.excepthook`` (Anomalib's CLI installs rich's when it is imported, so this is called
-    once a model is built, after that import); other errors, and every error with ``ANOMALIB_GLOCALCLIP_TRACEBACK=1``,
-    go to the wrapped hook unchanged. The exit status of an uncaught error stays 1. Calling it again does nothing.
-    """
-    previous = sys.excepthook
-    if getattr(previous, "anomalib_glocalclip", False):
-        return
-
-    def hook(error_type: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
-        message = None if traceback_requested() else plugin_error_message(error)
-        if message is None:
-            previous(error_type, error, traceback)
-            return
-        print(f"Error: {message}\n(Set {TRACEBACK_ENV}=1 to see the traceback.)", file=sys.stderr)
-
-    hook.anomalib_glocalclip = True  # type: ignore[attr-defined]
-    sys.excepthook = hook

@@ -50,9 +50,9 @@ def resolve_class_path(class_path: str) -> str:
     import anomalib.models
     from anomalib.models import AnomalibModule, UnknownModelError
 
-    import anomalib_glocalclip
+    from anomalib_glocalclip.registry import register_with_anomalib
 
-    anomalib_glocalclip.register()  # the plugin's models, even with the start-up hook off
+    register_with_anomalib()  # the plugin's models, even with the start-up hook off
     key = class_path.replace("_", "").lower()
     models = {
         name: value

@@ -1,10 +1,31 @@
 """Dataset layouts: each reads one dataset from its official download layout into Anomalib's samples table.
 
-The layouts are looked up by name through the dataset catalogue (``anomalib_glocalclip.data.catalogue.get_layout``).
+Every layout defined in this package's modules is registered under its name in :data:`LAYOUTS`; the dataset
+catalogue (``data/catalogue.py``) names its datasets' layouts by these names, and the generic ones
+(``folder``, ``normal_folder``) read the user's own folders.
 """
 
 from __future__ import annotations
 
+from . import folder, industrial, medical_image, medical_pixel, mvtec, normal_folder, visa
 from .base import DatasetLayout, DatasetLayoutError
 
-__all__ = ["DatasetLayout", "DatasetLayoutError"]
+LAYOUTS: dict[str, DatasetLayout] = {
+    layout.name: layout
+    for module in (mvtec, visa, industrial, medical_image, medical_pixel, folder, normal_folder)
+    for layout in vars(module).values()
+    if isinstance(layout, DatasetLayout)
+}
+"""Every layout by name."""
+
+
+def get_layout(name: str) -> DatasetLayout:
+    """The layout registered under ``name`` (case-insensitive, ``-`` and ``_`` alike)."""
+    layout = LAYOUTS.get(name.lower().replace("-", "_"))
+    if layout is None:
+        msg = f"Unknown dataset layout {name!r}. Known layouts: {', '.join(sorted(LAYOUTS))}."
+        raise DatasetLayoutError(msg)
+    return layout
+
+
+__all__ = ["LAYOUTS", "DatasetLayout", "DatasetLayoutError", "get_layout"]
