@@ -6,36 +6,16 @@ import re
 from pathlib import Path
 
 import anomalib.data
-import pytest
 from anomalib.data import AnomalibDataModule
 
 import anomalib_glocalclip
 from anomalib_glocalclip.data import DATAMODULES, AuxiliaryTransfer, LayoutDataModule
-from anomalib_glocalclip.data.catalogue import (
-    CATALOGUE,
-    DATASETS,
-    GENERIC_LAYOUTS,
-    LAYOUTS,
-    PLUGIN_DATAMODULES,
-    get_dataset,
-    get_layout,
-    markdown_table,
-)
+from anomalib_glocalclip.data.catalogue import CATALOGUE, DATASETS, PLUGIN_DATAMODULE_NAMES, get_dataset, markdown_table
+from anomalib_glocalclip.data.datamodules import PLUGIN_DATAMODULES
+from anomalib_glocalclip.data.layouts import LAYOUTS, get_layout
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS = {"GlocalCLIP": anomalib_glocalclip.GlocalCLIP, "AnoCLIP": anomalib_glocalclip.AnoCLIP}
-
-
-def _pyproject_entry_points(group: str) -> dict[str, str]:
-    tomllib = pytest.importorskip("tomllib")
-    with (REPOSITORY / "pyproject.toml").open("rb") as file:
-        return tomllib.load(file)["project"]["entry-points"][group]
-
-
-def _load(value: str) -> object:
-    module_name, _, attribute = value.partition(":")
-    module = __import__(module_name, fromlist=[attribute])
-    return getattr(module, attribute)
 
 
 def test_entries_are_consistent() -> None:
@@ -43,7 +23,9 @@ def test_entries_are_consistent() -> None:
     for entry in CATALOGUE:
         assert entry.layout.name == entry.name
         assert issubclass(entry.datamodule, AnomalibDataModule)
-        if issubclass(entry.datamodule, LayoutDataModule):
+        assert entry.datamodule.__name__ == entry.datamodule_name
+        assert issubclass(entry.datamodule, LayoutDataModule) == entry.plugin_datamodule
+        if entry.plugin_datamodule:
             assert entry.datamodule.default_layout is entry.layout
         assert all(alias == alias.lower() for alias in entry.aliases)
     names = [name for entry in CATALOGUE for name in (entry.name, *entry.aliases)]
@@ -56,10 +38,33 @@ def test_anomalib_datamodules_only_where_anomalib_reads_the_official_layout() ->
     assert DATASETS["mvtec_ad"].datamodule_path == "anomalib.data.MVTecAD"
     assert DATASETS["btad"].datamodule_path == "anomalib_glocalclip.data.BTAD"
     assert len(PLUGIN_DATAMODULES) == 13
+    assert [cls.__name__ for cls in PLUGIN_DATAMODULES] == list(PLUGIN_DATAMODULE_NAMES)
+
+
+def test_plugin_datamodules_are_made_from_their_entries() -> None:
+    import pickle
+
+    from anomalib_glocalclip.data import BTAD
+
+    assert BTAD is DATASETS["btad"].datamodule
+    assert BTAD.__module__ == "anomalib_glocalclip.data.datamodules"
+    assert "BTAD" in BTAD.__doc__
+    assert DATASETS["btad"].layout.description in BTAD.__doc__
+    assert pickle.loads(pickle.dumps(BTAD)) is BTAD  # noqa: S301 - found by name, as by spawned dataloader workers
+
+
+def test_reading_the_catalogue_imports_neither_torch_nor_anomalib(cli) -> None:
+    code = (
+        "import sys; from anomalib_glocalclip.data.catalogue import DATASETS; "
+        "print(sorted(n for n in ('torch', 'anomalib', 'lightning') if n in sys.modules), len(DATASETS))"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "16"]
 
 
 def test_layouts_are_the_catalogues_plus_the_generic_ones() -> None:
-    assert set(LAYOUTS) == {entry.name for entry in CATALOGUE} | {layout.name for layout in GENERIC_LAYOUTS}
+    assert set(LAYOUTS) == {entry.name for entry in CATALOGUE} | {"folder", "normal_folder"}
     assert get_layout("DTD-Synthetic") is DATASETS["dtd_synthetic"].layout
     assert get_layout("normal_folder").name == "normal_folder"
 
@@ -76,17 +81,6 @@ def test_every_plugin_datamodule_is_registered_with_anomalib() -> None:
         assert getattr(anomalib.data, cls.__name__) is cls
 
 
-def test_pyproject_entry_points_list_every_model_and_datamodule() -> None:
-    models = _pyproject_entry_points("anomalib.models")
-    datamodules = _pyproject_entry_points("anomalib.data")
-    assert set(models) == set(MODELS)
-    assert set(datamodules) == {cls.__name__ for cls in DATAMODULES}
-    for name, value in models.items():
-        assert _load(value) is MODELS[name]
-    for name, value in datamodules.items():
-        assert _load(value).__name__ == name
-
-
 def test_data_readme_table_is_the_catalogues() -> None:
     readme = (REPOSITORY / "src" / "anomalib_glocalclip" / "data" / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme, "regenerate it: python -m anomalib_glocalclip.data"
@@ -94,7 +88,9 @@ def test_data_readme_table_is_the_catalogues() -> None:
     assert listed == [entry.name for entry in CATALOGUE]
 
 
-def test_readme_names_every_registered_datamodule() -> None:
+def test_readme_names_the_registered_classes_or_the_table_listing_them() -> None:
     readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
     section = readme.split("## What the plugin registers", 1)[1].split("\n## ", 1)[0]
-    assert set(re.findall(r"`(\w+)`", section)) >= {cls.__name__ for cls in DATAMODULES} | set(MODELS)
+    assert set(re.findall(r"`(\w+)`", section)) >= {"AuxiliaryTransfer", "LayoutDataModule", *MODELS}
+    assert "data/README.md" in section  # whose table, from the catalogue, names every dataset's datamodule
+    assert all(f"`anomalib_glocalclip.data.{name}`" in markdown_table() for name in PLUGIN_DATAMODULE_NAMES)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from anomalib_glocalclip.demo import run_demo
+from anomalib_glocalclip.cli.demo import parse_args
+from anomalib_glocalclip.demo import DemoOptions, run_demo
 from anomalib_glocalclip.demo.run import format_metrics
 
-DEMO_ARGS = ("--tiny", "--epochs", "1", "--accelerator", "cpu")
+DEMO_OPTIONS = {"tiny": True, "epochs": 1, "accelerator": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict[str, f
         workdir = tmp_path_factory.mktemp(name) / "demo"
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            metrics = run_demo(["--workdir", str(workdir), *DEMO_ARGS])
+            metrics = run_demo(DemoOptions(workdir=workdir, **DEMO_OPTIONS))
         runs.append((metrics, printed.getvalue(), workdir))
     return runs
 
@@ -63,3 +64,9 @@ def test_the_demos_own_lines_fit_80_columns(two_runs: list[tuple[dict[str, float
 def test_format_metrics_puts_image_metrics_first() -> None:
     text = format_metrics({"pixel_AUROC": 0.5, "image_F1Max": 0.25, "image_AUROC": 1.0})
     assert text.splitlines() == ["    image_AUROC     1.000", "    image_F1Max     0.250", "    pixel_AUROC     0.500"]
+
+
+def test_the_command_line_parses_into_the_demos_options() -> None:
+    assert parse_args([]) == DemoOptions()
+    parsed = parse_args(["--workdir", "w", "--tiny", "--epochs", "1", "--accelerator", "cpu", "--image-size", "32"])
+    assert parsed == DemoOptions(workdir="w", image_size=32, **DEMO_OPTIONS)

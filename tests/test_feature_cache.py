@@ -11,8 +11,9 @@ from lightning.pytorch import seed_everything
 from torchvision.transforms.v2 import RandomHorizontalFlip
 
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
-from anomalib_glocalclip.glocalclip import feature_cache
-from anomalib_glocalclip.glocalclip.feature_cache import FeatureCache, FeatureCacheCallback, choose_storage
+from anomalib_glocalclip.glocalclip.feature_cache import FeatureCache, FeatureCacheCallback, callback, choose_storage
+from anomalib_glocalclip.glocalclip.feature_cache import jpeg_decoding as decoding
+from anomalib_glocalclip.glocalclip.feature_cache import storage as cache_storage
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_visa
 from training_helpers import StepRecorder
 
@@ -77,7 +78,7 @@ def test_cache_keeps_bf16_bit_for_bit_on_disk(tmp_path: Path) -> None:
 
 
 def test_storage_is_chosen_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feature_cache, "available_host_memory", lambda: 10_000)
+    monkeypatch.setattr(cache_storage, "available_host_memory", lambda: 10_000)
     assert choose_storage(4_000, torch.device("cpu")) == "host"
     assert choose_storage(6_000, torch.device("cpu")) == "disk"
 
@@ -130,11 +131,11 @@ class TestDecodeOnDevice:
 
     def test_cpu_decoding_equals_the_pil_reader(self, visa: Path, tmp_path: Path) -> None:
         dataset = self.dataset_with_odd_files(visa, tmp_path / "odd")
-        samples = feature_cache.JpegSamples(dataset)
+        samples = decoding.JpegSamples(dataset)
         items = [samples[index] for index in range(len(samples))]
         read_by_pil = {Path(item.image_path).name for item in items if item.data is None}
         assert read_by_pil == {"cmyk.jpg", "plain.png"}  # the grayscale and the generated RGB JPEGs are decoded
-        decoded = feature_cache.decode_samples(items, torch.device("cpu"), dataset.augmentations)
+        decoded = decoding.decode_samples(items, torch.device("cpu"), dataset.augmentations)
         expected = dataset.collate_fn([dataset[index] for index in range(len(dataset))])
         assert torch.equal(decoded.image, expected.image)
         assert torch.equal(decoded.gt_mask, expected.gt_mask)
@@ -150,20 +151,20 @@ class TestDecodeOnDevice:
         data = Path(dataset.samples.loc[row, "image_path"]).read_bytes()
         broken.write_bytes(data[: len(data) // 2])  # a readable header, half the scan
         dataset.samples.loc[row, "image_path"] = str(broken)
-        samples = feature_cache.JpegSamples(dataset)
+        samples = decoding.JpegSamples(dataset)
         items = [samples[index] for index in range(len(samples))]
         with pytest.raises(ImageReadError, match=r"broken\.jpg could not be decoded.*decode_on_device=False"):
-            feature_cache.decode_samples(items, torch.device("cpu"), dataset.augmentations)
+            decoding.decode_samples(items, torch.device("cpu"), dataset.augmentations)
 
     def test_training_equals_pil_decoding(self, visa: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         calls = []
-        decode = feature_cache.decode_samples
+        decode = decoding.decode_samples
 
         def counting_decode(samples, *args):
             calls.append(len(samples))
             return decode(samples, *args)
 
-        monkeypatch.setattr(feature_cache, "decode_samples", counting_decode)
+        monkeypatch.setattr(callback, "decode_samples", counting_decode)
         on_device, device_steps = train(visa, tmp_path / "device", decode_on_device=True)
         assert calls == [10]  # one caching batch of all 10 images
         pil, pil_steps = train(visa, tmp_path / "pil")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 PRINT_REGISTERED = (
     "import anomalib.models as m, anomalib.data as d;"
@@ -149,6 +152,62 @@ def test_help_imports_neither_torch_nor_anomalib(cli, command: list[str]) -> Non
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+def _pyproject_entry_points(group: str) -> dict[str, str]:
+    tomllib = pytest.importorskip("tomllib")
+    with (REPOSITORY / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)["project"]["entry-points"][group]
+
+
+def _load(value: str) -> object:
+    module_name, _, attribute = value.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def test_pyproject_entry_points_are_the_models_and_the_catalogues_datamodules() -> None:
+    from anomalib_glocalclip.data.catalogue import PLUGIN_DATAMODULE_NAMES
+    from anomalib_glocalclip.data.datamodules import DATAMODULES
+
+    models = _pyproject_entry_points("anomalib.models")
+    datamodules = _pyproject_entry_points("anomalib.data")
+    assert set(models) == {"GlocalCLIP", "AnoCLIP"}
+    assert list(datamodules) == ["AuxiliaryTransfer", "LayoutDataModule", *PLUGIN_DATAMODULE_NAMES]
+    assert [_load(value) for value in datamodules.values()] == list(DATAMODULES)
+    for name, value in {**models, **datamodules}.items():
+        loaded = _load(value)
+        assert loaded.__name__ == name
+        assert loaded.__module__ == value.partition(":")[0]  # the defining module, not a package's re-export
+
+
+@pytest.mark.slow
+def test_building_the_models_leaves_the_excepthook_alone(cli, tiny_config) -> None:
+    code = (
+        "import sys; hook = sys.excepthook\n"
+        "from anomalib_glocalclip import AnoCLIP, GlocalCLIP\n"
+        f"kw = dict(backbone={str(tiny_config)!r}, pretrained=None, image_size=64)\n"
+        "GlocalCLIP(**kw); AnoCLIP(**kw)\n"
+        "assert sys.excepthook is hook\n"
+        "print('same hook')\n"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["same", "hook"]
+
+
+def test_no_module_of_the_package_imports_the_package_root() -> None:
+    import ast
+
+    package = REPOSITORY / "src" / "anomalib_glocalclip"
+    importers = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            if "anomalib_glocalclip" in names:
+                importers.append(str(path.relative_to(package)))
+    assert importers == []
+
+
 def test_evaluate_help_names_every_registered_dataset() -> None:
     from anomalib_glocalclip.cli.evaluate import DATASET_HELP
     from anomalib_glocalclip.data.catalogue import DATASETS
@@ -167,7 +226,8 @@ def test_evaluate_help_names_every_registered_dataset() -> None:
     ],
 )
 def test_importing_a_subpackage_first_registers_everything_without_warnings(cli, first_import: str) -> None:
-    # The start-up hook fires while the subpackage is half-imported; the subpackage registers the plugin at its end.
+    # The subpackage's import is what imports anomalib.models: the start-up hook loads the entry points once that
+    # import has finished, not while the subpackage is half-imported.
     code = (
         f"{first_import}\n"
         "import anomalib.data, anomalib.models\n"
