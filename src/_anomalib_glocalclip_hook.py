@@ -64,7 +64,7 @@ class _ImportWatcher:
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
         """``None`` for modules not watched; for the others the real spec, with a wrapped loader."""
-        if fullname != _WATCHED and fullname != _PLUGIN and not fullname.startswith(_PLUGIN + "."):
+        if fullname not in {_WATCHED, _PLUGIN} and not fullname.startswith(_PLUGIN + "."):
             return None
         for finder in sys.meta_path:
             find_spec = getattr(finder, "find_spec", None)

@@ -23,7 +23,7 @@ _MODULES = {
 }
 """Public name -> the module that defines it."""
 
-__all__ = sorted(_MODULES)
+__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource"]  # _MODULES' names
 
 
 def __getattr__(name: str) -> Any:

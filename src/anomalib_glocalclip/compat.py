@@ -28,7 +28,7 @@ is imported, so an untested dependency version fails at once with the fix instea
   by looking for their frames on Python's call stack (``sys._getframe``, the frame's arguments). Where Anomalib
   changes, it answers ``None`` and the model validates as before: slower, never different.
 
-Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook`` reads CPython's ``ModuleSpec._initializing``
+Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook``, which needs no private name
 (it runs at every interpreter start and must not import this package); the benchmark engine overrides
 ``Engine._should_run_validation`` (the method Anomalib calls; its body calls ``anomalib_should_run_validation``).
 GlocalCLIP tells an unset ``max_epochs`` from an explicit 1000 through public API only (the ``trainer``

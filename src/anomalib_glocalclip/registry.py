@@ -10,11 +10,15 @@ does: no Anomalib source is changed.
 
 from __future__ import annotations
 
-import anomalib.data  # noqa: F401 - the namespaces the entry points are set on
-import anomalib.models  # noqa: F401
+import anomalib.data
+import anomalib.models
+
 from _anomalib_glocalclip_hook import register_entry_points
+
+NAMESPACES = (anomalib.models, anomalib.data)
+"""Where the entry points are set (imported here, so that they exist when the hook looks for them)."""
 
 
 def register_with_anomalib() -> None:
-    """Set every entry point of the groups ``anomalib.models`` and ``anomalib.data`` on Anomalib (missing names only)."""
+    """Set each entry point of the groups ``anomalib.models`` and ``anomalib.data`` on Anomalib (missing names only)."""
     register_entry_points()

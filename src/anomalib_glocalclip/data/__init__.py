@@ -41,9 +41,8 @@ _MODULES: dict[str, str] = {
 }
 """Name -> the module of this package that defines it."""
 
-__all__ = sorted(
-    ["CATALOGUE", "DATASETS", "DatasetEntry", "get_dataset", "list_categories", "make_datamodule", *_MODULES]
-)
+__all__ = ["CATALOGUE", "DATASETS", "DatasetEntry", "get_dataset", "list_categories", "make_datamodule"]
+__all__ += list(_MODULES)
 
 
 def __getattr__(name: str) -> Any:

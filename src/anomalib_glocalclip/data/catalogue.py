@@ -97,8 +97,10 @@ class DatasetEntry:
 
     @property
     def datamodule(self) -> type[AnomalibDataModule]:
-        """The datamodule class, imported from its path as a config's ``class_path`` is (on first use: the
-        catalogue itself imports neither Anomalib nor torch, so that command-line help can list it)."""
+        """The datamodule class, imported from its path as a config's ``class_path`` is.
+
+        Imported on first use: the catalogue itself imports neither Anomalib nor torch (command-line help reads it).
+        """
         module, _, name = self.datamodule_path.rpartition(".")
         return getattr(importlib.import_module(module), name)
 
@@ -272,7 +274,9 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
 DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in CATALOGUE}
 """The catalogue by name."""
 
-PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(entry.datamodule_name for entry in CATALOGUE if entry.plugin_datamodule)
+PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(
+    entry.datamodule_name for entry in CATALOGUE if entry.plugin_datamodule
+)
 """Class names of the catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
 
 _BY_ANY_NAME: dict[str, DatasetEntry] = {name: entry for entry in CATALOGUE for name in (entry.name, *entry.aliases)}

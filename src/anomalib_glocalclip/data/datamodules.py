@@ -45,4 +45,5 @@ globals().update({cls.__name__: cls for cls in PLUGIN_DATAMODULES})  # importabl
 DATAMODULES: tuple[type[AnomalibDataModule], ...] = (AuxiliaryTransfer, LayoutDataModule, *PLUGIN_DATAMODULES)
 """Datamodules this plugin registers with Anomalib under their class names (pyproject's entry points list them)."""
 
-__all__ = ["DATAMODULES", "PLUGIN_DATAMODULES", "layout_datamodule", *(cls.__name__ for cls in PLUGIN_DATAMODULES)]
+__all__ = ["DATAMODULES", "PLUGIN_DATAMODULES", "layout_datamodule"]
+__all__ += [cls.__name__ for cls in PLUGIN_DATAMODULES]
