@@ -7,7 +7,7 @@ not the start-up hook is active. The plugin adds its own commands, listed by ``a
 The parsers of the plugin's commands (one module each) import neither torch nor Anomalib: ``--help`` answers
 at once, and the heavy imports happen inside the command functions. A plugin error (``utils.errors.PluginError``)
 ends a command with one ``Error: <message>`` and exit status 1, through :func:`main` only: nothing changes
-``sys.excepthook``.
+the interpreter's exception hook.
 """
 
 import importlib
