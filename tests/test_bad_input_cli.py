@@ -351,6 +351,12 @@ def test_prompt_file_of_another_backbone_is_refused_by_name(tmp_path: Path) -> N
         GlocalCLIP(**{**TINY, "backbone": str(wider)}, prompt_weights=str(path))
 
 
+def test_prompt_files_backbone_is_the_default(tmp_path: Path) -> None:
+    path = GlocalCLIP(**TINY).save_prompts(tmp_path / "prompts.pt")
+    without_backbone = {key: value for key, value in TINY.items() if key != "backbone"}
+    assert GlocalCLIP(**without_backbone, prompt_weights=str(path)).backbone_name == str(TINY_CLIP_CONFIG)
+
+
 # ----- how plugin errors end a command -----
 def test_plugin_errors_are_recognised_through_their_causes() -> None:
     error = PromptFileError("Prompt file x.pt does not exist.\nPass the prompts.pt ...")

@@ -798,8 +798,7 @@ def test_prompt_file_backbone_is_used_unless_overridden(data: dict[str, Path], t
 
     others = {key: value for key, value in TINY.items() if key != "backbone"}
     factory = glocalclip_factory(data["prompts"], **others)  # no backbone: the file's (the tiny CLIP)
-    assert factory.keywords["backbone"] == str(TINY_CLIP_CONFIG)
-    factory(evaluator=True)  # builds: the prompts fit
+    assert factory(evaluator=True).backbone_name == str(TINY_CLIP_CONFIG)  # builds: the prompts fit
 
     wider = json.loads(TINY_CLIP_CONFIG.read_text(encoding="utf-8"))
     wider["text_cfg"]["width"] *= 2
@@ -810,7 +809,7 @@ def test_prompt_file_backbone_is_used_unless_overridden(data: dict[str, Path], t
         factory(evaluator=True)
     assert str(TINY_CLIP_CONFIG) in str(error.value)
     assert str(other_config) in str(error.value)
-    assert "leave --backbone out" in str(error.value)
+    assert "leave --model.backbone out" in str(error.value)  # `evaluate` says --backbone (evaluate_hints)
 
 
 def test_cli_hints_name_evaluate_options() -> None:

@@ -256,7 +256,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             if prompt_file.backbone not in {None, self.backbone_name}:
                 msg += (
                     f"\nThe prompt file was learned with backbone {prompt_file.backbone!r}, but backbone "
-                    f"{self.backbone_name!r} was given: leave the backbone out to use the prompt file's."
+                    f"{self.backbone_name!r} was given: leave --model.backbone out to use the prompt file's."
                 )
             raise PromptFileError(msg)
         learner.load_state_dict(prompt_file.state_dict)
