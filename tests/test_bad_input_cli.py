@@ -394,12 +394,15 @@ def test_plugin_command_ends_a_plugin_error_with_its_message(
 
 
 # ----- through the anomalib CLI -----
+WIDE_TRACEBACK = {"COLUMNS": "1000"}  # Anomalib's rich traceback wraps long lines at the terminal's width
+
+
 @pytest.mark.slow
 def test_cli_predict_on_a_folder_with_unreadable_files_exits_1(tmp_path: Path, cli) -> None:
     folder, contents = predict_folder(tmp_path)
     result = cli("anomalib", "predict", "--model", "GlocalCLIP", *TINY_CLI, "--data", str(folder),
                  "--trainer.accelerator", "cpu", "--default_root_dir", str(tmp_path / "results"), cwd=tmp_path,
-                 env={"OMP_NUM_THREADS": "1"})
+                 env={"OMP_NUM_THREADS": "1", **WIDE_TRACEBACK})
     # Anomalib's command: Python's traceback, ending in the plugin's message.
     assert result.returncode != 0, result.stderr[-3000:]
     assert "SkippedImagesError: 3 unreadable image(s) skipped (status 'skipped: ...' in " in result.stderr
@@ -417,7 +420,7 @@ def test_cli_missing_weights_print_one_clear_message(tmp_path: Path, cli) -> Non
     save_rgb(folder / "a.png")
     result = cli("anomalib", "predict", "--model", "GlocalCLIP", "--model.backbone", "ViT-B-16",
                  "--model.pretrained", "openai", "--model.cache_dir", str(tmp_path / "empty_cache"),
-                 "--data", str(folder), cwd=tmp_path, env={"ANOMALIB_GLOCALCLIP_OFFLINE": "1"})
+                 "--data", str(folder), cwd=tmp_path, env={"ANOMALIB_GLOCALCLIP_OFFLINE": "1", **WIDE_TRACEBACK})
     # Anomalib's command: its own report (jsonargparse's, or Python's traceback) ends in the plugin's message.
     assert result.returncode != 0
     assert "CLIP weights 'ViT-B-16' / 'openai' are not available offline." in result.stderr
