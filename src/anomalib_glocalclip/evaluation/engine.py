@@ -56,7 +56,7 @@ def validation_is_test_split(datamodule: Any) -> bool:
     )
 
 
-def tests_in_one_pass(model: AnomalibModule, datamodule: Any) -> bool:
+def runs_in_one_pass(model: AnomalibModule, datamodule: Any) -> bool:
     """Whether the test pass fits ``model``'s thresholds itself (no validation pass) on ``datamodule``.
 
     Where the validation split is the test split and the post-processor is Anomalib's, thresholding raw scores.
@@ -97,7 +97,7 @@ def evaluation_engine(
     """
     callbacks = list(callbacks)
     arguments = {**QUIET, **trainer_args, **sweep_strategy(accelerator, devices)}
-    if tests_in_one_pass(model, datamodule):
+    if runs_in_one_pass(model, datamodule):
         model.visualizer = None
         heatmaps = _writer_factory(Path(heatmap_dir), datamodule) if heatmap_dir is not None else None
         callbacks.append(ThresholdsFromTest(heatmaps=heatmaps))
