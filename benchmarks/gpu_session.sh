@@ -43,7 +43,7 @@ step 90 inference python3 benchmarks/inference_speed.py "${tiny[@]}" --batch-siz
 step 80 inference_compiled python3 benchmarks/inference_speed.py "${tiny[@]}" --batch-sizes 1 32 \
   --precisions bf16 --compile --cuda-graphs --models "ViT-L-14 bare" GlocalCLIP
 # Issue 14: three categories first (a figure even if the full sweep overruns), then all 15 with and without
-# heatmaps, anomalib test's one pass against validate + test, and the metrics timed alone.
+# heatmaps, anomalib test's two passes (validate + test) against the sweep's one pass, and the metrics timed alone.
 step 50 evaluate_3 python3 benchmarks/evaluate_speed.py "${tiny[@]}" "${three[@]}" --heatmaps off --no-host-metrics
 step 160 evaluate python3 benchmarks/evaluate_speed.py "${tiny[@]}" --no-host-metrics --json "$out/evaluate.json"
 # Issue 17: the 15-epoch fit on 2,162 VisA-sized JPEGs, eager and compiled (two fits and an uncached epoch).

@@ -18,14 +18,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from anomalib.engine import Engine
-from lightning.pytorch import Callback
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.cli.benchmark import main
 from anomalib_glocalclip.comparison import ZeroShotBenchmark
 from anomalib_glocalclip.comparison.generator import ZeroShotBenchmarkJobGenerator
-from anomalib_glocalclip.comparison.job import FitOnceEngine
 from anomalib_glocalclip.comparison.resolve import build_model
 from anomalib_glocalclip.comparison.table import METRIC_ORDER, collect_rows, print_table, with_means
 from anomalib_glocalclip.testing import generate_mvtec_ad
@@ -260,23 +257,18 @@ def test_plugin_class_paths_pass_anomalib_whitelist(workspace: dict[str, Path]) 
     assert [metric.name for metric in model.evaluator.test_metrics] == METRIC_ORDER
 
 
-def test_zero_shot_model_is_validated_once(workspace: dict[str, Path], tmp_path: Path) -> None:
-    from anomalib.data import MVTecAD
+def test_zero_shot_model_is_validated_once(workspace: dict[str, Path], validated: list[int]) -> None:
+    """A zero-shot job validates once (Anomalib's ``test`` does, before testing), not again after a ``fit``."""
+    from anomalib_glocalclip.comparison import ZeroShotBenchmarkJob
 
-    class CountValidations(Callback):
-        count = 0
-
-        def on_validation_start(self, trainer, pl_module) -> None:
-            CountValidations.count += 1
-
-    model = AnoCLIP(**anoclip_args(workspace["config"], image_score_views="none"))
-    datamodule = MVTecAD(root=workspace["data"], category="bottle", num_workers=0)
-    engine = FitOnceEngine(accelerator="cpu", logger=False, default_root_dir=tmp_path, callbacks=[CountValidations()],
-                           enable_progress_bar=False)
-    engine.fit(model, datamodule=datamodule)
-    engine.test(model, datamodule=datamodule)
-    assert CountValidations.count == 1
-    assert isinstance(engine, Engine)
+    model_spec = {"class_path": "AnoCLIP", "init_args": anoclip_args(workspace["config"], image_score_views="none")}
+    data_spec = {"class_path": "MVTecAD",
+                 "init_args": {"root": str(workspace["data"]), "category": "bottle", "num_workers": 0}}
+    row = ZeroShotBenchmarkJob("cpu", model_spec, data_spec, seed=1, flat_cfg={}).run()
+    assert row["status"] == "ok", row["error"]
+    assert sum(validated) == 4  # the 4 test images (validation split = test split), once
+    assert row["fit_duration"] > 0  # the validation, a zero-shot model's fitting
+    assert row["image_AUROC"] >= 0
 
 
 def test_a_config_without_models_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

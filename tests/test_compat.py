@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
-from anomalib.engine import Engine
 from anomalib.post_processing import PostProcessor
-from PIL import Image
 
 from anomalib_glocalclip import compat
 
@@ -36,13 +33,6 @@ def test_post_processor_thresholds_round_trip() -> None:
     compat.set_post_processor_thresholds(post_processor, image=0.25, pixel=3.0)
     assert compat.post_processor_thresholds(post_processor) == (0.25, 3.0)
     assert post_processor.image_threshold == 0.25  # Anomalib's public read of the same buffer
-
-
-def test_anomalib_validation_rule_is_reachable() -> None:
-    assert callable(Engine._should_run_validation)
-    from anomalib_glocalclip import AnoCLIP
-
-    assert compat.anomalib_should_run_validation(AnoCLIP.__new__(AnoCLIP), ckpt_path=None) in {True, False}
 
 
 def test_perlin_sources_are_the_given_list(tmp_path: Path) -> None:
@@ -115,52 +105,3 @@ def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: 
     outputs = trainer.predict(Doubler(), dataloaders=[DataLoader(torch.zeros(5))])
     assert swap.count == 1
     assert torch.cat(outputs).tolist() == [0.0, 2.0, 4.0]
-
-
-def test_engine_test_validates_then_tests_on_the_same_datamodule(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """What ``engine_run_after_validation`` relies on: ``Engine.test`` (``predict``) calls the trainer's ``validate``
-    and then its ``test`` (``predict``) with the same datamodule, both under the engine method's frame."""
-    from anomalib import LearningType
-    from lightning.pytorch import Trainer
-
-    calls: list[tuple[str, object, bool]] = []
-
-    def fake(name: str) -> object:
-        signature = inspect.signature(getattr(Trainer, name))
-
-        def run(self: Trainer, *args: object, **kwargs: object) -> list[dict]:
-            datamodule = signature.bind(self, *args, **kwargs).arguments.get("datamodule")
-            run = compat.engine_run_after_validation()
-            calls.append((name, datamodule, run and (run.kind, run.datamodule, run.dataloaders)))
-            return [{}]
-
-        return run
-
-    monkeypatch.setattr(Trainer, "validate", fake("validate"))
-    monkeypatch.setattr(Trainer, "test", fake("test"))
-    monkeypatch.setattr(Trainer, "predict", fake("predict"))
-
-    class ZeroShot(torch.nn.Module):
-        learning_type = LearningType.ZERO_SHOT
-
-    engine = Engine(accelerator="cpu", logger=False)
-    monkeypatch.setattr(engine, "_setup_workspace", lambda **_: None)
-    monkeypatch.setattr(engine, "_setup_trainer", lambda _: setattr(engine, "_trainer", Trainer(logger=False)))
-    datamodule = object()
-    engine.test(ZeroShot(), datamodule=datamodule)
-    engine.predict(ZeroShot(), datamodule=datamodule)
-    assert [(name, seen) for name, _, seen in calls] == [
-        ("validate", ("test", datamodule, None)),
-        ("test", ("test", datamodule, None)),
-        ("validate", ("predict", datamodule, None)),
-        ("predict", ("predict", datamodule, None)),
-    ]
-    assert all(given is datamodule for _, given, _ in calls)
-    assert compat.engine_run_after_validation() is None  # outside both
-    calls.clear()
-    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    engine.predict(ZeroShot(), data_path=tmp_path)  # a folder: predict's own dataloaders, seen by the validation
-    (_, _, (kind, given, loaders)), _ = calls
-    assert (kind, given, len(loaders)) == ("predict", None, 1)

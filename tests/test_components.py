@@ -19,7 +19,6 @@ from anomalib_glocalclip.components import (
     ZeroShotCLIPMixin,
     zero_shot_evaluator,
 )
-from anomalib_glocalclip.components.one_pass import DeferredValidation
 from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
 
 
@@ -43,8 +42,8 @@ def test_both_models_share_the_base(models) -> None:
         names = [metric.name for metric in model.evaluator.test_metrics]
         assert names == [metric.name for metric in zero_shot_evaluator().test_metrics]
         callbacks = model.configure_callbacks()
-        assert [type(c) for c in callbacks] == [DeferredValidation, type(model.pre_processor), PostProcessor,
-                                                type(model.evaluator), type(model.visualizer), PredictionTable]
+        assert [type(c) for c in callbacks] == [type(model.pre_processor), PostProcessor, type(model.evaluator),
+                                                type(model.visualizer), PredictionTable]
 
 
 def test_both_models_are_listed_by_anomalib() -> None:

@@ -110,10 +110,11 @@ def test_tiny_run_prints_every_figure(bench, cli, tmp_path: Path) -> None:
     seconds = figures["pixel metric seconds"]
     assert set(seconds) == {"pixel_AUROC", "pixel_ReferenceAUPRO", "pixel_AUPRO", "pixel_F1Max", "pixel_AUPRO (plugin)"}
     assert all(row["cpu"] > 0 for row in seconds.values())
-    # anomalib test's path: one pass and validate + test, the same metrics.
-    assert "`anomalib test` (Engine.test) on bottle (5 images, heatmaps): one pass" in result.stdout
+    # anomalib test's two passes against the sweep's one pass: the same metrics.
+    assert "`anomalib test` (validate + test) vs `evaluate` (one pass) on bottle (5 images" in result.stdout
     engine_test = figures["engine test"]
-    assert engine_test["one pass s"] > 0
-    assert engine_test["validate + test s"] > 0
+    assert engine_test["anomalib test s"] > 0
+    assert engine_test["evaluate s"] > 0
+    assert engine_test["ratio"] == pytest.approx(engine_test["anomalib test s"] / engine_test["evaluate s"])
     assert engine_test["metric difference"] < 1e-6
 

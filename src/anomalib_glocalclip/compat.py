@@ -7,8 +7,6 @@ is imported, so an untested dependency version fails at once with the fix instea
 
 * ``set_post_processor_thresholds``: Anomalib's ``PostProcessor`` keeps its thresholds in the private
   buffers ``_image_threshold``/``_pixel_threshold`` (no setter; validation overwrites them).
-* ``anomalib_should_run_validation``: ``Engine._should_run_validation``, Anomalib's rule for validating a
-  zero-shot model before ``test``/``predict``, reused by the benchmark engine.
 * ``set_anomaly_sources``: ``PerlinAnomalyGenerator.anomaly_source_paths`` is set after construction, since
   the generator's own file search follows the file system's order.
 * ``check_text_layout``: open_clip's text blocks take sequence-first ``[L, B, D]`` input up to 2.26; later
@@ -23,14 +21,9 @@ is imported, so an untested dependency version fails at once with the fix instea
   before Lightning loads them: ``Engine.predict(data_path=...)`` (and ``anomalib predict --data <folder>``) builds
   Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
-* ``engine_run_after_validation``: ``Engine.test``/``Engine.predict`` validate a zero-/few-shot model and then
-  test/predict, and say so to nobody; the running validation finds out, and with which datamodule or dataloaders,
-  by looking for their frames on Python's call stack (``sys._getframe``, the frame's arguments). Where Anomalib
-  changes, it answers ``None`` and the model validates as before: slower, never different.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook``, which needs no private name
-(it runs at every interpreter start and must not import this package); the benchmark engine overrides
-``Engine._should_run_validation`` (the method Anomalib calls; its body calls ``anomalib_should_run_validation``).
+(it runs at every interpreter start and must not import this package).
 GlocalCLIP tells an unset ``max_epochs`` from an explicit 1000 through public API only (the ``trainer``
 setter sees ``Trainer.max_epochs`` before ``fit`` replaces ``None`` by 1000; ``test_glocalclip_model`` checks it).
 
@@ -43,9 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -109,13 +100,6 @@ def set_post_processor_thresholds(post_processor: Any, image: float, pixel: floa
 def post_processor_thresholds(post_processor: Any) -> tuple[float, float]:
     """Anomalib ``PostProcessor``'s image and pixel thresholds (read from its private buffers)."""
     return post_processor._image_threshold.item(), post_processor._pixel_threshold.item()  # noqa: SLF001
-
-
-def anomalib_should_run_validation(model: Any, ckpt_path: str | Path | None) -> bool:
-    """Anomalib's own rule for validating before ``test``/``predict`` (``Engine._should_run_validation``)."""
-    from anomalib.engine import Engine
-
-    return Engine._should_run_validation(model, ckpt_path)  # noqa: SLF001
 
 
 def set_anomaly_sources(generator: Any, paths: Sequence[Path]) -> None:
@@ -212,41 +196,3 @@ def silence_log_message(logger_name: str, text: str, active: bool = True) -> Ite
         yield
     finally:
         target.removeFilter(log_filter)
-
-
-@dataclass(frozen=True)
-class EngineRun:
-    """What ``Engine.test``/``Engine.predict`` was asked to do: ``kind`` and its ``datamodule``/``dataloaders``."""
-
-    kind: str
-    datamodule: Any
-    dataloaders: Any
-
-
-def engine_run_after_validation(max_depth: int = 64) -> EngineRun | None:
-    """The ``Engine.test``/``Engine.predict`` call whose validation is running, or ``None`` for any other validation.
-
-    Call it from a hook of that validation (e.g. the model's ``setup(stage="validate")``). ``Engine.test``
-    (``anomalib test``) and ``Engine.predict`` validate a zero-/few-shot model (thresholds), then test or predict;
-    no argument or state tells the validation what follows, nor on which data (``trainer.datamodule`` may be
-    a datamodule of an earlier run). The engine method's own arguments are read from its frame.
-
-    Args:
-        max_depth: stack frames looked at. Defaults to ``64`` (Lightning's hooks run about 10 frames down).
-
-    Returns:
-        ``EngineRun("test" | "predict", datamodule, dataloaders)`` with the values the engine method holds
-        (``predict``'s ``dataloaders`` include those it built from ``dataset``/``data_path``), or ``None``.
-    """
-    from anomalib.engine import Engine
-
-    callers = {Engine.test.__code__: "test", Engine.predict.__code__: "predict"}
-    frame = sys._getframe(1)  # noqa: SLF001
-    for _ in range(max_depth):
-        if frame is None:
-            return None
-        if frame.f_code in callers:
-            values = frame.f_locals
-            return EngineRun(callers[frame.f_code], values.get("datamodule"), values.get("dataloaders"))
-        frame = frame.f_back
-    return None

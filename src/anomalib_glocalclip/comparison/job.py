@@ -4,8 +4,9 @@ Differences from Anomalib 2.7's ``BenchmarkJob``:
 
 * the model and datamodule are built inside ``run``, so a model that cannot be built (e.g. WinCLIP without its
   weights offline) fails its own job only;
-* ``fit`` gets the datamodule by keyword, and a zero- or few-shot model is validated once, not again before testing
-  (``FitOnceEngine``);
+* the engine is the plugin's (``evaluation/engine.py``); a zero- or few-shot model is not fitted but tested
+  right away, so it is validated once (Anomalib's ``fit`` would validate it, then its ``test`` again), and a
+  one-class model gets ``fit`` with the datamodule by keyword;
 * every model gets the same evaluator, so all rows have the same metric columns;
 * a failure becomes a row with ``status="failed"`` and the error, instead of an exception.
 """
@@ -14,19 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
 import pandas as pd
 from anomalib import LearningType
-from anomalib.engine import Engine
-from anomalib.models import AnomalibModule
 from anomalib.pipelines.benchmark.job import BenchmarkJob
 from anomalib.utils.logging import hide_output
 from lightning import seed_everything
+from lightning.pytorch import Callback
 
-from anomalib_glocalclip.compat import anomalib_should_run_validation
+from anomalib_glocalclip.evaluation.engine import evaluation_engine
 from anomalib_glocalclip.utils.errors import describe_error
 
 from .resolve import build_datamodule, build_model, class_name, model_label
@@ -37,28 +36,20 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 500
 
 
-class FitOnceEngine(Engine):
-    """An ``Engine`` that does not validate a zero- or few-shot model again before testing it after ``fit``.
+class _ValidationTime(Callback):
+    """Seconds spent validating (a zero-shot model's validation before its test counts as its fitting)."""
 
-    For those models ``fit`` only validates (thresholds and normalisation); Anomalib's ``test`` would run the
-    same validation a second time, doubling the cost of every zero-shot job.
-    """
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._validated_models: set[int] = set()
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        del trainer, pl_module
+        self._start = time.time()
 
-    def fit(self, model: AnomalibModule, *args: Any, **kwargs: Any) -> None:
-        """Anomalib's ``fit``; remembers zero- and few-shot models it validated."""
-        super().fit(model, *args, **kwargs)
-        if model.learning_type in {LearningType.ZERO_SHOT, LearningType.FEW_SHOT}:
-            self._validated_models.add(id(model))
-
-    def _should_run_validation(self, model: AnomalibModule, ckpt_path: str | Path | None) -> bool:  # type: ignore[override]
-        """Anomalib's rule, except for a model this engine has already validated in ``fit``."""
-        if id(model) in self._validated_models:
-            return False
-        return anomalib_should_run_validation(model, ckpt_path)
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        del trainer, pl_module
+        self.seconds += time.time() - self._start
 
 
 class ZeroShotBenchmarkJob(BenchmarkJob):
@@ -110,21 +101,28 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         return row
 
     def _fit_and_test(self, devices: str | list[int], category: str) -> dict[str, Any]:
-        """Build, fit and test; return durations and test metrics (and the datamodule's category if none given)."""
+        """Build, fit and test; return durations and test metrics (and the datamodule's category if none given).
+
+        A zero- or few-shot model is only tested: Anomalib's ``test`` validates it first (its ``fit_duration``).
+        """
         seed_everything(self.seed, workers=True)
         model = build_model(self.model_spec)
         datamodule = build_datamodule(self.data_spec)
+        validation = _ValidationTime()
         with TemporaryDirectory() as root:
-            engine = FitOnceEngine(accelerator=self.accelerator, devices=devices, default_root_dir=root, logger=False)
+            engine = evaluation_engine(root, model, datamodule, accelerator=self.accelerator, devices=devices,
+                                       callbacks=[validation])
             fit_start = time.time()
-            engine.fit(model, datamodule=datamodule)
+            if model.learning_type not in {LearningType.ZERO_SHOT, LearningType.FEW_SHOT}:
+                engine.fit(model, datamodule=datamodule)
+            validation.seconds = 0.0  # from here: the validation that Anomalib's test runs first
             test_start = time.time()
             results = engine.test(model, datamodule=datamodule, verbose=False)
             test_end = time.time()
         return {
             "category": category or getattr(datamodule, "category", "") or "",
-            "fit_duration": test_start - fit_start,
-            "test_duration": test_end - test_start,
+            "fit_duration": test_start - fit_start + validation.seconds,
+            "test_duration": test_end - test_start - validation.seconds,
             **(results[0] if results else {}),
         }
 

@@ -6,8 +6,8 @@
 * ``ReferenceResize`` (``reference_resize``): PIL's 8-bit bicubic (images) and bilinear > 0.5 (masks) in torch.
 * ``zero_shot_evaluator`` (``evaluator``): the metric set of every model, sweep and benchmark of the plugin.
 * ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
-* ``ThresholdsFromTest``, ``DeferredValidation`` (``one_pass``): thresholds and ranges fitted on the test pass
-  where validation would score the same files again (the sweep; ``anomalib test`` and ``predict``).
+* ``ThresholdsFromTest`` (``one_pass``): thresholds fitted on the test pass of the plugin's commands
+  where validation would score the same files again (see ``evaluation/engine.py``).
 * ``read_predict_folders_safely`` (``predict_input``): ``predict`` on a folder reads every image right and
   skips unreadable ones.
 """

@@ -36,13 +36,12 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.compat import engine_run_after_validation, set_post_processor_thresholds
+from anomalib_glocalclip.compat import set_post_processor_thresholds
 from anomalib_glocalclip.data.safe_datasets import read_safely
 from anomalib_glocalclip.utils.errors import PluginError
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
-from .one_pass import DeferredValidation, predicts_test_split, test_pass_can_fit, validation_is_test_split
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
 from .visualizer import PluginImageVisualizer
@@ -129,8 +128,6 @@ class ZeroShotCLIPMixin:
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
         self.validated_on_data = False
-        self.validation_deferred = False
-        self._limit_val_batches_before_deferral: int | float | None = None
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
@@ -172,51 +169,14 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, ``predictions.csv`` of ``predict``, and the one-pass test's ``DeferredValidation``.
+        """Anomalib's components, then ``predictions.csv`` of ``predict`` (which also reads its folders safely)."""
+        return [*super().configure_callbacks(), PredictionTable()]
 
-        ``PredictionTable`` also reads ``predict`` folders safely; ``DeferredValidation`` fits the thresholds
-        and draws the heatmaps of a test or predict run whose validation pass was skipped (see ``setup``).
-        """
-        # First: its batch hook must see the raw predictions, before the post-processor changes them in place.
-        return [DeferredValidation(), *super().configure_callbacks(), PredictionTable()]
-
-    # ----- one pass for Engine.test / Engine.predict -----
     def setup(self, stage: str) -> None:
-        """Before ``Engine.test``'s (or ``predict``'s) validation on the very files it scores next, skip it.
-
-        ``Engine.test`` (``anomalib test``) and ``Engine.predict`` on a datamodule validate a zero-shot model to
-        fit its thresholds, then test or predict. Where the datamodule's validation split is its test split
-        (same files and augmentations; ``predict`` reads the test split unless the datamodule says otherwise),
-        the post-processor and evaluator are Anomalib's, and the visualizer is the plugin's (or none), that
-        validation would only score the same files a second time: it is skipped (``limit_val_batches`` is 0
-        for this validation only) and ``DeferredValidation`` fits the same thresholds and normalisation ranges
-        on the test or predict pass. Metrics, thresholds, predictions and heatmaps are those of the two-pass run.
-
-        For every validate, test and predict run, the datamodule's test and validation images are also read by
-        the plugin's reader (``_read_target_safely``).
-        """
+        """For every validate, test and predict run, read the datamodule's images with the plugin's reader."""
         super().setup(stage)
         if stage in {"validate", "test", "predict"}:
             self._read_target_safely()
-        if stage in {"test", "predict"}:
-            return  # a deferral made by the validation just before stands for this run
-        self.validation_deferred = False
-        if stage != "validate":
-            return
-        follows = self._deferrable_run()
-        if follows is None:
-            return
-        trainer = self.trainer
-        self._limit_val_batches_before_deferral = trainer.limit_val_batches
-        trainer.limit_val_batches = 0
-        self.validation_deferred = True
-        logger.info(
-            "%s: the validation split is the data the %s scores, so the %s pass also fits the thresholds "
-            "(no separate validation pass).",
-            self.name,
-            follows,
-            follows,
-        )
 
     def _read_target_safely(self) -> None:
         """Read the datamodule's test and validation images with the plugin's reader (16-bit, palette, RGBA right).
@@ -228,31 +188,6 @@ class ZeroShotCLIPMixin:
         datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
         if datamodule is not None:
             read_safely(datamodule)
-
-    def teardown(self, stage: str) -> None:
-        """Give the trainer back its ``limit_val_batches`` after a skipped validation."""
-        if getattr(self, "_limit_val_batches_before_deferral", None) is not None:
-            self.trainer.limit_val_batches = self._limit_val_batches_before_deferral
-            self._limit_val_batches_before_deferral = None
-        super().teardown(stage)
-
-    def _deferrable_run(self) -> str | None:
-        """``"test"`` or ``"predict"`` if the running validation can be left to that run, else ``None``."""
-        run = engine_run_after_validation()
-        if run is None:
-            return None
-        trainer = self.trainer
-        deferrable = (
-            trainer.limit_val_batches != 0  # else validation is off already (e.g. the evaluate sweep)
-            and run.dataloaders is None  # the run scores its datamodule, which this validation reads
-            and run.datamodule is not None
-            and run.datamodule is trainer.datamodule
-            and validation_is_test_split(run.datamodule)
-            and (run.kind == "test" or predicts_test_split(run.datamodule))
-            and test_pass_can_fit(self.post_processor, self.evaluator)
-            and (self.visualizer is None or isinstance(self.visualizer, PluginImageVisualizer))
-        )
-        return run.kind if deferrable else None
 
     @property
     def learning_type(self) -> LearningType:

@@ -77,17 +77,8 @@ class PredictionTable(Callback):
             self._finish(trainer)  # Lightning runs no predict hook without data
 
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:
-        """Collect the batch's paths, scores and labels (after post-processing).
-
-        Not while the model fits its thresholds on this very pass (``validation_deferred``): its
-        ``DeferredValidation`` hands the post-processed batches over at the end (:meth:`add_batch`).
-        """
-        del trainer, args
-        if not getattr(pl_module, "validation_deferred", False):
-            self.add_batch(outputs)
-
-    def add_batch(self, outputs: Any) -> None:
-        """Add the rows of a post-processed batch: path, score, label, status ``ok``."""
+        """Collect the batch's paths, scores, labels (after post-processing) and status ``ok``."""
+        del trainer, pl_module, args
         paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
         labels = outputs.pred_label if outputs.pred_label is not None else [""] * len(paths)
         for path, score, label in zip(paths, outputs.pred_score.flatten().tolist(), labels, strict=True):

@@ -97,9 +97,6 @@ class PluginImageVisualizer(ImageVisualizer):
     ) -> None:
         """Save each item's panels under ``output_dir`` (default ``<trainer root>/images``), named as Anomalib does.
 
-        Nothing is drawn while the model's thresholds are fitted on this very test pass (its
-        ``validation_deferred`` flag): ``DeferredValidation`` draws the pictures once they are.
-
         Args:
             trainer: The trainer.
             pl_module: The model.
@@ -108,9 +105,7 @@ class PluginImageVisualizer(ImageVisualizer):
             batch_idx: Batch index (unused).
             dataloader_idx: Dataloader index (unused).
         """
-        del outputs, batch_idx, dataloader_idx
-        if getattr(pl_module, "validation_deferred", False):
-            return
+        del pl_module, outputs, batch_idx, dataloader_idx
         if self.output_dir is None:
             self.output_dir = Path(trainer.default_root_dir) / "images"
         datamodule = getattr(trainer, "datamodule", None)

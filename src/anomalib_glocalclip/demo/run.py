@@ -63,6 +63,7 @@ def run_demo(options: DemoOptions | None = None) -> dict[str, float]:
     from lightning import seed_everything
 
     from anomalib_glocalclip.data.auxiliary import AuxiliarySource, AuxiliaryTransfer
+    from anomalib_glocalclip.evaluation.engine import evaluation_engine
     from anomalib_glocalclip.glocalclip.lightning_model import GlocalCLIP
 
     from .datasets import generate_mvtec_ad, generate_visa
@@ -100,8 +101,9 @@ def run_demo(options: DemoOptions | None = None) -> dict[str, float]:
 
     seed_everything(args.seed, workers=True, verbose=False)
     zero_shot = GlocalCLIP(**common, prompt_weights=str(prompts))
-    test_engine = Engine(default_root_dir=workdir / "zero_shot", accelerator=args.accelerator, logger=False)
     test_data = MVTecAD(root=mvtec, category="bottle", num_workers=0)
+    test_engine = evaluation_engine(workdir / "zero_shot", zero_shot, test_data, accelerator=args.accelerator,
+                                    devices="auto", enable_progress_bar=True)
     results = test_engine.test(zero_shot, datamodule=test_data, verbose=False)[0]
     heatmaps = Path(test_engine.trainer.default_root_dir) / "images"
     print(

@@ -4,7 +4,7 @@ Lightning's strategies move the model to the host when a run ends (``Strategy.te
 same model on every category, one ``Engine.test`` each, so that move and the move back before the next category
 would copy the whole model twice per category (ViT-L-14-336 in fp32: about 1.7 GB each way).
 :class:`KeepModelOnDevice` is Lightning's single-device strategy without that move; :func:`sweep_strategy` picks it
-where the sweep runs on one CUDA device.
+where a plugin command runs on one CUDA device (``evaluation/engine.py``).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of
 paper's format, with heatmaps.
 
 * **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep, and stay there
-  between categories (``evaluation/device.py``); per category
-  only the evaluator, a fresh copy of the post-processor, the prompts of the category (AnoCLIP) and the heatmap
-  writer change. Where the validation split is the test split (the default) and scores are raw, the test pass
-  also fits the thresholds (``components/one_pass.py``) instead of a validation pass over the same files;
-  heatmaps are drawn on background threads. Metric states stay on the device. The numbers are those of the
-  former path (fresh model per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
+  between categories; per category only the evaluator, a fresh copy of the post-processor, the prompts of the
+  category (AnoCLIP) and the heatmaps' folder change. Each category runs through the plugin's engine path
+  (``evaluation/engine.py``): where the validation split is the test split (the default) and scores are raw, the
+  test pass also fits the thresholds instead of a validation pass over the same files, and heatmaps are drawn on
+  background threads. Metric states stay on the device. The numbers are those of ``anomalib test`` (fresh model
+  per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
 * **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
   size).
 * **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
@@ -58,13 +58,11 @@ from tqdm.auto import tqdm
 
 from anomalib_glocalclip.compat import silence_log_message
 from anomalib_glocalclip.components.base import ZeroShotCLIPMixin
-from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
-from anomalib_glocalclip.components.one_pass import ThresholdsFromTest
 from anomalib_glocalclip.data.catalogue import DatasetEntry, get_dataset, list_categories, make_datamodule
 from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.logs import log_to_file
 
-from .device import sweep_strategy
+from .engine import evaluation_engine
 from .models import (
     ModelFactory,
     anoclip_factory,
@@ -72,13 +70,12 @@ from .models import (
     config_factory,
     describe_factory,
     glocalclip_factory,
-    heatmap_visualizer,
     model_title,
     prepare_model,
     sweep_evaluator,
 )
 from .reading import SafeReading, check_and_wrap, check_layout
-from .stopping import SweepStopped, stop_on_signals
+from .stopping import StopSignals, SweepStopped, stop_on_signals
 from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
 
@@ -209,8 +206,6 @@ class _CategoryRun:
 
     def __call__(self, category: str) -> CategoryResult:
         """Test ``category``; data and test errors become a failed result, model-building errors propagate."""
-        from anomalib.data.utils import ValSplitMode
-        from anomalib.engine import Engine
         from lightning.pytorch import seed_everything
 
         start = time.perf_counter()
@@ -235,23 +230,16 @@ class _CategoryRun:
             seed_everything(self.seed, verbose=False)
         heatmap_dir = self.output / "heatmaps" / category
         model = apply_few_shot(self.model_for(evaluator), self.few_shot, category, self.seed)
-        # One pass where validation would score the test files again: thresholds are fitted on the test pass.
-        one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
-        callbacks: list[Callback] = [progress, SafeReading(resize_masks=self.resize_masks)]
-        if one_pass:
-            callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
-            model.visualizer = None
-        else:
-            model.visualizer = heatmap_visualizer(heatmap_dir) if self.heatmaps else None
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
-            engine = Engine(
-                default_root_dir=self.output / "runs" / category,
-                callbacks=callbacks,
+            engine = evaluation_engine(
+                self.output / "runs" / category,
+                model,
+                datamodule,
+                heatmap_dir=heatmap_dir if self.heatmaps else None,
+                callbacks=[progress, SafeReading(resize_masks=self.resize_masks)],
                 **self.engine_args,
-                **sweep_strategy(self.engine_args["accelerator"], self.engine_args["devices"]),
-                **({"limit_val_batches": 0} if one_pass else {}),
             )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
@@ -267,22 +255,6 @@ class _CategoryRun:
         result.duration_s = round(time.perf_counter() - start, 3)
         result.heatmaps = str(heatmap_dir.relative_to(self.output)) if self.heatmaps else None
         return result
-
-    def _heatmap_writer(self, heatmap_dir: Path, datamodule: Any) -> Any:
-        """Factory of the category's background heatmap writer (``None`` without heatmaps)."""
-        if not self.heatmaps:
-            return None
-
-        def build(trainer: Any) -> HeatmapWriter:
-            del trainer
-            return HeatmapWriter(
-                heatmap_visualizer(heatmap_dir),
-                heatmap_dir,
-                dataset_name=getattr(datamodule, "name", None),
-                category=getattr(datamodule, "category", None),
-            )
-
-        return build
 
     @staticmethod
     def _failed(result: CategoryResult, error: BaseException, start: float) -> CategoryResult:
@@ -375,16 +347,63 @@ def evaluate(
     root = Path(root).expanduser()
     output = Path(output).expanduser()
     available = list_categories(entry, root)
+    chosen = _chosen_categories(entry, root, categories, available)
+    store = ResultStore(output)
+    if overwrite:
+        store.clear()
+    settings = _settings(entry, root, factory, normalize, few_shot)
+    output.mkdir(parents=True, exist_ok=True)
+    store.check_settings(settings)
+    run = _CategoryRun(
+        factory=factory, entry=entry, root=root, output=output,
+        engine_args={"accelerator": accelerator, "devices": devices},
+        datamodule_args={"eval_batch_size": batch_size, "num_workers": num_workers},
+        heatmaps=heatmaps, normalize=normalize, seed=seed, resize_masks=resize_masks, progress=progress,
+        few_shot=few_shot,
+    )
+    return _sweep(run, chosen, available, store, settings)
+
+
+def _sweep(
+    run: _CategoryRun, chosen: list[str], available: list[str], store: ResultStore, settings: dict[str, Any]
+) -> pd.DataFrame:
+    """Run the chosen categories, logging to the output's ``evaluate.log``; write the tables, even when stopped."""
+    output = run.output
+    # A second signal while the tables are written is ignored: they are written whole.
+    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT), stop_on_signals() as stop:
+        logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], run.entry.title, run.root, chosen)
+        failed: list[str] = []
+        try:
+            _run_categories(run, chosen, store, stop, settings["scores"], failed)
+        finally:
+            run.release()
+            # Also after an interruption: the tables show everything finished so far.
+            table = _write_tables(store, run.entry, available, output, settings)
+    table.attrs["failed"] = failed
+    return table
+
+
+def _chosen_categories(
+    entry: DatasetEntry, root: Path, categories: Sequence[str] | None, available: list[str]
+) -> list[str]:
+    """``categories``, or every available one for ``None``.
+
+    Raises:
+        ValueError: a category that ``root`` does not hold, naming the ones it does.
+    """
     chosen = list(categories) if categories else available
     unknown = [category for category in chosen if category not in available]
     if unknown:
         msg = f"{entry.title} under {root} has no categories {unknown}; found: {', '.join(available)}."
         raise ValueError(msg)
+    return chosen
 
-    store = ResultStore(output)
-    if overwrite:
-        store.clear()
-    settings = {
+
+def _settings(
+    entry: DatasetEntry, root: Path, factory: ModelFactory, normalize: bool, few_shot: int
+) -> dict[str, Any]:
+    """What a sweep's results depend on; stored with them, so that a resume with other settings is refused."""
+    settings: dict[str, Any] = {
         "dataset": entry.name,
         "root": str(root.resolve()),
         "model": describe_factory(factory),
@@ -393,59 +412,43 @@ def evaluate(
     }
     if few_shot:  # in the title too, so that a zero-shot and a few-shot sweep never share a folder
         settings.update(few_shot=few_shot, title=f"{settings['title']} ({few_shot}-shot)")
-    output.mkdir(parents=True, exist_ok=True)
-    store.check_settings(settings)
-    run = _CategoryRun(
-        factory=factory,
-        entry=entry,
-        root=root,
-        output=output,
-        engine_args={
-            "accelerator": accelerator,
-            "devices": devices,
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        },
-        datamodule_args={"eval_batch_size": batch_size, "num_workers": num_workers},
-        heatmaps=heatmaps,
-        normalize=normalize,
-        seed=seed,
-        resize_masks=resize_masks,
-        progress=progress,
-        few_shot=few_shot,
-    )
-    failed: list[str] = []
-    # A second signal while the tables are written is ignored: they are written whole.
-    with log_to_file(output / LOG_FILE, logger_name=__package__, log_format=LOG_FORMAT), stop_on_signals() as stop:
-        logger.info("Sweep of %s on %s (%s), categories %s", settings["model"], entry.title, root, chosen)
+    return settings
+
+
+def _run_categories(
+    run: _CategoryRun,
+    chosen: Sequence[str],
+    store: ResultStore,
+    stop: StopSignals,
+    scores: str,
+    failed: list[str],
+) -> None:
+    """Test each chosen category not finished yet and store its result; the failed ones are appended to ``failed``.
+
+    Raises:
+        SweepStopped: a signal came; the running category is stored as interrupted first.
+    """
+    log_file = run.output / LOG_FILE
+    bar = tqdm(chosen, desc=f"{run.entry.name}", unit="category", disable=not run.progress, dynamic_ncols=True)
+    for category in bar:
+        bar.set_postfix_str(category)
+        if store.finished(category):
+            logger.info("Category %s: already done, skipped", category)
+            continue
         try:
-            bar = tqdm(chosen, desc=f"{entry.name}", unit="category", disable=not progress, dynamic_ncols=True)
-            for category in bar:
-                bar.set_postfix_str(category)
-                if store.finished(category):
-                    logger.info("Category %s: already done, skipped", category)
-                    continue
-                try:
-                    result = run(category)
-                    stop.raise_if_received()  # a signal that came while a killed worker's error was handled
-                except SweepStopped as stopped:
-                    store.save(CategoryResult(category=category, status=INTERRUPTED, error=str(stopped)))
-                    logger.warning("Category %s interrupted (%s); a rerun redoes it", category, stopped)
-                    raise
-                store.save(result)
-                if result.ok:
-                    logger.info("Category %s done in %.1f s, metrics on %s scores: %s", category, result.duration_s,
-                                settings["scores"], result.metrics)
-                else:
-                    failed.append(category)
-                    tqdm.write(f"{category}: FAILED ({result.error}); see {output / LOG_FILE}", file=sys.stderr)
-        finally:
-            run.release()
-            # Also after an interruption: the tables show everything finished so far.
-            table = _write_tables(store, entry, available, output, settings)
-    table.attrs["failed"] = failed
-    return table
+            result = run(category)
+            stop.raise_if_received()  # a signal that came while a killed worker's error was handled
+        except SweepStopped as stopped:
+            store.save(CategoryResult(category=category, status=INTERRUPTED, error=str(stopped)))
+            logger.warning("Category %s interrupted (%s); a rerun redoes it", category, stopped)
+            raise
+        store.save(result)
+        if result.ok:
+            logger.info("Category %s done in %.1f s, metrics on %s scores: %s", category, result.duration_s,
+                        scores, result.metrics)
+        else:
+            failed.append(category)
+            tqdm.write(f"{category}: FAILED ({result.error}); see {log_file}", file=sys.stderr)
 
 
 def _write_tables(
