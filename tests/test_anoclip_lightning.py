@@ -169,5 +169,7 @@ def test_shipped_configs_build_through_the_cli_parser(tmp_path: Path, config: st
     assert isinstance(model, AnoCLIP)
     assert model.tta is tta
     assert model.hparams["image_score_views"] == "reference"
+    assert model.hparams["preprocessing"] == "reference"  # the paper's protocol: the reference's PIL bilinear
+    assert model.pre_processor.transform.transforms[0].image_filter == "bilinear"
     assert type(datamodule).__name__ == "MVTecAD"
     assert datamodule.category == "bottle"

@@ -65,11 +65,25 @@ def test_21_augmented_views_as_in_the_reference(batch: torch.Tensor) -> None:
         angle = torch.full((4,), 90.0 * k)
         rotated = kornia.geometry.transform.rotate(batch, angle, padding_mode="reflection")
         torch.testing.assert_close(views[:, 17 + k], rotated, atol=1e-3, rtol=1e-3)
-    # 8 rotations by ±π/4, ±3π/16, ±π/8, ±π/16 and 8 shifts by (±0.2, ±0.2), (±0.1, ±0.1).
-    expected_angles = [sign * np.pi * fraction for sign in (-1, 1) for fraction in (1 / 4, 3 / 16, 1 / 8, 1 / 16)]
-    assert sorted(SMALL_ROTATIONS) == pytest.approx(sorted(expected_angles))
-    expected_shifts = {(sx * step, sy * step) for step in (0.2, 0.1) for sx in (-1, 1) for sy in (-1, 1)}
-    assert set(TRANSLATIONS) == expected_shifts
+
+
+def test_views_in_the_reference_order(batch: torch.Tensor) -> None:
+    """hq-deng/AnoVL's ``utils.aug`` after the image: 8 rotations, 8 shifts, flip, grayscale, rot90 x 3."""
+    reference_angles = [-np.pi / 4, -3 * np.pi / 16, -np.pi / 8, -np.pi / 16,
+                        np.pi / 16, np.pi / 8, 3 * np.pi / 16, np.pi / 4]
+    reference_shifts = [(0.2, 0.2), (-0.2, 0.2), (-0.2, -0.2), (0.2, -0.2),
+                        (0.1, 0.1), (-0.1, 0.1), (-0.1, -0.1), (0.1, -0.1)]
+    assert list(SMALL_ROTATIONS) == reference_angles
+    assert list(TRANSLATIONS) == reference_shifts
+    # Each warped view is the image resampled as the reference does it (affine grid, align_corners, reflection).
+    matrices = [[[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]] for a in reference_angles]
+    matrices += [[[1.0, 0.0, x], [0.0, 1.0, y]] for x, y in reference_shifts]
+    views = augmented_views(batch)
+    for index, matrix in enumerate(matrices):
+        theta = torch.tensor([matrix], dtype=torch.float32).expand(len(batch), -1, -1)
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=True)
+        expected = F.grid_sample(batch, grid, padding_mode="reflection", align_corners=True)
+        torch.testing.assert_close(views[:, index], expected)
 
 
 def test_warp_resamples_with_reflection(batch: torch.Tensor) -> None:

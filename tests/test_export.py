@@ -164,16 +164,37 @@ level, which moved these maps by 6e-4 in one run and 1.1e-3 in another (OpenVINO
 rounding on every run); the bound is about twice the largest seen."""
 
 
-def test_reference_preprocessing_exports(workspace: dict[str, Path], tmp_path: Path) -> None:
+def reference_preprocessing_model(name: str, workspace: dict[str, Path]) -> GlocalCLIP | AnoCLIP:
+    """GlocalCLIP (its reference: PIL bicubic) or AnoCLIP (PIL bilinear) with ``preprocessing="reference"``."""
+    if name == "GlocalCLIP":
+        return GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"]),
+                          preprocessing="reference").eval()
+    model = AnoCLIP(**anoclip_args(workspace["config"], class_name="bottle", image_score_views="none"),
+                    preprocessing="reference").eval()
+    model.setup("test")  # encodes the prompts
+    return model
+
+
+@pytest.mark.parametrize(
+    ("name", "image_filter", "with_openvino"),
+    [("GlocalCLIP", "bicubic", True), ("AnoCLIP", "bilinear", False)],
+)
+def test_reference_preprocessing_exports(
+    name: str,
+    image_filter: str,
+    with_openvino: bool,
+    workspace: dict[str, Path],
+    tmp_path: Path,
+) -> None:
     """``preprocessing="reference"``: the graph builds PIL's coefficients from the input's size (dynamic sizes).
 
-    ONNX Runtime (float64 honoured) gives the torch model's outputs; OpenVINO at f32 within one grey level.
+    ONNX Runtime (float64 honoured) gives the torch model's outputs; OpenVINO at f32 within one grey level
+    (checked on one model: its float32 arithmetic is the same for both filters).
     """
-    model = GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"]),
-                       preprocessing="reference").eval()
+    model = reference_preprocessing_model(name, workspace)
+    assert model.pre_processor.export_transform.transforms[0].image_filter == image_filter
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path)
     onnx_path = engine.export(model, ExportType.ONNX, export_root=tmp_path)
-    openvino_path = engine.export(model, ExportType.OPENVINO, export_root=tmp_path)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     batches = [random_batch(size) for size in INPUT_SIZES]
@@ -183,6 +204,9 @@ def test_reference_preprocessing_exports(workspace: dict[str, Path], tmp_path: P
         # The exported (in-graph) resize is the eager PIL-exact one on these inputs.
         eager = model.pre_processor.transform(images)
         torch.testing.assert_close(model.pre_processor(images), eager, atol=0.0, rtol=0.0)
+    if not with_openvino:
+        return
+    openvino_path = engine.export(model, ExportType.OPENVINO, export_root=tmp_path)
     openvino = predict_in_fresh_process({"openvino": openvino_path}, tmp_path / "inference",
                                         arrays=[images.numpy() for images in batches])["openvino"]
     for outputs, images in zip(openvino, batches, strict=True):

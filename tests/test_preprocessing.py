@@ -1,10 +1,12 @@
-"""The ``preprocessing`` choice: the reference's PIL resize against PIL itself, and its plumbing.
+"""The ``preprocessing`` choice: each model's reference PIL resize against PIL itself, and its plumbing.
 
-PIL is the reference: images are generated with sharp edges (0/255 blocks) and noise, where a float resize
-overshoots and PIL's 8-bit rounding between its passes matters. The reference ran Pillow 10.4, which always
-resizes the width first; Pillow 13 resizes the height first when it shrinks much more than the width. So the
-reference's result is PIL's width-only resize followed by PIL's height-only resize (each one pass, the same in
-every Pillow version), and the full ``Image.resize`` is compared only where both orders agree on the order.
+GlocalCLIP's reference resizes images with PIL's bicubic, AnoCLIP's (hq-deng/AnoVL) with PIL's bilinear; both
+resize masks bilinear, then ``> 0.5``. PIL is the reference: images are generated with sharp edges (0/255
+blocks) and noise, where a float resize overshoots and PIL's 8-bit rounding between its passes matters. The
+references ran Pillow 10.4 (GlocalCLIP) and 9.2 (AnoCLIP), which always resize the width first; Pillow 13
+resizes the height first when it shrinks much more than the width. So the reference's result is PIL's
+width-only resize followed by PIL's height-only resize (each one pass, the same in every Pillow version), and
+the full ``Image.resize`` is compared only where both orders agree on the order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import yaml
 from PIL import Image
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import Resize
+from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -95,10 +97,23 @@ def test_pil_resize_is_a_single_pil_call_where_pillow_versions_agree(
 
 
 @pytest.mark.parametrize(("in_size", "out_size"), SIZE_PAIRS)
-def test_dense_resize_is_within_one_grey_level(in_size: tuple[int, int], out_size: tuple[int, int]) -> None:
+def test_pil_resize_is_pils_bilinear(in_size: tuple[int, int], out_size: tuple[int, int]) -> None:
+    image = sharp_image(*in_size, seed=sum(in_size))
+    ours = pil_resize(torch.from_numpy(image).permute(2, 0, 1), out_size, "bilinear")
+    assert np.array_equal(ours.numpy().astype(np.int64), pil_resized(image, out_size, Image.BILINEAR))
+
+
+@pytest.mark.parametrize("filter_name", ["bicubic", "bilinear"])
+@pytest.mark.parametrize(("in_size", "out_size"), SIZE_PAIRS)
+def test_dense_resize_is_within_one_grey_level(
+    in_size: tuple[int, int],
+    out_size: tuple[int, int],
+    filter_name: str,
+) -> None:
     image = sharp_image(*in_size, seed=sum(in_size) + 1)
-    ours = pil_resize_dense(torch.from_numpy(image).permute(2, 0, 1), out_size).numpy()
-    difference = np.abs(ours - pil_bicubic(image, out_size))
+    ours = pil_resize_dense(torch.from_numpy(image).permute(2, 0, 1), out_size, filter_name).numpy()
+    resample = Image.BICUBIC if filter_name == "bicubic" else Image.BILINEAR
+    difference = np.abs(ours - pil_resized(image, out_size, resample))
     assert difference.max() <= 1
     assert (difference == 0).mean() > 0.99
 
@@ -188,17 +203,21 @@ def test_default_and_unknown_modes(tiny_config) -> None:
         AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=32, preprocessing="PIL")
 
 
-@pytest.mark.parametrize("model_class", [GlocalCLIP, AnoCLIP])
-def test_models_take_the_argument(model_class: type, tiny_config) -> None:
+@pytest.mark.parametrize(("model_class", "image_filter"), [(GlocalCLIP, "bicubic"), (AnoCLIP, "bilinear")])
+def test_models_take_the_argument(model_class: type, image_filter: str, tiny_config) -> None:
+    """Each model resizes with its own reference's filter."""
     model = model_class(backbone=str(tiny_config), pretrained=None, image_size=32, preprocessing="reference")
-    assert isinstance(model.pre_processor.transform.transforms[0], ReferenceResize)
+    resize = model.pre_processor.transform.transforms[0]
+    assert isinstance(resize, ReferenceResize)
+    assert resize.image_filter == model_class.reference_image_filter == image_filter
+    assert model.pre_processor.export_transform.transforms[0].image_filter == image_filter
     assert model.hparams["preprocessing"] == "reference"
     assert type(model_class(backbone=str(tiny_config), pretrained=None, image_size=32)
                 .pre_processor.transform.transforms[0]) is Resize
 
 
 def test_checkpoint_config_restores_the_mode() -> None:
-    reference = clip_pre_processor((24, 40), "reference")
+    reference = clip_pre_processor((24, 40), "reference", "bilinear")
     config = reference.checkpoint_config()
     restored = CLIPPreProcessor((8, 8))  # what load_from_checkpoint builds before the checkpoint's config
     restored.load_checkpoint_config(config)
@@ -206,7 +225,13 @@ def test_checkpoint_config_restores_the_mode() -> None:
     assert isinstance(resize, ReferenceResize)
     assert list(resize.size) == [24, 40]
     assert resize.exact
+    assert resize.image_filter == "bilinear"
     assert restored.export_transform.transforms[0].exact is False
+    assert restored.export_transform.transforms[0].image_filter == "bilinear"
+    # Checkpoints from before the filter was stored were resized bicubic, whichever the model.
+    older = {key: value for key, value in config.items() if key != "reference_image_filter"}
+    restored.load_checkpoint_config(older)
+    assert restored.transform.transforms[0].image_filter == "bicubic"
     anomalib = clip_pre_processor((24, 40))
     back = CLIPPreProcessor((24, 40), "reference")
     back.load_checkpoint_config(anomalib.checkpoint_config())
@@ -242,6 +267,7 @@ def test_engine_runs_the_reference_resize_in_the_datasets(tiny_config, tmp_path)
     assert "pixel_AUROC" in results[0]
     augmentations = datamodule.test_data.augmentations
     assert isinstance(augmentations, ReferenceResize)
+    assert augmentations.image_filter == "bilinear"  # AnoCLIP's reference
     item = datamodule.test_data[len(datamodule.test_data) - 1]
     assert item.image.shape[-2:] == (32, 32)
     assert set(item.gt_mask.unique().tolist()) <= {0, 1}
@@ -249,10 +275,13 @@ def test_engine_runs_the_reference_resize_in_the_datasets(tiny_config, tmp_path)
     checkpoint = next((tmp_path / "results").rglob("*.ckpt"))
     loaded = AnoCLIP.load_from_checkpoint(checkpoint)
     assert isinstance(loaded.pre_processor.transform.transforms[0], ReferenceResize)
+    assert loaded.pre_processor.transform.transforms[0].image_filter == "bilinear"
     assert loaded.pre_processor.export_transform.transforms[0].exact is False
 
 
-PROTOCOL_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("glocalclip_*_to_*.yaml"))
+CONFIGS = Path(__file__).parents[1] / "configs"
+PROTOCOL_CONFIGS = [*sorted(CONFIGS.glob("glocalclip_*_to_*.yaml")), CONFIGS / "anoclip.yaml",
+                    CONFIGS / "anoclip_plus.yaml"]
 
 
 @pytest.mark.parametrize("config", PROTOCOL_CONFIGS, ids=lambda path: path.stem)
@@ -269,5 +298,117 @@ def test_evaluate_builds_glocalclip_with_the_reference_resize(tiny_config, tmp_p
     assert isinstance(glocalclip_factory(prompts, **tiny)().pre_processor.transform.transforms[0], ReferenceResize)
     chosen = glocalclip_factory(prompts, **tiny, preprocessing="anomalib")()
     assert type(chosen.pre_processor.transform.transforms[0]) is Resize
-    # AnoCLIP's own reference code is not GlocalCLIP's: it keeps the model's default.
+    # AnoCLIP's sweep keeps the model's default (its configs and `--model-arg preprocessing=reference` ask).
     assert type(anoclip_factory(**tiny)().pre_processor.transform.transforms[0]) is Resize
+
+
+# ----- each model's reference, through the model's own pre-processor -----
+MODEL_INPUT_SIZES = [(251, 317), (500, 500), (180, 100)]
+"""``(h, w)`` of generated images other than the model's size: landscape, square, portrait."""
+SAME_ORDER_IN_EVERY_PILLOW = {(251, 317), (500, 500)}
+"""Input sizes whose height shrinks no more than their width: one ``Image.resize`` call is the reference's."""
+
+
+def pixel_values(images: torch.Tensor) -> torch.Tensor:
+    """CLIP-normalised ``[..., 3, H, W]`` back to 8-bit values (rounded, ``int64``): undoes ``Normalize``."""
+    mean = torch.tensor(OPENAI_CLIP_MEAN)[:, None, None]
+    std = torch.tensor(OPENAI_CLIP_STD)[:, None, None]
+    return torch.round((images.as_subclass(torch.Tensor) * std + mean) * 255.0).long()
+
+
+def binary_mask(height: int, width: int, seed: int) -> np.ndarray:
+    """``[h, w]`` bool: 3-pixel blocks and noise, so most pixels sit on a boundary."""
+    return sharp_image(height, width, seed=seed, channels=1)[..., 0] > 127
+
+
+def pil_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``[H, W]`` bool: the references' mask resize, PIL bilinear of the 0/255 mask, then ``ToTensor`` > 0.5."""
+    resized = pil_resized(mask[..., None].astype(np.uint8) * 255, size, Image.BILINEAR)[0]
+    return torch.from_numpy(resized / 255.0 > 0.5)
+
+
+@pytest.fixture(scope="module")
+def anoclip_reference(tiny_config) -> dict[int, AnoCLIP]:
+    """``AnoCLIP(preprocessing="reference")`` at the tests' 64 px and the reference's 240 px."""
+    return {
+        size: AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=size, preprocessing="reference")
+        for size in (64, 240)
+    }
+
+
+@pytest.mark.parametrize("image_size", [64, 240])
+@pytest.mark.parametrize("in_size", MODEL_INPUT_SIZES)
+def test_anoclip_reference_images_are_pils_bilinear(
+    anoclip_reference: dict[int, AnoCLIP],
+    in_size: tuple[int, int],
+    image_size: int,
+) -> None:
+    """hq-deng/AnoVL resizes with ``transforms.Resize((240, 240))`` on PIL images: PIL's bilinear, 0 grey levels."""
+    image = sharp_image(*in_size, seed=sum(in_size))
+    size = (image_size, image_size)
+    resized = anoclip_reference[image_size].pre_processor.transform(tv_tensors.Image(as_float_image(image)))
+    assert resized.shape == (3, image_size, image_size)
+    expected = pil_resized(image, size, Image.BILINEAR)
+    assert torch.equal(pixel_values(resized), torch.from_numpy(expected))
+    if in_size in SAME_ORDER_IN_EVERY_PILLOW:
+        single_call = pil_resized(image, size, Image.BILINEAR, width_first=False)
+        assert torch.equal(pixel_values(resized), torch.from_numpy(single_call))
+    # The filter matters on these images: GlocalCLIP's bicubic is many grey levels away.
+    assert np.abs(pil_bicubic(image, size) - expected).max() > 10
+
+
+@pytest.mark.parametrize("image_size", [64, 240])
+@pytest.mark.parametrize("in_size", MODEL_INPUT_SIZES)
+def test_anoclip_reference_masks_are_pils_bilinear_above_half(
+    anoclip_reference: dict[int, AnoCLIP],
+    in_size: tuple[int, int],
+    image_size: int,
+) -> None:
+    image = tv_tensors.Image(as_float_image(sharp_image(*in_size, seed=1)))
+    mask = binary_mask(*in_size, seed=sum(in_size) + 3)
+    _, resized = anoclip_reference[image_size].pre_processor.transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+    assert isinstance(resized, tv_tensors.Mask)
+    assert resized.dtype == torch.bool
+    assert torch.equal(resized.as_subclass(torch.Tensor), pil_mask(mask, (image_size, image_size)))
+
+
+def test_anoclip_reference_at_240_from_the_class() -> None:
+    """The class's own pre-processor at the reference's 240 px, without building a model."""
+    image = sharp_image(500, 500, seed=11)
+    transform = AnoCLIP.configure_pre_processor((240, 240), "reference").transform
+    expected = pil_resized(image, (240, 240), Image.BILINEAR)
+    assert torch.equal(pixel_values(transform(as_float_image(image))), torch.from_numpy(expected))
+
+
+def test_anoclip_reference_export_transform_is_within_one_grey_level(anoclip_reference: dict[int, AnoCLIP]) -> None:
+    pre_processor = anoclip_reference[240].pre_processor
+    image = as_float_image(sharp_image(251, 317, seed=12))[None]
+    exported = pixel_values(pre_processor(image))  # forward = the export transform, coefficients in the graph
+    eager = pixel_values(pre_processor.transform(image))
+    assert (exported - eager).abs().max() <= 1
+    assert (exported == eager).float().mean() > 0.99
+
+
+def test_glocalclip_reference_stays_pils_bicubic(tiny_config) -> None:
+    model = GlocalCLIP(backbone=str(tiny_config), pretrained=None, image_size=64, preprocessing="reference")
+    for in_size in MODEL_INPUT_SIZES:
+        image = tv_tensors.Image(as_float_image(sharp_image(*in_size, seed=sum(in_size))))
+        mask = binary_mask(*in_size, seed=sum(in_size) + 3)
+        resized, resized_mask = model.pre_processor.transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+        expected = pil_bicubic(sharp_image(*in_size, seed=sum(in_size)), (64, 64))
+        assert torch.equal(pixel_values(resized), torch.from_numpy(expected))
+        assert torch.equal(resized_mask.as_subclass(torch.Tensor), pil_mask(mask, (64, 64)))
+
+
+@pytest.mark.parametrize("model_class", [GlocalCLIP, AnoCLIP])
+def test_default_path_is_torchvisions_bicubic_and_nearest_masks(model_class: type, tiny_config) -> None:
+    """``preprocessing="anomalib"`` (the default) is unchanged: tensor bicubic (antialiased), masks nearest."""
+    model = model_class(backbone=str(tiny_config), pretrained=None, image_size=64)
+    image = tv_tensors.Image(as_float_image(sharp_image(251, 317, seed=13)))
+    mask = tv_tensors.Mask(torch.from_numpy(binary_mask(251, 317, seed=14)))
+    resized, resized_mask = model.pre_processor.transform(image, mask)
+    tensor_resize = Resize((64, 64), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    normalise = Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
+    assert torch.equal(resized.as_subclass(torch.Tensor), normalise(tensor_resize(image)).as_subclass(torch.Tensor))
+    nearest = Resize((64, 64), interpolation=InterpolationMode.NEAREST)(mask)
+    assert torch.equal(resized_mask.as_subclass(torch.Tensor), nearest.as_subclass(torch.Tensor))

@@ -75,13 +75,16 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
         few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
         few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
-        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
-            ``"reference"`` (the GlocalCLIP reference code's PIL resize: 8-bit bicubic images, bilinear masks > 0.5).
-        pre_processor: pre-processor, ``True`` for the default (bicubic resize + CLIP normalisation).
+        preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor bicubic resize)
+            or ``"reference"`` (the reference code's PIL resize: 8-bit bilinear images, bilinear masks > 0.5).
+        pre_processor: pre-processor, ``True`` for the default (resize as ``preprocessing`` says + CLIP
+            normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
         visualizer: visualizer, ``True`` for Anomalib's default.
     """
+
+    reference_image_filter = "bilinear"  # hq-deng/AnoVL: transforms.Resize((S, S)) on PIL images, PIL's bilinear
 
     def __init__(
         self,

@@ -1,9 +1,12 @@
 """The 21 augmented views AnoCLIP averages its image score over (with the image itself, 22 views).
 
-Views, in the reference code's order: 8 small rotations, 8 translations (both by resampling with
-reflection padding), a horizontal flip, a grayscale copy and rotations by 90, 180 and 270 degrees. They are
-applied to the CLIP-normalised images, as in the reference. Each set of rotations and shifts is symmetric,
-so the score (a mean over views) does not depend on the sign convention of the angles or shifts.
+Views, in the order the reference code (hq-deng/AnoVL, ``utils.aug``) lists them after the image itself:
+8 small rotations (-π/4, -3π/16, -π/8, -π/16, then π/16, π/8, 3π/16, π/4), 8 translations (both by
+resampling with reflection padding), a horizontal flip, a grayscale copy and rotations by 90, 180 and 270
+degrees. They are applied to the CLIP-normalised images, as in the reference. The reference then shuffles
+the 22 views before encoding them; the score is their mean, so neither that shuffle nor the order here
+changes it beyond float rounding. Each set of rotations and shifts is symmetric, so the score does not
+depend on the sign convention of the angles or shifts either.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-SMALL_ROTATIONS: tuple[float, ...] = tuple(
-    sign * fraction * math.pi for sign in (-1, 1) for fraction in (1 / 4, 3 / 16, 1 / 8, 1 / 16)
-)
-"""Rotation angles in radians: ±π/4, ±3π/16, ±π/8, ±π/16."""
+SMALL_ROTATIONS: tuple[float, ...] = tuple(k * math.pi / 16 for k in (-4, -3, -2, -1, 1, 2, 3, 4))
+"""Rotation angles in radians: -π/4, -3π/16, -π/8, -π/16, π/16, π/8, 3π/16, π/4."""
 
 TRANSLATIONS: tuple[tuple[float, float], ...] = (
     (0.2, 0.2),

@@ -1,9 +1,10 @@
 """Shared bases and components of the plugin's zero-shot CLIP models (as ``anomalib.models.components``).
 
 * ``ZeroShotCLIPMixin`` (``base``): what GlocalCLIP and AnoCLIP share, mixed in before ``AnomalibModule``.
-* ``clip_pre_processor``, ``CLIPPreProcessor`` (``pre_processor``): bicubic resize and CLIP normalisation,
-  torchvision's tensor resize (``preprocessing="anomalib"``) or the reference's PIL resize (``"reference"``).
-* ``ReferenceResize`` (``reference_resize``): PIL's 8-bit bicubic (images) and bilinear > 0.5 (masks) in torch.
+* ``clip_pre_processor``, ``CLIPPreProcessor`` (``pre_processor``): resize and CLIP normalisation,
+  torchvision's tensor bicubic (``preprocessing="anomalib"``) or the model's reference's PIL resize (``"reference"``).
+* ``ReferenceResize`` (``reference_resize``): PIL's 8-bit bicubic or bilinear (images) and bilinear > 0.5 (masks)
+  in torch.
 * ``zero_shot_evaluator`` (``evaluator``): the metric set of every model, sweep and benchmark of the plugin.
 * ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
 * ``ThresholdsFromTest`` (``one_pass``): thresholds fitted on the test pass of the plugin's commands

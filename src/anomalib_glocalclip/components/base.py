@@ -116,6 +116,10 @@ class ZeroShotCLIPMixin:
             ``"reference"`` (the reference code's PIL resize, see ``ReferenceResize``). Defaults to ``"anomalib"``.
     """
 
+    reference_image_filter: str
+    """PIL filter of the images in the model's reference code, which ``preprocessing="reference"`` resizes with
+    (``"bicubic"`` or ``"bilinear"``); each model class sets it."""
+
     def __init__(
         self,
         image_size: int = DEFAULT_IMAGE_SIZE,
@@ -143,15 +147,15 @@ class ZeroShotCLIPMixin:
         image_size: tuple[int, int] | None = None,
         preprocessing: str = "anomalib",
     ) -> PreProcessor:
-        """Bicubic resize to ``image_size`` and CLIP normalisation.
+        """Resize to ``image_size`` and CLIP normalisation.
 
         Args:
             image_size: ``(H, W)``. Defaults to ``None``: ``(224, 224)``.
-            preprocessing: ``"anomalib"`` or ``"reference"`` (see ``clip_pre_processor``). Defaults to
-                ``"anomalib"``.
+            preprocessing: ``"anomalib"`` or ``"reference"`` (with the model's ``reference_image_filter``; see
+                ``clip_pre_processor``). Defaults to ``"anomalib"``.
         """
         size = tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
-        return clip_pre_processor(size, preprocessing)
+        return clip_pre_processor(size, preprocessing, cls.reference_image_filter)
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:

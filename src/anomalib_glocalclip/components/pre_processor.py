@@ -3,8 +3,9 @@
 Two resizes, chosen by ``preprocessing``:
 
 * ``"anomalib"``: torchvision's tensor ``Resize`` (bicubic, antialiased, float between passes); masks nearest.
-* ``"reference"``: the reference code's PIL pipeline (``ReferenceResize``): 8-bit PIL bicubic for images,
-  PIL bilinear then ``> 0.5`` for masks.
+* ``"reference"``: the model's reference code's PIL pipeline (``ReferenceResize``): 8-bit PIL resize of the
+  images with the filter that reference uses (``reference_image_filter``: GlocalCLIP's bicubic, AnoCLIP's
+  bilinear), PIL bilinear then ``> 0.5`` for masks.
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ def check_preprocessing(preprocessing: str) -> str:
     return preprocessing
 
 
-def clip_transform(image_size: tuple[int, int], preprocessing: str = "anomalib") -> Compose:
+def clip_transform(
+    image_size: tuple[int, int],
+    preprocessing: str = "anomalib",
+    reference_image_filter: str = "bicubic",
+) -> Compose:
     """Resize to ``image_size`` (as ``preprocessing`` says) and CLIP normalisation.
 
     Args:
         image_size: ``(H, W)``.
         preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
+        reference_image_filter: PIL filter of the images in ``"reference"`` mode, ``"bicubic"`` or
+            ``"bilinear"``. Defaults to ``"bicubic"``.
     """
     if check_preprocessing(preprocessing) == "reference":
-        resize: Transform = ReferenceResize(image_size)
+        resize: Transform = ReferenceResize(image_size, image_filter=reference_image_filter)
     else:
         resize = Resize(image_size, interpolation=InterpolationMode.BICUBIC, antialias=True)
     return Compose([resize, Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)])
@@ -58,49 +65,70 @@ class CLIPPreProcessor(PreProcessor):
     """Anomalib's ``PreProcessor`` with the CLIP transform of ``clip_transform``.
 
     The reference resize is no transform Anomalib can persist as plain data, so a checkpoint stores the
-    ``preprocessing`` mode and size instead, and loading rebuilds the transform from them. In the exported
-    graph the reference resize computes its coefficients from the input's size (``pil_resize_dense``).
+    ``preprocessing`` mode, size and image filter instead, and loading rebuilds the transform from them. In the
+    exported graph the reference resize computes its coefficients from the input's size (``pil_resize_dense``).
 
     Args:
         image_size: ``(H, W)``.
         preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
+        reference_image_filter: PIL filter of the images in ``"reference"`` mode, ``"bicubic"`` or
+            ``"bilinear"``. Defaults to ``"bicubic"``.
     """
 
-    def __init__(self, image_size: tuple[int, int], preprocessing: str = "anomalib") -> None:
-        super().__init__(transform=clip_transform(image_size, preprocessing))
+    def __init__(
+        self,
+        image_size: tuple[int, int],
+        preprocessing: str = "anomalib",
+        reference_image_filter: str = "bicubic",
+    ) -> None:
+        super().__init__(transform=clip_transform(image_size, preprocessing, reference_image_filter))
         self.image_size = tuple(image_size)
         self.preprocessing = preprocessing
+        self.reference_image_filter = reference_image_filter
         # Anomalib's export copy of the transform (antialias off, exportable crops), with the in-graph resize.
         self.export_transform = _dense_resizes(self.export_transform)
 
     def checkpoint_config(self) -> dict[str, Any]:
-        """Anomalib's transform spec, or, for the reference resize, the mode and size it is rebuilt from."""
+        """Anomalib's transform spec, or, for the reference resize, the mode, size and filter it is rebuilt from."""
         if self.preprocessing == "reference":
-            return {"preprocessing": "reference", "image_size": list(self.image_size)}
+            return {
+                "preprocessing": "reference",
+                "image_size": list(self.image_size),
+                "reference_image_filter": self.reference_image_filter,
+            }
         return super().checkpoint_config()
 
     def load_checkpoint_config(self, config: dict[str, Any]) -> None:
-        """Restore what ``checkpoint_config`` stored."""
+        """Restore what ``checkpoint_config`` stored (checkpoints from before the filter was stored: bicubic)."""
         if config.get("preprocessing") == "reference":
             self.image_size = tuple(config["image_size"])
             self.preprocessing = "reference"
-            self.transform = clip_transform(self.image_size, "reference")
-            self.export_transform = _dense_resizes(clip_transform(self.image_size, "reference"))
+            self.reference_image_filter = config.get("reference_image_filter", "bicubic")
+            self.transform = clip_transform(self.image_size, "reference", self.reference_image_filter)
+            self.export_transform = _dense_resizes(
+                clip_transform(self.image_size, "reference", self.reference_image_filter),
+            )
         else:
             super().load_checkpoint_config(config)
             self.preprocessing = "anomalib"
 
 
-def clip_pre_processor(image_size: int | tuple[int, int], preprocessing: str = "anomalib") -> CLIPPreProcessor:
-    """Anomalib's ``PreProcessor`` with a bicubic resize and CLIP normalisation.
+def clip_pre_processor(
+    image_size: int | tuple[int, int],
+    preprocessing: str = "anomalib",
+    reference_image_filter: str = "bicubic",
+) -> CLIPPreProcessor:
+    """Anomalib's ``PreProcessor`` with a resize and CLIP normalisation.
 
     Anomalib copies the resize into the datasets' augmentations, so images of different native sizes
     collate, and masks are resized with their images.
 
     Args:
         image_size: input size of the vision tower, ``S`` or ``(H, W)``.
-        preprocessing: ``"anomalib"`` (torchvision's tensor resize) or ``"reference"`` (the reference's PIL
+        preprocessing: ``"anomalib"`` (torchvision's tensor bicubic resize) or ``"reference"`` (a reference's PIL
             resize). Defaults to ``"anomalib"``.
+        reference_image_filter: PIL filter of the images in ``"reference"`` mode: the model's reference's,
+            ``"bicubic"`` (GlocalCLIP) or ``"bilinear"`` (AnoCLIP). Defaults to ``"bicubic"``.
 
     Returns:
         CLIPPreProcessor: maps ``[B, 3, h, w]`` images in ``[0, 1]`` to normalised ``[B, 3, H, W]`` images.
@@ -111,4 +139,4 @@ def clip_pre_processor(image_size: int | tuple[int, int], preprocessing: str = "
         [224, 224]
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return CLIPPreProcessor(size, preprocessing)
+    return CLIPPreProcessor(size, preprocessing, reference_image_filter)

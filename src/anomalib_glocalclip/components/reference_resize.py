@@ -1,13 +1,19 @@
-"""The reference's resize in torch: PIL's bicubic for images, PIL's bilinear then ``> 0.5`` for masks.
+"""The reference codes' PIL resize in torch: PIL's bicubic or bilinear for images, bilinear then ``> 0.5`` for masks.
 
-The reference code (YUL-git/GlocalCLIP, a fork of AnomalyCLIP) resizes 8-bit PIL images: images with
-``Resize(S, BICUBIC)`` and masks (0/255) with ``Resize(S)`` (bilinear), then ``ToTensor`` and, for masks,
-``> 0.5``. PIL resamples separably, first along the width, then along the height (Pillow up to 12, the
-reference's 10.4 included; Pillow 13 goes height first when the height shrinks much more). Each pass uses the filter
-(bicubic ``a = -0.5``, support 2; bilinear, support 1) stretched by the downscale factor (so it antialiases),
-coefficients normalised per output pixel and rounded to 22-bit fixed point, and rounds and clamps every pass's
-result to 8 bit. A tensor ``Resize`` instead keeps floats between passes, so it overshoots [0, 1] at sharp
-edges and differs from PIL by about 20 grey levels there; nearest-neighbour masks differ at boundaries.
+The reference codes resize 8-bit PIL images, then ``ToTensor`` and, for masks (0/255), ``> 0.5``:
+
+* GlocalCLIP's (YUL-git/GlocalCLIP, a fork of AnomalyCLIP): images with ``Resize(S, BICUBIC)``, masks with
+  ``Resize(S)`` (bilinear);
+* AnoCLIP's (hq-deng/AnoVL): images and masks with ``Resize((S, S))``, torchvision's default for PIL images:
+  bilinear.
+
+Each model class names its reference's image filter (``reference_image_filter``). PIL resamples separably, first
+along the width, then along the height (Pillow up to 12, the references' 9.2 and 10.4 included; Pillow 13 goes
+height first when the height shrinks much more). Each pass uses the filter (bicubic ``a = -0.5``, support 2;
+bilinear, support 1) stretched by the downscale factor (so it antialiases), coefficients normalised per output
+pixel and rounded to 22-bit fixed point, and rounds and clamps every pass's result to 8 bit. A tensor ``Resize``
+instead keeps floats between passes, so it overshoots [0, 1] at sharp edges and differs from PIL by about 20
+grey levels there; nearest-neighbour masks differ at boundaries.
 
 Two implementations:
 
@@ -168,10 +174,10 @@ def pil_resize_dense(values: torch.Tensor, size: tuple[int, int], filter_name: s
 
 
 class ReferenceResize(Resize):
-    """The reference's PIL resize as a torchvision transform: bicubic images, bilinear ``> 0.5`` masks.
+    """A reference's PIL resize as a torchvision transform: ``image_filter`` images, bilinear ``> 0.5`` masks.
 
     Images (``tv_tensors.Image`` or plain tensors, ``[..., 3, h, w]`` in ``[0, 1]``) are quantised to 8 bit,
-    resized with PIL's bicubic and returned as float ``value / 255`` (as ``ToTensor``). Masks
+    resized with PIL's ``image_filter`` and returned as float ``value / 255`` (as ``ToTensor``). Masks
     (``tv_tensors.Mask``, ``[..., h, w]``, non-zero = anomalous) are resized as 0/255 images with PIL's
     bilinear and thresholded at 0.5, in their own dtype.
 
@@ -180,12 +186,24 @@ class ReferenceResize(Resize):
         exact: ``True``: PIL's arithmetic with cached coefficients (``pil_resize``); ``False``: coefficients
             built inside the graph (``pil_resize_dense``, for export with dynamic input sizes). Defaults to
             ``True``.
+        image_filter: PIL filter of the images, ``"bicubic"`` (GlocalCLIP's reference) or ``"bilinear"``
+            (AnoCLIP's). Defaults to ``"bicubic"``.
     """
 
-    def __init__(self, size: int | tuple[int, int] | list[int], exact: bool = True) -> None:
+    def __init__(
+        self,
+        size: int | tuple[int, int] | list[int],
+        exact: bool = True,
+        image_filter: str = "bicubic",
+    ) -> None:
+        if image_filter not in FILTER_SUPPORT:
+            msg = f"image_filter must be one of {list(FILTER_SUPPORT)}, got {image_filter!r}."
+            raise ValueError(msg)
         size = (size, size) if isinstance(size, int) else tuple(size)
-        super().__init__(size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        interpolation = InterpolationMode.BICUBIC if image_filter == "bicubic" else InterpolationMode.BILINEAR
+        super().__init__(size, interpolation=interpolation, antialias=True)
         self.exact = exact
+        self.image_filter = image_filter
 
     def _resize_values(self, values: torch.Tensor, filter_name: str) -> torch.Tensor:
         size = (self.size[0], self.size[1])
@@ -194,9 +212,9 @@ class ReferenceResize(Resize):
         return pil_resize_dense(values, size, filter_name)
 
     def resize_image(self, image: torch.Tensor) -> torch.Tensor:
-        """``[..., h, w]`` image in ``[0, 1]`` -> ``[..., H, W]`` float32 PIL bicubic result in ``[0, 1]``."""
+        """``[..., h, w]`` image in ``[0, 1]`` -> ``[..., H, W]`` float32 PIL ``image_filter`` result in ``[0, 1]``."""
         values = torch.round(image.float().clamp(0.0, 1.0) * 255.0)
-        return self._resize_values(values, "bicubic").float() / 255.0
+        return self._resize_values(values, self.image_filter).float() / 255.0
 
     def resize_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """``[..., h, w]`` mask (non-zero = anomalous) -> ``[..., H, W]`` mask, PIL bilinear then ``> 0.5``."""
@@ -215,5 +233,5 @@ class ReferenceResize(Resize):
         return super().transform(inpt, params)
 
     def extra_repr(self) -> str:
-        """Size and implementation."""
-        return f"size={self.size}, exact={self.exact}"
+        """Size, image filter and implementation."""
+        return f"size={self.size}, image_filter={self.image_filter}, exact={self.exact}"

@@ -135,6 +135,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         visualizer: visualizer, or ``True`` for Anomalib's image visualizer.
     """
 
+    reference_image_filter = "bicubic"  # YUL-git/GlocalCLIP: Resize(S, BICUBIC) on PIL images
+
     # torch.compile backend and mode of the compiled step on cached features (``compile=True``): internal knobs,
     # e.g. "aot_eager" in tests, "reduce-overhead" to also replay CUDA graphs.
     compile_backend: str | Callable = "inductor"
