@@ -78,6 +78,8 @@ from .models import (
     sweep_evaluator,
 )
 from .reading import SafeReading, check_and_wrap, check_layout
+from .report import write_report
+from .report_data import ReportCollector, report_data_path
 from .stopping import SweepStopped, stop_on_signals
 from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
@@ -238,7 +240,8 @@ class _CategoryRun:
         # One pass where validation would score the test files again: thresholds are fitted on the test pass.
         one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
-        callbacks: list[Callback] = [progress, SafeReading(resize_masks=self.resize_masks)]
+        report = ReportCollector()
+        callbacks: list[Callback] = [progress, SafeReading(resize_masks=self.resize_masks), report]
         if one_pass:
             callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
             model.visualizer = None
@@ -255,6 +258,7 @@ class _CategoryRun:
             )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
+            report.save(report_data_path(self.output, category))
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
@@ -470,7 +474,9 @@ def _write_tables(
     footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
     scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
     title = f"{settings['title']}, {'few' if k else 'zero'}-shot on {entry.title} ({scores})"
-    return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
+    table = write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
+    write_report(output, results, table, title, footnotes)
+    return table
 
 
 @contextlib.contextmanager
