@@ -73,10 +73,12 @@ def test_score_curves_are_exact_with_ties() -> None:
     scores = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
     labels = np.array([1, 1, 0, 1, 0])
     curves = score_curves(scores, labels)
-    np.testing.assert_allclose(curves["fpr"], [0, 0, 0.5, 0.5, 1])
-    np.testing.assert_allclose(curves["tpr"], [0, 1 / 3, 2 / 3, 1, 1])
-    np.testing.assert_allclose(curves["precision"], [1, 2 / 3, 3 / 4, 3 / 5])
-    np.testing.assert_allclose(curves["recall"], [1 / 3, 2 / 3, 1, 1])
+    np.testing.assert_allclose(curves.fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(curves.tpr, [0, 1 / 3, 2 / 3, 1, 1])
+    np.testing.assert_allclose(curves.precision, [1, 2 / 3, 3 / 4, 3 / 5])
+    np.testing.assert_allclose(curves.recall, [1 / 3, 2 / 3, 1, 1])
+    assert curves.auroc == pytest.approx(_exact_auroc(scores[labels == 0], scores[labels == 1]))
+    assert curves.ap == pytest.approx(1 / 3 * 1 + 1 / 3 * 2 / 3 + 1 / 3 * 3 / 4)  # recall gained x precision
 
 
 def _batch(scores: list[float], labels: list[int], first: int) -> SimpleNamespace:
@@ -134,10 +136,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"mvtec": mvtec, "prompts": prompts}
 
 
-def run_sweep(data: dict[str, Path], output: Path, root: Path | None = None) -> Any:
+def run_sweep(data: dict[str, Path], output: Path, root: Path | None = None, **kwargs: Any) -> Any:
     model = functools.partial(GlocalCLIP, prompt_weights=str(data["prompts"]), **TINY)
     return evaluate(model, "mvtec_ad", root or data["mvtec"], output=output, accelerator="cpu", num_workers=0,
-                    batch_size=4, progress=False, heatmaps=False)
+                    batch_size=4, progress=False, heatmaps=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +178,8 @@ def test_report_has_every_categorys_sections(sweep: Path) -> None:
         assert math.isfinite(data.threshold)
         # the collector sees the scores the metrics are computed on: its ROC gives the table's image AUROC
         curves = score_curves(data.scores, data.labels)
-        assert float(np.trapezoid(curves["tpr"], curves["fpr"])) == pytest.approx(metrics[category]["image_AUROC"])
+        assert curves.auroc == pytest.approx(metrics[category]["image_AUROC"])
+        assert curves.ap == pytest.approx(metrics[category]["image_AUPR"])
         fpr, tpr = histogram_roc(data.pixel_counts)
         assert float(np.trapezoid(tpr[::-1], fpr[::-1])) == pytest.approx(metrics[category]["pixel_AUROC"], abs=0.01)
         alts = re.findall(r'<figure><img src="data:image/png;base64,[^"]+" alt="([^"]+)">', section)
@@ -219,6 +222,18 @@ def test_resumed_sweep_reports_every_category_and_failures(
     for category in CATEGORIES:
         assert sections[category].count("<figure><img") == 4, category
         assert 'class="error"' not in sections[category]
+
+
+def test_normalised_sweep_reports_raw_scores_and_the_raw_threshold(
+    sweep: Path, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """With --normalize-scores the plots stay on the raw scale: the same scores and threshold as a raw sweep."""
+    run_sweep(data, tmp_path, categories=["bottle"], normalize=True)
+    normalised = ReportData.load(report_data_path(tmp_path, "bottle"))
+    raw = ReportData.load(report_data_path(sweep, "bottle"))
+    np.testing.assert_allclose(normalised.scores, raw.scores, rtol=1e-5)
+    assert normalised.threshold == pytest.approx(raw.threshold, rel=1e-5)
+    assert normalised.scores.min() <= normalised.threshold <= normalised.scores.max()
 
 
 # ----- in a real browser -----

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,25 +62,36 @@ figure.case { width: 200px; font-size: 12px; word-break: break-all; }
 """
 
 
-def score_curves(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Exact ROC and precision-recall points of image ``scores`` (``[N]``) against ``labels`` (``[N]``, 1 anomalous).
+class Curves(NamedTuple):
+    """Exact ROC and precision-recall points of image scores, one per distinct score from the highest down."""
 
-    One point per distinct score (ties move together), from the highest threshold down.
+    fpr: np.ndarray
+    """False positive rates, starting at 0."""
+    tpr: np.ndarray
+    """True positive rates, starting at 0."""
+    precision: np.ndarray
+    recall: np.ndarray
 
-    Returns:
-        ``fpr``, ``tpr`` (starting at 0, 0) and ``precision``, ``recall`` (one per distinct score).
-    """
+    @property
+    def auroc(self) -> float:
+        """Area under the ROC curve (trapezoids: ties count half)."""
+        return float(np.trapezoid(self.tpr, self.fpr))
+
+    @property
+    def ap(self) -> float:
+        """Average precision: the sum of the precisions weighted by the recall each adds."""
+        return float(np.sum(np.diff(self.recall, prepend=0.0) * self.precision))
+
+
+def score_curves(scores: np.ndarray, labels: np.ndarray) -> Curves:
+    """The :class:`Curves` of image ``scores`` (``[N]``) against ``labels`` (``[N]``, 1 anomalous)."""
     order = np.argsort(-scores, kind="stable")
     ordered, positive = scores[order], labels[order] == 1
     last = np.r_[np.flatnonzero(np.diff(ordered)), len(ordered) - 1]  # the last index of each distinct score
     tp = np.cumsum(positive)[last].astype(float)
     fp = (last + 1) - tp
-    return {
-        "fpr": np.r_[0.0, fp / max(fp[-1], 1)],
-        "tpr": np.r_[0.0, tp / max(tp[-1], 1)],
-        "precision": tp / (tp + fp),
-        "recall": tp / max(tp[-1], 1),
-    }
+    recall = tp / max(tp[-1], 1)
+    return Curves(np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, recall], tp / (tp + fp), recall)
 
 
 def _figure(title: str) -> tuple[Figure, Axes]:
@@ -132,19 +144,19 @@ def _histogram_figure(data: ReportData) -> str:
     return _png(figure)
 
 
-def _plots(data: ReportData, metrics: dict[str, float | None]) -> list[tuple[str, str]]:
-    """``(alt text, data URI)`` of each plot the data allows."""
+def _plots(data: ReportData) -> list[tuple[str, str]]:
+    """``(alt text, data URI)`` of each plot the data allows; the areas are those of the curves drawn."""
     plots = []
     if {0, 1} <= set(data.labels.tolist()):
         curves = score_curves(data.scores, data.labels)
-        plots.append(("image ROC", _roc_figure(curves["fpr"], curves["tpr"],
-                                               f"image ROC, AUROC {_percent(metrics.get('image_AUROC'))}")))
-        plots.append(("image precision-recall", _pr_figure(curves["recall"], curves["precision"],
-                                                           f"image PR, AP {_percent(metrics.get('image_AUPR'))}")))
+        plots.append(("image ROC", _roc_figure(curves.fpr, curves.tpr, f"image ROC, AUROC {_percent(curves.auroc)}")))
+        title = f"image PR, AP {_percent(curves.ap)}"
+        plots.append(("image precision-recall", _pr_figure(curves.recall, curves.precision, title)))
     counts = data.pixel_counts
     if counts.size and counts.sum(axis=1).all():
         fpr, tpr = histogram_roc(counts)
-        plots.append(("pixel ROC", _roc_figure(fpr, tpr, f"pixel ROC, AUROC {_percent(metrics.get('pixel_AUROC'))}")))
+        title = f"pixel ROC, AUROC ≈ {_percent(float(np.trapezoid(tpr[::-1], fpr[::-1])))}"
+        plots.append(("pixel ROC", _roc_figure(fpr, tpr, title)))
     if len(data.scores):
         plots.append(("image score histogram", _histogram_figure(data)))
     return plots
@@ -209,7 +221,7 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     try:
         data = ReportData.load(path)
         threshold = f"{data.threshold:.4g}" if math.isfinite(data.threshold) else "none"
-        plots = "".join(f'<figure><img src="{uri}" alt="{alt}"></figure>' for alt, uri in _plots(data, result.metrics))
+        plots = "".join(f'<figure><img src="{uri}" alt="{alt}"></figure>' for alt, uri in _plots(data))
         body = (f"<p>image threshold {threshold} (raw score)</p><div class=\"plots\">{plots}</div>"
                 + _cases(data, anomalous=False) + _cases(data, anomalous=True))
     except Exception as error:  # noqa: BLE001 - one unreadable category leaves the rest of the report
@@ -246,9 +258,10 @@ def write_report(
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f'<section id="table"><h2>Results</h2><p class="muted">Values x100, one decimal; the mean is over '
         f"categories.</p>{paper}<ul>{notes}</ul></section>"
-        f'<p class="muted">Curves and histograms use the models\' raw image scores and the post-processor\'s '
-        f"image threshold on that scale; the pixel ROC is exact at the edges of {PIXEL_BINS} equal bins of the "
-        f"pixel scores and linear between them. Categories: {links}</p>"
+        f'<p class="muted">Curves, their areas and the histograms use the model\'s raw scores, and the '
+        f"post-processor's image threshold on that scale (a table of Anomalib-normalised scores may differ a "
+        f"little: normalising clips the scores). The pixel ROC is exact at the edges of {PIXEL_BINS} equal bins "
+        f"of the pixel scores and linear between them. Categories: {links}</p>"
         f"{sections}</body></html>\n"
     )
     return atomic_write_text(output / REPORT_FILE, page)
