@@ -29,6 +29,8 @@ paper's format, with heatmaps.
   validation score (it logs a warning), which only affects predicted labels, not the metrics.
 * **Raw scores**: metrics are computed on the model's raw scores, as in the paper, not on Anomalib's clipped
   normalisation (``--normalize-scores`` to keep it).
+* **Report**: ``report.html``, written with the tables from what ``categories/`` holds: curves, histograms and
+  worst cases per category (``evaluation/report.py``, data collected by ``evaluation/report_data.py``).
 
 Example::
 
