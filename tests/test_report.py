@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from anomalib_glocalclip import GlocalCLIP
+from anomalib_glocalclip.data.catalogue import get_dataset
 from anomalib_glocalclip.demo.datasets import generate_mvtec_ad
-from anomalib_glocalclip.evaluation import evaluate
+from anomalib_glocalclip.evaluation import CategoryResult, evaluate, paper_frame
 from anomalib_glocalclip.evaluation import sweep as sweep_module
-from anomalib_glocalclip.evaluation.report import REPORT_FILE, score_curves
+from anomalib_glocalclip.evaluation.report import REPORT_FILE, score_curves, write_report
 from anomalib_glocalclip.evaluation.report_data import (
     PixelHistograms,
     ReportCollector,
@@ -110,16 +111,64 @@ def test_worst_cases_are_chosen_right(tmp_path: Path) -> None:
     assert data.paths == [f"/data/{i:03d}.png" for i in range(12)]
     np.testing.assert_allclose(data.scores, scores, rtol=1e-6)
     assert data.labels.tolist() == labels
-    # false positives: normal above 0.5, highest first, at most 3 (7 at 0.55 is the fourth, left out)
-    assert data.worst(anomalous=False) == [4, 1, 8]
+    # false positives: normal above 0.5, highest first (4, 1, 8, 5, 7); the collector kept the maps of 3
+    assert data.worst(anomalous=False, n=3) == [4, 1, 8]
+    assert data.worst(anomalous=False) == [4, 1, 8, 5]
     # false negatives: anomalous at or below 0.5, lowest first (3, 6, 9)
-    assert data.worst(anomalous=True) == [3, 6, 9]
+    assert data.worst(anomalous=True, n=3) == [3, 6, 9]
     for index in (4, 1, 8, 3, 6, 9):
         np.testing.assert_allclose(data.map_of(index), index)  # each image's own map
     assert data.map_of(2) is None  # an anomalous image above the threshold: not a candidate, no map kept
+    assert data.map_of(5) is None  # the fourth false positive: its map not kept
     assert data.map_range.tolist() == [0, 11]
     assert data.pixel_counts.sum(axis=1).tolist() == [7 * 32 * 32, 5 * 32 * 32]
     assert ReportData(threshold=math.nan).worst(anomalous=False) == []
+
+
+def _hand_made(paths: list[str], labels: list[int], pixels: bool) -> ReportData:
+    scores = np.linspace(0.1, 0.9, len(paths)).astype(np.float32)
+    counts = np.array([[5, 3, 1, 0], [0, 1, 2, 4]]) if pixels else np.zeros((2, 0), np.int64)
+    return ReportData(
+        paths=paths, scores=scores, labels=np.asarray(labels, np.int8), threshold=0.5,
+        kept=np.arange(len(paths)), maps=np.ones((len(paths), 8, 8), np.float16), map_range=np.array([0.0, 2.0]),
+        pixel_edges=np.arange(5.0) if pixels else np.zeros(0), pixel_counts=counts,
+    )
+
+
+def test_report_shows_what_each_category_allows(tmp_path: Path) -> None:
+    """Plots follow the data (one class: no image curves; no masks: no pixel ROC); failures show their error."""
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    generate_mvtec_ad(tmp_path / "mvtec", ["bottle"], n_train=1, n_test_good=1, n_test_bad=1, image_size=32)
+    shutil.copy(next((tmp_path / "mvtec").rglob("test/good/*.png")), image)
+    moved = str(tmp_path / "gone" / "b.png")  # deleted since the sweep: its tile is drawn without the image
+    cases = {
+        "polyps": (_hand_made([str(image), moved, str(image)], [1, 1, 1], pixels=True), 0, 2),
+        "headct": (_hand_made([str(image), moved, str(image), moved], [0, 1, 0, 1], pixels=False), 1, 1),
+    }
+    results = []
+    for category, (data, *_) in cases.items():
+        data.save(report_data_path(tmp_path, category))
+        results.append(CategoryResult(category, "ok", n_images=len(data.paths), duration_s=2.0))
+    results += [
+        CategoryResult("broken", "failed", error="ImageReadError: /data/x.png is truncated", duration_s=0.5),
+        CategoryResult("older", "ok", duration_s=1.0),  # finished before reports were kept
+    ]
+    table = paper_frame(results, get_dataset("mvtec_ad"))
+    sections = _sections(write_report(tmp_path, results, table, "hand-made").read_text(encoding="utf-8"))
+
+    assert re.findall(r'<figure><img[^>]+alt="([^"]+)">', sections["polyps"]) == ["pixel ROC", "image score histogram"]
+    assert re.findall(r'<figure><img[^>]+alt="([^"]+)">', sections["headct"]) == [
+        "image ROC", "image precision-recall", "image score histogram"
+    ]
+    for category, (data, n_false_positives, n_false_negatives) in cases.items():
+        assert len(data.worst(anomalous=False)) == n_false_positives
+        assert len(data.worst(anomalous=True)) == n_false_negatives
+        assert _case_count(sections[category]) == n_false_positives + n_false_negatives
+    assert "gone/b.png" in sections["headct"]  # the moved image's tile (scores 0.37: a false negative)
+    assert '<p class="error">failed: ImageReadError: /data/x.png is truncated</p>' in sections["broken"]
+    assert "took 0.5 s" in sections["broken"]
+    assert "No report data" in sections["older"]
 
 
 # ----- the sweep's report -----

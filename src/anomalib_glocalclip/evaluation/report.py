@@ -62,6 +62,11 @@ figure.case { width: 200px; font-size: 12px; word-break: break-all; }
 """
 
 
+def roc_area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under the ROC points ``(fpr, tpr)`` (``[K]`` each, in either order), by trapezoids."""
+    return abs(float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)))  # numpy 1.x has no np.trapezoid
+
+
 class Curves(NamedTuple):
     """Exact ROC and precision-recall points of image scores, one per distinct score from the highest down."""
 
@@ -75,7 +80,7 @@ class Curves(NamedTuple):
     @property
     def auroc(self) -> float:
         """Area under the ROC curve (trapezoids: ties count half)."""
-        return float(np.trapezoid(self.tpr, self.fpr))
+        return roc_area(self.fpr, self.tpr)
 
     @property
     def ap(self) -> float:
@@ -155,7 +160,7 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
     counts = data.pixel_counts
     if counts.size and counts.sum(axis=1).all():
         fpr, tpr = histogram_roc(counts)
-        title = f"pixel ROC, AUROC ≈ {_percent(float(np.trapezoid(tpr[::-1], fpr[::-1])))}"
+        title = f"pixel ROC, AUROC ≈ {_percent(roc_area(fpr, tpr))}"
         plots.append(("pixel ROC", _roc_figure(fpr, tpr, title)))
     if len(data.scores):
         plots.append(("image score histogram", _histogram_figure(data)))

@@ -102,8 +102,8 @@ class PixelHistograms:
         while math.floor(high / width) - math.floor(low / width) >= bins:
             width *= 2
         first = math.floor(low / width)
-        if used.size:  # old bin m (on the old grid) falls whole into new bin m // factor
-            target = (self.first + used) // round(width / self.width) - first
+        if used.size:  # an old bin falls whole into the new bin of its lower edge (exact: powers of two)
+            target = np.floor((self.first + used) * self.width / width).astype(np.int64) - first
             counts = np.zeros_like(self.counts)
             for row in range(2):
                 np.add.at(counts[row], target, self.counts[row, used])
@@ -160,11 +160,12 @@ class ReportData:
         """
         if math.isnan(self.threshold):
             return []
-        labels, scores = self.labels[self.kept], self.scores[self.kept]
+        labels, scores = self.labels, self.scores
         wrong = (labels == 1) & (scores <= self.threshold) if anomalous else (labels == 0) & (scores > self.threshold)
-        order = np.argsort(scores[wrong], kind="stable")
-        chosen = self.kept[wrong][order if anomalous else order[::-1]]
-        return [int(index) for index in chosen[:n]]
+        chosen = np.flatnonzero(wrong)
+        # Ties in the order of the collector's candidates (the earlier image first), so their maps are kept.
+        order = np.argsort(scores[chosen] if anomalous else -scores[chosen], kind="stable")
+        return [int(index) for index in chosen[order][:n]]
 
     def map_of(self, index: int) -> np.ndarray | None:
         """The kept anomaly map of image ``index`` (``[MAP_SIZE, MAP_SIZE]`` float32), or ``None``."""
