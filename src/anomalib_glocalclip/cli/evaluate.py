@@ -172,7 +172,8 @@ def main(argv: Sequence[str]) -> int:
         )
         return stopped.exit_status
     print((output / "results.md").read_text(encoding="utf-8"))
-    print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}")
+    print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}, "
+          f"{output / 'report.html'}")
     failed = table.attrs.get("failed", [])
     if failed:
         print(f"{len(failed)} categories failed: {', '.join(failed)} (see {output / LOG_FILE})", file=sys.stderr)

@@ -29,6 +29,8 @@ paper's format, with heatmaps.
   validation score (it logs a warning), which only affects predicted labels, not the metrics.
 * **Raw scores**: metrics are computed on the model's raw scores, as in the paper, not on Anomalib's clipped
   normalisation (``--normalize-scores`` to keep it).
+* **Report**: ``report.html``, written with the tables from what ``categories/`` holds: curves, histograms and
+  worst cases per category (``evaluation/report.py``, data collected by ``evaluation/report_data.py``).
 
 Example::
 
@@ -75,6 +77,8 @@ from .models import (
     sweep_evaluator,
 )
 from .reading import SafeReading, check_and_wrap, check_layout
+from .report import write_report
+from .report_data import ReportCollector, report_data_path
 from .stopping import StopSignals, SweepStopped, stop_on_signals
 from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
@@ -231,6 +235,7 @@ class _CategoryRun:
         heatmap_dir = self.output / "heatmaps" / category
         model = apply_few_shot(self.model_for(evaluator), self.few_shot, category, self.seed)
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
+        report = ReportCollector()
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
             engine = evaluation_engine(
@@ -238,11 +243,12 @@ class _CategoryRun:
                 model,
                 datamodule,
                 heatmap_dir=heatmap_dir if self.heatmaps else None,
-                callbacks=[progress, SafeReading(resize_masks=self.resize_masks)],
+                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report],
                 **self.engine_args,
             )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
+            report.save(report_data_path(self.output, category))
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
@@ -473,7 +479,9 @@ def _write_tables(
     footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
     scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
     title = f"{settings['title']}, {'few' if k else 'zero'}-shot on {entry.title} ({scores})"
-    return write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
+    table = write_tables(output, results, entry, title, n_categories=len(available), footnotes=footnotes)
+    write_report(output, results, table, title, footnotes)
+    return table
 
 
 @contextlib.contextmanager

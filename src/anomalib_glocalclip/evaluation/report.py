@@ -1,0 +1,273 @@
+"""A sweep's ``report.html``: the paper table and, per category, curves, score histograms and the worst cases.
+
+One self-contained file that opens offline: every picture is embedded as a data URI (plots as PNG, heatmaps as
+JPEG), the style is inline, and there is no script. It is built from what the sweep keeps on disk (the results
+of ``categories/<category>.json`` and the report data of ``categories/<category>.report.npz``, see
+``evaluation/report_data.py``), so a resumed sweep's report covers the categories of earlier runs too.
+
+Per finished category: image ROC and PR curves (where the test split holds both classes), the pixel ROC (where it
+has masks; drawn from binned pixel scores, exact at the bin edges), the histograms of the normal and anomalous
+images' scores with the post-processor's image threshold, the worst false positives and false negatives at that
+threshold (the image with its anomaly map over it, its score and file), and the time it took. A category that
+failed shows its error line. Plots are drawn with matplotlib's object API (``Figure`` on an Agg canvas), which
+leaves pyplot's global state alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torch.nn import functional
+
+from anomalib_glocalclip.components.visualizer import read_display_image
+from anomalib_glocalclip.utils.files import atomic_write_text
+
+from .report_data import PIXEL_BINS, ReportData, histogram_roc, report_data_path
+from .store import CategoryResult
+from .tables import COLUMN_TITLES
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+TILE_SIZE = 200
+NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+table.paper { border-collapse: collapse; margin: 0.5em 0; }
+table.paper th, table.paper td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
+table.paper td:last-child { text-align: left; }
+section.category { border-top: 2px solid #ddd; margin-top: 1.5em; }
+.plots, .cases { display: flex; flex-wrap: wrap; gap: 8px; }
+figure { margin: 0; }
+figure.case { width: 200px; font-size: 12px; word-break: break-all; }
+.error { color: #b00020; }
+.muted { color: #666; }
+"""
+
+
+def roc_area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under the ROC points ``(fpr, tpr)`` (``[K]`` each, in either order), by trapezoids."""
+    return abs(float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)))  # numpy 1.x has no np.trapezoid
+
+
+class Curves(NamedTuple):
+    """Exact ROC and precision-recall points of image scores, one per distinct score from the highest down."""
+
+    fpr: np.ndarray
+    """False positive rates, starting at 0."""
+    tpr: np.ndarray
+    """True positive rates, starting at 0."""
+    precision: np.ndarray
+    recall: np.ndarray
+
+    @property
+    def auroc(self) -> float:
+        """Area under the ROC curve (trapezoids: ties count half)."""
+        return roc_area(self.fpr, self.tpr)
+
+    @property
+    def ap(self) -> float:
+        """Average precision: the sum of the precisions weighted by the recall each adds."""
+        return float(np.sum(np.diff(self.recall, prepend=0.0) * self.precision))
+
+
+def score_curves(scores: np.ndarray, labels: np.ndarray) -> Curves:
+    """The :class:`Curves` of image ``scores`` (``[N]``) against ``labels`` (``[N]``, 1 anomalous)."""
+    order = np.argsort(-scores, kind="stable")
+    ordered, positive = scores[order], labels[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(ordered)), len(ordered) - 1]  # the last index of each distinct score
+    tp = np.cumsum(positive)[last].astype(float)
+    fp = (last + 1) - tp
+    recall = tp / max(tp[-1], 1)
+    return Curves(np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, recall], tp / (tp + fp), recall)
+
+
+def _figure(title: str) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=(2.9, 2.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_title(title, fontsize=10)
+    axes.tick_params(labelsize=8)
+    return figure, axes
+
+
+def _png(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _roc_figure(fpr: np.ndarray, tpr: np.ndarray, title: str) -> str:
+    figure, axes = _figure(title)
+    axes.plot(fpr, tpr, color=ANOMALOUS_COLOUR)
+    axes.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.02))
+    return _png(figure)
+
+
+def _pr_figure(recall: np.ndarray, precision: np.ndarray, title: str) -> str:
+    figure, axes = _figure(title)
+    axes.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre", color=ANOMALOUS_COLOUR)
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    return _png(figure)
+
+
+def _histogram_figure(data: ReportData) -> str:
+    figure, axes = _figure("image scores")
+    finite = data.scores[np.isfinite(data.scores)]
+    edges = np.histogram_bin_edges(finite, bins=int(np.clip(math.sqrt(max(len(finite), 1)) * 2, 10, 40)))
+    for label, name, colour in ((0, "normal", NORMAL_COLOUR), (1, "anomalous", ANOMALOUS_COLOUR)):
+        selected = data.scores[(data.labels == label) & np.isfinite(data.scores)]
+        if len(selected):
+            axes.hist(selected, bins=edges, alpha=0.6, color=colour, label=f"{name} ({len(selected)})")
+    if math.isfinite(data.threshold):
+        axes.axvline(data.threshold, color="#222", linestyle="--", linewidth=1.2,
+                     label=f"threshold {data.threshold:.4g}")
+    axes.set(xlabel="raw image score", ylabel="images")
+    axes.legend(fontsize=7)
+    return _png(figure)
+
+
+def _plots(data: ReportData) -> list[tuple[str, str]]:
+    """``(alt text, data URI)`` of each plot the data allows; the areas are those of the curves drawn."""
+    plots = []
+    if {0, 1} <= set(data.labels.tolist()):
+        curves = score_curves(data.scores, data.labels)
+        plots.append(("image ROC", _roc_figure(curves.fpr, curves.tpr, f"image ROC, AUROC {_percent(curves.auroc)}")))
+        title = f"image PR, AP {_percent(curves.ap)}"
+        plots.append(("image precision-recall", _pr_figure(curves.recall, curves.precision, title)))
+    counts = data.pixel_counts
+    if counts.size and counts.sum(axis=1).all():
+        fpr, tpr = histogram_roc(counts)
+        title = f"pixel ROC, AUROC ≈ {_percent(roc_area(fpr, tpr))}"
+        plots.append(("pixel ROC", _roc_figure(fpr, tpr, title)))
+    if len(data.scores):
+        plots.append(("image score histogram", _histogram_figure(data)))
+    return plots
+
+
+def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float) -> str:
+    """A JPEG data URI of the image at ``path`` (re-read by the plugin's reader) with ``heatmap`` over it."""
+    try:
+        image = read_display_image(path)
+    except (OSError, ValueError):  # moved or deleted since the sweep: the map alone, on grey
+        image = Image.new("RGB", (TILE_SIZE, TILE_SIZE), (128, 128, 128))
+    scale = TILE_SIZE / max(image.size)  # small images are enlarged too
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    pixels = np.asarray(image, dtype=np.float32) / 255
+    if heatmap is not None:
+        scaled = functional.interpolate(torch.from_numpy(heatmap)[None, None], size=pixels.shape[:2], mode="bilinear")
+        scaled = ((scaled[0, 0].numpy() - low) / (high - low if high > low else 1.0)).clip(0, 1)
+        pixels = 0.5 * pixels + 0.5 * colormaps["jet"](scaled)[..., :3]
+    buffer = io.BytesIO()
+    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _cases(data: ReportData, anomalous: bool) -> str:
+    kind = "negatives (anomalous images at or below" if anomalous else "positives (normal images above"
+    header = f"<h3>Worst false {kind} the threshold)</h3>"
+    if math.isnan(data.threshold):
+        return header + '<p class="muted">No image threshold was fitted.</p>'
+    chosen = data.worst(anomalous)
+    if not chosen:
+        return header + '<p class="muted">None.</p>'
+    low, high = (float(value) for value in data.map_range)
+    tiles = []
+    for index in chosen:
+        path = data.paths[index]
+        name = "/".join(Path(path).parts[-3:])
+        uri = _heatmap_uri(path, data.map_of(index), low, high)
+        tiles.append(f'<figure class="case"><img src="{uri}" alt="heatmap of {html.escape(name)}">'
+                     f'<figcaption>score {data.scores[index]:.4g}<br><span title="{html.escape(path)}">'
+                     f"{html.escape(name)}</span></figcaption></figure>")
+    return header + f'<div class="cases">{"".join(tiles)}</div>'
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} s"
+
+
+def _anchor(category: str) -> str:
+    return "category-" + re.sub(r"[^A-Za-z0-9_-]", "_", category)
+
+
+def _category_section(output: Path, result: CategoryResult) -> str:
+    """The HTML of one category: its error line, or its numbers, plots and worst cases."""
+    head = (f'<section class="category" id="{_anchor(result.category)}"><h2>{html.escape(result.category)}</h2>'
+            f"<p>{result.status}; {result.n_images or 0} test images, {result.n_anomalous or 0} anomalous; "
+            f"took {_seconds(result.duration_s)}</p>")
+    if not result.ok:
+        return head + f'<p class="error">{html.escape(f"{result.status}: {result.error}")}</p></section>'
+    path = report_data_path(output, result.category)
+    if not path.is_file():
+        return head + '<p class="muted">No report data (finished by a sweep that kept none).</p></section>'
+    try:
+        data = ReportData.load(path)
+        threshold = f"{data.threshold:.4g}" if math.isfinite(data.threshold) else "none"
+        plots = "".join(f'<figure><img src="{uri}" alt="{alt}"></figure>' for alt, uri in _plots(data))
+        body = (f"<p>image threshold {threshold} (raw score)</p><div class=\"plots\">{plots}</div>"
+                + _cases(data, anomalous=False) + _cases(data, anomalous=True))
+    except Exception as error:  # noqa: BLE001 - one unreadable category leaves the rest of the report
+        logger.warning("Report of category %s not drawn: %s", result.category, error)
+        body = f'<p class="error">{html.escape(f"Could not draw this category from {path}: {error}")}</p>'
+    return head + body + "</section>"
+
+
+def write_report(
+    output: str | Path,
+    results: Sequence[CategoryResult],
+    table: pd.DataFrame,
+    title: str,
+    footnotes: Sequence[str] = (),
+) -> Path:
+    """Write ``report.html`` into the sweep folder ``output``; return its path.
+
+    Args:
+        output: the sweep's output folder (its ``categories/`` hold the results and report data).
+        results: the categories' results, in table order.
+        table: the paper-format table (``evaluation/tables.paper_frame``).
+        title: the report's title (the tables' title).
+        footnotes: lines shown under the table (the tables' footnotes).
+    """
+    output = Path(output)
+    links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in footnotes)
+    paper = table.rename(columns=COLUMN_TITLES).reset_index().to_html(
+        classes="paper", index=False, na_rep="–", float_format=lambda value: f"{value:.1f}", border=0
+    )
+    sections = "".join(_category_section(output, result) for result in results)
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<section id="table"><h2>Results</h2><p class="muted">Values x100, one decimal; the mean is over '
+        f"categories.</p>{paper}<ul>{notes}</ul></section>"
+        f'<p class="muted">Curves, their areas and the histograms use the model\'s raw scores, and the '
+        f"post-processor's image threshold on that scale (a table of Anomalib-normalised scores may differ a "
+        f"little: normalising clips the scores). The pixel ROC is exact at the edges of {PIXEL_BINS} equal bins "
+        f"of the pixel scores and linear between them. Categories: {links}</p>"
+        f"{sections}</body></html>\n"
+    )
+    return atomic_write_text(output / REPORT_FILE, page)
+
