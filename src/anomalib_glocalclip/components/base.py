@@ -37,7 +37,6 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
 from anomalib_glocalclip.compat import engine_run_after_validation, set_post_processor_thresholds
-from anomalib_glocalclip.data.safe_datasets import read_safely
 from anomalib_glocalclip.utils.errors import PluginError, install_error_hook
 
 from .evaluator import zero_shot_evaluator
@@ -45,6 +44,7 @@ from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference
 from .one_pass import DeferredValidation, predicts_test_split, test_pass_can_fit, validation_is_test_split
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
+from .reader_check import ReaderCheck
 from .visualizer import PluginImageVisualizer
 
 logger = logging.getLogger(__name__)
@@ -173,13 +173,14 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, ``predictions.csv`` of ``predict``, and the one-pass test's ``DeferredValidation``.
+        """Anomalib's components, ``predictions.csv`` of ``predict``, ``ReaderCheck`` and ``DeferredValidation``.
 
-        ``PredictionTable`` also reads ``predict`` folders safely; ``DeferredValidation`` fits the thresholds
+        ``ReaderCheck`` refuses the files Anomalib's datasets would read wrong; ``PredictionTable`` also checks
+        ``predict`` folders; ``DeferredValidation`` fits the thresholds
         and draws the heatmaps of a test or predict run whose validation pass was skipped (see ``setup``).
         """
         # First: its batch hook must see the raw predictions, before the post-processor changes them in place.
-        return [DeferredValidation(), *super().configure_callbacks(), PredictionTable()]
+        return [DeferredValidation(), ReaderCheck(), *super().configure_callbacks(), PredictionTable()]
 
     # ----- one pass for Engine.test / Engine.predict -----
     def setup(self, stage: str) -> None:
@@ -192,13 +193,8 @@ class ZeroShotCLIPMixin:
         validation would only score the same files a second time: it is skipped (``limit_val_batches`` is 0
         for this validation only) and ``DeferredValidation`` fits the same thresholds and normalisation ranges
         on the test or predict pass. Metrics, thresholds, predictions and heatmaps are those of the two-pass run.
-
-        For every validate, test and predict run, the datamodule's test and validation images are also read by
-        the plugin's reader (``_read_target_safely``).
         """
         super().setup(stage)
-        if stage in {"validate", "test", "predict"}:
-            self._read_target_safely()
         if stage in {"test", "predict"}:
             return  # a deferral made by the validation just before stands for this run
         self.validation_deferred = False
@@ -218,17 +214,6 @@ class ZeroShotCLIPMixin:
             follows,
             follows,
         )
-
-    def _read_target_safely(self) -> None:
-        """Read the datamodule's test and validation images with the plugin's reader (16-bit, palette, RGBA right).
-
-        Lightning calls the model's ``setup`` after the datamodule's, before any dataloader is built, so the
-        datasets the run reads are wrapped (``SafeImageDataset``: Anomalib's samples, order, augmentations and
-        items, bit for bit on 8-bit RGB files).
-        """
-        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
-        if datamodule is not None:
-            read_safely(datamodule)
 
     def teardown(self, stage: str) -> None:
         """Give the trainer back its ``limit_val_batches`` after a skipped validation."""

@@ -8,8 +8,9 @@ layout, a datamodule class (unless Anomalib has one) and one entry here; the tes
 in pyproject.toml and its row in the README table.
 
 Each entry names the layout that reads the dataset's official download (for category listing and auxiliary
-training through ``AuxiliaryTransfer``) and the datamodule that tests on it: Anomalib's own where it reads
-the official layout as the paper used it (MVTec AD, VisA, MPDD), the plugin's otherwise.
+training through ``AuxiliaryTransfer``) and the datamodule that tests on it, always the plugin's, so that every
+file is read by the plugin's reader: ``LayoutDataModule`` with the entry's layout where Anomalib has a datamodule
+of the same samples and splits (MVTec AD, VisA, MPDD), a named subclass otherwise.
 
 Example::
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from anomalib.data import MPDD, AnomalibDataModule, MVTecAD, Visa
+from anomalib.data import AnomalibDataModule
 
 from . import datamodules
 from .datamodule import LayoutDataModule
@@ -91,7 +92,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
         name="mvtec_ad",
         title="MVTec AD",
         layout=MVTEC_AD,
-        datamodule=MVTecAD,
+        datamodule=LayoutDataModule,
         aliases=("mvtec",),
         level="pixel",
         domain="industrial",
@@ -102,7 +103,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
         name="visa",
         title="VisA",
         layout=VISA,
-        datamodule=Visa,
+        datamodule=LayoutDataModule,
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -113,7 +114,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
         name="mpdd",
         title="MPDD",
         layout=industrial.MPDD,
-        datamodule=MPDD,
+        datamodule=LayoutDataModule,
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -278,7 +279,7 @@ LAYOUTS: dict[str, DatasetLayout] = {
 """Every layout by name: the catalogue's and the generic ones."""
 
 PLUGIN_DATAMODULES: tuple[type[AnomalibDataModule], ...] = tuple(
-    entry.datamodule for entry in CATALOGUE if issubclass(entry.datamodule, LayoutDataModule)
+    dict.fromkeys(entry.datamodule for entry in CATALOGUE if issubclass(entry.datamodule, LayoutDataModule))
 )
 """The catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
 
@@ -341,6 +342,8 @@ def make_datamodule(
     """
     entry = get_dataset(entry_or_name)
     cls = entry.datamodule
+    if cls is LayoutDataModule:
+        return cls(root=str(root), category=category, layout=entry.layout.name, **kwargs)
     if issubclass(cls, LayoutDataModule):
         return cls(root=str(root), category=category, **kwargs)
     # Checked here because Anomalib's datamodules download their dataset when the category folder is missing.

@@ -92,7 +92,8 @@ def read_mask(
         image = f"its image {image_path}" if image_path is not None else "its image"
         msg = (
             f"Mask {path} is {height}x{width} (HxW) but {image} is {expected_size[0]}x{expected_size[1]}; masks must "
-            "have the size of their image. Re-export the mask at the image's size."
+            "have the size of their image. Re-export the mask at the image's size, or let the plugin resize masks "
+            "(resize_masks=True of its datamodules; --resize-masks of anomalib-glocalclip evaluate)."
         )
         raise ImageReadError(msg)
     return mask

@@ -12,8 +12,8 @@ paper's format, with heatmaps.
   also fits the thresholds (``components/one_pass.py``) instead of a validation pass over the same files;
   heatmaps are drawn on background threads. Metric states stay on the device. The numbers are those of the
   former path (fresh model per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
-* **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
-  size).
+* **Every file read right or named**: every dataset is read by the plugin's datamodules (``data/datamodule.py``;
+  ``--resize-masks`` for masks of another size).
 * **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
   the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
 
@@ -77,7 +77,6 @@ from .models import (
     prepare_model,
     sweep_evaluator,
 )
-from .reading import SafeReading, check_and_wrap, check_layout
 from .stopping import SweepStopped, stop_on_signals
 from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
@@ -216,11 +215,11 @@ class _CategoryRun:
         start = time.perf_counter()
         result = CategoryResult(category=category, status="failed")
         try:
-            datamodule = make_datamodule(self.entry, self.root, category, **self.datamodule_args)
+            datamodule = make_datamodule(
+                self.entry, self.root, category, resize_masks=self.resize_masks, **self.datamodule_args
+            )
             datamodule.prepare_data()
-            check_layout(datamodule, category)
             datamodule.setup()
-            check_and_wrap(datamodule, category, resize_masks=self.resize_masks)
             samples = datamodule.test_data.samples
             labels = set(samples["label_index"].astype(int))
             result.n_images, result.n_anomalous = len(samples), int(samples["label_index"].sum())
@@ -238,7 +237,7 @@ class _CategoryRun:
         # One pass where validation would score the test files again: thresholds are fitted on the test pass.
         one_pass = not self.normalize and getattr(datamodule, "val_split_mode", None) == ValSplitMode.SAME_AS_TEST
         progress = _ImageProgress(result.n_images or 0, category, self.progress)
-        callbacks: list[Callback] = [progress, SafeReading(resize_masks=self.resize_masks)]
+        callbacks: list[Callback] = [progress]
         if one_pass:
             callbacks.append(ThresholdsFromTest(heatmaps=self._heatmap_writer(heatmap_dir, datamodule)))
             model.visualizer = None

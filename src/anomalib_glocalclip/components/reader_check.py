@@ -1,0 +1,127 @@
+"""Files of Anomalib's own datasets that its reader would get wrong, refused by name at the start of a run.
+
+The plugin's datamodules (``LayoutDataModule`` and the catalogue's) read every file with the plugin's reader
+(``data/io.py``). Anomalib's own datamodules (``--data MVTecAD``, ``Folder`` ...) read with
+``Image.open(path).convert("RGB")``, which clips 16-bit and float images to white or black and stops a run at a
+truncated file with an error naming none. :class:`ReaderCheck`, which the models add in ``configure_callbacks``,
+goes through the public ``samples`` of the datasets a run reads, after the datamodule's ``setup`` and before any
+batch, and refuses such files, naming each and the plugin datamodule that reads it right. It also refuses a test
+split without the images its metrics need (:func:`check_test_split`). ``predict`` on a folder is checked by
+``PredictionTable`` (see ``predict_input``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from anomalib.data import AnomalibDataset
+from lightning.pytorch import Callback
+
+from anomalib_glocalclip.data.checks import check_samples, raise_for_problems
+from anomalib_glocalclip.data.dataset import SampleDataset
+from anomalib_glocalclip.utils.errors import PluginError
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule, Trainer
+
+# The datasets each stage reads; ``predict`` on a datamodule reads its test split (``AnomalibDataModule``'s default).
+STAGE_SPLITS = {"fit": ("train_data", "val_data"), "validate": ("val_data",), "test": ("test_data",),
+                "predict": ("test_data",)}
+# The plugin's layout that reads the folders of an Anomalib datamodule (see ``data/layouts``).
+LAYOUT_OF = {"MVTecAD": "mvtec_ad", "Visa": "visa", "MPDD": "mpdd", "BTech": "btad", "Kolektor": "ksdd",
+             "Folder": "folder"}
+
+
+class EmptySplitError(PluginError, ValueError):
+    """A test split without the anomalous (or, from Anomalib's datamodules, normal) images its metrics need."""
+
+
+class ReaderCheck(Callback):
+    """Refuse, before the first batch, the files of Anomalib's datasets that its reader would read wrong or fail on.
+
+    Every file is decoded once by the plugin's reader (a file is checked once per run, though the validation and
+    test splits share it). Datasets of the plugin (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are
+    read by the plugin's reader and need no check. On ``test`` the test split's labels are checked too.
+    """
+
+    def __init__(self) -> None:
+        self._checked: set[str] = set()
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Check the datasets of ``stage`` (Lightning calls this after the datamodule's own ``setup``).
+
+        Raises:
+            DataCheckError: a file is missing, unreadable, or read wrong by Anomalib's reader; the message names
+                each file and the fix.
+            EmptySplitError: see :func:`check_test_split`.
+        """
+        del pl_module
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            return
+        if stage == "test":
+            check_test_split(datamodule)
+        for split in STAGE_SPLITS.get(stage, ()):
+            dataset = getattr(datamodule, split, None)
+            if _read_by_anomalib(dataset):
+                samples = dataset.samples[~dataset.samples["image_path"].astype(str).isin(self._checked)]
+                problems = check_samples(samples, full_decode=True, misread_fix=plugin_datamodule_fix(datamodule))
+                raise_for_problems(problems, what=f"The {split} of {type(datamodule).__name__}", limit=10)
+                self._checked.update(samples["image_path"].astype(str))
+
+
+def check_test_split(datamodule: Any) -> None:
+    """Refuse a test split without anomalous images, or one of Anomalib's datamodules without normal ones.
+
+    With no anomalous image there is nothing to find and every metric is undefined. The plugin's datamodules test
+    anomalous-only sets as they are (polyps, ISIC, TN3K: pixel metrics only); Anomalib's datamodules fill a test
+    folder without normal images from the train split (one image for a category without ``test/``), so there an
+    anomalous-only or normal-only split is refused.
+
+    Raises:
+        EmptySplitError: the message names the split, the datamodule and category, and the counts.
+    """
+    dataset = getattr(datamodule, "test_data", None)
+    if dataset is None or not hasattr(dataset, "samples"):
+        return
+    labels = dataset.samples["label_index"].astype(int)
+    anomalous, normal = int((labels == 1).sum()), int((labels == 0).sum())
+    plugin = isinstance(dataset, SampleDataset)
+    if anomalous and (normal or plugin):
+        return
+    root, category = getattr(datamodule, "root", None), getattr(datamodule, "category", None) or ""
+    where = f"{Path(root) / category}" if root is not None else "the data"
+    why = (
+        "there is nothing to detect and every metric is undefined"
+        if not anomalous
+        else "image metrics are undefined without normal images"
+    )
+    needs = "anomalous images" if plugin else "anomalous and normal (test/good) images"
+    msg = (
+        f"The test split of {where} ({type(datamodule).__name__}) holds {anomalous} anomalous and {normal} normal "
+        f"images: {why}. Test on a category whose test folder holds {needs}."
+    )
+    raise EmptySplitError(msg)
+
+
+def plugin_datamodule_fix(datamodule: Any) -> str:
+    """The fix for a file of ``datamodule`` that Anomalib's reader gets wrong: the plugin datamodule to use."""
+    source = getattr(datamodule, "target", None) or datamodule  # AuxiliaryTransfer tests on its target
+    layout = LAYOUT_OF.get(type(source).__name__)
+    if layout is None:
+        return (
+            "read the data with the plugin's reader: --data LayoutDataModule --data.layout <the dataset's layout> "
+            "(layouts: anomalib_glocalclip.data.catalogue.LAYOUTS), or re-export the file as 8-bit"
+        )
+    category = getattr(source, "category", None)
+    options = f"--data.layout {layout} --data.root {source.root}" + (f" --data.category {category}" if category else "")
+    return (
+        f"use --data LayoutDataModule {options} (in Python LayoutDataModule(..., layout={layout!r})), which reads "
+        "it right, or re-export the file as 8-bit"
+    )
+
+
+def _read_by_anomalib(dataset: Any) -> bool:
+    """Whether ``dataset`` is one of Anomalib's image datasets (read by its reader), with its ``samples`` table."""
+    return isinstance(dataset, AnomalibDataset) and not isinstance(dataset, SampleDataset)
