@@ -19,8 +19,10 @@ from anomalib_glocalclip.data.catalogue import (
     PLUGIN_DATAMODULES,
     get_dataset,
     get_layout,
+    make_datamodule,
     markdown_table,
 )
+from image_files import write_mvtec_set
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS = {"GlocalCLIP": anomalib_glocalclip.GlocalCLIP, "AnoCLIP": anomalib_glocalclip.AnoCLIP}
@@ -44,18 +46,23 @@ def test_entries_are_consistent() -> None:
         assert entry.layout.name == entry.name
         assert issubclass(entry.datamodule, AnomalibDataModule)
         if issubclass(entry.datamodule, LayoutDataModule):
-            assert entry.datamodule.default_layout is entry.layout
+            assert entry.datamodule.default_layout in {entry.layout, None}  # None: LayoutDataModule, entry's layout
         assert all(alias == alias.lower() for alias in entry.aliases)
     names = [name for entry in CATALOGUE for name in (entry.name, *entry.aliases)]
     assert len(names) == len(set(names))  # no alias names two datasets
 
 
-def test_anomalib_datamodules_only_where_anomalib_reads_the_official_layout() -> None:
-    anomalib_owned = {entry.name for entry in CATALOGUE if not issubclass(entry.datamodule, LayoutDataModule)}
-    assert anomalib_owned == {"mvtec_ad", "visa", "mpdd"}
-    assert DATASETS["mvtec_ad"].datamodule_path == "anomalib.data.MVTecAD"
+def test_every_dataset_is_read_by_the_plugins_datamodules(tmp_path: Path) -> None:
+    """MVTec AD, VisA and MPDD through ``LayoutDataModule`` with their layouts; the others by named subclasses."""
+    assert all(issubclass(entry.datamodule, LayoutDataModule) for entry in CATALOGUE)
+    generic = {entry.name for entry in CATALOGUE if entry.datamodule is LayoutDataModule}
+    assert generic == {"mvtec_ad", "visa", "mpdd"}
+    assert DATASETS["mvtec_ad"].datamodule_path == "anomalib_glocalclip.data.LayoutDataModule"
     assert DATASETS["btad"].datamodule_path == "anomalib_glocalclip.data.BTAD"
-    assert len(PLUGIN_DATAMODULES) == 13
+    assert len(PLUGIN_DATAMODULES) == 14
+    datamodule = make_datamodule("mvtec", write_mvtec_set(tmp_path), "bottle")
+    assert type(datamodule) is LayoutDataModule
+    assert datamodule.layout is DATASETS["mvtec_ad"].layout
 
 
 def test_layouts_are_the_catalogues_plus_the_generic_ones() -> None:
