@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from anomalib_glocalclip.data.io import _DECODE_ERRORS, ImageReadError, read_image, read_mask
+from anomalib_glocalclip.data.io import _DECODE_ERRORS, ImageReadError, load_decoded
 
 # Modes whose ``convert("RGB")`` in Anomalib's reader gives wrong pixels or fails (each checked against
 # ``anomalib.data.utils.read_image`` in tests/test_data_checks.py): 16-bit and 32-bit integer data is clipped at
@@ -310,7 +310,7 @@ def _check_file(
     try:
         info = inspect_image_file(path)
         if full_decode:
-            read_mask(path) if as_mask else read_image(path)
+            load_decoded(path, what=what)
     except ImageReadError as exc:
         fix = "re-export the file, or remove the sample from the dataset"
         problems.append(Problem(ProblemKind.UNREADABLE, paths, f"cannot read {what} ({_first_line(exc)})", fix))
