@@ -40,9 +40,10 @@ class EmptySplitError(PluginError, ValueError):
 class ReaderCheck(Callback):
     """Refuse, before the first batch, the files of Anomalib's datasets that its reader would read wrong or fail on.
 
-    Every file is decoded in full once (about 20 ms for a 900 x 900 PNG on one CPU core; a file is checked once per
-    run, though the validation and test splits share it). Datasets of the plugin (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are
-    read by the plugin's reader and need no check. On ``test`` the test split's labels are checked too.
+    Every file is decoded in full once (about 20 ms for a 900 x 900 PNG on one CPU core; a file is checked once
+    per run, though the validation and test splits share it). Datasets of the plugin
+    (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are read by the plugin's reader and need no check.
+    On ``test`` the test split's labels are checked too.
     """
 
     def __init__(self) -> None:
