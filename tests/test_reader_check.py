@@ -50,6 +50,16 @@ def test_16_bit_file_under_anomalibs_mvtec_is_refused_naming_it_and_layout_datam
     assert 0.0 <= results[0]["image_AUROC"] <= 1.0  # the fix runs
 
 
+def test_16_bit_file_in_dataloaders_given_to_the_run_is_refused(tmp_path: Path) -> None:
+    root = write_mvtec_set(tmp_path / "data")
+    deep = root / "bottle" / "test" / "scratch" / "001.png"
+    save(deep, Image.fromarray(gray16_array()))
+    datamodule = MVTecAD(root=root, category="bottle", num_workers=0)
+    datamodule.setup()
+    with pytest.raises(DataCheckError, match=f"{deep}: image has PIL mode 'I;16'"):
+        _engine(tmp_path).test(AnoCLIP(**TINY), dataloaders=datamodule.test_dataloader())
+
+
 def test_truncated_file_under_anomalibs_mvtec_is_refused_before_any_batch(tmp_path: Path) -> None:
     root = write_mvtec_set(tmp_path / "data")
     broken = root / "bottle" / "test" / "scratch" / "000.png"
@@ -71,15 +81,14 @@ def test_category_without_test_folder_is_refused_with_its_counts(tmp_path: Path)
     assert f"The test split of {root / 'bottle'} (MVTecAD) holds 0 anomalous and 1 normal images" in str(caught.value)
 
 
-def _datamodule(tmp_path: Path, labels: list[int], *, plugin: bool) -> SimpleNamespace:
-    """A datamodule whose test split holds ``labels``: the plugin's ``SampleDataset`` or another dataset."""
+def _test_split(tmp_path: Path, labels: list[int], *, plugin: bool) -> SampleDataset | SimpleNamespace:
+    """A test split holding ``labels``: the plugin's ``SampleDataset``, or another dataset with a samples table."""
     paths = [str(tmp_path / f"{index}.png") for index in range(len(labels))]
     for index, path in enumerate(paths):
         save_rgb(Path(path), seed=index)
     table = pd.DataFrame({"image_path": paths, "mask_path": "", "label_index": labels, "split": "test"})
     table.attrs["task"] = "classification"
-    dataset = SampleDataset(table) if plugin else SimpleNamespace(samples=table)
-    return SimpleNamespace(test_data=dataset, root=tmp_path, category="cat")
+    return SampleDataset(table) if plugin else SimpleNamespace(samples=table)
 
 
 @pytest.mark.parametrize(
@@ -94,9 +103,11 @@ def _datamodule(tmp_path: Path, labels: list[int], *, plugin: bool) -> SimpleNam
     ],
 )
 def test_split_rule(tmp_path: Path, labels: list[int], plugin: bool, refused: bool) -> None:
-    datamodule = _datamodule(tmp_path, labels, plugin=plugin)
+    dataset = _test_split(tmp_path, labels, plugin=plugin)
+    datamodule = SimpleNamespace(root=tmp_path, category="cat")
     if not refused:
-        check_test_split(datamodule)
+        check_test_split(dataset, datamodule)
         return
-    with pytest.raises(EmptySplitError, match=rf"holds {labels.count(1)} anomalous and {labels.count(0)} normal"):
-        check_test_split(datamodule)
+    counts = rf"of {tmp_path / 'cat'} .* holds {labels.count(1)} anomalous and {labels.count(0)} normal"
+    with pytest.raises(EmptySplitError, match=counts):
+        check_test_split(dataset, datamodule)

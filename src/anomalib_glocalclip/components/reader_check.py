@@ -4,8 +4,8 @@ The plugin's datamodules (``LayoutDataModule`` and the catalogue's) read every f
 (``data/io.py``). Anomalib's own datamodules (``--data MVTecAD``, ``Folder`` ...) read with
 ``Image.open(path).convert("RGB")``, which clips 16-bit and float images to white or black and stops a run at a
 truncated file with an error naming none. :class:`ReaderCheck`, which the models add in ``configure_callbacks``,
-goes through the public ``samples`` of the datasets a run reads, after the datamodule's ``setup`` and before any
-batch, and refuses such files, naming each and the plugin datamodule that reads it right. It also refuses a test
+goes through the public ``samples`` of the datasets a run reads, after Lightning loaded the dataloaders and before
+any batch, and refuses such files, naming each and the plugin datamodule that reads it right. It also refuses a test
 split without the images its metrics need (:func:`check_test_split`). ``predict`` on a folder is checked by
 ``PredictionTable`` (see ``predict_input``).
 """
@@ -25,9 +25,6 @@ from anomalib_glocalclip.utils.errors import PluginError
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
 
-# The datasets each stage reads; ``predict`` on a datamodule reads its test split (``AnomalibDataModule``'s default).
-STAGE_SPLITS = {"fit": ("train_data", "val_data"), "validate": ("val_data",), "test": ("test_data",),
-                "predict": ("test_data",)}
 # The plugin's layout that reads the folders of an Anomalib datamodule (see ``data/layouts``).
 LAYOUT_OF = {"MVTecAD": "mvtec_ad", "Visa": "visa", "MPDD": "mpdd", "BTech": "btad", "Kolektor": "ksdd",
              "Folder": "folder"}
@@ -40,58 +37,79 @@ class EmptySplitError(PluginError, ValueError):
 class ReaderCheck(Callback):
     """Refuse, before the first batch, the files of Anomalib's datasets that its reader would read wrong or fail on.
 
-    Every file is decoded in full once (about 20 ms for a 900 x 900 PNG on one CPU core; a file is checked once
-    per run, though the validation and test splits share it). Datasets of the plugin
-    (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are read by the plugin's reader and need no check.
-    On ``test`` the test split's labels are checked too.
+    The datasets are those of the dataloaders the run reads (``trainer.train_dataloader``, ``val_dataloaders``,
+    ``test_dataloaders``, ``predict_dataloaders``: a datamodule's or the ones given to the run), looked at in the
+    ``on_*_start`` hooks, after Lightning loaded them and before it reads a batch. Every file is decoded in full
+    once (about 20 ms for a 900 x 900 PNG on one CPU core; a file shared by the validation and test splits is
+    checked once). Datasets of the plugin (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are read by
+    the plugin's reader and need no check. On ``test`` the test split's labels are checked too.
+
+    Raises:
+        DataCheckError: a file is missing, unreadable, or read wrong by Anomalib's reader; the message names each
+            file and the fix.
+        EmptySplitError: see :func:`check_test_split`.
     """
 
     def __init__(self) -> None:
         self._checked: set[str] = set()
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Check the datasets of ``stage`` (Lightning calls this after the datamodule's own ``setup``).
-
-        Raises:
-            DataCheckError: a file is missing, unreadable, or read wrong by Anomalib's reader; the message names
-                each file and the fix.
-            EmptySplitError: see :func:`check_test_split`.
-        """
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Check the train split's files."""
         del pl_module
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            return
-        if stage == "test":
-            check_test_split(datamodule)
-        for split in STAGE_SPLITS.get(stage, ()):
-            dataset = getattr(datamodule, split, None)
-            if _read_by_anomalib(dataset):
-                samples = dataset.samples[~dataset.samples["image_path"].astype(str).isin(self._checked)]
-                problems = check_samples(samples, full_decode=True, misread_fix=plugin_datamodule_fix(datamodule))
-                raise_for_problems(problems, what=f"The {split} of {type(datamodule).__name__}", limit=10)
-                self._checked.update(samples["image_path"].astype(str))
+        self._check(trainer, trainer.train_dataloader, "train data")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Check the validation split's files."""
+        del pl_module
+        self._check(trainer, trainer.val_dataloaders, "validation data")
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Check the test split's labels, then its files."""
+        del pl_module
+        for dataset in _datasets(trainer.test_dataloaders):
+            check_test_split(dataset, trainer.datamodule)
+        self._check(trainer, trainer.test_dataloaders, "test data")
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Check the files of the predicted datasets (folders are ``PredictionTable``'s, see ``predict_input``)."""
+        del pl_module
+        self._check(trainer, trainer.predict_dataloaders, "predict data")
+
+    def _check(self, trainer: Trainer, loaders: Any, what: str) -> None:
+        for dataset in _datasets(loaders):
+            if not _read_by_anomalib(dataset):
+                continue
+            samples = dataset.samples[~dataset.samples["image_path"].astype(str).isin(self._checked)]
+            source = trainer.datamodule or dataset
+            problems = check_samples(samples, full_decode=True, misread_fix=plugin_datamodule_fix(source))
+            raise_for_problems(problems, what=f"The {what} of {type(source).__name__}", limit=10)
+            self._checked.update(samples["image_path"].astype(str))
 
 
-def check_test_split(datamodule: Any) -> None:
-    """Refuse a test split without anomalous images, or one of Anomalib's datamodules without normal ones.
+def check_test_split(dataset: Any, datamodule: Any = None) -> None:
+    """Refuse a test split without anomalous images, or one of Anomalib's datasets without normal ones.
 
     With no anomalous image there is nothing to find and every metric is undefined. The plugin's datamodules test
     anomalous-only sets as they are (polyps, ISIC, TN3K: pixel metrics only); Anomalib's datamodules fill a test
     folder without normal images from the train split (one image for a category without ``test/``), so there an
     anomalous-only or normal-only split is refused.
 
+    Args:
+        dataset: the test split, with its ``samples`` table; other datasets are left alone.
+        datamodule: the datamodule it comes from, named in the message. Defaults to ``None`` (the dataset's name).
+
     Raises:
         EmptySplitError: the message names the split, the datamodule and category, and the counts.
     """
-    dataset = getattr(datamodule, "test_data", None)
-    if dataset is None or not hasattr(dataset, "samples"):
+    if not hasattr(dataset, "samples"):
         return
     labels = dataset.samples["label_index"].astype(int)
     anomalous, normal = int((labels == 1).sum()), int((labels == 0).sum())
     plugin = isinstance(dataset, SampleDataset)
     if anomalous and (normal or plugin):
         return
-    source = getattr(datamodule, "target", None) or datamodule  # AuxiliaryTransfer tests on its target
+    source = datamodule or dataset
+    source = getattr(source, "target", None) or source  # AuxiliaryTransfer tests on its target
     root, category = getattr(source, "root", None), getattr(source, "category", None) or ""
     where = f"{Path(root) / category}" if root is not None else "the data"
     why = (
@@ -122,6 +140,16 @@ def plugin_datamodule_fix(datamodule: Any) -> str:
         f"use --data LayoutDataModule {options} (in Python LayoutDataModule(..., layout={layout!r})), which reads "
         "it right, or re-export the file as 8-bit"
     )
+
+
+def _datasets(loaders: Any) -> list[Any]:
+    """The datasets of a trainer's dataloaders: one loader, a list or a dict of them, or ``None``."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+    return [loader.dataset for loader in loaders if hasattr(loader, "dataset")]
 
 
 def _read_by_anomalib(dataset: Any) -> bool:
