@@ -111,7 +111,7 @@ def test_setup_encodes_once_per_class_and_domain(
 def test_engine_test_on_a_folder_dataset(tiny_anoclip: Callable[..., AnoCLIP], tmp_path: Path, tta: bool) -> None:
     from anomalib.data import Folder
 
-    root = generate_folder(tmp_path / "data", n_good=4, n_bad=4)
+    root = generate_folder(tmp_path / "data", n_good=10, n_bad=4)  # a fifth of the normal images is tested
     datamodule = Folder(
         name="parts",
         root=root,

@@ -1,28 +1,32 @@
 """The bad-input suite, data level: each odd or broken file through the path a user's data takes.
 
-Datasets: an Anomalib ``Folder`` datamodule over a small set, its test data read through ``SafeImageDataset``;
-prediction: a folder through ``SafePredictDataset``. Each case asserts the exact outcome: the right pixels, or an
-error naming the file and a fix (and, for prediction, that the other files are still read, unchanged).
+Datasets: the samples of an Anomalib ``Folder`` datamodule over a small set, read by the plugin's ``SampleDataset``
+(the dataset of the plugin's datamodules); prediction: a folder's ``PredictDataset`` checked by
+``check_predict_files``. Each case asserts the exact outcome: the right pixels, or an error naming the file and a fix
+(and, for prediction, that the other files are still read, unchanged).
 
 Decision on EXIF orientation: like Anomalib, readers ignore it, because masks are drawn on the stored pixels; an
 EXIF-rotated image is read as stored.
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from anomalib.data import Folder, MVTecAD
+from anomalib.data import Folder, MVTecAD, PredictDataset
 from anomalib.data.dataclasses import ImageItem
 from PIL import Image
+from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Mask
 
+from anomalib_glocalclip.components.predict_input import MisreadPredictFilesError, check_predict_files
 from anomalib_glocalclip.data.checks import ProblemKind, check_mvtec_layout, check_samples
+from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
-from anomalib_glocalclip.data.safe_datasets import SafeImageDataset, SafePredictDataset
 from image_files import (
     SIZE,
     exif_rotated_jpeg,
@@ -40,8 +44,9 @@ from image_files import (
 _CORRUPT_FIX = "re-export the file or remove it from the dataset"
 
 
-def _folder_test_data(root: Path, *, resize_masks: bool = False) -> SafeImageDataset:
-    """The test data of a ``Folder`` datamodule over ``root`` (written by ``write_folder_set`` plus extra files)."""
+def _folder_test_data(root: Path, *, resize_masks: bool = False) -> SampleDataset:
+    """The test samples of a ``Folder`` datamodule over ``root`` (``write_folder_set`` plus extra files), read by
+    the plugin's dataset."""
     datamodule = Folder(
         name="parts",
         root=root,
@@ -53,10 +58,10 @@ def _folder_test_data(root: Path, *, resize_masks: bool = False) -> SafeImageDat
         val_split_mode="same_as_test",  # keep every test image in the test data
     )
     datamodule.setup()
-    return SafeImageDataset(datamodule.test_data, resize_masks=resize_masks)
+    return SampleDataset(datamodule.test_data.samples, resize_masks=resize_masks)
 
 
-def _item(dataset: SafeImageDataset, name: str) -> ImageItem:
+def _item(dataset: SampleDataset, name: str) -> ImageItem:
     names = [Path(path).name for path in dataset.samples.image_path]
     return dataset[names.index(name)]
 
@@ -157,19 +162,36 @@ def test_broken_dataset_image_is_refused_by_name(tmp_path: Path, name: str) -> N
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (path,))]
 
 
+def _checked_predict_dataset(folder: Path) -> tuple[PredictDataset, list[tuple[Path, str]]]:
+    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, once checked."""
+    dataset = PredictDataset(folder)
+    trainer = SimpleNamespace(predict_dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)])
+    return dataset, check_predict_files(trainer)
+
+
 @pytest.mark.parametrize("name", list(_broken_files()))
 def test_predict_skips_a_broken_file_and_reads_the_rest(tmp_path: Path, name: str) -> None:
     arrays = {f"{index}.png": save_rgb(tmp_path / f"{index}.png", seed=index) for index in range(2)}
     broken = tmp_path / name
     broken.write_bytes(_broken_files()[name])
-    dataset = SafePredictDataset(tmp_path)
-    assert [path for path, _ in dataset.skipped] == [broken]
-    assert str(broken) in dataset.skipped[0][1]
+    dataset, skipped = _checked_predict_dataset(tmp_path)
+    assert [path for path, _ in skipped] == [broken]
+    assert str(broken) in skipped[0][1]
+    assert _CORRUPT_FIX in skipped[0][1]
     assert [path.name for path in dataset.image_filenames] == ["0.png", "1.png"]
     for index, array in enumerate(arrays.values()):
         assert torch.equal(dataset[index].image.as_subclass(torch.Tensor), _expected(array))
-    with pytest.raises(ImageReadError, match=name.replace(".", r"\.")):
-        SafePredictDataset(tmp_path, skip_unreadable=False)
+
+
+def test_predict_refuses_files_anomalib_reads_wrong_by_name(tmp_path: Path) -> None:
+    save_rgb(tmp_path / "a.png")
+    save(tmp_path / "deep.png", Image.fromarray(gray16_array()))
+    with pytest.raises(MisreadPredictFilesError) as caught:
+        _checked_predict_dataset(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / "deep.png") in message
+    assert "a.png" not in message
+    assert f"--data LayoutDataModule --data.layout normal_folder --data.root {tmp_path}" in message
 
 
 def test_mask_of_another_size_names_both_files(tmp_path: Path) -> None:
@@ -216,7 +238,7 @@ def test_anomalous_image_without_mask_in_a_pixel_level_set(tmp_path: Path) -> No
     problems = check_samples(datamodule.test_data.samples)
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.MISSING_MASK, (image_path,))]
     with pytest.raises(ImageReadError, match="has no mask") as caught:
-        SafeImageDataset(datamodule.test_data)[int(anomalous)]
+        SampleDataset(datamodule.test_data.samples)[int(anomalous)]
     assert str(image_path) in str(caught.value)
 
 
@@ -256,25 +278,20 @@ def test_rgb_mask_marks_every_coloured_pixel(tmp_path: Path) -> None:
     assert int(_item(_folder_test_data(root), "002.png").gt_mask.sum()) == 16 + 10
 
 
-def test_empty_predict_folder_is_refused_with_a_fix(tmp_path: Path) -> None:
+def test_empty_or_missing_predict_folder_is_refused_by_anomalib_naming_it(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no images here")
-    with pytest.raises(ImageReadError) as caught:
-        SafePredictDataset(tmp_path)
-    assert str(tmp_path) in str(caught.value)
-    assert "Put images with an image extension" in str(caught.value)
-
-
-def test_missing_predict_path_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ImageReadError, match="does not exist"):
-        SafePredictDataset(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        PredictDataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        PredictDataset(tmp_path / "nowhere")
 
 
 def test_only_broken_files_leaves_nothing_and_records_all(tmp_path: Path) -> None:
     for name, content in _broken_files().items():
         (tmp_path / name).write_bytes(content)
-    dataset = SafePredictDataset(tmp_path)
+    dataset, skipped = _checked_predict_dataset(tmp_path)
     assert len(dataset) == 0
-    assert sorted(path.name for path, _ in dataset.skipped) == sorted(_broken_files())
+    assert sorted(path.name for path, _ in skipped) == sorted(_broken_files())
 
 
 def test_image_level_table_needs_no_masks(tmp_path: Path) -> None:

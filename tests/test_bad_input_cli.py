@@ -33,7 +33,8 @@ import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import PredictionTable, SkippedImagesError
-from anomalib_glocalclip.data import DatasetLayoutError
+from anomalib_glocalclip.components.predict_input import MisreadPredictFilesError
+from anomalib_glocalclip.data import DatasetLayoutError, LayoutDataModule
 from anomalib_glocalclip.glocalclip import NoAnomaliesError, PromptFileError, read_prompt_file
 from anomalib_glocalclip.glocalclip.training_data import check_training_labels
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder, generate_mvtec_ad
@@ -61,13 +62,15 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
 
 
-def predict_folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    """A folder of two readable 8-bit images, a 16-bit one and its 8-bit twin, and the unreadable files."""
+def predict_folder(tmp_path: Path, *, sixteen_bit: bool = False) -> tuple[Path, dict[str, bytes]]:
+    """A folder of readable 8-bit images (a gray one, a white one), the unreadable files and, with ``sixteen_bit``,
+    the gray image's 16-bit twin ``c16.png``."""
     folder = tmp_path / "images"
     save_rgb(folder / "a.png", seed=1)
     save_rgb(folder / "b.png", seed=2)
     gray16 = gray16_array(seed=3)
-    save(folder / "c16.png", Image.fromarray(gray16))
+    if sixteen_bit:
+        save(folder / "c16.png", Image.fromarray(gray16))
     save(folder / "c8.png", Image.fromarray(gray16_as_8_bit(gray16)))
     save(folder / "white.png", Image.fromarray(np.full((64, 64, 3), 255, np.uint8)))  # what Anomalib reads for c16
     for name, content in UNREADABLE.items():
@@ -93,19 +96,42 @@ def test_predict_on_a_folder_skips_unreadable_files_and_predicts_the_rest(tmp_pa
     assert sorted(path.name for path, _ in caught.value.skipped) == sorted(UNREADABLE)
 
     rows = read_table(caught.value.table)
-    assert set(rows) == {"a.png", "b.png", "c16.png", "c8.png", "white.png", *UNREADABLE}
-    for name in ("a.png", "b.png", "c16.png", "c8.png", "white.png"):
+    assert set(rows) == {"a.png", "b.png", "c8.png", "white.png", *UNREADABLE}
+    for name in ("a.png", "b.png", "c8.png", "white.png"):
         assert rows[name]["status"] == "ok"
         assert 0.0 <= float(rows[name]["pred_score"]) <= 1.0
         assert rows[name]["pred_label"] in {"0", "1"}
     for name in UNREADABLE:
         assert rows[name]["status"].startswith(f"skipped: Cannot read image {folder / name}")
         assert rows[name]["pred_score"] == rows[name]["pred_label"] == ""
-    # The 16-bit image is read as its 8-bit twin, not clipped to white by Anomalib's reader.
-    score = {name: float(row["pred_score"]) for name, row in rows.items() if row["status"] == "ok"}
-    assert abs(score["c16.png"] - score["c8.png"]) < 2e-3  # 8-bit rounding only
-    assert abs(score["c16.png"] - score["white.png"]) > 5 * abs(score["c16.png"] - score["c8.png"])
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents  # inputs untouched
+
+
+def test_predict_on_a_folder_refuses_16_bit_files_and_names_the_datamodule_that_reads_them(tmp_path: Path) -> None:
+    """Anomalib's ``PredictDataset`` would read ``c16.png`` white: refused before any batch, by name, with the fix;
+    the fix (``LayoutDataModule``, layout ``normal_folder``) predicts every image, ``c16.png`` as its 8-bit twin."""
+    folder, _ = predict_folder(tmp_path, sixteen_bit=True)
+    for name in UNREADABLE:
+        (folder / name).unlink()
+    engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
+    with pytest.raises(MisreadPredictFilesError) as caught:
+        engine.predict(GlocalCLIP(**TINY), data_path=folder)
+    assert caught.value.paths == [folder / "c16.png"]
+    assert f"--data LayoutDataModule --data.layout normal_folder --data.root {folder}" in str(caught.value)
+    assert not list((tmp_path / "results").rglob("predictions.csv"))
+
+    datamodule = LayoutDataModule(root=str(folder), layout="normal_folder", num_workers=0)
+    model = GlocalCLIP(**TINY)
+    predictions = engine.predict(model, datamodule=datamodule)
+    scores = {Path(path).name: float(score) for batch in predictions
+              for path, score in zip(batch.image_path, batch.pred_score, strict=True)}
+    assert sorted(scores) == ["a.png", "b.png", "c16.png", "c8.png", "white.png"]
+    items = [datamodule.test_data[index] for index in range(len(datamodule.test_data))]
+    transform = model.pre_processor.transform
+    with torch.no_grad():  # the scores before post-processing, of the images as the datamodule reads them
+        raw = {Path(item.image_path).name: float(model.model(transform(item.image[None])).pred_score) for item in items}
+    assert abs(raw["c16.png"] - raw["c8.png"]) < 2e-3  # 8-bit rounding only
+    assert abs(raw["c16.png"] - raw["white.png"]) > 5 * abs(raw["c16.png"] - raw["c8.png"])
 
 
 def test_predict_on_a_folder_of_only_unreadable_files_lists_them_all(tmp_path: Path) -> None:
@@ -133,7 +159,7 @@ def test_prediction_table_can_record_skips_without_failing(tmp_path: Path) -> No
     model = GlocalCLIP(**TINY)
     model.configure_callbacks = list  # the engine's table only
     predictions = engine.predict(model, data_path=folder)
-    assert sum(len(batch.pred_score) for batch in predictions) == 5
+    assert sum(len(batch.pred_score) for batch in predictions) == 4
     assert sorted(path.name for path, _ in table.skipped) == sorted(UNREADABLE)
 
 
@@ -410,7 +436,7 @@ def test_cli_predict_on_a_folder_with_unreadable_files_exits_1(tmp_path: Path, c
     (table,) = (tmp_path / "results").rglob("predictions.csv")
     rows = read_table(table)
     ok = [name for name, row in sorted(rows.items()) if row["status"] == "ok"]
-    assert ok == ["a.png", "b.png", "c16.png", "c8.png", "white.png"]
+    assert ok == ["a.png", "b.png", "c8.png", "white.png"]
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents
 
 

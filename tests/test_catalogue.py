@@ -10,9 +10,17 @@ from anomalib.data import AnomalibDataModule
 
 import anomalib_glocalclip
 from anomalib_glocalclip.data import DATAMODULES, AuxiliaryTransfer, LayoutDataModule
-from anomalib_glocalclip.data.catalogue import CATALOGUE, DATASETS, PLUGIN_DATAMODULE_NAMES, get_dataset, markdown_table
+from anomalib_glocalclip.data.catalogue import (
+    CATALOGUE,
+    DATASETS,
+    PLUGIN_DATAMODULE_NAMES,
+    get_dataset,
+    make_datamodule,
+    markdown_table,
+)
 from anomalib_glocalclip.data.datamodules import PLUGIN_DATAMODULES
 from anomalib_glocalclip.data.layouts import LAYOUTS, get_layout
+from image_files import write_mvtec_set
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS = {"GlocalCLIP": anomalib_glocalclip.GlocalCLIP, "AnoCLIP": anomalib_glocalclip.AnoCLIP}
@@ -24,7 +32,6 @@ def test_entries_are_consistent() -> None:
         assert entry.layout.name == entry.name
         assert issubclass(entry.datamodule, AnomalibDataModule)
         assert entry.datamodule.__name__ == entry.datamodule_name
-        assert issubclass(entry.datamodule, LayoutDataModule) == entry.plugin_datamodule
         if entry.plugin_datamodule:
             assert entry.datamodule.default_layout is entry.layout
         assert all(alias == alias.lower() for alias in entry.aliases)
@@ -32,13 +39,18 @@ def test_entries_are_consistent() -> None:
     assert len(names) == len(set(names))  # no alias names two datasets
 
 
-def test_anomalib_datamodules_only_where_anomalib_reads_the_official_layout() -> None:
-    anomalib_owned = {entry.name for entry in CATALOGUE if not issubclass(entry.datamodule, LayoutDataModule)}
-    assert anomalib_owned == {"mvtec_ad", "visa", "mpdd"}
-    assert DATASETS["mvtec_ad"].datamodule_path == "anomalib.data.MVTecAD"
+def test_every_dataset_is_read_by_the_plugins_datamodules(tmp_path: Path) -> None:
+    """MVTec AD, VisA and MPDD through ``LayoutDataModule`` with their layouts; the others by named subclasses."""
+    assert all(issubclass(entry.datamodule, LayoutDataModule) for entry in CATALOGUE)
+    generic = {entry.name for entry in CATALOGUE if entry.datamodule is LayoutDataModule}
+    assert generic == {"mvtec_ad", "visa", "mpdd"}
+    assert DATASETS["mvtec_ad"].datamodule_path == "anomalib_glocalclip.data.LayoutDataModule"
     assert DATASETS["btad"].datamodule_path == "anomalib_glocalclip.data.BTAD"
     assert len(PLUGIN_DATAMODULES) == 13
     assert [cls.__name__ for cls in PLUGIN_DATAMODULES] == list(PLUGIN_DATAMODULE_NAMES)
+    datamodule = make_datamodule("mvtec", write_mvtec_set(tmp_path), "bottle")
+    assert type(datamodule) is LayoutDataModule
+    assert datamodule.layout is DATASETS["mvtec_ad"].layout
 
 
 def test_plugin_datamodules_are_made_from_their_entries() -> None:

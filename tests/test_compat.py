@@ -86,22 +86,3 @@ def test_recompile_limit_error_exists() -> None:
     assert issubclass(limit_hit, Exception)
 
 
-def test_predict_dataloaders_are_replaced_before_lightning_loads_them(tmp_path: Path) -> None:
-    """``map_predict_dataloaders`` in a ``setup('predict')`` hook changes what the predict loop iterates."""
-    from lightning.pytorch import Callback, LightningModule, Trainer
-    from torch.utils.data import DataLoader
-
-    class Doubler(LightningModule):
-        def predict_step(self, batch: torch.Tensor, *args: object) -> torch.Tensor:
-            return batch * 2
-
-    class Swap(Callback):
-        def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-            self.count = compat.map_predict_dataloaders(trainer, lambda _loader: DataLoader(torch.arange(3.0)))
-
-    swap = Swap()
-    trainer = Trainer(accelerator="cpu", logger=False, callbacks=[swap], default_root_dir=tmp_path,
-                      enable_progress_bar=False)
-    outputs = trainer.predict(Doubler(), dataloaders=[DataLoader(torch.zeros(5))])
-    assert swap.count == 1
-    assert torch.cat(outputs).tolist() == [0.0, 2.0, 4.0]

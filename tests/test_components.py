@@ -16,6 +16,7 @@ from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import (
     ExportRefusedError,
     PredictionTable,
+    ReaderCheck,
     ZeroShotCLIPMixin,
     zero_shot_evaluator,
 )
@@ -42,8 +43,8 @@ def test_both_models_share_the_base(models) -> None:
         names = [metric.name for metric in model.evaluator.test_metrics]
         assert names == [metric.name for metric in zero_shot_evaluator().test_metrics]
         callbacks = model.configure_callbacks()
-        assert [type(c) for c in callbacks] == [type(model.pre_processor), PostProcessor, type(model.evaluator),
-                                                type(model.visualizer), PredictionTable]
+        assert [type(c) for c in callbacks] == [ReaderCheck, type(model.pre_processor), PostProcessor,
+                                                type(model.evaluator), type(model.visualizer), PredictionTable]
 
 
 def test_both_models_are_listed_by_anomalib() -> None:

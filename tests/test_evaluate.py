@@ -659,11 +659,11 @@ def test_missing_mask_in_mvtec_layout_is_named(data: dict[str, Path], tmp_path: 
 def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path) -> None:
     """The sweep's datasets read a 16-bit PNG as its 8-bit twin (Anomalib's own reader clips it to white)."""
     import numpy as np
+    from anomalib.data import MVTecAD
     from PIL import Image
 
     from anomalib_glocalclip.data.catalogue import make_datamodule
-    from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
-    from anomalib_glocalclip.evaluation.reading import check_and_wrap
+    from anomalib_glocalclip.data.dataset import SampleDataset
 
     root = _copy_of_mvtec(data, tmp_path)
     expected = {}
@@ -674,9 +674,11 @@ def test_sixteen_bit_images_are_read_right(data: dict[str, Path], tmp_path: Path
         expected[str(path)] = torch.from_numpy(gray.astype(np.float32) / 255.0)
     datamodule = make_datamodule("mvtec_ad", root, "carpet", num_workers=0)
     datamodule.setup()
-    anomalib_item = datamodule.test_data[0]
-    check_and_wrap(datamodule, "carpet")
-    assert isinstance(datamodule.test_data, SafeImageDataset)
+    anomalib = MVTecAD(root=root, category="carpet", num_workers=0)
+    anomalib.setup()
+    anomalib_item = anomalib.test_data[0]
+    assert isinstance(datamodule.test_data, SampleDataset)
+    assert list(datamodule.test_data.samples.image_path) == list(anomalib.test_data.samples.image_path)
     for index in range(len(datamodule.test_data)):
         item = datamodule.test_data[index]
         for channel in item.image:

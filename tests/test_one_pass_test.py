@@ -112,13 +112,14 @@ def test_engine_predict_validates_then_predicts(data: dict[str, Path], validated
 
 
 def test_engine_test_reads_sixteen_bit_targets_as_their_eight_bit_twins(data: dict[str, Path], tmp_path: Path) -> None:
-    """Anomalib's reader clips 16-bit images to white; the models' runs read the datamodule's files right."""
+    """Anomalib's reader clips 16-bit images to white; the plugin's datamodule reads them right."""
     import shutil
 
     import numpy as np
     from PIL import Image
 
-    from anomalib_glocalclip.data.safe_datasets import SafeImageDataset
+    from anomalib_glocalclip.data import LayoutDataModule
+    from anomalib_glocalclip.data.dataset import SampleDataset
 
     results, datasets = {}, []
     for depth in (8, 16):
@@ -128,11 +129,12 @@ def test_engine_test_reads_sixteen_bit_targets_as_their_eight_bit_twins(data: di
             with Image.open(path) as image:
                 gray = np.asarray(image.convert("L"), dtype=np.uint16)
             Image.fromarray(gray * 257 if depth == 16 else gray.astype(np.uint8)).save(path)
-        datamodule = MVTecAD(root=root, category="bottle", eval_batch_size=2, num_workers=0)
+        datamodule = LayoutDataModule(root=str(root), category="bottle", layout="mvtec_ad", eval_batch_size=2,
+                                      num_workers=0)
         engine = Engine(default_root_dir=tmp_path / f"run_{depth}", accelerator="cpu", logger=False,
                         enable_progress_bar=False)
         results[depth] = engine.test(_factory("anoclip", data)(), datamodule=datamodule, verbose=False)[0]
         datasets.append(datamodule.test_data)
     for name, value in results[8].items():  # 1e-5: x/65535 and x/255 differ by an ulp in fp32
         assert results[16][name] == pytest.approx(value, abs=1e-5), name
-    assert all(isinstance(dataset, SafeImageDataset) for dataset in datasets)
+    assert all(isinstance(dataset, SampleDataset) for dataset in datasets)

@@ -251,14 +251,15 @@ def test_export_transform_builds_coefficients_in_the_graph() -> None:
 
 def test_engine_runs_the_reference_resize_in_the_datasets(tiny_config, tmp_path) -> None:
     """Anomalib copies the resize into the datasets' augmentations: odd-sized images collate; reload keeps it."""
-    from anomalib.data import Folder
     from anomalib.engine import Engine
 
+    from anomalib_glocalclip.data import LayoutDataModule
     from anomalib_glocalclip.testing import generate_folder
 
     root = generate_folder(tmp_path / "data", n_good=3, n_bad=3, image_size=(48, 40), odd_images=True)
-    datamodule = Folder(name="parts", root=root, normal_dir="good", abnormal_dir="bad", mask_dir="masks",
-                        eval_batch_size=6, num_workers=0, seed=0)
+    # The plugin's datamodule: Anomalib's Folder would read the 16-bit odd image white (refused by ReaderCheck).
+    datamodule = LayoutDataModule(root=str(root), layout="folder", eval_batch_size=6, num_workers=0, seed=0,
+                                  val_split_mode="from_test")  # a validation pass of its own writes the checkpoint
     model = AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=32, image_score_views="none",
                     preprocessing="reference")
     engine = Engine(accelerator="cpu", devices=1, logger=False, default_root_dir=tmp_path / "results",

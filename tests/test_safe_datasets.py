@@ -1,4 +1,10 @@
-"""Tests of the datasets read with the plugin's reader and of the plugin's visualizer."""
+"""The plugin's datasets read every file with the plugin's reader and give Anomalib's items; the plugin's visualizer.
+
+``SampleDataset`` (behind ``LayoutDataModule`` and the catalogue's datamodules) builds its items from the public
+``samples`` table and ``augmentations``; on 8-bit RGB files they equal the items of Anomalib's own datasets bit for
+bit. ``predict`` on a folder keeps Anomalib's ``PredictDataset`` and leaves unreadable files out of its public file
+list before the loop starts.
+"""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,15 +14,16 @@ import pytest
 import torch
 from anomalib.data import Folder, MVTecAD, PredictDataset
 from anomalib.data.dataclasses import ImageBatch, ImageItem
-from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.utils.path import generate_output_filename
 from anomalib.visualization import ImageVisualizer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Compose, RandomHorizontalFlip, Resize
 
+from anomalib_glocalclip.data import LayoutDataModule
+from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
-from anomalib_glocalclip.data.safe_datasets import SafeImageDataset, SafePredictDataset
 from anomalib_glocalclip.data.visualizer import PluginImageVisualizer, read_display_image
 from image_files import gray16_as_8_bit, save, save_rgb, write_folder_set, write_mvtec_set
 
@@ -43,22 +50,25 @@ def _one_batch(dataset: object) -> ImageBatch:
 
 
 @pytest.mark.parametrize("augmentations", [None, _AUGMENTATIONS])
-def test_mvtec_items_equal_anomalibs_bit_for_bit(tmp_path: Path, augmentations: Compose | None) -> None:
-    datamodule = MVTecAD(root=write_mvtec_set(tmp_path), category="bottle", num_workers=0, augmentations=augmentations)
-    datamodule.setup()
-    reference = datamodule.test_data
-    safe = SafeImageDataset(reference)
-    assert len(safe) == len(reference) == 4
-    assert safe.name == reference.name
-    assert safe.category == reference.category
-    assert safe.task == reference.task
-    _assert_batches_equal(_one_batch(safe), _one_batch(reference))
-    datamodule.test_data = safe  # the wiring phase 2 uses: the datamodule's loader collates the safe items
-    _assert_batches_equal(next(iter(datamodule.test_dataloader())), _one_batch(reference))
+def test_mvtec_layout_items_equal_anomalibs_bit_for_bit(tmp_path: Path, augmentations: Compose | None) -> None:
+    """The sweep's MVTec AD datamodule gives Anomalib's MVTecAD items: same samples, order, splits and pixels."""
+    root = write_mvtec_set(tmp_path)
+    reference = MVTecAD(root=root, category="bottle", num_workers=0, augmentations=augmentations)
+    ours = LayoutDataModule(root=str(root), category="bottle", layout="mvtec_ad", num_workers=0,
+                            augmentations=augmentations)
+    for datamodule in (reference, ours):
+        datamodule.setup()
+    assert isinstance(ours.test_data, SampleDataset)
+    assert len(ours.test_data) == len(reference.test_data) == 4
+    assert ours.test_data.task == reference.test_data.task
+    assert list(ours.val_data.samples.image_path) == list(reference.val_data.samples.image_path)
+    _assert_batches_equal(_one_batch(ours.test_data), _one_batch(reference.test_data))
+    _assert_batches_equal(next(iter(ours.test_dataloader())), next(iter(reference.test_dataloader())))
 
 
 @pytest.mark.parametrize("with_masks", [True, False])
-def test_folder_items_equal_anomalibs_bit_for_bit(tmp_path: Path, with_masks: bool) -> None:
+def test_items_over_anomalibs_samples_equal_anomalibs_bit_for_bit(tmp_path: Path, with_masks: bool) -> None:
+    """``SampleDataset`` over the samples table of Anomalib's ``Folder`` builds the very items Anomalib builds."""
     root = write_folder_set(tmp_path)
     datamodule = Folder(
         name="parts",
@@ -70,38 +80,40 @@ def test_folder_items_equal_anomalibs_bit_for_bit(tmp_path: Path, with_masks: bo
         augmentations=_AUGMENTATIONS,
     )
     datamodule.setup()
-    safe = SafeImageDataset(datamodule.test_data)
-    assert safe.task == ("segmentation" if with_masks else "classification")
-    _assert_batches_equal(_one_batch(safe), _one_batch(datamodule.test_data))
+    reference = datamodule.test_data
+    ours = SampleDataset(reference.samples, augmentations=reference.augmentations)
+    assert ours.task == reference.task == ("segmentation" if with_masks else "classification")
+    _assert_batches_equal(_one_batch(ours), _one_batch(reference))
 
 
-def test_subsample_keeps_the_safe_reader(tmp_path: Path) -> None:
-    datamodule = MVTecAD(root=write_mvtec_set(tmp_path), category="bottle", num_workers=0)
+def test_subsample_keeps_the_plugins_reader(tmp_path: Path) -> None:
+    datamodule = LayoutDataModule(root=str(write_mvtec_set(tmp_path)), category="bottle", layout="mvtec_ad")
     datamodule.setup()
-    subset = SafeImageDataset(datamodule.test_data).subsample([1, 3])
-    assert isinstance(subset, SafeImageDataset)
+    subset = datamodule.test_data.subsample([1, 3])
+    assert isinstance(subset, SampleDataset)
     assert list(subset.samples.image_path) == list(datamodule.test_data.samples.image_path.iloc[[1, 3]])
 
 
-def test_datasets_with_their_own_items_are_refused(tmp_path: Path) -> None:
-    class OwnItems(AnomalibDataset):
-        def __getitem__(self, index: int) -> ImageItem:
-            raise NotImplementedError
+def test_a_predict_file_list_filtered_at_predict_start_is_what_the_loop_reads(tmp_path: Path) -> None:
+    """The public route ``PredictionTable`` takes: ``trainer.predict_dataloaders`` in ``on_predict_start``, before
+    the loop reads its first batch, and the dataset's public ``image_filenames``."""
+    for index in range(4):
+        save_rgb(tmp_path / f"{index}.png", seed=index)
 
-    with pytest.raises(TypeError, match="OwnItems builds its items"):
-        SafeImageDataset(OwnItems())
+    class Paths(LightningModule):
+        def predict_step(self, batch: ImageBatch, *args: object) -> list[str]:
+            return list(batch.image_path)
 
+    class Filter(Callback):
+        def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+            (loader,) = trainer.predict_dataloaders
+            loader.dataset.image_filenames = loader.dataset.image_filenames[1::2]
 
-def test_predict_items_equal_anomalibs_bit_for_bit(tmp_path: Path) -> None:
-    for index in range(3):
-        save_rgb(tmp_path / f"{index}.png", seed=index, height=40 + index, width=64)
-    reference = PredictDataset(tmp_path, transform=Resize((32, 32)))
-    safe = SafePredictDataset(reference)
-    assert safe.skipped == []
-    assert safe.image_filenames == reference.image_filenames
-    ours, theirs = _one_batch(safe), _one_batch(reference)
-    assert torch.equal(ours.image.as_subclass(torch.Tensor), theirs.image.as_subclass(torch.Tensor))
-    assert list(ours.image_path) == list(theirs.image_path)
+    dataset = PredictDataset(tmp_path)
+    trainer = Trainer(accelerator="cpu", logger=False, callbacks=[Filter()], default_root_dir=tmp_path,
+                      enable_progress_bar=False)
+    outputs = trainer.predict(Paths(), dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)])
+    assert [Path(path).name for batch in outputs for path in batch] == ["1.png", "3.png"]
 
 
 def _gradient16() -> np.ndarray:
@@ -151,11 +163,14 @@ def test_visualizer_writes_files_where_anomalib_does(tmp_path: Path) -> None:
 
 
 def test_errors_from_loader_workers_keep_their_type_and_file_name(tmp_path: Path) -> None:
-    datamodule = MVTecAD(root=write_mvtec_set(tmp_path), category="bottle", num_workers=0)
+    root = write_mvtec_set(tmp_path)
+    datamodule = LayoutDataModule(root=str(root), category="bottle", layout="mvtec_ad")
+    reference = MVTecAD(root=root, category="bottle", num_workers=0)
     datamodule.setup()
-    safe = SafeImageDataset(datamodule.test_data)
+    reference.setup()
+    safe = datamodule.test_data
     loader = DataLoader(safe, batch_size=16, num_workers=1, collate_fn=safe.collate_fn)
-    _assert_batches_equal(next(iter(loader)), _one_batch(datamodule.test_data))
+    _assert_batches_equal(next(iter(loader)), _one_batch(reference.test_data))
     broken = Path(safe.samples.image_path.iloc[0])
     broken.write_bytes(b"")
     with pytest.raises(ImageReadError, match=str(broken).replace(".", r"\.")):

@@ -17,9 +17,6 @@ is imported, so an untested dependency version fails at once with the fix instea
   ``fullgraph`` function raises once dynamo's recompile limit is reached (the step then runs eagerly).
 * ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
   kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
-* ``map_predict_dataloaders``: ``trainer.predict_loop._data_source``, the dataloaders given to ``Trainer.predict``
-  before Lightning loads them: ``Engine.predict(data_path=...)`` (and ``anomalib predict --data <folder>``) builds
-  Anomalib's ``PredictDataset`` inside itself, and no public hook runs between that and the loop's first batch.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
 
 Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook``, which needs no private name
@@ -36,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -143,31 +140,6 @@ def recompile_limit_errors() -> tuple[type[BaseException], ...]:
 
     limit_hit = getattr(exc, "FailOnRecompileLimitHit", None)
     return (limit_hit,) if limit_hit is not None else ()
-
-
-def map_predict_dataloaders(trainer: Any, replace: Callable[[Any], Any]) -> int:
-    """Replace each dataloader given to ``trainer.predict(dataloaders=...)`` by ``replace(dataloader)``.
-
-    Call it from a ``setup(stage="predict")`` hook: Lightning loads the dataloaders after ``setup``. A datamodule
-    given instead (``predict(datamodule=...)``) is left alone.
-
-    Args:
-        trainer: the Lightning trainer.
-        replace: maps a ``DataLoader`` to the one to use (or the same one).
-
-    Returns:
-        The number of sources given (dataloaders and other iterables); ``-1`` for a datamodule or module.
-    """
-    from torch.utils.data import DataLoader
-
-    source = trainer.predict_loop._data_source  # noqa: SLF001
-    if isinstance(source.instance, DataLoader):
-        source.instance = replace(source.instance)
-        return 1
-    if isinstance(source.instance, list | tuple):
-        source.instance = [replace(item) if isinstance(item, DataLoader) else item for item in source.instance]
-        return len(source.instance)
-    return 0 if source.instance is None else -1
 
 
 class _DropMessage(logging.Filter):

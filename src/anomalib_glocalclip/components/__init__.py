@@ -9,15 +9,17 @@
 * ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
 * ``ThresholdsFromTest`` (``one_pass``): thresholds fitted on the test pass of the plugin's commands
   where validation would score the same files again (see ``evaluation/engine.py``).
-* ``read_predict_folders_safely`` (``predict_input``): ``predict`` on a folder reads every image right and
-  skips unreadable ones.
+* ``ReaderCheck`` (``reader_check``): refuses, by name, the files Anomalib's own datasets would read wrong, and a
+  test split without anomalous images; ``check_predict_files`` (``predict_input``): the same for ``predict`` on a
+  folder, whose unreadable files are left out.
 """
 
 from .base import ExportRefusedError, ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds
 from .evaluator import zero_shot_evaluator
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
-from .predict_input import read_predict_folders_safely
+from .predict_input import check_predict_files
 from .prediction_table import PredictionTable, SkippedImagesError
+from .reader_check import ReaderCheck
 from .reference_resize import ReferenceResize
 
 __all__ = [
@@ -25,12 +27,13 @@ __all__ = [
     "CLIPPreProcessor",
     "ExportRefusedError",
     "PredictionTable",
+    "ReaderCheck",
     "ReferenceResize",
     "SkippedImagesError",
     "ZeroShotCLIPMixin",
+    "check_predict_files",
     "clip_pre_processor",
     "no_validation_data",
-    "read_predict_folders_safely",
     "set_natural_thresholds",
     "zero_shot_evaluator",
 ]

@@ -37,13 +37,13 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
 from anomalib_glocalclip.compat import set_post_processor_thresholds
-from anomalib_glocalclip.data.safe_datasets import read_safely
 from anomalib_glocalclip.utils.errors import PluginError
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
+from .reader_check import ReaderCheck
 from .visualizer import PluginImageVisualizer
 
 logger = logging.getLogger(__name__)
@@ -173,25 +173,12 @@ class ZeroShotCLIPMixin:
         return zero_shot_evaluator()
 
     def configure_callbacks(self) -> list[Callback]:
-        """Anomalib's components, then ``predictions.csv`` of ``predict`` (which also reads its folders safely)."""
-        return [*super().configure_callbacks(), PredictionTable()]
+        """Anomalib's components, ``ReaderCheck`` and ``predictions.csv`` of ``predict``.
 
-    def setup(self, stage: str) -> None:
-        """For every validate, test and predict run, read the datamodule's images with the plugin's reader."""
-        super().setup(stage)
-        if stage in {"validate", "test", "predict"}:
-            self._read_target_safely()
-
-    def _read_target_safely(self) -> None:
-        """Read the datamodule's test and validation images with the plugin's reader (16-bit, palette, RGBA right).
-
-        Lightning calls the model's ``setup`` after the datamodule's, before any dataloader is built, so the
-        datasets the run reads are wrapped (``SafeImageDataset``: Anomalib's samples, order, augmentations and
-        items, bit for bit on 8-bit RGB files).
+        ``ReaderCheck`` refuses the files Anomalib's datasets would read wrong; ``PredictionTable`` also checks
+        ``predict`` folders.
         """
-        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
-        if datamodule is not None:
-            read_safely(datamodule)
+        return [ReaderCheck(), *super().configure_callbacks(), PredictionTable()]
 
     @property
     def learning_type(self) -> LearningType:

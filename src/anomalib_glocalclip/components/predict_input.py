@@ -1,71 +1,107 @@
-"""``predict`` on a folder: every image read right (16-bit, palette, RGBA ...), unreadable files skipped and named.
+"""``predict`` on a folder: the files of Anomalib's ``PredictDataset`` checked before the first batch is read.
 
-``Engine.predict(data_path=...)``, and so ``anomalib predict --data <folder>``, wraps the folder in Anomalib's
-``PredictDataset``, whose reader clips 16-bit images to white and stops the whole run at the first unreadable
-file. :func:`read_predict_folders_safely`, called from a ``setup("predict")`` hook, puts a
-:class:`~anomalib_glocalclip.data.safe_datasets.SafePredictDataset` over the same files in its place.
+``Engine.predict(data_path=...)``, and so ``anomalib predict --data <folder>``, reads the folder with Anomalib's
+``PredictDataset``, whose reader clips 16-bit images to white and stops the whole run at the first unreadable file.
+:func:`check_predict_files`, called from an ``on_predict_start`` hook (the dataloaders are loaded, no batch is read
+yet), goes through the public ``trainer.predict_dataloaders`` and each ``PredictDataset``'s public file list
+``image_filenames``: unreadable files are taken out of the list (the others are predicted, and the caller reports
+the files left out), and files that Anomalib's reader would read wrong are refused by name.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
-from torch.utils.data import DataLoader
+from anomalib.data import PredictDataset
 
-from anomalib_glocalclip.compat import map_predict_dataloaders
+from anomalib_glocalclip.data.checks import anomalib_reads_correctly, inspect_image_file
+from anomalib_glocalclip.data.io import ImageReadError, read_image
+from anomalib_glocalclip.utils.errors import PluginError
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
-
-class PredictInput(NamedTuple):
-    """What :func:`read_predict_folders_safely` found.
-
-    Attributes:
-        skipped: ``(path, reason)`` of every file left out, in the folders' order.
-        readable: number of images left to predict in the swapped loaders.
-        other_data: ``predict`` has data besides the swapped loaders (other loaders, a datamodule).
-    """
-
-    skipped: list[tuple[Path, str]]
-    readable: int
-    other_data: bool
+MAX_LISTED = 10
 
 
-def read_predict_folders_safely(trainer: Trainer) -> PredictInput:
-    """Swap the ``PredictDataset`` loaders given to ``trainer.predict`` for ones that read with the plugin's reader.
-
-    Each file is decoded once up front; an unreadable one is left out with a warning naming it. Loaders over
-    other datasets, and datamodules, are kept as they are.
+class MisreadPredictFilesError(PluginError, ValueError):
+    """``predict`` on a folder holds files that Anomalib's ``PredictDataset`` would read wrong.
 
     Args:
-        trainer: the trainer, in a ``setup("predict")`` hook.
+        paths: the files, in the folder's order.
+        folder: the folder (or file) given to ``predict``, named in the fix.
+    """
+
+    def __init__(self, paths: list[Path], folder: Path) -> None:
+        listed = "".join(f"\n  - {path}" for path in paths[:MAX_LISTED])
+        more = f"\n  - and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else ""
+        super().__init__(
+            f"{len(paths)} image(s) of {folder} would be read wrong by Anomalib's PredictDataset (16-bit or float "
+            f"data clipped, or a colour mode it cannot convert):{listed}{more}\nPredict them with the plugin's "
+            f"reader: --data LayoutDataModule --data.layout normal_folder --data.root {folder} (thresholds are then "
+            "fitted on that folder), or re-export them as 8-bit images."
+        )
+        self.paths = paths
+
+
+class UnreadablePredictFilesError(PluginError, ValueError):
+    """Files of a ``predict`` dataloader with worker processes cannot be read (they cannot be left out there)."""
+
+
+def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
+    """Leave the unreadable files out of each ``PredictDataset`` of ``trainer.predict``; refuse misread ones.
+
+    Each file is decoded once by the plugin's reader. Loaders over other datasets, and datamodules, are left alone
+    (datamodules are checked by :class:`~anomalib_glocalclip.components.reader_check.ReaderCheck`).
+
+    Args:
+        trainer: the trainer, in an ``on_predict_start`` hook.
 
     Returns:
-        The files left out, the number of readable ones, and whether there is other data.
+        ``(path, reason)`` of every file left out, in the folders' order.
+
+    Raises:
+        MisreadPredictFilesError: a readable file would be read wrong by Anomalib's reader.
+        UnreadablePredictFilesError: a loader with worker processes has unreadable files (its workers hold their
+            own copy of the file list, so none can be left out).
     """
-    # Imported here: the data package imports Anomalib's model registry, which imports the models being defined.
-    from anomalib.data.predict import PredictDataset
-
-    from anomalib_glocalclip.data.safe_datasets import SafePredictDataset
-
+    loaders = trainer.predict_dataloaders
     skipped: list[tuple[Path, str]] = []
-    readable = 0
-    swapped = 0
+    for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
+        dataset = getattr(loader, "dataset", None)
+        if not isinstance(dataset, PredictDataset):
+            continue
+        kept, misread, unreadable = [], [], []
+        for filename in dataset.image_filenames:
+            reason = _unreadable_reason(Path(filename))
+            if reason is not None:
+                unreadable.append((Path(filename), reason))
+            elif not anomalib_reads_correctly(inspect_image_file(filename)):
+                misread.append(Path(filename))
+            else:
+                kept.append(filename)
+        if misread:
+            raise MisreadPredictFilesError(misread, _common_folder(dataset.image_filenames))
+        if unreadable and loader.num_workers > 0:
+            listed = "".join(f"\n  - {reason}" for _, reason in unreadable[:MAX_LISTED])
+            msg = f"{len(unreadable)} unreadable image(s) in the predict data; replace or remove them:{listed}"
+            raise UnreadablePredictFilesError(msg)
+        dataset.image_filenames = kept
+        skipped.extend(unreadable)
+    return skipped
 
-    def replace(loader: DataLoader) -> DataLoader:
-        nonlocal readable, swapped
-        if type(loader.dataset) is not PredictDataset:
-            return loader
-        dataset = SafePredictDataset(loader.dataset)
-        skipped.extend(dataset.skipped)
-        readable += len(dataset)
-        swapped += 1
-        options: dict[str, Any] = {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory}
-        if loader.num_workers > 0:
-            options["persistent_workers"] = loader.persistent_workers
-        return DataLoader(dataset, batch_size=loader.batch_size, collate_fn=dataset.collate_fn, **options)
 
-    total = map_predict_dataloaders(trainer, replace)
-    return PredictInput(skipped, readable, other_data=total != swapped)
+def _unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be read (fully decoded), or ``None`` when it can."""
+    try:
+        read_image(path)
+    except (ImageReadError, FileNotFoundError) as exc:
+        return str(exc)
+    return None
+
+
+def _common_folder(filenames: list[Path]) -> Path:
+    """The folder holding every file (the file itself for one file)."""
+    return Path(os.path.commonpath([str(name) for name in filenames]))

@@ -12,7 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from anomalib_glocalclip.utils.errors import PluginError
 from anomalib_glocalclip.utils.files import atomic_path
 
-from .predict_input import read_predict_folders_safely
+from .predict_input import check_predict_files
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,11 @@ class SkippedImagesError(PluginError, RuntimeError):
 
 
 class PredictionTable(Callback):
-    """Read ``predict``'s folders safely, and write ``predictions.csv`` into the run folder after ``predict``.
+    """Check ``predict``'s folders, and write ``predictions.csv`` into the run folder after ``predict``.
 
-    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. Images given as a
-    folder or file (``Engine.predict(data_path=...)``, ``anomalib predict --data <folder>``) are read by the
-    plugin's reader (see ``predict_input``): an unreadable one is skipped with a warning, listed in the table
+    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. The files of images
+    given as a folder or file (``Engine.predict(data_path=...)``, ``anomalib predict --data <folder>``) are
+    checked before the first batch (see ``predict_input``): an unreadable one is left out, listed in the table
     with status ``skipped: <reason>`` (the others have ``ok``), and once the table is written the run ends with
     :class:`SkippedImagesError`, so that the command exits with status 1. The table is written at the end, to a
     temporary name and renamed, so an interrupted run leaves no half table and an earlier one intact.
@@ -61,20 +61,11 @@ class PredictionTable(Callback):
         self._rows: list[tuple[str, float | str, int | str, str]] = []
         self.skipped: list[tuple[Path, str]] = []
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Before ``predict`` loads its data: read folders with the plugin's reader, skipping unreadable files.
-
-        Raises:
-            SkippedImagesError: no file of the input is readable (the table lists them all).
-        """
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Before the first batch: leave unreadable files of the folders out (see ``predict_input``)."""
         del pl_module
-        if stage != "predict":
-            return
         self._rows = []
-        found = read_predict_folders_safely(trainer)
-        self.skipped = found.skipped
-        if self.skipped and found.readable == 0 and not found.other_data:
-            self._finish(trainer)  # Lightning runs no predict hook without data
+        self.skipped = check_predict_files(trainer)
 
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:
         """Collect the batch's paths, scores, labels (after post-processing) and status ``ok``."""

@@ -11,8 +11,9 @@ This module imports neither torch nor Anomalib (the command-line help reads it):
 datamodule, which are imported when first used.
 
 Each entry names the layout that reads the dataset's official download (for category listing and auxiliary
-training through ``AuxiliaryTransfer``) and the datamodule that tests on it: Anomalib's own where it reads
-the official layout as the paper used it (MVTec AD, VisA, MPDD), the plugin's otherwise.
+training through ``AuxiliaryTransfer``) and the datamodule that tests on it, always the plugin's, so that every
+file is read by the plugin's reader: ``LayoutDataModule`` with the entry's layout where Anomalib has a datamodule
+of the same samples and splits (MVTec AD, VisA, MPDD), a named subclass otherwise.
 
 Example::
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .layouts import DatasetLayout
 
 PLUGIN_PACKAGE = "anomalib_glocalclip.data"
+LAYOUT_DATAMODULE = "anomalib_glocalclip.data.LayoutDataModule"
+"""The datamodule of datasets whose layout needs no class of its own (``layout=`` the entry's name)."""
 """Where the plugin's datamodules live: an entry whose ``datamodule_path`` is in it names a class that
 ``data/datamodules.py`` defines from the entry (a ``LayoutDataModule`` over the entry's layout)."""
 
@@ -47,8 +50,9 @@ class DatasetEntry:
         name: catalogue key (``"mvtec_ad"``, ``"headct"``, ...), also the name of the layout that reads its
             official download (``data/layouts``).
         title: the dataset's name as the paper writes it.
-        datamodule_path: the datamodule that tests on it, as the user writes it: Anomalib's
-            (``anomalib.data.MVTecAD``) or the plugin's (``anomalib_glocalclip.data.BTAD``, see :data:`PLUGIN_PACKAGE`).
+        datamodule_path: the plugin datamodule that tests on it, as the user writes it: :data:`LAYOUT_DATAMODULE`
+            (over the entry's layout) or a class of its own (``anomalib_glocalclip.data.BTAD``, see
+            :data:`PLUGIN_PACKAGE`).
         aliases: other names, among them the reference code's (``"SDD"``, ``"colondb"``, ...), lower case.
         level: ``"pixel"`` (masks: pixel metrics) or ``"image"`` (image labels only: image metrics).
         domain: ``"industrial"`` or ``"medical"``.
@@ -93,7 +97,7 @@ class DatasetEntry:
     @property
     def plugin_datamodule(self) -> bool:
         """Whether the datamodule is the plugin's (defined from this entry), not Anomalib's."""
-        return self.datamodule_path.rpartition(".")[0] == PLUGIN_PACKAGE
+        return self.datamodule_path.rpartition(".")[0] == PLUGIN_PACKAGE and self.datamodule_path != LAYOUT_DATAMODULE
 
     @property
     def datamodule(self) -> type[AnomalibDataModule]:
@@ -111,7 +115,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="mvtec_ad",
         title="MVTec AD",
-        datamodule_path="anomalib.data.MVTecAD",
+        datamodule_path=LAYOUT_DATAMODULE,
         aliases=("mvtec",),
         level="pixel",
         domain="industrial",
@@ -121,7 +125,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="visa",
         title="VisA",
-        datamodule_path="anomalib.data.Visa",
+        datamodule_path=LAYOUT_DATAMODULE,
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -131,7 +135,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
     DatasetEntry(
         name="mpdd",
         title="MPDD",
-        datamodule_path="anomalib.data.MPDD",
+        datamodule_path=LAYOUT_DATAMODULE,
         aliases=(),
         level="pixel",
         domain="industrial",
@@ -317,31 +321,15 @@ def make_datamodule(
         **kwargs: further datamodule arguments (``eval_batch_size``, ``num_workers``, ...).
 
     Returns:
-        The datamodule, not yet prepared or set up (Anomalib's ``Visa`` splits its raw download in
-        ``prepare_data()``; the others find the data as it is).
+        The datamodule, not yet prepared or set up.
 
     Raises:
         DatasetLayoutError: ``root`` holds no such dataset.
         ValueError: unknown dataset or category, or no category given for a dataset with several.
     """
-    from .datamodule import LayoutDataModule
-    from .layouts.industrial import mvtec_style_root
-
     entry = get_dataset(entry_or_name)
-    cls = entry.datamodule
-    if issubclass(cls, LayoutDataModule):
-        return cls(root=str(root), category=category, **kwargs)
-    # Checked here because Anomalib's datamodules download their dataset when the category folder is missing.
-    categories = list_categories(entry, root)
-    if category is None and len(categories) == 1:
-        category = categories[0]
-    if category not in categories:
-        choice = "choose" if category is None else f"has no category {category!r}; choose"
-        msg = f"{entry.title} under {root} {choice} one of: {', '.join(categories)}."
-        raise ValueError(msg)
-    # Anomalib's MPDD reads the dataset folder itself: find it below a folder an archive was extracted into.
-    root = mvtec_style_root(Path(root).expanduser()) if entry.name == "mpdd" else Path(root)
-    return cls(root=root, category=category, **kwargs)
+    layout = {"layout": entry.name} if entry.datamodule_path == LAYOUT_DATAMODULE else {}
+    return entry.datamodule(root=str(root), category=category, **layout, **kwargs)
 
 
 def _paper_metrics(entry: DatasetEntry) -> str:

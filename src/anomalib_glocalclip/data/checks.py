@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from anomalib_glocalclip.data.io import _DECODE_ERRORS, ImageReadError, read_image, read_mask
+from anomalib_glocalclip.data.io import _DECODE_ERRORS, ImageReadError, load_decoded
 
 # Modes whose ``convert("RGB")`` in Anomalib's reader gives wrong pixels or fails (each checked against
 # ``anomalib.data.utils.read_image`` in tests/test_data_checks.py): 16-bit and 32-bit integer data is clipped at
@@ -25,6 +25,10 @@ _ANOMALIB_MISREAD_IMAGE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I
 # truncate to 0 and "La" raises.
 _ANOMALIB_MISREAD_MASK_MODES = frozenset({"F", "La"})
 _EXIF_ORIENTATION_TAG = 0x0112
+MISREAD_FIX = (
+    "read the dataset with the plugin's reader (anomalib_glocalclip.data.LayoutDataModule with its layout), or "
+    "re-export the file as 8-bit"
+)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ def check_samples(
     full_decode: bool = False,
     pixel_level: bool | None = None,
     anomalib_reader: bool = True,
+    misread_fix: str = MISREAD_FIX,
 ) -> list[Problem]:
     """Find every problem with the files of an Anomalib samples table.
 
@@ -161,6 +166,7 @@ def check_samples(
             (``"segmentation"``), or else from whether any mask path is set. Defaults to ``None``.
         anomalib_reader: Whether the files will be read by Anomalib's own readers, so that files they get wrong
             (16-bit, float, premultiplied alpha) are problems too. Defaults to ``True``.
+        misread_fix: The fix named for a file Anomalib's reader gets wrong. Defaults to :data:`MISREAD_FIX`.
 
     Returns:
         The problems, in the order of the table, image problems before mask problems.
@@ -175,7 +181,7 @@ def check_samples(
         image = _check_file(
             Path(image_path),
             full_decode=full_decode,
-            anomalib_reader=anomalib_reader,
+            misread_fix=misread_fix if anomalib_reader else None,
             problems=problems,
         )
         if not pixel_level or int(label) != 1:
@@ -193,7 +199,7 @@ def check_samples(
         mask = _check_file(
             Path(mask_value),
             full_decode=full_decode,
-            anomalib_reader=anomalib_reader,
+            misread_fix=misread_fix if anomalib_reader else None,
             problems=problems,
             image_path=Path(image_path),
         )
@@ -286,11 +292,14 @@ def _check_file(
     path: Path,
     *,
     full_decode: bool,
-    anomalib_reader: bool,
+    misread_fix: str | None,
     problems: list[Problem],
     image_path: Path | None = None,
 ) -> ImageFileInfo | None:
-    """Inspect one image (or, with ``image_path``, a mask), append its problems and return its header or None."""
+    """Inspect one image (or, with ``image_path``, a mask), append its problems and return its header or None.
+
+    ``misread_fix`` is the fix named for a file Anomalib's reader gets wrong, ``None`` not to judge that.
+    """
     as_mask = image_path is not None
     paths = (image_path, path) if image_path is not None else (path,)
     what = "mask" if as_mask else "image"
@@ -301,18 +310,18 @@ def _check_file(
     try:
         info = inspect_image_file(path)
         if full_decode:
-            read_mask(path) if as_mask else read_image(path)
+            load_decoded(path, what=what)
     except ImageReadError as exc:
         fix = "re-export the file, or remove the sample from the dataset"
         problems.append(Problem(ProblemKind.UNREADABLE, paths, f"cannot read {what} ({_first_line(exc)})", fix))
         return None
-    if anomalib_reader and not anomalib_reads_correctly(info, as_mask=as_mask):
+    if misread_fix is not None and not anomalib_reads_correctly(info, as_mask=as_mask):
         problems.append(
             Problem(
                 ProblemKind.ANOMALIB_MISREAD,
                 paths,
                 f"{what} has PIL mode {info.mode!r}, which Anomalib's reader clips, truncates or fails on",
-                "read the dataset through anomalib_glocalclip.data.safe_datasets, or re-export the file as 8-bit",
+                misread_fix,
             ),
         )
     return info

@@ -1,4 +1,7 @@
-"""Any dataset layout as an Anomalib datamodule, for datasets Anomalib has no datamodule for.
+"""Any dataset layout as an Anomalib datamodule whose every file is read by the plugin's reader.
+
+The evaluation sweep tests every dataset through it, MVTec AD and VisA included (with the layouts
+``mvtec_ad`` and ``visa``: Anomalib's samples, order and splits, read right).
 
 Zero-shot models only validate and test, so the test split is what matters; the validation split is
 the test split (``same_as_test``, as Anomalib's MVTecAD and Visa do) unless asked otherwise. Datasets
@@ -35,6 +38,8 @@ class LayoutDataModule(AnomalibDataModule):
         val_split_mode: ``same_as_test`` (default), ``from_test`` or ``none``.
         val_split_ratio: fraction of the test split used for validation with ``from_test``.
         seed: seed of the validation split.
+        resize_masks: resize masks of another size than their image to the image's size (nearest neighbour)
+            instead of refusing them.
     """
 
     default_layout: ClassVar[DatasetLayout | None] = None
@@ -54,6 +59,7 @@ class LayoutDataModule(AnomalibDataModule):
         val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
         val_split_ratio: float = 0.5,
         seed: int | None = None,
+        resize_masks: bool = False,
     ) -> None:
         super().__init__(
             train_batch_size=train_batch_size,
@@ -76,6 +82,7 @@ class LayoutDataModule(AnomalibDataModule):
             raise ValueError(msg)
         self.root = root
         self.category = category or ""
+        self.resize_masks = resize_masks
 
     @property
     def name(self) -> str:
@@ -86,12 +93,12 @@ class LayoutDataModule(AnomalibDataModule):
         category = self.category or None
         test = self.layout.samples(self.root, category, "test")
         self.category = str(test["category"].iloc[0])
-        self.test_data = SampleDataset(test, name=self.name)
+        self.test_data = SampleDataset(test, name=self.name, resize_masks=self.resize_masks)
         try:
             train = self.layout.samples(self.root, self.category, "train")
         except DatasetLayoutError:
             return  # test-only dataset
-        self.train_data = SampleDataset(train, name=self.name)
+        self.train_data = SampleDataset(train, name=self.name, resize_masks=self.resize_masks)
 
     def _create_test_split(self) -> None:
         """The test split is the dataset's own, as downloaded (anomalous-only sets stay anomalous-only)."""

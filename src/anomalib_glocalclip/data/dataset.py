@@ -1,4 +1,4 @@
-"""An Anomalib dataset over a samples table, reading every image robustly and checking every mask."""
+"""An Anomalib dataset over a samples table whose every image and mask is read by the plugin's reader (``io``)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,29 @@ import pandas as pd
 import torch
 from anomalib import TaskType
 from anomalib.data import AnomalibDataset, ImageItem
-from torchvision.transforms.v2 import Transform
+from anomalib.data.utils import LabelName
+from torchvision.transforms.v2 import InterpolationMode, Transform
+from torchvision.transforms.v2.functional import resize
 from torchvision.tv_tensors import Image, Mask
 
-from .io import read_image, read_mask
+from .io import ImageReadError, read_image, read_mask
 
 
 class SampleDataset(AnomalibDataset):
-    """Images and masks listed in a samples table (see ``anomalib_glocalclip.data.layouts``).
+    """Images and masks listed in a samples table (see ``data.layouts``), read by the plugin's reader.
 
-    Unlike Anomalib's stock datasets it reads 16-bit, grayscale, RGBA and palette images correctly, checks
-    that each mask exists and has its image's size, and names the file in every error.
+    Its items are Anomalib's ``ImageItem`` built as ``AnomalibDataset`` builds them, from the public ``samples``
+    table and ``augmentations``; on 8-bit RGB files with binary masks they equal Anomalib's bit for bit. Unlike
+    Anomalib's reader it reads 16-bit, float, grayscale, RGBA and palette images right, marks every mask pixel
+    with a nonzero colour channel, and names the file (and the fix) in every error.
 
     Args:
         samples: samples table with Anomalib's columns, plus ``pixel_labels`` (bool) and ``category``.
         task: ``segmentation`` or ``classification``; default: ``samples.attrs["task"]``.
         augmentations: transforms applied to image and mask together.
         name: dataset name shown by Anomalib.
+        resize_masks: resize a mask of another size than its image to the image's size (nearest neighbour)
+            instead of raising. Defaults to ``False``.
     """
 
     def __init__(
@@ -31,6 +37,7 @@ class SampleDataset(AnomalibDataset):
         task: TaskType | str | None = None,
         augmentations: Transform | None = None,
         name: str = "samples",
+        resize_masks: bool = False,
     ) -> None:
         super().__init__(augmentations=augmentations)
         task = TaskType(task or samples.attrs.get("task", TaskType.SEGMENTATION))
@@ -41,6 +48,7 @@ class SampleDataset(AnomalibDataset):
         self.samples.attrs["task"] = task
         self._task = task
         self._name = name
+        self.resize_masks = resize_masks
 
     @property
     def name(self) -> str:
@@ -53,35 +61,54 @@ class SampleDataset(AnomalibDataset):
         return self._task
 
     def __getitem__(self, index: int) -> ImageItem:
-        """Image ``[3, H, W]`` in [0, 1], mask ``[H, W]`` and label of one sample."""
+        """Image ``[3, H, W]`` float32 in [0, 1], mask ``[H, W]`` uint8 (segmentation) and label of one sample.
+
+        As in Anomalib, a sample of unknown label (``label_index`` other than 0 and 1) has no label and no mask.
+
+        Raises:
+            ImageReadError: the image or mask cannot be read, or the mask's size differs from the image's
+                (without ``resize_masks``); the message names the file(s).
+        """
         row = self.samples.iloc[index]
-        image = read_image(row.image_path)
+        image = Image(read_image(row.image_path))
         gt_mask = self.mask_of(row, tuple(image.shape[-2:]))
-        image = Image(image)
-        if self.augmentations is not None:
-            if gt_mask is None:
+        if self.augmentations:
+            if self.task == TaskType.CLASSIFICATION:
                 image = self.augmentations(image)
-            else:
-                image, gt_mask = self.augmentations(image, Mask(gt_mask))
+            else:  # unknown-label samples are augmented with a zero mask, as in Anomalib, but keep no mask
+                zeros = Mask(torch.zeros(image.shape[-2:], dtype=torch.uint8))
+                image, augmented = self.augmentations(image, gt_mask if gt_mask is not None else zeros)
+                gt_mask = augmented if gt_mask is not None else None
+        known = int(row.label_index) in {LabelName.NORMAL, LabelName.ABNORMAL}
         return ImageItem(
             image=image,
-            gt_mask=Mask(gt_mask) if gt_mask is not None else None,
-            gt_label=torch.tensor(int(row.label_index)),
-            image_path=str(row.image_path),
-            mask_path=str(row.mask_path) or None,
+            gt_mask=gt_mask,
+            gt_label=torch.tensor(row.label_index) if known else None,
+            image_path=row.image_path,
+            mask_path=row.mask_path,
         )
 
-    def mask_of(self, row: pd.Series, size: tuple[int, int]) -> torch.Tensor | None:
-        """Mask ``[H, W]`` of the sample ``row`` whose image has ``size`` (``None`` for classification data).
+    def mask_of(self, row: pd.Series, size: tuple[int, int]) -> Mask | None:
+        """Mask ``[H, W]`` of the sample ``row`` whose image has ``size``.
 
-        Anomalous rows without pixel labels get an empty mask, which marks them as image-labelled (see
-        ``has_pixel_labels``).
+        ``None`` for classification data and for samples of unknown label. Anomalous rows without pixel labels
+        get an empty mask, which marks them as image-labelled (see ``has_pixel_labels``).
         """
-        if self.task != TaskType.SEGMENTATION:
+        label = int(row.label_index)
+        if self.task != TaskType.SEGMENTATION or label not in {LabelName.NORMAL, LabelName.ABNORMAL}:
             return None
-        if int(row.label_index) == 0 or not bool(row.pixel_labels):
-            return torch.zeros(size, dtype=torch.uint8)
-        return read_mask(row.mask_path, expected_size=size, image_path=row.image_path)
+        if label == LabelName.NORMAL or not bool(row.pixel_labels):
+            return Mask(torch.zeros(size, dtype=torch.uint8))
+        if not row.mask_path:
+            msg = (
+                f"Anomalous image {row.image_path} has no mask in a pixel-level dataset. Add its mask, or use "
+                "image-level data (a folder layout without masks)."
+            )
+            raise ImageReadError(msg)
+        mask = read_mask(row.mask_path, expected_size=None if self.resize_masks else size, image_path=row.image_path)
+        if tuple(mask.shape) != size:
+            mask = resize(mask[None], list(size), interpolation=InterpolationMode.NEAREST)[0]
+        return Mask(mask)
 
 
 def has_pixel_labels(gt_label: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:

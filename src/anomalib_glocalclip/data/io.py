@@ -50,7 +50,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     if not path.exists():
         msg = f"Image file not found: {path}. Check the dataset root and the image's path."
         raise FileNotFoundError(msg)
-    img = _load(path, what="image", context="")
+    img = load_decoded(path, what="image")
     if _is_high_depth(img):
         gray = torch.from_numpy(_scale_high_depth(img))
         return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
@@ -85,21 +85,34 @@ def read_mask(
             "data (images without masks)."
         )
         raise ImageReadError(msg)
-    img = _load(path, what="mask", context=for_image)
+    img = load_decoded(path, what="mask", context=for_image)
     mask = torch.from_numpy(_nonzero(img, path).astype(np.uint8))
     if expected_size is not None and tuple(mask.shape) != tuple(expected_size):
         height, width = mask.shape
         image = f"its image {image_path}" if image_path is not None else "its image"
         msg = (
             f"Mask {path} is {height}x{width} (HxW) but {image} is {expected_size[0]}x{expected_size[1]}; masks must "
-            "have the size of their image. Re-export the mask at the image's size."
+            "have the size of their image. Re-export the mask at the image's size, or let the plugin resize masks "
+            "(resize_masks=True of its datamodules; --resize-masks of anomalib-glocalclip evaluate)."
         )
         raise ImageReadError(msg)
     return mask
 
 
-def _load(path: Path, what: str, context: str) -> Image.Image:
-    """Open and fully decode ``path``, so that truncated files fail here rather than later in a worker."""
+def load_decoded(path: Path, what: str = "image", context: str = "") -> Image.Image:
+    """Open and fully decode ``path``, so that truncated files fail here rather than later in a worker.
+
+    Args:
+        path: an existing path.
+        what: ``"image"`` or ``"mask"``, named in the error.
+        context: appended to the path in the error (e.g. ``" of image <path>"``).
+
+    Returns:
+        The decoded image, in its file's mode.
+
+    Raises:
+        ImageReadError: ``path`` is not a file, is corrupt or truncated, or is over PIL's size limit.
+    """
     if not path.is_file():
         msg = f"The {what} path {path}{context} is not a file; point it at an image file."
         raise ImageReadError(msg)

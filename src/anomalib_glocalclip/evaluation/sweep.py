@@ -12,8 +12,8 @@ paper's format, with heatmaps.
   test pass also fits the thresholds instead of a validation pass over the same files, and heatmaps are drawn on
   background threads. Metric states stay on the device. The numbers are those of ``anomalib test`` (fresh model
   per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
-* **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
-  size).
+* **Every file read right or named**: every dataset is read by the plugin's datamodules (``data/datamodule.py``;
+  ``--resize-masks`` for masks of another size).
 * **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
   the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
 
@@ -76,7 +76,6 @@ from .models import (
     prepare_model,
     sweep_evaluator,
 )
-from .reading import SafeReading, check_and_wrap, check_layout
 from .report import write_report
 from .report_data import ReportCollector, report_data_path
 from .stopping import StopSignals, SweepStopped, stop_on_signals
@@ -215,11 +214,11 @@ class _CategoryRun:
         start = time.perf_counter()
         result = CategoryResult(category=category, status="failed")
         try:
-            datamodule = make_datamodule(self.entry, self.root, category, **self.datamodule_args)
+            datamodule = make_datamodule(
+                self.entry, self.root, category, resize_masks=self.resize_masks, **self.datamodule_args
+            )
             datamodule.prepare_data()
-            check_layout(datamodule, category)
             datamodule.setup()
-            check_and_wrap(datamodule, category, resize_masks=self.resize_masks)
             samples = datamodule.test_data.samples
             labels = set(samples["label_index"].astype(int))
             result.n_images, result.n_anomalous = len(samples), int(samples["label_index"].sum())
@@ -243,7 +242,7 @@ class _CategoryRun:
                 model,
                 datamodule,
                 heatmap_dir=heatmap_dir if self.heatmaps else None,
-                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report],
+                callbacks=[progress, report],
                 **self.engine_args,
             )
             with _expected_one_class_warning(labels == {1}):

@@ -58,8 +58,11 @@ class DatasetLayout:
             raise ValueError(msg)
         known = self.categories(root)
         category = category if category is not None else known[0] if len(known) == 1 else None
+        if category is None:
+            msg = f"{self.name} under {root} has several categories; choose one of: {', '.join(known)}."
+            raise DatasetLayoutError(msg)
         if category not in known:
-            if category is not None and (root / category).is_dir():
+            if (root / category).is_dir():
                 msg = (
                     f"{root / category} is not laid out as a {self.name} category. Expected: {self.description} "
                     f"Categories found: {', '.join(known)}."
