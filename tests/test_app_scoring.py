@@ -104,8 +104,8 @@ def test_csv_and_zip_hold_every_result(cache, files, tmp_path: Path) -> None:
     assert rows[1]["score"] == ""
     assert "broken.png" in rows[1]["error"]
     with zipfile.ZipFile(write_heatmap_zip(results, tmp_path / "heatmaps.zip")) as archive:
-        assert sorted(archive.namelist()) == ["000_product.png", "002_gray16.png"]
-        assert archive.read("000_product.png") == Path(results[0].heatmap).read_bytes()
+        assert sorted(archive.namelist()) == ["000_product.jpg", "002_gray16.jpg"]
+        assert archive.read("000_product.jpg") == Path(results[0].heatmap).read_bytes()
 
 
 def test_model_cache_builds_once_per_choice() -> None:
