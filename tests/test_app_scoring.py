@@ -231,3 +231,16 @@ def test_command_serves_locally_and_privately_by_default(monkeypatch: pytest.Mon
     assert command.main(["--model", "glocalclip", "--prompts", "p.pt", "--share", "--host", "0.0.0.0"]) == 0  # noqa: S104
     assert (served[1].method, served[1].prompt_file, served[1].share, served[1].host) == (
         "GlocalCLIP", "p.pt", True, "0.0.0.0")  # noqa: S104
+
+
+def test_app_help_imports_neither_torch_nor_gradio(cli) -> None:
+    code = (
+        "import sys\n"
+        "from anomalib_glocalclip.cli import main\n"
+        "try:\n    main(['app', '--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "print('HEAVY', sorted(name for name in ('torch', 'anomalib', 'gradio') if name in sys.modules))\n"
+    )
+    result = cli("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "--share" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
