@@ -130,16 +130,16 @@ class Handlers:
             choice = self.options.choice(method, object_name, prompt_upload or prompt_path, weights, references)
             progress(0.0, desc="Building the model (once per choice)")
             model = self.cache.get(choice)
-            folder = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
             results = score_images(
-                model, paths, folder / "heatmaps",
+                model, paths, run_dir / "heatmaps",
                 on_progress=lambda done, total: progress(done / total, desc=f"Scored {done} of {total} images"),
             )
-            write_heatmap_zip(results, folder / "heatmaps.zip")
+            write_heatmap_zip(results, run_dir / "heatmaps.zip")
+            run = Run(results, run_dir)
+            gallery, table, files = views(run, threshold)
         except Exception as error:  # noqa: BLE001 - the page's boundary: a message, never a traceback
             return None, [], [], f"**Error:** {error_message(error)}", None
-        run = Run(results, folder)
-        gallery, table, files = views(run, threshold)
         return run, gallery, table, _unreadable_message(results), files
 
     @staticmethod
