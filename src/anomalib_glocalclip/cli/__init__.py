@@ -24,6 +24,7 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
         "anomalib_glocalclip.cli.benchmark",
         "GlocalCLIP, AnoCLIP, WinCLIP on the same data: one results table",
     ),
+    "app": ("anomalib_glocalclip.cli.app", "local web page: drop images, see heatmaps, scores, decisions"),
 }
 
 

@@ -1,0 +1,66 @@
+"""``anomalib-glocalclip app``: its options, and the command that serves the local page (``anomalib_glocalclip.app``).
+
+The page listens on 127.0.0.1 only (``--host`` to bind elsewhere) and is never shared publicly unless ``--share``
+asks for a gradio share link. It needs the ``app`` extra (gradio); without it the command says how to install it
+and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+INSTALL_HINT = 'The app needs gradio: pip install "anomalib-glocalclip[app]"'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``anomalib-glocalclip app``."""
+    parser = argparse.ArgumentParser(
+        prog="anomalib-glocalclip app",
+        description="A local web page: drop images, see heatmaps, scores and decisions of AnoCLIP or GlocalCLIP.",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--share", action="store_true", help="also ask gradio for a PUBLIC share link (off by default)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random CLIP, offline (scores mean nothing)")
+    parser.add_argument("--model", choices=("anoclip", "glocalclip"), default="anoclip", help="method shown first")
+    parser.add_argument("--object", dest="object_name", default="object", help="AnoCLIP's object name (pcb, screw ...)")
+    parser.add_argument("--prompts", default=None, help="GlocalCLIP's learned prompt file (prompts.pt)")
+    parser.add_argument("--backbone", default=None, help="open_clip model name or config file (default: the method's)")
+    parser.add_argument("--weights", default=None, help="open_clip pretrained tag or local weight file")
+    parser.add_argument("--image-size", type=int, default=None, help="input size (default: the method's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``anomalib-glocalclip app``: serve the page until interrupted.
+
+    Returns:
+        0 after the server stops, 1 when gradio is not installed.
+    """
+    arguments = build_parser().parse_args(argv)
+    if importlib.util.find_spec("gradio") is None:
+        print(f"anomalib-glocalclip app: {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    # Gradio's documented switch for its usage statistics: nothing leaves the machine unless --share asks.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from anomalib_glocalclip.app import AppOptions
+    from anomalib_glocalclip.app.page import serve
+
+    options = AppOptions(
+        method={"anoclip": "AnoCLIP", "glocalclip": "GlocalCLIP"}[arguments.model],
+        object_name=arguments.object_name,
+        prompt_file=arguments.prompts,
+        backbone=arguments.backbone,
+        weights=arguments.weights,
+        image_size=arguments.image_size,
+        tiny=arguments.tiny,
+        host=arguments.host,
+        port=arguments.port,
+        share=arguments.share,
+    )
+    serve(options)
+    return 0
