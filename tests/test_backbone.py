@@ -22,7 +22,7 @@ from anomalib_glocalclip.backbone import (
     text_tower,
 )
 from anomalib_glocalclip.backbone.text_prompts import encode_token_embeddings
-from anomalib_glocalclip.backbone.vv_attention import dual_stream_block, embed_patches, residual_block
+from anomalib_glocalclip.backbone.vv_attention import residual_block
 
 
 def explicit_attention(z: torch.Tensor, attn: torch.nn.MultiheadAttention, vv: bool) -> torch.Tensor:
@@ -42,12 +42,20 @@ def explicit_attention(z: torch.Tensor, attn: torch.nn.MultiheadAttention, vv: b
     return torch.cat(outputs, dim=-1) @ attn.out_proj.weight.T + attn.out_proj.bias
 
 
-def explicit_vv_stream(visual: torch.nn.Module, image: torch.Tensor, start: int, layer: int) -> torch.Tensor:
-    """V-V stream of one image after ``layer``, from the definition: h5 + Σ O_vv(LN1(h_ori)), no MLP."""
+def explicit_streams(
+    visual: torch.nn.Module, image: torch.Tensor, start: int, layers: list[int]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Both streams of one image from the definition (glocalclip.md section 2), with no product code.
+
+    The original stream is vanilla CLIP: ``h' = h + O_ori(LN1(h))``, ``h = h' + MLP(LN2(h'))``. The V-V stream
+    starts as ``h^{start-1}`` (``ln_pre`` of the patch embedding for ``start = 1``) and only adds
+    ``O_vv(LN1(h_ori))``: no MLP, no LayerNorm of its own. Returns the CLS token after the last block and,
+    per requested layer, the V-V stream after it (the one shared stream for a layer before ``start``).
+    """
     x = visual.conv1(image[None]).flatten(2).transpose(1, 2)[0]
     x = torch.cat([visual.class_embedding[None], x]) + visual.positional_embedding
     hidden = visual.ln_pre(x)
-    vv = None
+    vv, collected = None, {}
     for index, block in enumerate(visual.transformer.resblocks, start=1):
         z = block.ln_1(hidden)
         if index == start:
@@ -56,32 +64,8 @@ def explicit_vv_stream(visual: torch.nn.Module, image: torch.Tensor, start: int,
             vv = vv + explicit_attention(z, block.attn, vv=True)
         hidden = hidden + explicit_attention(z, block.attn, vv=False)
         hidden = hidden + block.mlp(block.ln_2(hidden))
-        if index == layer:
-            return vv
-    raise AssertionError
-
-
-def previous_dual_stream_forward(
-    visual: torch.nn.Module, images: torch.Tensor, start: int, out_layers: list[int]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The former implementation: open_clip's own blocks in ``[L, B, D]`` outside the V-V range."""
-    hidden = embed_patches(visual, images).transpose(0, 1)
-    vv, collected, end = None, {}, max(out_layers, default=0)
-    for layer, block in enumerate(visual.transformer.resblocks, start=1):
-        if not start <= layer <= end:
-            hidden = block(hidden) if vv is None else block(hidden.transpose(0, 1)).transpose(0, 1)
-            if layer in out_layers:
-                collected[layer] = hidden.transpose(0, 1)
-            continue
-        if vv is None:
-            hidden = hidden.transpose(0, 1)
-            vv = hidden
-        hidden, vv = dual_stream_block(block, hidden, vv)
-        if layer in out_layers:
-            collected[layer] = vv
-    if vv is None:
-        hidden = hidden.transpose(0, 1)
-    return hidden[:, 0], [collected[layer] for layer in out_layers]
+        collected[index] = hidden if vv is None else vv
+    return hidden[0], [collected[layer] for layer in layers]
 
 
 class TestBatchFirstBlocks:
@@ -94,17 +78,17 @@ class TestBatchFirstBlocks:
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
     @pytest.mark.parametrize(("start", "layers"), [(6, [6, 12, 24]), (1, [3]), (10, [2, 10]), (25, [])])
-    def test_forward_equals_previous_implementation(
+    def test_forward_equals_explicit_maths(
         self, tiny_backbone: CLIPBackbone, images: torch.Tensor, start: int, layers: list[int]
     ) -> None:
-        visual = tiny_backbone.clip.visual
         with torch.no_grad():
-            ours = dual_stream_forward(visual, images, start, layers)
-            class_token, vv_tokens = previous_dual_stream_forward(visual, images, start, layers)
-        torch.testing.assert_close(ours.class_token, class_token, atol=1e-5, rtol=1e-5)
-        assert len(ours.vv_tokens) == len(vv_tokens)
-        for a, b in zip(ours.vv_tokens, vv_tokens, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+            ours = dual_stream_forward(tiny_backbone.clip.visual, images, start, layers)
+            assert len(ours.vv_tokens) == len(layers)
+            for i in range(len(images)):
+                class_token, tokens = explicit_streams(tiny_backbone.clip.visual, images[i], start, layers)
+                torch.testing.assert_close(ours.class_token[i], class_token, atol=1e-4, rtol=1e-4)
+                for a, b in zip(ours.vv_tokens, tokens, strict=True):
+                    torch.testing.assert_close(a[i], b, atol=1e-4, rtol=1e-4)
 
     def test_no_multihead_attention_module_is_called(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:
         calls = []
@@ -205,7 +189,7 @@ class TestVVAttention:
         with torch.no_grad():
             output = tiny_backbone.encode_image(images, vv_start_layer=start, out_layers=[layer])
             for i in range(len(images)):
-                expected = explicit_vv_stream(tiny_backbone.clip.visual, images[i], start, layer)
+                expected = explicit_streams(tiny_backbone.clip.visual, images[i], start, [layer])[1][0]
                 torch.testing.assert_close(output.vv_tokens[0][i], expected, atol=1e-4, rtol=1e-4)
 
     def test_layers_are_distinct_and_not_aliased(self, tiny_backbone: CLIPBackbone, images: torch.Tensor) -> None:

@@ -13,8 +13,22 @@ from anomalib.post_processing import PostProcessor
 from anomalib_glocalclip import compat
 
 
-def test_installed_versions_pass() -> None:
+def test_installed_versions_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed versions lie inside the supported ranges, and the default check reads them."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    for name, (low, high) in compat.SUPPORTED_VERSIONS.items():
+        found = version(name)
+        assert Version(low) <= Version(found) < Version(high), (name, found)
+        assert found not in compat.EXCLUDED_VERSIONS.get(name, ()), (name, found)
     compat.check_versions()
+    # The same call with no arguments must read the installed metadata: a too-new anomalib there fails it.
+    real = compat.version
+    monkeypatch.setattr(compat, "version", lambda name: "2.8.0" if name == "anomalib" else real(name))
+    with pytest.raises(compat.UnsupportedVersionError, match=r"anomalib 2\.8\.0 "):
+        compat.check_versions()
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,19 @@ pytestmark = pytest.mark.slow
 
 TINY_ARGS = ["--model.backbone", str(TINY_CLIP_CONFIG), "--model.pretrained", "null", "--model.image_size", "64"]
 DDP_ARGS = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+SINGLE_ARGS = ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+METRIC_ROW = re.compile(r"(image_\w+|pixel_\w+)\s*[│|]\s*([-+0-9.eE]+|nan)\s*[│|]")
+
+
+def printed_metrics(stdout: str) -> dict[str, float]:
+    """The metrics of Lightning's printed results table: ``{name: value}``."""
+    return {name: float(value) for name, value in METRIC_ROW.findall(stdout)}
 
 
 def test_train_then_test_on_two_processes(cli, tmp_path: Path) -> None:
     generate_visa(tmp_path / "visa", categories=("candle", "pcb1"), seed=0)
-    generate_mvtec_ad(tmp_path / "mvtec", categories=("bottle",), seed=1)
+    # 4 test images: an even split over two processes, so no sample is repeated to pad a rank's share
+    generate_mvtec_ad(tmp_path / "mvtec", categories=("bottle",), n_test_good=2, n_test_bad=2, seed=1)
     train = cli(
         "anomalib", "train", "--model", "GlocalCLIP", *TINY_ARGS, "--data", "AuxiliaryTransfer",
         "--data.auxiliary", "[{layout: visa, root: visa}]", "--data.target", "MVTecAD", "--data.target.root", "mvtec",
@@ -29,11 +38,16 @@ def test_train_then_test_on_two_processes(cli, tmp_path: Path) -> None:
     assert "pixel_AUROC" in train.stdout
     prompts = next(tmp_path.glob("train/GlocalCLIP/*/bottle/v0/weights/lightning/prompts.pt"))
 
-    test = cli(
-        "anomalib", "test", "--model", "GlocalCLIP", *TINY_ARGS, "--model.prompt_weights", str(prompts),
-        "--data", "MVTecAD", "--data.root", "mvtec", "--data.category", "bottle", "--data.num_workers", "0",
-        *DDP_ARGS, "--default_root_dir", "test", cwd=tmp_path,
-    )
-    assert test.returncode == 0, test.stderr[-3000:]
-    assert "pixel_AUROC" in test.stdout
-    assert "image_AUROC" in test.stdout
+    def run_test(devices: list[str], root: str) -> dict[str, float]:
+        test = cli(
+            "anomalib", "test", "--model", "GlocalCLIP", *TINY_ARGS, "--model.prompt_weights", str(prompts),
+            "--data", "MVTecAD", "--data.root", "mvtec", "--data.category", "bottle", "--data.num_workers", "0",
+            *devices, "--default_root_dir", root, cwd=tmp_path,
+        )
+        assert test.returncode == 0, test.stderr[-3000:]
+        return printed_metrics(test.stdout)
+
+    # The metrics gathered from two processes are those of one process scoring every image.
+    ddp, single = run_test(DDP_ARGS, "test"), run_test(SINGLE_ARGS, "test-single")
+    assert {"image_AUROC", "pixel_AUROC", "pixel_AUPRO"} <= set(single), single
+    assert ddp == pytest.approx(single, abs=1e-4), (ddp, single)

@@ -155,8 +155,12 @@ def test_resume_redoes_only_missing_categories(
     assert calls == ["carpet"]
     assert (bottle.stat().st_mtime_ns, bottle.read_bytes()) == bottle_before
     assert list(table.index) == ["bottle", "carpet", "mean"]
-    assert run_sweep(glocalclip(data), output, data["mvtec"]) is not None
+    again = run_sweep(glocalclip(data), output, data["mvtec"])  # nothing left to do: the stored results
     assert calls == ["carpet"]
+    pd.testing.assert_frame_equal(again, table)
+    metrics = [column for column in sweep["table"].columns if column.startswith(("image_", "pixel_"))]
+    assert metrics
+    pd.testing.assert_frame_equal(again.loc[["bottle"], metrics], sweep["table"].loc[["bottle"], metrics])
 
 
 def test_crash_mid_sweep_keeps_finished_categories(
@@ -222,7 +226,9 @@ def test_broken_category_is_reported_and_the_sweep_goes_on(
     assert table.loc["mean", "pixel_AUROC"] == table.loc["carpet", "pixel_AUROC"]
     stored = json.loads((output / "categories" / "bottle.json").read_text(encoding="utf-8"))
     assert stored["status"] == "failed"
-    assert stored["traceback"]
+    assert str(image) in stored["error"], stored["error"]  # the truncated file is named, in the table too
+    assert image.name in table.loc["bottle", "note"]
+    assert str(image) in stored["traceback"]
     assert "Category bottle failed" in (output / "evaluate.log").read_text(encoding="utf-8")
     assert "failed:" in (output / "results.md").read_text(encoding="utf-8")
 

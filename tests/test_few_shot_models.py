@@ -121,6 +121,61 @@ def test_one_reference_far_from_the_test_patches_shows_in_the_map(workspace: dic
     torch.testing.assert_close(output.pred_score, expected.amax(dim=(-2, -1)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["GlocalCLIP", "AnoCLIP"])
+def test_bank_holds_the_features_of_the_chosen_images_read_as_test_images(name: str, tmp_path: Path) -> None:
+    """The bank is the model's patch features of its chosen train images, each read by the datamodule's dataset
+    (as test images are) and pre-processed by the model's own transform, L2-normalised, in the chosen order.
+
+    The files are 96x80: test images are resized to the model's 64x64 by the dataset (Anomalib sets its
+    augmentations from the model's transform) and then normalised by the model's pre-processor.
+    """
+    root = generate_mvtec_ad(tmp_path / "mvtec", categories=("bottle",), n_train=5, n_test_good=1, n_test_bad=1,
+                             image_size=(96, 80), seed=3)
+    data = MVTecAD(root=root, category="bottle", num_workers=0)
+    torch.manual_seed(0)
+    model = build(name, {"prompts": GlocalCLIP(**TINY).save_prompts(tmp_path / "prompts.pt")}, few_shot=2)
+    engine(tmp_path / "run").validate(model, datamodule=data, verbose=False)
+
+    assert len(model.reference_paths) == 2
+    dataset = data.train_data
+    by_path = {str(dataset[index].image_path): dataset[index].image for index in range(len(dataset))}
+    images = [by_path[path] for path in model.reference_paths]
+    assert all(Image.open(path).size == (80, 96) for path in model.reference_paths)
+    with torch.no_grad():
+        inputs = torch.stack([model.pre_processor.transform(image) for image in images])
+        features = model.model.reference_features(inputs)  # [L, K, N, E]
+    expected = torch.nn.functional.normalize(features.flatten(1, 2), dim=-1)
+    bank = model.model.reference_bank.features
+    assert bank.shape == expected.shape
+    torch.testing.assert_close(bank.float(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_glocalclip_few_shot_map_follows_the_zero_shot_maps_range(workspace: dict[str, Path]) -> None:
+    """In reference mode the map sums ``len(feature_layers)`` copies of the last layer's probabilities, so its
+    range is 4 with four feature layers and 1 with one: the few-shot map is scaled by the same factor, and the
+    combined map of the four-layer model is exactly 4x the one-layer model's. The image score is not scaled.
+    """
+    references = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    outputs = {}
+    for layers in [(24,), (6, 12, 18, 24)]:
+        model = build("GlocalCLIP", workspace, few_shot=1, few_shot_weight=0.5, feature_layers=layers).eval()
+        with torch.no_grad():
+            zero_shot = model.model(images)
+            model.model.reference_bank.add(model.model.reference_features(references))
+            outputs[len(layers)] = (zero_shot, model.model(images))
+    (zero_1, few_1), (zero_4, few_4) = outputs[1], outputs[4]
+    torch.testing.assert_close(zero_4.anomaly_map, 4 * zero_1.anomaly_map, atol=1e-5, rtol=1e-5)
+    # The few-shot half adds something (references far from the test patches) to the halved zero-shot map ...
+    added_1 = few_1.anomaly_map - 0.5 * zero_1.anomaly_map
+    added_4 = few_4.anomaly_map - 0.5 * zero_4.anomaly_map
+    assert added_1.min() > 0.01, added_1.min()
+    # ... and 4x as much where the zero-shot map's range is 4x.
+    torch.testing.assert_close(added_4, 4 * added_1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(few_4.anomaly_map, 4 * few_1.anomaly_map, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(few_4.pred_score, few_1.pred_score, atol=1e-6, rtol=0)
+
+
 def test_seeds_choose_the_same_references_and_others_differ(workspace: dict[str, Path], tmp_path: Path) -> None:
     def references(seed: int) -> list[str]:
         model = build("AnoCLIP", workspace, few_shot=2, few_shot_seed=seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -116,3 +117,92 @@ class TestMaps:
     def test_gaussian_kernel_matches_scipy_radius(self) -> None:
         assert gaussian_kernel1d(8.0).numel() == 2 * 32 + 1
         assert gaussian_kernel1d(8.0).sum().item() == pytest.approx(1.0)
+
+
+def hand_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """scipy's 1-D Gaussian written out: ``exp(-x²/2σ²)`` on ``|x| <= int(truncate σ + 0.5)``, summing to 1."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def hand_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian filter with scipy's ``reflect`` border (``d c b a | a b c d | d c b a``: numpy's
+    ``symmetric`` padding), as explicit sums of shifted copies."""
+    kernel = hand_kernel(sigma)
+    radius = len(kernel) // 2
+    height, width = image.shape
+    padded = np.pad(image.astype(np.float64), radius, mode="symmetric")
+    # Output pixel i takes sum_t kernel[radius + t] * input[i + t], i.e. padded[radius + i + t].
+    rows = sum(k * padded[:, shift : shift + width] for shift, k in enumerate(kernel))
+    return sum(k * rows[shift : shift + height] for shift, k in enumerate(kernel))
+
+
+class TestGaussianSmoothing:
+    """The spec (glocalclip.md section 5): ``scipy.ndimage.gaussian_filter`` with σ = 8 (``train.sh``), reflect
+    border, truncate 4, i.e. a normalised 65-tap kernel; checked here against kernels written out with numpy."""
+
+    def test_default_sigma_is_the_papers(self) -> None:
+        from anomalib_glocalclip import GlocalCLIP
+
+        assert inspect.signature(GlocalCLIP).parameters["sigma"].default == 8.0
+        np.testing.assert_allclose(gaussian_kernel1d(8.0).numpy(), hand_kernel(8.0), atol=1e-7)
+        assert len(hand_kernel(8.0)) == 65
+
+    @pytest.mark.parametrize("sigma", [8.0, 2.5])
+    def test_delta_inside_becomes_the_normalised_kernel(self, sigma: float) -> None:
+        size, centre = 80, (40, 37)  # at least the radius (32 for σ = 8) from every border
+        delta = np.zeros((size, size), dtype=np.float32)
+        delta[centre] = 1.0
+        ours = gaussian_blur(torch.from_numpy(delta)[None], sigma)[0].numpy()
+        kernel = hand_kernel(sigma)
+        radius = len(kernel) // 2
+        expected = np.zeros((size, size))
+        expected[centre[0] - radius : centre[0] + radius + 1, centre[1] - radius : centre[1] + radius + 1] = np.outer(
+            kernel, kernel
+        )
+        np.testing.assert_allclose(ours, expected, atol=1e-7)
+        assert ours.sum() == pytest.approx(1.0, abs=1e-5)
+
+    def test_delta_in_the_corner_is_reflected_back(self) -> None:
+        """Reflect: pixel -1 mirrors pixel 0, so a corner delta gives ``(g(i) + g(i+1)) (g(j) + g(j+1))``."""
+        sigma, size = 2.0, 12
+        delta = np.zeros((size, size), dtype=np.float32)
+        delta[0, 0] = 1.0
+        ours = gaussian_blur(torch.from_numpy(delta)[None], sigma)[0].numpy()
+        kernel = hand_kernel(sigma)
+        radius = len(kernel) // 2
+        g = np.concatenate([kernel[radius:], np.zeros(size + 1 - (radius + 1))])  # g(0), g(1), ..., 0 beyond radius
+        profile = g[:size] + g[1 : size + 1]
+        np.testing.assert_allclose(ours, np.outer(profile, profile), atol=1e-7)
+        assert ours.sum() == pytest.approx(1.0, abs=1e-5)  # no mass lost at the border
+
+    def test_constant_map_stays_constant_up_to_the_borders(self) -> None:
+        maps = torch.full((1, 20, 30), 0.7)
+        torch.testing.assert_close(gaussian_blur(maps, 8.0), maps, atol=1e-6, rtol=0)
+
+    @pytest.mark.parametrize(("sigma", "size"), [(8.0, (64, 64)), (3.0, (9, 14))])
+    def test_random_maps_against_the_hand_filter(self, sigma: float, size: tuple[int, int]) -> None:
+        maps = np.random.default_rng(1).random((2, *size)).astype(np.float32)
+        ours = gaussian_blur(torch.from_numpy(maps), sigma).numpy()
+        np.testing.assert_allclose(ours, np.stack([hand_blur(m, sigma) for m in maps]), atol=1e-6)
+
+    def test_glocalclip_smooths_its_map_with_its_sigma(self, tmp_path) -> None:
+        """The model's map is its unsmoothed map (``sigma = 0``) filtered by hand with ``sigma``."""
+        from anomalib_glocalclip import GlocalCLIP
+        from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
+
+        tiny = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64}
+        torch.manual_seed(0)
+        prompts = GlocalCLIP(**tiny).save_prompts(tmp_path / "prompts.pt")
+        images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        maps = {}
+        for sigma in (0.0, 8.0, 2.0):
+            model = GlocalCLIP(**tiny, sigma=sigma, temperature=1.0, prompt_weights=str(prompts)).eval()
+            with torch.no_grad():
+                maps[sigma] = model.model(images).anomaly_map.numpy()
+        assert maps[0.0].std() > 1e-3  # something to smooth
+        for sigma in (8.0, 2.0):
+            expected = np.stack([hand_blur(m, sigma) for m in maps[0.0]])
+            np.testing.assert_allclose(maps[sigma], expected, atol=1e-5)

@@ -16,6 +16,7 @@ for the image score, so grid sampling is exported too. OpenVINO runs at f32 (its
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from anomalib.data import MVTecAD
 from anomalib.data.utils import read_image
 from anomalib.deploy import ExportType
 from anomalib.engine import Engine
+from sklearn.metrics import roc_auc_score
 
 from anomalib_glocalclip import AnoCLIP, AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.glocalclip.lightning_model import PROMPT_FILE_NAME
@@ -182,9 +184,22 @@ def test_validate_and_test_report_the_metrics(cycle: dict[str, Any]) -> None:
 
 
 def test_train_fits_and_tests_a_fresh_model(cycle: dict[str, Any], workspace: dict[str, Path], tmp_path: Path) -> None:
+    """``Engine.train`` fits (or validates) and tests: its test metrics are those of the model's own scores."""
     model, datamodule = build(cycle["kind"], workspace)
-    engine_at(tmp_path).train(model, datamodule=datamodule)
-    assert list(tmp_path.rglob("model.ckpt"))
+    engine = engine_at(tmp_path)
+    results = engine.train(model, datamodule=datamodule)
+    checkpoint = next(tmp_path.rglob("model.ckpt"))
+    assert len(results) == 1, results
+    assert set(results[0]) >= METRICS, results
+    assert all(math.isfinite(results[0][name]) and 0.0 <= results[0][name] <= 1.0 for name in METRICS), results
+    # The image AUROC is that of the fresh model's scores on the generated test images (labelled by folder).
+    table = per_image(engine.predict(model, datamodule=datamodule, ckpt_path=checkpoint))
+    labels = [int(Path(path).parent.name != "good") for path in table]
+    scores = [float(row["pred_score"]) for row in table.values()]
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+    assert results[0]["image_AUROC"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6), (labels, scores)
+    if cycle["kind"] != "GlocalCLIP-learning-prompts":  # no training: the same model scores the same data alike
+        assert results[0] == pytest.approx(cycle["tested"][0], abs=1e-6)
 
 
 def test_predict_covers_every_test_image(cycle: dict[str, Any]) -> None:
