@@ -114,7 +114,7 @@ class TestTimeAdaptation:
             sentence_embeddings: ``[2, K, E]`` normalised sentence embeddings.
 
         Returns:
-            ``[B, N, E]`` adapted embeddings ``0.5 x + 0.5 adapter(x)`` (not normalised), float32.
+            ``[B, N, E]`` float32 adapted embeddings ``0.5 x + 0.5 adapter(x)`` (not normalised).
         """
         batch, num_patches, embed_dim = patch_embeddings.shape
         device = patch_embeddings.device

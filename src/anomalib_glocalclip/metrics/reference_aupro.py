@@ -173,14 +173,8 @@ def _rescaled_area(fpr: Tensor, pro: Tensor, fpr_limit: float) -> Tensor:
 def reference_aupro(anomaly_maps: Tensor, masks: Tensor, fpr_limit: float = 0.3, num_thresholds: int = 200) -> Tensor:
     """AUPRO as the GlocalCLIP / AnomalyCLIP / AnoVL papers compute it (their ``cal_pro_score``), vectorised.
 
-    Runs on the maps' device; the scratch memory is bounded by one chunk of images (~4M pixels, ~300 MB measured on
-    CPU), whatever ``N``.
-
-    Args:
-        anomaly_maps: ``[N, H, W]`` scores of one category.
-        masks: ``[N, H, W]`` ground truth, anomalous where non-zero (``> 0.5`` for float masks).
-        fpr_limit: thresholds with ``FPR < fpr_limit`` are kept.
-        num_thresholds: the reference's ``max_step`` (the stack's score range is cut in this many steps).
+    Runs on the maps' device (``[N, H, W]`` scores of one category; masks as in :func:`reference_pro_curve`); the
+    scratch memory is bounded by one chunk of images (~4M pixels, ~300 MB measured on CPU), whatever ``N``.
 
     Returns:
         float64 scalar tensor on the maps' device. NaN, with a ``RuntimeWarning``, where the reference raises or
