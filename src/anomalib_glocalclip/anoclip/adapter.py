@@ -13,17 +13,10 @@ patch tokens of the one image (the class token is not used), with the pseudo-lab
 where ``p = softmax([cos(x', t_n), cos(x', t_a)])`` and the noisy tokens are the clean ones plus
 Gaussian noise: clean tokens are pseudo-labelled normal, noise-perturbed ones anomalous.
 
-Departures from the reference code, so that a score depends on its image only:
-
-* The reference re-initialises the adapter for each image but keeps one AdamW state per class across
-  images, so each result depends on the images tested before it. Here every image gets a fresh adapter
-  *and* a fresh optimiser state.
-* Adapter initialisation and noise come from a generator seeded with a fixed seed at every call, so every
-  image gets the same initial adapter and the same noise draws, whatever its batch or position.
-* The adapters of all images of a batch are optimised together as independent parameters (weights
-  ``[B, 2K, E]``, biases ``[B, 2K]``). The loss is the *sum* over images of the per-image means, so each
-  image's gradient is exactly its solo gradient, and AdamW updates element by element, so the result is
-  that of adapting one image at a time.
+Unlike the reference (see the README's "Faithfulness"), every image starts from the same seeded adapter, noise and
+a fresh AdamW, so a score depends on its image only. A batch's adapters are optimised together as independent
+parameters (``[B, 2K, E]``, ``[B, 2K]``) on the *sum* of per-image losses: each image's gradient is its solo
+gradient and AdamW updates element-wise, so the result is that of adapting one image at a time.
 """
 
 from __future__ import annotations
@@ -64,14 +57,11 @@ class BatchedTextAdapter(nn.Module):
 
 
 def initial_adapter_parameters(
-    num_prompts: int,
-    embed_dim: int,
-    generator: torch.Generator,
+    num_prompts: int, embed_dim: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight ``[num_prompts, embed_dim]`` and bias ``[num_prompts]`` drawn as ``nn.Linear`` draws them.
+    """Weight ``[num_prompts, embed_dim]`` and bias ``[num_prompts]`` uniform in ``±1/sqrt(fan_in)``, as ``nn.Linear``.
 
-    ``nn.Linear`` initialises both uniformly in ``±1/sqrt(fan_in)``; drawing them here from ``generator``
-    makes the start of every adaptation reproducible.
+    Drawn from ``generator``, so the start of every adaptation is reproducible.
     """
     bound = 1 / math.sqrt(embed_dim)
     weight = torch.empty(num_prompts, embed_dim).uniform_(-bound, bound, generator=generator)
@@ -80,14 +70,9 @@ def initial_adapter_parameters(
 
 
 def adaptation_loss(clean_probabilities: torch.Tensor, noisy_probabilities: torch.Tensor) -> torch.Tensor:
-    """Per-image pseudo-label loss.
+    """``[B]`` pseudo-label loss of ``[B, M, 2]`` (normal, anomalous) probabilities of clean and noisy patch tokens.
 
-    Args:
-        clean_probabilities: ``[B, M, 2]`` normal/anomalous probabilities of the clean patch tokens.
-        noisy_probabilities: ``[B, M, 2]`` the same for the noise-perturbed tokens.
-
-    Returns:
-        ``[B]``: ``mean_M H(p_clean) + 0.5 mean_M [-log p_noisy[..., 1] - log p_clean[..., 0]]``.
+    ``mean_M H(p_clean) + 0.5 mean_M [-log p_noisy[..., 1] - log p_clean[..., 0]]``.
     """
     clean_log = clean_probabilities.log()
     entropy = -(clean_probabilities * clean_log).sum(dim=-1)
@@ -116,10 +101,7 @@ class TestTimeAdaptation:
     seed: int = 111
 
     def __call__(
-        self,
-        patch_embeddings: torch.Tensor,
-        state_embeddings: torch.Tensor,
-        sentence_embeddings: torch.Tensor,
+        self, patch_embeddings: torch.Tensor, state_embeddings: torch.Tensor, sentence_embeddings: torch.Tensor
     ) -> torch.Tensor:
         """Fit one adapter per image on its patch embeddings and return the adapted embeddings.
 
@@ -132,7 +114,7 @@ class TestTimeAdaptation:
             sentence_embeddings: ``[2, K, E]`` normalised sentence embeddings.
 
         Returns:
-            ``[B, N, E]`` adapted embeddings ``0.5 x + 0.5 adapter(x)`` (not normalised), float32.
+            ``[B, N, E]`` float32 adapted embeddings ``0.5 x + 0.5 adapter(x)`` (not normalised).
         """
         batch, num_patches, embed_dim = patch_embeddings.shape
         device = patch_embeddings.device
@@ -145,11 +127,8 @@ class TestTimeAdaptation:
             generator = torch.Generator().manual_seed(self.seed)
             weight, bias = initial_adapter_parameters(prompts.shape[0], embed_dim, generator)
             noise = torch.randn(self.steps, num_patches, embed_dim, generator=generator) * self.noise_std
-            adapter = BatchedTextAdapter(
-                prompts,
-                weight.to(device).expand(batch, -1, -1).clone(),
-                bias.to(device).expand(batch, -1).clone(),
-            )
+            weights, biases = weight.to(device).expand(batch, -1, -1).clone(), bias.to(device).expand(batch, -1).clone()
+            adapter = BatchedTextAdapter(prompts, weights, biases)
             optimizer = torch.optim.AdamW(adapter.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             noise = noise.to(device)
             for step in range(self.steps):

@@ -3,14 +3,7 @@
 Paper: Deng, Zhang, Bao, Li, "Bootstrap Fine-Grained Vision-Language Alignment for Unified Zero-Shot
 Anomaly Localization" (arXiv 2308.15939; first titled "AnoVL"). AnoCLIP is training-free: V-V attention
 in CLIP's vision tower, a domain-aware state prompt ensemble and softmax(cos) scores. AnoCLIP+
-(``tta=True``) adds a test-time adapter fitted to every test image's own patch tokens.
-
-Example:
-    >>> from anomalib.data import MVTecAD
-    >>> from anomalib.engine import Engine
-    >>> from anomalib_glocalclip.anoclip import AnoCLIP
-    >>> model = AnoCLIP(tta=True)  # doctest: +SKIP
-    >>> Engine().test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+(``tta=True``) adds a test-time adapter fitted to every test image's own patch tokens. See this folder's README.md.
 """
 
 from __future__ import annotations
@@ -39,11 +32,8 @@ PROMPTED_FOR_KEY = "anoclip_prompted_for"
 class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """AnoCLIP (training-free) and, with ``tta=True``, AnoCLIP+ (per-image test-time adapter).
 
-    Zero-shot: ``anomalib test``/``Engine.test`` first validate on the target data (thresholds and
-    normalisation), then test; nothing is trained. The text prompts are encoded in ``setup`` once the class
-    name is known. Few-shot (``few_shot=k`` or ``reference_images``): learning type ``FEW_SHOT``, run the same
-    way; ``k`` normal images of the train split (or of the folder) fill the reference bank before the first
-    batch (``components/few_shot.py``).
+    Nothing is trained; the text prompts are encoded in ``setup`` once the class name is known. Few-shot
+    (``few_shot=k`` or ``reference_images``) fills the reference bank before the first batch.
 
     Args:
         backbone: open_clip model name (e.g. ``"ViT-B-16-plus-240"``, ``"ViT-L-14-336"``) or config JSON file.
@@ -68,17 +58,15 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
             ``None``: no limit. Lower it if memory runs out.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
         compile: run the vision pass under ``torch.compile`` (compiled per input shape on first use; worth it on
-            GPUs for long runs). Defaults to ``False``.
-        few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
-            given. Defaults to ``0``.
+            GPUs for long runs).
+        few_shot: ``k`` normal reference images; ``0``: zero-shot, unless ``reference_images`` is given.
         reference_images: folder of normal images to take the ``k`` references from (all of them when
-            ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
-        few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
-        few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
+            ``few_shot`` is 0) instead of the datamodule's train split.
+        few_shot_seed: seed of the choice of the ``k`` references.
+        few_shot_weight: share of the few-shot scores in the combined map and image score.
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor bicubic resize)
             or ``"reference"`` (the reference code's PIL resize: 8-bit bilinear images, bilinear masks > 0.5).
-        pre_processor: pre-processor, ``True`` for the default (resize as ``preprocessing`` says + CLIP
-            normalisation).
+        pre_processor: pre-processor, ``True`` for the default (``preprocessing``'s resize + CLIP normalisation).
         post_processor: post-processor, ``True`` for ``PostProcessor()``.
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
         visualizer: visualizer, ``True`` for Anomalib's default.
@@ -117,48 +105,25 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         if domain is not None and domain not in DOMAIN_PHRASES:
             msg = f"domain must be one of {sorted(DOMAIN_PHRASES)} or None, got {domain!r}."
             raise ValueError(msg)
-        super().__init__(
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-            preprocessing=preprocessing,
-        )
+        super().__init__(image_size=image_size, pre_processor=pre_processor, post_processor=post_processor,
+                         evaluator=evaluator, visualizer=visualizer, preprocessing=preprocessing)
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
-        self.class_name = class_name
-        self.domain = domain
-        self.tta = tta
+        self.class_name, self.domain, self.tta = class_name, domain, tta
         adaptation = None
         if tta:
-            adaptation = TestTimeAdaptation(
-                steps=tta_steps,
-                lr=tta_lr,
-                weight_decay=tta_weight_decay,
-                noise_std=tta_noise_std,
-                seed=tta_seed,
-            )
+            adaptation = TestTimeAdaptation(steps=tta_steps, lr=tta_lr, weight_decay=tta_weight_decay,
+                                            noise_std=tta_noise_std, seed=tta_seed)
         self.model = AnoCLIPModel(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            feature_layer=feature_layer,
-            image_score_views=image_score_views,
-            adaptation=adaptation,
-            encoder_batch_size=encoder_batch_size,
-            precision=precision,
-            compile=compile,
-            few_shot_weight=few_shot_weight,
+            backbone=backbone, pretrained=pretrained, image_size=image_size, feature_layer=feature_layer,
+            image_score_views=image_score_views, adaptation=adaptation, encoder_batch_size=encoder_batch_size,
+            precision=precision, compile=compile, few_shot_weight=few_shot_weight,
         )
         self._prompted_for: tuple[str, str] | None = None
         # Without validation data: anomalous when closer to the anomalous than to the normal state embedding.
         self.set_natural_thresholds()
 
     def setup(self, stage: str) -> None:
-        """Encode the prompt ensemble for the class name, unless it is already encoded for it.
-
-        Runs before Lightning moves the model, so the text tower is moved to the trainer's device first.
-        """
+        """Encode the prompt ensemble for the class name (on the trainer's device), unless already encoded for it."""
         super().setup(stage)
         class_name = self._resolve_class_name()
         domain: Domain = self.domain or default_domain(class_name)  # type: ignore[assignment]
@@ -206,18 +171,14 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
     # ----- export: per-image optimisation is not a static graph -----
     def export_refusal(self) -> str | None:
         """AnoCLIP+ (``tta=True``) cannot be exported; AnoCLIP can."""
-        if self.tta:
-            return (
-                "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
-                "Export AnoCLIP with tta=False instead."
-            )
-        return None
+        if not self.tta:
+            return None
+        return (
+            "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
+            "Export AnoCLIP with tta=False instead."
+        )
 
     def prepare_export(self) -> None:
-        """Encode the prompts if nothing has (no run and no checkpoint), for ``class_name`` or ``"object"``.
-
-        Prompts already encoded (by a run, or loaded with ``--ckpt_path``) are kept: the export has no
-        datamodule to tell their class again.
-        """
+        """Encode the prompts for ``class_name`` or ``"object"`` unless a run or a checkpoint already did."""
         if not self.model.has_prompts:
             self.setup("export")

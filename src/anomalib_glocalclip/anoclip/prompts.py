@@ -1,13 +1,9 @@
 """AnoCLIP's domain-aware state prompt ensemble.
 
 A sentence is ``[template with a domain phrase] [state] [class]``, e.g. "a cropped industrial photo of the
-flawless bottle". Each state (normal, anomalous) has 7 state phrases and 66 templates (22 patterns times 3
-domain phrases), so ``K = 7 * 66 = 462`` sentences per state. Objects and textures differ only in the
-domain phrases. The sentence order (domain phrase, then pattern, then state phrase) follows the reference
-code, so the rows of the test-time adapter line up with its text embeddings.
-
-A state is embedded as the L2-normalised mean of its *unnormalised* sentence embeddings; the normalised
-sentence embeddings are kept as well, for the test-time adapter.
+flawless bottle": 7 state phrases x 66 templates (22 patterns x 3 domain phrases), ``K = 462`` per state, in the
+reference code's order (so the test-time adapter's rows line up). A state is embedded as the L2-normalised mean of
+its *unnormalised* sentence embeddings; the normalised sentence embeddings are kept for the test-time adapter.
 """
 
 from __future__ import annotations
@@ -26,22 +22,11 @@ if TYPE_CHECKING:
 Domain = Literal["object", "texture"]
 
 NORMAL_STATES: tuple[str, ...] = (
-    "normal {}",
-    "flawless {}",
-    "perfect {}",
-    "unblemished {}",
-    "{} without flaw",
-    "{} without defect",
+    "normal {}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect",
     "{} without damage",
 )
 ANOMALOUS_STATES: tuple[str, ...] = (
-    "damaged {}",
-    "abnormal {}",
-    "imperfect {}",
-    "blemished {}",
-    "{} with flaw",
-    "{} with defect",
-    "{} with damage",
+    "damaged {}", "abnormal {}", "imperfect {}", "blemished {}", "{} with flaw", "{} with defect", "{} with damage",
 )
 
 DOMAIN_PHRASES: dict[str, tuple[str, ...]] = {
@@ -118,15 +103,7 @@ def domain_templates(domain: Domain) -> list[str]:
 
 
 def state_sentences(class_name: str, domain: Domain) -> tuple[list[str], list[str]]:
-    """All prompt sentences of the normal and of the anomalous state (``K = 462`` each).
-
-    Args:
-        class_name: the (cleaned) class name, e.g. ``"bottle"``.
-        domain: ``"object"`` or ``"texture"``.
-
-    Returns:
-        ``(normal_sentences, anomalous_sentences)``, ordered by template, then state phrase.
-    """
+    """``(normal, anomalous)`` prompt sentences of a (cleaned) class name, ``K = 462`` each, by template then state."""
     templates = domain_templates(domain)
 
     def sentences(states: Sequence[str]) -> list[str]:
@@ -165,22 +142,9 @@ def encode_sentences(backbone: CLIPBackbone, sentences: Sequence[str], text_batc
 
 
 def encode_state_prompts(
-    backbone: CLIPBackbone,
-    class_name: str,
-    domain: Domain,
-    text_batch_size: int = 128,
+    backbone: CLIPBackbone, class_name: str, domain: Domain, text_batch_size: int = 128
 ) -> StatePromptEmbeddings:
-    """Encode the prompt ensemble of ``class_name`` with the backbone's text tower.
-
-    Args:
-        backbone: the CLIP backbone.
-        class_name: the (cleaned) class name.
-        domain: ``"object"`` or ``"texture"``.
-        text_batch_size: sentences per text-tower pass.
-
-    Returns:
-        ``StatePromptEmbeddings`` with ``[2, E]`` state and ``[2, K, E]`` sentence embeddings (float32).
-    """
+    """Encode the prompt ensemble of a (cleaned) ``class_name``: ``[2, E]`` state, ``[2, K, E]`` sentence embeddings."""
     normal, anomalous = state_sentences(class_name, domain)
     features = encode_sentences(backbone, normal + anomalous, text_batch_size)
     return summarise_sentence_features(features.view(2, len(normal), -1))

@@ -1,18 +1,8 @@
 """PyTorch model of AnoCLIP (training-free) and AnoCLIP+ (with the per-image test-time adapter).
 
-For a batch of CLIP-normalised images the model
-
-1. runs the frozen CLIP vision tower with V-V attention in every layer (the project's shared backbone);
-2. scores each image by the mean anomalous probability of its class token over 22 views (the image and
-   its 21 augmentations), the class token coming from the original stream (``ln_post`` + ``proj``);
-3. maps each patch by the anomalous probability of its V-V token at ``feature_layer`` (``ln_post`` +
-   ``proj``), optionally after AnoCLIP+'s test-time adapter, then smooths (3x3 mean) and upsamples it;
-4. few-shot (a non-empty ``reference_bank``): mixes in each patch's cosine distance to its nearest reference
-   patch at ``feature_layer`` (V-V tokens before the adapter), smoothed and upsampled the same way, and its
-   maximum into the image score (``few_shot/scoring.py``).
-
-The text side (state prompt ensemble) is encoded once per class by ``setup_prompts`` and kept in buffers,
-so ``forward`` needs only the vision tower and exports without the text tower.
+The data flow is drawn in this folder's README.md ("Architecture"). Few-shot mixes in nearest-reference distances
+of the V-V tokens before the adapter (``few_shot/``). The text side is encoded once per class by ``setup_prompts``
+and kept in buffers, so ``forward`` needs only the vision tower and exports without the text tower.
 """
 
 from __future__ import annotations
@@ -106,11 +96,8 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         class_tokens, patch_tokens = [], []
         for part in chunks:
             # vv_start_layer past the last layer runs plain CLIP, which is all the augmented views need.
-            output = self.backbone.encode_image(
-                part,
-                vv_start_layer=1 if with_vv else num_layers + 1,
-                out_layers=[self.feature_layer] if with_vv else [],
-            )
+            start, layers = (1, [self.feature_layer]) if with_vv else (num_layers + 1, [])
+            output = self.backbone.encode_image(part, vv_start_layer=start, out_layers=layers)
             class_tokens.append(self.backbone.project(output.class_token))
             if with_vv:
                 patch_tokens.append(self.backbone.project(output.vv_tokens[0][:, 1:]))
@@ -119,14 +106,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class-token embeddings of all views and V-V patch embeddings of the images.
-
-        Args:
-            images: ``[B, 3, H, W]`` CLIP-normalised images at the backbone's input size.
-
-        Returns:
-            ``([B, V, E], [B, N, E])``: class tokens of ``V`` views (the image first) and patch tokens.
-        """
+        """Class tokens ``[B, V, E]`` of ``V`` views (the image first) and V-V patch tokens ``[B, N, E]`` of images."""
         class_tokens, patch_tokens = self._vision_passes(images, with_vv=True)
         class_tokens = class_tokens.unsqueeze(1)
         if self.image_score_views == "reference":
@@ -141,14 +121,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         return self._vision_passes(images, with_vv=True)[1].unsqueeze(0)
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
-        """Score images.
-
-        Args:
-            images: ``[B, 3, H, W]`` CLIP-normalised images at the backbone's input size.
-
-        Returns:
-            ``InferenceBatch`` with ``pred_score`` ``[B]`` and ``anomaly_map`` ``[B, H, W]``.
-        """
+        """``pred_score`` ``[B]`` and ``anomaly_map`` ``[B, H, W]`` of CLIP-normalised images ``[B, 3, H, W]``."""
         if not self.has_prompts:
             msg = "AnoCLIP's text embeddings are empty: call setup_prompts(class_name, domain) first."
             raise RuntimeError(msg)
@@ -162,8 +135,7 @@ class AnoCLIPModel(DynamicBufferMixin, nn.Module):
         if not self.reference_bank.is_empty:
             distances = self.reference_bank.nearest_distance(vv_embeddings.unsqueeze(0))
             few_shot_map = few_shot_anomaly_map(
-                distances,
-                lambda scores: patch_anomaly_map(scores, self.backbone.grid_size, images.shape[-2:]),
+                distances, lambda scores: patch_anomaly_map(scores, self.backbone.grid_size, images.shape[-2:])
             )
             anomaly_map, pred_score = combine(anomaly_map, few_shot_map, pred_score, self.few_shot_weight)
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)

@@ -1,12 +1,9 @@
 """The 21 augmented views AnoCLIP averages its image score over (with the image itself, 22 views).
 
-Views, in the order the reference code (hq-deng/AnoVL, ``utils.aug``) lists them after the image itself:
-8 small rotations (-π/4, -3π/16, -π/8, -π/16, then π/16, π/8, 3π/16, π/4), 8 translations (both by
-resampling with reflection padding), a horizontal flip, a grayscale copy and rotations by 90, 180 and 270
-degrees. They are applied to the CLIP-normalised images, as in the reference. The reference then shuffles
-the 22 views before encoding them; the score is their mean, so neither that shuffle nor the order here
-changes it beyond float rounding. Each set of rotations and shifts is symmetric, so the score does not
-depend on the sign convention of the angles or shifts either.
+In the reference code's order (hq-deng/AnoVL, ``utils.aug``), on CLIP-normalised images: 8 small rotations and
+8 translations (resampled with reflection padding), a horizontal flip, a grayscale copy, rotations by 90, 180 and
+270 degrees. The score is the views' mean, so their order (the reference shuffles them) and the sign convention
+of the symmetric angles and shifts change it only by float rounding.
 """
 
 from __future__ import annotations
@@ -20,14 +17,7 @@ SMALL_ROTATIONS: tuple[float, ...] = tuple(k * math.pi / 16 for k in (-4, -3, -2
 """Rotation angles in radians: -π/4, -3π/16, -π/8, -π/16, π/16, π/8, 3π/16, π/4."""
 
 TRANSLATIONS: tuple[tuple[float, float], ...] = (
-    (0.2, 0.2),
-    (-0.2, 0.2),
-    (-0.2, -0.2),
-    (0.2, -0.2),
-    (0.1, 0.1),
-    (-0.1, 0.1),
-    (-0.1, -0.1),
-    (0.1, -0.1),
+    (0.2, 0.2), (-0.2, 0.2), (-0.2, -0.2), (0.2, -0.2), (0.1, 0.1), (-0.1, 0.1), (-0.1, -0.1), (0.1, -0.1),
 )
 """Shifts ``(x, y)`` in normalised grid units (the image spans -1..1)."""
 
@@ -45,14 +35,9 @@ def affine_matrices(dtype: torch.dtype = torch.float32, device: torch.device | N
 
 
 def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Resample every image with every matrix (bilinear, reflection padding, ``align_corners=True``).
+    """``[B, M, C, H, W]``: images ``[B, C, H, W]`` resampled with ``F.affine_grid`` matrices ``[M, 2, 3]``.
 
-    Args:
-        images: ``[B, C, H, W]``.
-        matrices: ``[M, 2, 3]`` sampling-grid matrices, as ``F.affine_grid`` takes them.
-
-    Returns:
-        ``[B, M, C, H, W]``.
+    Bilinear, reflection padding, ``align_corners=True``.
     """
     batch, channels, height, width = images.shape
     count = matrices.shape[0]
@@ -69,14 +54,7 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
 
 
 def augmented_views(images: torch.Tensor) -> torch.Tensor:
-    """The 21 augmented views of each image (the image itself not included).
-
-    Args:
-        images: ``[B, 3, H, W]`` (square, so that the 90-degree rotations keep the shape).
-
-    Returns:
-        ``[B, 21, 3, H, W]``.
-    """
+    """The 21 augmented views ``[B, 21, 3, H, W]`` of square images ``[B, 3, H, W]`` (the image not included)."""
     warped = warp(images, affine_matrices(images.dtype, images.device))
     simple = [images.flip(-1), grayscale(images)]
     simple += [torch.rot90(images, k, dims=(-2, -1)) for k in (1, 2, 3)]

@@ -10,29 +10,16 @@ from .loading import (
     WeightsMismatchError,
     WeightsNotFoundError,
     build_clip,
-    is_openai_state_dict,
     load_model_config,
     read_state_dict,
     resize_positional_embedding,
     resolve_weights,
 )
-from .text_prompts import TextTower, encode_token_embeddings, encode_tokens, text_tower
-from .vv_attention import (
-    DualStreamOutput,
-    dual_attention,
-    dual_stream_forward,
-    project_tokens,
-    residual_block,
-    self_attention,
-    vv_attention,
-)
+from .text_prompts import encode_token_embeddings, text_tower
+from .vv_attention import dual_attention, dual_stream_forward, residual_block, vv_attention
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "configs" / "tiny-clip.json"
-"""open_clip model config of a 24-layer, 64-wide random ViT (64 px, 8 px patches) with a 12-layer text tower.
-
-For the offline demo, tests, and trying the CLI without weights: ``--model.backbone tiny-clip`` (its name,
-:data:`TINY_CLIP_NAME`) or ``--model.backbone <this path>``, with ``--model.pretrained null``.
-"""
+"""open_clip config of a tiny random ViT (64 px) for tests and the offline demo (``--model.backbone tiny-clip``)."""
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -41,8 +28,6 @@ __all__ = [
     "TINY_CLIP_CONFIG",
     "TINY_CLIP_NAME",
     "CLIPBackbone",
-    "DualStreamOutput",
-    "TextTower",
     "UnsupportedBackboneError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
@@ -50,15 +35,11 @@ __all__ = [
     "dual_attention",
     "dual_stream_forward",
     "encode_token_embeddings",
-    "encode_tokens",
-    "is_openai_state_dict",
     "load_model_config",
-    "project_tokens",
     "read_state_dict",
     "residual_block",
     "resize_positional_embedding",
     "resolve_weights",
-    "self_attention",
     "text_tower",
     "vv_attention",
 ]

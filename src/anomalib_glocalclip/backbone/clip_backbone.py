@@ -1,9 +1,7 @@
 """The frozen CLIP backbone both methods share: one open_clip model, its V-V and deep-prompt hooks.
 
-Its weights never enter a ``state_dict``: Lightning checkpoints of a model that holds a ``CLIPBackbone``
-carry only what was learned (a few MB), and the backbone is rebuilt from ``pretrained`` when the model
-is built again. Loading such a checkpoint leaves the backbone as built. ``persist_weights=True`` turns
-this off (the backbone then saves and loads like any module).
+Its weights never enter a ``state_dict`` (checkpoints carry only what was learned; the backbone is rebuilt from
+``pretrained``, and loading leaves it as built) unless ``persist_weights=True``.
 """
 
 from __future__ import annotations
@@ -36,9 +34,7 @@ def _tokenizer(context_length: int) -> Any:
 def compiled_vision_forward(device_type: str, cuda_graphs: bool) -> Callable[..., DualStreamOutput]:
     """``dual_stream_forward`` under ``torch.compile`` (fixed shapes), one per device type and mode.
 
-    Kept at module level rather than on the backbone, so backbones stay picklable and copyable; the
-    compiled function recompiles for each vision tower and set of layers it sees (dynamo's guards).
-    ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, which replays CUDA graphs.
+    At module level, so backbones stay picklable. ``cuda_graphs`` (CUDA only) uses ``mode="reduce-overhead"``.
     """
     mode = "reduce-overhead" if cuda_graphs and device_type == "cuda" else None
     return torch.compile(dual_stream_forward, dynamic=False, mode=mode)
@@ -53,12 +49,7 @@ def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, loc
         del state_dict[key]
 
 
-def _keep_backbone_weights(
-    module: nn.Module,
-    state_dict: dict,
-    prefix: str,
-    *args: Any,
-) -> None:
+def _keep_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
     """Load-state-dict pre-hook: a state dict without CLIP weights keeps the ones already built."""
     del args
     if module.persist_weights:
@@ -80,10 +71,8 @@ class CLIPBackbone(nn.Module):
         precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``. Encoders then return
             bf16 tensors under bf16; callers convert what they keep to fp32.
         compile: run the vision pass under ``torch.compile`` (compiled on first use, per input shape).
-            Defaults to False.
         cuda_graphs: with ``compile`` on a CUDA device, also replay CUDA graphs (``mode="reduce-overhead"``;
             for fixed input shapes; outputs are copied out of the graph's memory). Ignored elsewhere.
-            Defaults to False.
     """
 
     def __init__(
@@ -162,12 +151,7 @@ class CLIPBackbone(nn.Module):
 
     # ----- vision -----
     @under_precision
-    def encode_image(
-        self,
-        images: torch.Tensor,
-        vv_start_layer: int,
-        out_layers: Sequence[int],
-    ) -> DualStreamOutput:
+    def encode_image(self, images: torch.Tensor, vv_start_layer: int, out_layers: Sequence[int]) -> DualStreamOutput:
         """Dual-stream pass: CLS token ``[B, W]`` and V-V tokens ``[B, 1+N, W]`` at ``out_layers`` (1-indexed)."""
         if not self.use_compile:
             return dual_stream_forward(self.clip.visual, images, vv_start_layer, out_layers)
@@ -210,10 +194,5 @@ class CLIPBackbone(nn.Module):
         round_deep_prompts_to_fp16: bool = False,
     ) -> torch.Tensor:
         """Text features ``[P, E]`` of prompt embeddings ``[P, L, D]`` with optional deep prompts ``[t, D]``."""
-        return encode_token_embeddings(
-            text_tower(self.clip),
-            embeddings,
-            eot_indices,
-            deep_prompts=deep_prompts,
-            round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
-        )
+        tower = text_tower(self.clip)
+        return encode_token_embeddings(tower, embeddings, eot_indices, deep_prompts, round_deep_prompts_to_fp16)

@@ -1,16 +1,9 @@
 """Build an open_clip model by name or config file, at any input size, with weights from a tag or a file.
 
-Three ways to give weights (``pretrained``):
-
-* an open_clip pretrained tag (``"openai"``, ``"laion400m_e32"``, ...): the file is looked up in open_clip's
-  cache and downloaded only when it is missing and the machine is online;
-* a local file: OpenAI's TorchScript ``.pt`` archive, an open_clip state dict (``.pt``/``.pth``/``.bin``)
-  or a ``.safetensors`` file;
-* ``None`` (or ``"random"``): an explicitly random backbone, for tests and speed measurements only.
-
-The model is always built at the requested image size, and pretrained positional embeddings are resized
-to the new patch grid while loading (bilinear, as the GlocalCLIP reference does on its first forward),
-so OpenAI weights work at 518 px too. Nothing here is downloaded unless a tag asks for it.
+``pretrained`` is an open_clip tag (looked up in open_clip's cache, downloaded only when missing and online), a
+local file (OpenAI's TorchScript ``.pt``, an open_clip state dict, ``.safetensors``), or ``None`` for a random
+backbone (tests, speed runs). Positional embeddings are resized to the requested image size's patch grid while
+loading (bilinear, as the GlocalCLIP reference does on its first forward), so OpenAI weights work at 518 px too.
 """
 
 from __future__ import annotations
@@ -96,15 +89,11 @@ def build_clip(
     Args:
         model: open_clip model name or path to a model-config JSON file.
         pretrained: pretrained tag, local weight file, or ``None``/``"random"`` for random weights.
-        image_size: input size the vision tower is built for (positional embeddings follow).
-            ``None`` keeps the config's size.
+        image_size: input size the vision tower is built for (``None``: the config's).
         quick_gelu: use QuickGELU activations. ``None``: the config's ``quick_gelu`` if it has one, else
             decided from the weights: OpenAI weights need it (the ``openai`` tag, a TorchScript archive, or a
             plain state dict in OpenAI's layout, see ``is_openai_state_dict``), others get GELU.
         cache_dir: open_clip download cache (default ``~/.cache/clip``, or the Hugging Face cache).
-
-    Returns:
-        The open_clip model, weights loaded, in eval mode.
     """
     import open_clip
 
@@ -142,10 +131,7 @@ def build_clip(
 
 
 def resolve_weights(model_name: str, pretrained: str | Path | None, cache_dir: str | Path | None = None) -> Path | None:
-    """Find the weight file that ``pretrained`` stands for, downloading it only if allowed.
-
-    Returns:
-        The local file, or ``None`` for an explicitly random backbone.
+    """The local weight file ``pretrained`` stands for (downloaded only if allowed), or ``None`` for random weights.
 
     Raises:
         WeightsNotFoundError: with the file expected, the cache folder and how to pass a local file.
@@ -181,10 +167,8 @@ def resolve_weights(model_name: str, pretrained: str | Path | None, cache_dir: s
         return expected
     if not is_offline():
         try:
-            downloaded = open_clip.pretrained.download_pretrained(
-                pretrained_config,
-                cache_dir=str(cache_dir) if cache_dir else None,
-            )
+            cache = str(cache_dir) if cache_dir else None
+            downloaded = open_clip.pretrained.download_pretrained(pretrained_config, cache_dir=cache)
         except Exception as error:  # noqa: BLE001 - any network failure ends in the same advice
             logger.debug("Downloading %s / %s failed: %s", model_name, tag, error)
         else:
@@ -229,16 +213,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def is_openai_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
-    """True for CLIP weights as OpenAI saves them (which were trained with QuickGELU).
+    """True for CLIP weights (as stored, before any dtype conversion) as OpenAI saves them, trained with QuickGELU.
 
-    OpenAI's checkpoints share open_clip's ``CLIP`` key names but not two traits (see open_clip's
-    ``build_model_from_openai_state_dict``): they carry the scalars ``input_resolution``, ``context_length``
-    and ``vocab_size``, and they are partially converted to fp16 (``convert_weights_to_fp16``: convolutions,
-    linear and attention weights and the projections in fp16, LayerNorms and embeddings left in fp32).
-    Either trait, with the text tower at the top level (not under ``text.``), marks OpenAI's layout.
-
-    Args:
-        state_dict: the checkpoint as stored, before any dtype conversion.
+    With the text tower at the top level, either of two traits marks OpenAI's layout (see open_clip's
+    ``build_model_from_openai_state_dict``): the scalars ``input_resolution``, ``context_length`` and
+    ``vocab_size``, or the partial fp16 conversion (conv and linear weights fp16, LayerNorms fp32).
     """
     if "text_projection" not in state_dict or "visual.conv1.weight" not in state_dict:
         return False
@@ -279,9 +258,7 @@ def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
 
 
 def resize_positional_embedding(
-    positional_embedding: torch.Tensor,
-    grid_size: tuple[int, int],
-    mode: str = "bilinear",
+    positional_embedding: torch.Tensor, grid_size: tuple[int, int], mode: str = "bilinear"
 ) -> torch.Tensor:
     """Resize a ViT positional embedding ``[1 + h*w, D]`` to ``[1 + H*W, D]`` for a new patch grid.
 

@@ -24,8 +24,7 @@ def check_precision(precision: str) -> str:
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast context for ``precision`` on ``device``.
 
-    ``auto`` is bf16 on CUDA and fp32 elsewhere (CPUs run bf16 slowly and exports need fp32); ``bf16`` is
-    bf16 on any device; ``fp32`` never autocasts.
+    ``auto`` is bf16 on CUDA only (CPUs run bf16 slowly and exports need fp32), ``bf16`` on any device, ``fp32`` never.
     """
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()

@@ -35,14 +35,8 @@ def text_tower(clip: nn.Module) -> TextTower:
     if getattr(owner, "cls_emb", None) is not None:
         msg = "Text towers with an appended class token (CoCa) are not supported."
         raise ValueError(msg)
-    return TextTower(
-        token_embedding=owner.token_embedding,
-        positional_embedding=owner.positional_embedding,
-        transformer=owner.transformer,
-        ln_final=owner.ln_final,
-        text_projection=owner.text_projection,
-        attn_mask=getattr(owner, "attn_mask", None),
-    )
+    parts = (owner.token_embedding, owner.positional_embedding, owner.transformer, owner.ln_final)
+    return TextTower(*parts, owner.text_projection, getattr(owner, "attn_mask", None))
 
 
 def encode_token_embeddings(
@@ -61,7 +55,7 @@ def encode_token_embeddings(
         deep_prompts: ``depth - 1`` tensors ``[t, D]``; tensor ``i`` overwrites positions ``1..t`` at the
             input of layer ``i + 2`` (1-indexed). Empty: plain CLIP text encoding.
         round_deep_prompts_to_fp16: round deep prompts to fp16 after expanding them over the prompts, as the
-            reference code does (its gradients are then rounded per prompt, as there). Defaults to False.
+            reference code does (its gradients are then rounded per prompt, as there).
 
     Returns:
         ``[P, E]`` text features, not normalised.

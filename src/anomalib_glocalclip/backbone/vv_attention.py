@@ -7,15 +7,11 @@ From a configurable layer ``s`` on, every residual block is run twice over the s
 * V-V stream:      ``u <- u + W_o softmax(v vᵀ / √d) v + b_o``, no MLP and no LayerNorm of its own,
   starting from ``u = h`` (the output of layer ``s - 1``).
 
-So the original stream, and the CLS token it produces, is exactly CLIP's, while the V-V stream is the
-running sum of V-V attention outputs that localises anomalies (CLIP-Surgery / AnomalyCLIP's "DPAM").
-Both attentions go through one fused ``scaled_dot_product_attention`` call and one output projection.
-
-Every block runs batch first (``[B, L, D]``) on the block's own modules and weights (``ln_1``, the packed
-``in_proj`` of its ``nn.MultiheadAttention``, ``out_proj``, ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``): open_clip
-2.24 runs its blocks in ``[L, B, D]`` through ``nn.MultiheadAttention``, which costs layout changes per block,
-while here nothing is permuted between blocks. In fp32 this is open_clip's forward to rounding; nothing in
-open_clip is patched or copied. Layers are numbered from 1, as in the papers.
+So the original stream (and its CLS token) is exactly CLIP's, while the V-V stream localises anomalies
+(CLIP-Surgery / AnomalyCLIP's "DPAM"); both attentions share one fused SDPA call and one output projection.
+Blocks run batch first (``[B, L, D]``) on their own modules and weights, so nothing is permuted between blocks
+(open_clip runs them in ``[L, B, D]``); in fp32 this is open_clip's forward to rounding, nothing patched or copied.
+Layers are numbered from 1, as in the papers.
 """
 
 from __future__ import annotations
@@ -75,15 +71,7 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 def self_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor:
-    """Plain self-attention of ``z`` with the weights of ``attn``: one fused QKV projection, one SDPA call.
-
-    Args:
-        z: ``[B, L, D]`` the block's LayerNorm output (batch first).
-        attn: the block's ``nn.MultiheadAttention`` (its packed ``in_proj`` and ``out_proj`` are used).
-
-    Returns:
-        ``W_o softmax(q kᵀ·d^-1/2) v + b_o``, ``[B, L, D]``.
-    """
+    """``W_o softmax(q kᵀ·d^-1/2) v + b_o`` of ``z`` ``[B, L, D]`` with the packed weights of ``attn`` (one SDPA)."""
     q, k, v = F.linear(z, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
     return attn.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
@@ -91,10 +79,6 @@ def self_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor
 
 def dual_attention(z: torch.Tensor, attn: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor]:
     """Original and V-V self-attention of ``z`` with the weights of ``attn``, in one fused call.
-
-    Args:
-        z: ``[B, L, D]`` the block's LayerNorm output (batch first).
-        attn: the block's ``nn.MultiheadAttention`` (its packed ``in_proj`` and ``out_proj`` are used).
 
     Returns:
         ``(W_o softmax(q kᵀ·s) v + b_o, W_o softmax(v vᵀ·s) v + b_o)``, each ``[B, L, D]``, ``s = d^-1/2``.
@@ -120,20 +104,9 @@ def residual_block(block: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def dual_stream_block(
-    block: nn.Module,
-    hidden: torch.Tensor,
-    vv_hidden: torch.Tensor,
+    block: nn.Module, hidden: torch.Tensor, vv_hidden: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advance both streams through one open_clip ``ResidualAttentionBlock`` (batch-first tensors).
-
-    Args:
-        block: the residual block (its ``ln_1``, ``attn``, ``ls_1``, ``ln_2``, ``mlp``, ``ls_2`` are used).
-        hidden: ``[B, L, D]`` original stream.
-        vv_hidden: ``[B, L, D]`` V-V stream.
-
-    Returns:
-        The two streams after the block.
-    """
+    """Advance the original and the V-V stream ``[B, L, D]`` through one open_clip ``ResidualAttentionBlock``."""
     original, vv = dual_attention(block.ln_1(hidden), block.attn)
     hidden = hidden + block.ls_1(original)
     hidden = hidden + block.ls_2(block.mlp(block.ln_2(hidden)))
@@ -150,10 +123,7 @@ def embed_patches(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def dual_stream_forward(
-    visual: nn.Module,
-    images: torch.Tensor,
-    vv_start_layer: int,
-    out_layers: Sequence[int],
+    visual: nn.Module, images: torch.Tensor, vv_start_layer: int, out_layers: Sequence[int]
 ) -> DualStreamOutput:
     """Run open_clip's vision tower with a V-V stream from ``vv_start_layer`` on.
 

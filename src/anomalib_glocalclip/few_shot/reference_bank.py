@@ -35,16 +35,13 @@ def bank_dtype(precision: str, device: torch.device) -> torch.dtype:
 class ReferenceBank(nn.Module):
     """Patch features of normal reference images, per layer, and nearest-neighbour distances to them.
 
-    The bank starts empty (``few_shot = 0``); :meth:`add` fills it. Loading a state dict resizes the buffer to
-    the stored bank, so a checkpoint of a few-shot model loads into a freshly built one whose bank is still
-    empty. The buffer's dtype always follows ``precision`` and the device (see :func:`bank_dtype`), also
-    after ``.to(...)`` and loading.
+    The bank starts empty; :meth:`add` fills it. Loading a state dict resizes the buffer to the stored bank; its
+    dtype always follows ``precision`` and the device (:func:`bank_dtype`), also after ``.to(...)`` and loading.
 
     Args:
         max_elements: most entries of one ``[queries, bank patches]`` similarity matrix in eager mode.
-            Defaults to ``2**26``.
         precision: ``auto``, ``bf16`` or ``fp32``, as the backbone's; distances are returned and averaged in
-            float32 whatever the bank's dtype. Defaults to ``"auto"``.
+            float32 whatever the bank's dtype.
     """
 
     def __init__(self, max_elements: int = DEFAULT_MAX_ELEMENTS, precision: str = "auto") -> None:
@@ -79,10 +76,7 @@ class ReferenceBank(nn.Module):
 
     @torch.no_grad()
     def add(self, patch_features: torch.Tensor) -> None:
-        """Append reference patch features (normalised here and stored in the bank's dtype).
-
-        Args:
-            patch_features: ``[L, B, N, E]`` patch features of ``B`` normal images at ``L`` layers.
+        """Append ``[L, B, N, E]`` patch features of ``B`` normal images (normalised, stored in the bank's dtype).
 
         Raises:
             ValueError: the features are not 4-D, or their layer count or width differs from the bank's.
@@ -112,17 +106,10 @@ class ReferenceBank(nn.Module):
     def nearest_distance(self, patch_features: torch.Tensor) -> torch.Tensor:
         """Cosine distance of each patch to its nearest reference patch, averaged over layers.
 
-        ``d[b, n] = mean_l (1 - max_m cos(x[l, b, n], bank[l, m]))``, in ``[0, 2]``. Similarities are computed
-        in the bank's dtype, one layer and one chunk at a time, and accumulated in float32. In eager mode every
-        similarity matrix has at most ``max_elements`` entries. Under ``torch.export`` (ONNX export) only the
-        bank, whose size is fixed, is chunked, so the graph accepts any batch size; a matrix then holds at
-        most ``max_elements`` entries per image.
-
-        Args:
-            patch_features: ``[L, B, N, E]`` test patch features (any norm) at the bank's ``L`` layers.
-
-        Returns:
-            ``[B, N]`` float32 distances.
+        ``d[b, n] = mean_l (1 - max_m cos(x[l, b, n], bank[l, m]))`` in ``[0, 2]``, float32 ``[B, N]``, of test patch
+        features ``[L, B, N, E]`` (any norm). Similarities are computed in the bank's dtype, one layer and chunk at a
+        time (at most ``max_elements`` entries; under ``torch.export`` only the fixed-size bank is chunked, so the
+        graph accepts any batch size).
 
         Raises:
             RuntimeError: the bank is empty.
@@ -172,14 +159,8 @@ class ReferenceBank(nn.Module):
         return self
 
     def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
+        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], strict: bool,
+        missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str],
     ) -> None:
         """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype.
 

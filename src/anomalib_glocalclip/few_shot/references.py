@@ -1,9 +1,7 @@
 """Choosing the ``k`` normal reference images: from a datamodule's train split or from a folder.
 
-The choice is seeded and stable: the same ``(number of candidates, k, seed)`` always gives the same images, and
-a larger ``k`` keeps the images of a smaller one (the first ``k`` of one seeded permutation). Candidates are
-sorted by path first, so the order in which a dataset lists them does not matter. The chosen paths are what a
-model records.
+The choice is seeded and stable: candidates sorted by path, the first ``k`` of one seeded permutation, so a larger
+``k`` keeps the images of a smaller one.
 """
 
 from __future__ import annotations
@@ -25,15 +23,7 @@ REFERENCE_IMAGE_SUFFIXES = tuple(sorted(IMAGE_SUFFIXES))  # the image suffixes e
 
 
 def select_reference_indices(num_samples: int, k: int, seed: int = 0) -> list[int]:
-    """The first ``k`` indices of a seeded permutation of ``range(num_samples)``, sorted.
-
-    Args:
-        num_samples: number of candidate images.
-        k: number of references wanted; all candidates are taken when there are fewer.
-        seed: seed of the permutation. Defaults to ``0``.
-
-    Returns:
-        ``min(k, num_samples)`` distinct indices, ascending.
+    """The first ``k`` indices of a seeded permutation of ``range(num_samples)``, sorted (all when fewer).
 
     Raises:
         ValueError: ``k`` is not positive or ``num_samples`` is negative.
@@ -50,10 +40,7 @@ def select_reference_indices(num_samples: int, k: int, seed: int = 0) -> list[in
 
 
 def reference_images_from_folder(
-    folder: str | Path,
-    k: int | None,
-    seed: int = 0,
-    read: Callable[[Path], Any] = read_image,
+    folder: str | Path, k: int | None, seed: int = 0, read: Callable[[Path], Any] = read_image
 ) -> list[Path]:
     """``k`` seeded images of a flat folder of normal images, each checked by reading it.
 
@@ -63,9 +50,8 @@ def reference_images_from_folder(
     Args:
         folder: folder of normal images of the product.
         k: number of references; ``None`` takes every image of the folder.
-        seed: seed of the choice. Defaults to ``0``.
+        seed: seed of the choice.
         read: reader each chosen image goes through, raising an error that names a file it cannot use.
-            Defaults to ``anomalib_glocalclip.data.io.read_image``.
 
     Returns:
         The chosen image paths, in sorted order.
@@ -97,15 +83,7 @@ def reference_images_from_folder(
 
 
 def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> list[Path]:
-    """``k`` seeded normal images (label index 0) of an Anomalib datamodule's train split.
-
-    Args:
-        datamodule: an Anomalib ``AnomalibDataModule``; set up here for fitting if it has no train data yet.
-        k: number of references.
-        seed: seed of the choice. Defaults to ``0``.
-
-    Returns:
-        The chosen image paths, in sorted order.
+    """``k`` seeded normal images (label index 0, sorted) of a datamodule's train split (set up here if needed).
 
     Raises:
         ValueError: the train split holds no normal image.
@@ -126,25 +104,13 @@ def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> 
 
 
 def read_reference_images(paths: Sequence[Path], transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Read reference images and bring them to the model's input (resize + normalisation).
-
-    Args:
-        paths: image files (``reference_images_from_folder`` / ``reference_images_from_datamodule``).
-        transform: the model's pre-processing transform of one ``[3, H, W]`` image in ``[0, 1]``.
-
-    Returns:
-        ``[K, 3, S, S]`` images, ready for the vision tower.
-    """
+    """``[K, 3, S, S]`` reference images through the model's ``transform`` of one ``[3, H, W]`` image in ``[0, 1]``."""
     return torch.stack([transform(read_image(path)) for path in paths])
 
 
 def _choose(candidates: list[Path], k: int, seed: int, source: str) -> list[Path]:
     """The seeded choice of ``k`` of the sorted ``candidates``; a warning names ``source`` if it has fewer."""
     if len(candidates) < k:
-        logger.warning(
-            "Few-shot: %s holds %d normal images, fewer than k = %d; all of them are used.",
-            source,
-            len(candidates),
-            k,
-        )
+        msg = "Few-shot: %s holds %d normal images, fewer than k = %d; all of them are used."
+        logger.warning(msg, source, len(candidates), k)
     return [candidates[index] for index in select_reference_indices(len(candidates), k, seed)]

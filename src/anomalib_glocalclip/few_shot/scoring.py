@@ -1,20 +1,14 @@
 """From nearest-reference distances to a few-shot anomaly map, and its combination with the zero-shot scores.
 
-The few-shot map is WinCLIP+'s visual association score (Jeong et al., CVPR 2023, eq. 4): half the cosine
-distance of a patch to its nearest normal reference patch, ``(1 - max cos) / 2``, in ``[0, 1]`` like the
-zero-shot models' anomalous probabilities. It is upsampled and smoothed by the zero-shot model's own patch-map
-function, so both maps share their geometry.
-
-Combination (WinCLIP+, mirrored by Anomalib's ``WinClipModel``; AnomalyCLIP and AdaCLIP's few-shot variants
-also add a nearest-reference map to the zero-shot map with equal weight)::
+The few-shot map is WinCLIP+'s visual association score (Jeong et al., CVPR 2023, eq. 4), ``(1 - max cos) / 2``
+in ``[0, 1]``, upsampled and smoothed by the zero-shot model's own patch-map function. Combination (WinCLIP+, as
+Anomalib's ``WinClipModel``)::
 
     anomaly_map = (1 - w) * zero_shot_map   + w * map_scale * few_shot_map
     pred_score  = (1 - w) * zero_shot_score + w * max_pixels(few_shot_map)
 
-with ``w = 0.5`` by default, which is WinCLIP+'s plain mean of the two. ``map_scale`` is the range of the
-zero-shot map (1 for a probability map, the number of summed layers for GlocalCLIP's reference-mode map), so the
-combined map keeps the zero-shot map's range and its natural threshold (half the range). ``w = 0`` returns the
-zero-shot outputs unchanged.
+``w = 0.5`` is WinCLIP+'s plain mean. ``map_scale`` is the zero-shot map's range (1, or the number of layers
+GlocalCLIP sums), so the combined map keeps its range and natural threshold. ``w = 0`` changes nothing.
 """
 
 from __future__ import annotations
@@ -44,16 +38,7 @@ class CombinedScores(NamedTuple):
 
 
 def few_shot_anomaly_map(distances: torch.Tensor, patch_map: PatchMapFunction) -> torch.Tensor:
-    """Few-shot anomaly map: half the nearest-reference distances, through the model's patch-map function.
-
-    Args:
-        distances: ``[B, N]`` cosine distances to the nearest reference patch, in ``[0, 2]``
-            (``ReferenceBank.nearest_distance``).
-        patch_map: the zero-shot model's upsampling and smoothing of ``[B, N]`` patch scores to ``[B, H, W]``.
-
-    Returns:
-        ``[B, H, W]`` few-shot map, in ``[0, 1]`` when ``patch_map`` is an average (bilinear, Gaussian, mean).
-    """
+    """``[B, H, W]`` few-shot map: half the ``[B, N]`` nearest-reference distances through ``patch_map``."""
     return patch_map(distances / 2)
 
 
@@ -70,11 +55,8 @@ def combine(
         zero_shot_map: ``[B, H, W]`` zero-shot anomaly map, in ``[0, map_scale]``.
         few_shot_map: ``[B, H, W]`` few-shot map, in ``[0, 1]`` (``few_shot_anomaly_map``).
         zero_shot_score: ``[B]`` zero-shot image score, in ``[0, 1]``.
-        weight: ``w``, the few-shot share, in ``[0, 1]``. Defaults to ``0.5`` (WinCLIP+).
-        map_scale: range of the zero-shot map; the few-shot map is scaled to it. Defaults to ``1.0``.
-
-    Returns:
-        ``CombinedScores`` with the combined map ``[B, H, W]`` and image score ``[B]``.
+        weight: ``w``, the few-shot share, in ``[0, 1]``.
+        map_scale: range of the zero-shot map; the few-shot map is scaled to it.
 
     Raises:
         ValueError: ``weight`` is outside ``[0, 1]``, ``map_scale`` is not positive, or the maps' shapes differ.

@@ -6,38 +6,17 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 
-def tempered_state_probabilities(
-    features: torch.Tensor,
-    text_features: torch.Tensor,
-    temperature: float,
-) -> torch.Tensor:
-    """Softmax over states of cosine similarities divided by the temperature.
-
-    Args:
-        features: ``[..., E]`` L2-normalised image or patch features.
-        text_features: ``[S, E]`` L2-normalised state embeddings (normal, anomalous).
-        temperature: τ (0.07 in GlocalCLIP).
-
-    Returns:
-        ``[..., S]`` probabilities.
-    """
-    return (features @ text_features.t() / temperature).softmax(dim=-1)
+def tempered_state_probabilities(features: torch.Tensor, text: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``[..., S]`` softmax over states of the cosines of ``[..., E]`` features and ``[S, E]`` ``text``, over τ."""
+    return (features @ text.t() / temperature).softmax(dim=-1)
 
 
 def patch_probability_map(
-    patch_probabilities: torch.Tensor,
-    grid_size: tuple[int, int],
-    output_size: tuple[int, int],
+    patch_probabilities: torch.Tensor, grid_size: tuple[int, int], output_size: tuple[int, int]
 ) -> torch.Tensor:
-    """Reshape per-patch probabilities to the patch grid and upsample them bilinearly.
+    """Patch probabilities ``[B, h*w, S]`` on the ``(h, w)`` grid, upsampled bilinearly to ``[B, S, H, W]``.
 
-    Args:
-        patch_probabilities: ``[B, h*w, S]`` probabilities per patch token (class token excluded).
-        grid_size: ``(h, w)``.
-        output_size: ``(H, W)`` image size.
-
-    Returns:
-        ``[B, S, H, W]`` probability maps (``align_corners=False``, as the reference).
+    ``align_corners=False``, as the reference.
     """
     batch, _, states = patch_probabilities.shape
     grid = patch_probabilities.transpose(1, 2).reshape(batch, states, *grid_size)
@@ -59,15 +38,10 @@ def _reflect_indices(size: int, radius: int, device: torch.device) -> torch.Tens
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Separable Gaussian filter equal to ``scipy.ndimage.gaussian_filter(map, sigma)`` per ``[H, W]`` map.
+    """Separable Gaussian filter equal to ``scipy.ndimage.gaussian_filter(map, sigma)`` per map of ``[B, H, W]``.
 
-    Args:
-        maps: ``[B, H, W]`` maps, on any device.
-        sigma: standard deviation in pixels; ``0`` returns the maps unchanged.
-        truncate: kernel radius in standard deviations (scipy's default 4).
-
-    Returns:
-        ``[B, H, W]`` smoothed maps, computed in float32.
+    ``sigma`` is in pixels (``0`` returns the maps unchanged), ``truncate`` the kernel radius in standard deviations.
+    The result is float32.
     """
     if sigma <= 0:
         return maps

@@ -1,28 +1,8 @@
 """GlocalCLIP as an Anomalib model: learns prompts on auxiliary data, then detects anomalies zero-shot.
 
-Paper: GlocalCLIP: Object-agnostic Global-Local Prompt Learning for Zero-shot Anomaly Detection,
-arXiv 2411.06071. Reference code: github.com/YUL-git/GlocalCLIP.
-
-Two modes, chosen by ``prompt_weights``:
-
-* **learning prompts** (``prompt_weights=None``): learning type ``ONE_CLASS``, so ``anomalib train``/``fit``
-  runs Lightning's fit on the datamodule's train split, which must hold the auxiliary data (anomalies
-  with masks, e.g. ``AuxiliaryTransfer`` over all VisA categories). The learned prompts are written to
-  ``prompts.pt`` next to the checkpoint after every epoch.
-* **zero-shot** (``prompt_weights=<file>``): learning type ``ZERO_SHOT``, so ``anomalib test``/``predict``
-  first validates on the target to set thresholds and normalisation, then tests.
-* **few-shot** (``prompt_weights=<file>`` and ``few_shot=k`` or ``reference_images=<folder>``): learning type
-  ``FEW_SHOT``, run as zero-shot; before the first batch, ``k`` normal images of the target's train split (or
-  of the folder) fill the reference bank (``components/few_shot.py``). While prompts are learned the learning
-  type stays ``ONE_CLASS`` (the train split is the auxiliary data, not the target's normal images), so few-shot
-  then needs ``reference_images``; the bank is filled before the first validation or test batch.
-
-Example:
-    >>> from anomalib.engine import Engine
-    >>> from anomalib.data import MVTecAD
-    >>> from anomalib_glocalclip import GlocalCLIP
-    >>> model = GlocalCLIP(prompt_weights="prompts.pt")  # doctest: +SKIP
-    >>> Engine().test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+Paper: GlocalCLIP (arXiv 2411.06071); reference code: github.com/YUL-git/GlocalCLIP. Without ``prompt_weights``
+it learns prompts (``ONE_CLASS``: the train split is the auxiliary data); with them it is zero-shot, or few-shot
+with ``few_shot``/``reference_images`` (see this folder's README.md, "Usage" and "Parameters").
 """
 
 from __future__ import annotations
@@ -61,11 +41,7 @@ PROMPT_FILE_NAME = "prompts.pt"
 
 
 def check_few_shot_source(prompt_weights: str | None, few_shot: int, reference_images: str | None) -> None:
-    """Refuse few-shot references that would come from the auxiliary data the prompts are learned on.
-
-    Raises:
-        ValueError: ``few_shot`` without prompt weights and without a folder of reference images.
-    """
+    """Refuse ``few_shot`` without prompt weights or reference images: the references would be auxiliary data."""
     if prompt_weights is None and few_shot > 0 and reference_images is None:
         msg = (
             f"GlocalCLIP(few_shot={few_shot}) without prompt_weights learns prompts on auxiliary data, whose "
@@ -79,11 +55,11 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     """GlocalCLIP: object-agnostic global and local prompts over a frozen CLIP with V-V attention.
 
     Args:
-        backbone: open_clip model name or model-config JSON file. ``None`` (default): the backbone the prompt file
-            was learned with, where it records one, else ``backbone.DEFAULT_BACKBONE``.
+        backbone: open_clip model name or model-config JSON file. ``None``: the backbone the prompt file was
+            learned with, where it records one, else ``backbone.DEFAULT_BACKBONE``.
         pretrained: open_clip pretrained tag, local weight file (OpenAI ``.pt``, open_clip state dict,
-            ``.safetensors``), or ``None`` for a random backbone. Defaults to ``"openai"``.
-        image_size: input size in pixels (square). Defaults to ``518``.
+            ``.safetensors``), or ``None`` for a random backbone.
+        image_size: input size in pixels (square).
         prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP ``.ckpt`` or a reference ``.pth``).
             Given: zero-shot mode. ``None``: prompts are learned (one-class training on auxiliary data).
         preset: prompt sizes of one of the paper's protocols: ``visa_to_mvtec`` (13/13/9/4),
@@ -93,38 +69,33 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         n_abnormal_ctx: M, extra anomalous context length (overrides the preset).
         deep_prompt_depth: text layers with prompts (overrides the preset).
         deep_prompt_length: t, length of each deep prompt (overrides the preset).
-        feature_layers: vision layers (1-indexed) of the local branch. Defaults to ``(6, 12, 18, 24)``.
-        vv_start_layer: first vision layer with V-V attention. Defaults to ``6``.
-        per_layer_features: ``False`` (default) reproduces the reference, where every feature layer holds
-            the last layer's V-V tokens (maps and local loss are ``len(feature_layers)`` x the last
-            layer's); ``True`` uses each layer's own tokens.
+        feature_layers: vision layers (1-indexed) of the local branch.
+        vv_start_layer: first vision layer with V-V attention.
+        per_layer_features: ``False`` reproduces the reference, where every feature layer holds the last
+            layer's V-V tokens; ``True`` uses each layer's own tokens.
         global_ln_post: apply ``ln_post`` to the global CLS feature (the reference does not).
-        temperature: τ of the softmax over states. Defaults to ``0.07``.
-        gcl_weight: α, weight of the glocal contrastive loss. Defaults to ``1.0``.
+        temperature: τ of the softmax over states.
+        gcl_weight: α, weight of the glocal contrastive loss.
         gcl_margin: margin of the glocal contrastive loss (the reference's 0 makes it a pure pull).
-        sigma: Gaussian smoothing of the anomaly map in pixels. Defaults to ``8``.
-        learning_rate: Adam learning rate. Defaults to ``1e-3``.
-        betas: Adam betas. Defaults to ``(0.5, 0.999)``.
+        sigma: Gaussian smoothing of the anomaly map in pixels.
+        learning_rate: Adam learning rate.
+        betas: Adam betas.
         max_epochs: epochs of prompt learning when neither ``--trainer.max_epochs`` nor ``max_steps`` is set
-            (an explicit value, 1000 included, is always honoured). Defaults to ``15``.
-        round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does. Defaults to ``True``.
+            (an explicit value, 1000 included, is always honoured).
+        round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
-        compile: run the vision pass under ``torch.compile`` (compiled per input shape on first use; worth it on
-            GPUs for long runs), and the loss of a training step on cached features as one compiled graph.
-            Defaults to ``False``.
-        few_shot: ``k`` normal reference images (few-shot); ``0``: zero-shot, unless ``reference_images`` is
-            given. Defaults to ``0``.
+        compile: run the vision pass, and the loss of a training step on cached features, under
+            ``torch.compile`` (compiled per input shape on first use; worth it on GPUs for long runs).
+        few_shot: ``k`` normal reference images; ``0``: zero-shot, unless ``reference_images`` is given.
         reference_images: folder of normal images to take the ``k`` references from (all of them when
-            ``few_shot`` is 0) instead of the datamodule's train split. Defaults to ``None``.
-        few_shot_seed: seed of the choice of the ``k`` references. Defaults to ``0``.
-        few_shot_weight: share of the few-shot scores in the combined map and image score. Defaults to ``0.5``.
+            ``few_shot`` is 0) instead of the datamodule's train split.
+        few_shot_seed: seed of the choice of the ``k`` references.
+        few_shot_weight: share of the few-shot scores in the combined map and image score.
         cache_features: train on encoder outputs cached in the first pass (each auxiliary image is encoded
             once). Applies with ``AuxiliaryTransfer`` when the training data has no random augmentation.
-        cache_storage: where cached features live: ``auto`` (GPU, host memory or disk, by size), ``device``,
-            ``host`` or ``disk``.
-        decode_on_device: with the feature cache, decode the auxiliary JPEGs of the caching pass on the model's device
-            in batches (``torchvision.io.decode_jpeg``, nvJPEG on GPUs) instead of with PIL in the dataloader
-            workers; on GPUs the pixels may differ from PIL's by a grey level. Defaults to ``False``.
+        cache_storage: where cached features live: ``auto`` (by size), ``device``, ``host`` or ``disk``.
+        decode_on_device: with the feature cache, decode the auxiliary JPEGs on the model's device in batches
+            (nvJPEG on GPUs; pixels may differ from PIL's by a grey level) instead of in the dataloader workers.
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
@@ -185,14 +156,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         self.prompt_weights = str(prompt_weights) if prompt_weights is not None else None
         self.uses_default_pre_processor = pre_processor is True
         self.requested_max_epochs: int | None = None
-        super().__init__(
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-            preprocessing=preprocessing,
-        )
+        super().__init__(image_size=image_size, pre_processor=pre_processor, post_processor=post_processor,
+                         evaluator=evaluator, visualizer=visualizer, preprocessing=preprocessing)
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
         check_few_shot_source(self.prompt_weights, few_shot, reference_images)
         prompt_file = read_prompt_file(self.prompt_weights) if self.prompt_weights else None  # read once, here
@@ -201,15 +166,9 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         self.model = GlocalCLIPModel(
             backbone=self.backbone_name, pretrained=pretrained, image_size=self.image_size, quick_gelu=quick_gelu,
             cache_dir=cache_dir, precision=precision, compile=compile,  # how CLIP is loaded; the method's below
-            prompt_shape=shape,
-            feature_layers=feature_layers,
-            vv_start_layer=vv_start_layer,
-            per_layer_features=per_layer_features,
-            global_ln_post=global_ln_post,
-            temperature=temperature,
-            sigma=sigma,
-            round_deep_prompts_to_fp16=round_deep_prompts_to_fp16,
-            few_shot_weight=few_shot_weight,
+            prompt_shape=shape, feature_layers=feature_layers, vv_start_layer=vv_start_layer,
+            per_layer_features=per_layer_features, global_ln_post=global_ln_post, temperature=temperature,
+            sigma=sigma, round_deep_prompts_to_fp16=round_deep_prompts_to_fp16, few_shot_weight=few_shot_weight,
         )
         if prompt_file is not None:
             self._load_prompts(prompt_file)
@@ -238,12 +197,8 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         if backbone is None:
             return learned or DEFAULT_BACKBONE
         if learned is not None and str(backbone) != learned:
-            logger.warning(
-                "Prompt file %s was learned with backbone %s; using backbone %s as asked.",
-                self.prompt_weights,
-                learned,
-                backbone,
-            )
+            msg = "Prompt file %s was learned with backbone %s; using backbone %s as asked."
+            logger.warning(msg, self.prompt_weights, learned, backbone)
         return str(backbone)
 
     def _load_prompts(self, prompt_file: PromptFile) -> None:
@@ -299,11 +254,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
     @LightningModule.trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
-        """Attach the trainer, and note the ``max_epochs`` it was built with.
-
-        Lightning attaches the model in ``Trainer.fit`` before it replaces an unset ``max_epochs`` (``None``)
-        by 1000, so here an unset value is still told apart from an explicit 1000 (read by ``on_fit_start``).
-        """
+        """Attach the trainer, and note its ``max_epochs`` before ``Trainer.fit`` replaces an unset one by 1000."""
         LightningModule.trainer.fset(self, trainer)
         if trainer is not None:
             self.requested_max_epochs = trainer.max_epochs
@@ -322,21 +273,13 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL.
 
-        With ``compile`` on, a step on cached features computes its losses in one compiled graph
-        (``training_step.run_compiled_cached_losses``); a step on images takes the eager path.
+        With ``compile`` on, a step on cached features computes its losses in one compiled graph.
         """
         del args, kwargs
         if isinstance(batch, CachedBatch) and self.model.backbone.use_compile:
             losses = run_compiled_cached_losses(
-                self.model,
-                batch.global_features,
-                batch.patch_features,
-                batch.gt_label,
-                batch.gt_mask,
-                self.gcl_weight,
-                self.gcl_margin,
-                backend=self.compile_backend,
-                mode=self.compile_mode,
+                self.model, batch.global_features, batch.patch_features, batch.gt_label, batch.gt_mask,
+                self.gcl_weight, self.gcl_margin, backend=self.compile_backend, mode=self.compile_mode,
             )
         else:
             if isinstance(batch, CachedBatch):
@@ -355,20 +298,11 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         labels: torch.Tensor,
         masks: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """All loss terms of a batch, and their total under ``"loss"`` (``training_step.glocal_losses``).
-
-        Args:
-            features: normalised image features of the batch.
-            labels: ``[B]`` image labels.
-            masks: ``[B, H, W]`` (or ``[B, 1, H, W]``) masks; ``None`` for image-level data.
-        """
+        """All loss terms of a batch and their total under ``"loss"``, for labels ``[B]`` and masks ``[B, H, W]``."""
         return glocal_losses(self.model, features, labels, masks, self.gcl_weight, self.gcl_margin)
 
     def encode_for_cache(self, batch: Batch) -> EncodedBatch:
-        """Pre-process a batch as Lightning would, then encode it (``FeatureEncoder`` of the feature cache).
-
-        Args:
-            batch: image batch, ``image`` ``[B, 3, h, w]``.
+        """Pre-process a batch (``image`` ``[B, 3, h, w]``) as Lightning would, then encode it for the feature cache.
 
         Returns:
             Raw global ``[B, E]`` and patch ``[K, B, N, E]`` features, labels ``[B]`` and masks ``[B, S, S]``
@@ -381,19 +315,9 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         global_features, patch_features = self.model.encode_image_raw(images)
         return global_features, patch_features, batch.gt_label.to(self.device), masks
 
-    def on_validation_start(self) -> None:
-        """Compute the text features once per evaluation (and take the few-shot references)."""
-        super().on_validation_start()
-        self.model.refresh_text_features()
-
-    def on_test_start(self) -> None:
-        """Compute the text features once per evaluation (and take the few-shot references)."""
-        super().on_test_start()
-        self.model.refresh_text_features()
-
-    def on_predict_start(self) -> None:
-        """Compute the text features once per evaluation (and take the few-shot references)."""
-        super().on_predict_start()
+    def prepare_references(self) -> None:
+        """Before each validation, test or predict: take the few-shot references, compute the text features once."""
+        super().prepare_references()
         self.model.refresh_text_features()
 
     def on_train_epoch_end(self) -> None:

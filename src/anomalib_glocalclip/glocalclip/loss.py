@@ -21,9 +21,6 @@ def _weighted_mean(per_image: torch.Tensor, weights: torch.Tensor | None) -> tor
     """Mean of ``[..., B]`` values over ``B``, over the images whose weight is 1 when ``weights`` are given (0 if none).
 
     Weights instead of boolean indexing keep shapes static, so no value has to travel to the host.
-
-    Returns:
-        ``[...]`` means (a scalar for ``[B]`` values).
     """
     if weights is None:
         return per_image.mean(dim=-1)
@@ -32,10 +29,7 @@ def _weighted_mean(per_image: torch.Tensor, weights: torch.Tensor | None) -> tor
 
 
 def focal_loss(
-    probabilities: torch.Tensor,
-    mask: torch.Tensor,
-    gamma: float = 2.0,
-    weights: torch.Tensor | None = None,
+    probabilities: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Focal loss on probabilities (already soft-maxed), as the reference computes it, of one map or a stack.
 
@@ -43,8 +37,8 @@ def focal_loss(
         probabilities: ``[B, 2, H, W]`` (normal, anomalous) probabilities, or a stack ``[..., B, 2, H, W]``
             of such maps (one per layer) sharing the mask.
         mask: ``[B, H, W]`` binary ground truth.
-        gamma: focusing parameter. Defaults to ``2.0``.
-        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
+        gamma: focusing parameter.
+        weights: ``[B]`` 0/1, images that count (``None``: all).
 
     Returns:
         Mean over all pixels (of the images that count) of ``-(1 - p_t)^γ log p_t``, where the one-hot target
@@ -58,10 +52,7 @@ def focal_loss(
 
 
 def dice_loss(
-    probabilities: torch.Tensor,
-    mask: torch.Tensor,
-    smooth: float = 1.0,
-    weights: torch.Tensor | None = None,
+    probabilities: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Binary dice loss ``1 - (2 Σ p t + 1) / (Σ p + Σ t + 1)`` per image, averaged over the batch.
 
@@ -69,8 +60,8 @@ def dice_loss(
         probabilities: ``[B, H, W]`` probabilities of one class, or a stack ``[..., B, H, W]`` of such maps.
         mask: ``[B, H, W]`` binary target of that class, or targets ``[..., B, H, W]`` broadcastable to
             ``probabilities``.
-        smooth: additive smoothing (1 in the reference). Defaults to ``1.0``.
-        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
+        smooth: additive smoothing (1 in the reference).
+        weights: ``[B]`` 0/1, images that count (``None``: all).
 
     Returns:
         The loss, summed over the maps of a stack.
@@ -84,13 +75,12 @@ def dice_loss(
 def local_loss(probability_map: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Focal + dice(anomalous, M) + dice(normal, 1 - M) of a ``[B, 2, H, W]`` map, summed over a stack of maps.
 
-    A stack ``[K, B, 2, H, W]`` (one map per layer) is computed in one batched pass: one focal loss and one dice
-    loss over all layers and both states, the same sums as a loop over layers and states (up to float rounding).
+    A stack ``[K, B, 2, H, W]`` (one map per layer) takes one batched focal and one dice pass over layers and states.
 
     Args:
         probability_map: ``[B, 2, H, W]`` (normal, anomalous) probabilities, or ``[K, B, 2, H, W]``.
         mask: ``[B, H, W]`` binary ground truth.
-        weights: ``[B]`` 0/1, images that count. Defaults to ``None`` (all).
+        weights: ``[B]`` 0/1, images that count (``None``: all).
     """
     anomalous = mask.to(probability_map.dtype)
     states = torch.stack([1 - anomalous, anomalous])  # [2, B, H, W]: the dice target of each state

@@ -19,22 +19,11 @@ PRESETS: dict[str, PromptShape] = {
 }
 
 
-def resolve_prompt_shape(
-    preset: str | None,
-    n_ctx: int | None,
-    n_abnormal_ctx: int | None,
-    deep_prompt_depth: int | None,
-    deep_prompt_length: int | None,
-) -> PromptShape:
-    """Prompt sizes from a preset (or the defaults), with every explicitly given size taking precedence."""
+def resolve_prompt_shape(preset: str | None, *sizes: int | None) -> PromptShape:
+    """Prompt sizes from a preset (or the defaults); each size given (in ``PromptShape``'s order) takes precedence."""
     if preset is not None and preset not in PRESETS:
         msg = f"Unknown GlocalCLIP preset {preset!r}. Known presets: {', '.join(PRESETS)}."
         raise ValueError(msg)
     base = PRESETS[preset] if preset is not None else DEFAULT_PROMPT_SHAPE
-    overrides = {
-        "n_ctx": n_ctx,
-        "n_abnormal_ctx": n_abnormal_ctx,
-        "deep_prompt_depth": deep_prompt_depth,
-        "deep_prompt_length": deep_prompt_length,
-    }
-    return base._replace(**{key: value for key, value in overrides.items() if value is not None})
+    overrides = zip(PromptShape._fields, sizes, strict=True)
+    return base._replace(**{key: value for key, value in overrides if value is not None})

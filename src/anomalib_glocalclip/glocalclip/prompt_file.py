@@ -52,13 +52,7 @@ class PromptFile(NamedTuple):
 
 
 def fitting_shape(prompt_file: PromptFile, path: str, requested: PromptShape, asked: bool) -> PromptShape:
-    """The file's prompt sizes, which decide; sizes asked for explicitly must agree with them.
-
-    Args:
-        prompt_file: the file read.
-        path: its path, for the message.
-        requested: the sizes the model's arguments give.
-        asked: whether a preset or a size was given explicitly.
+    """The file's prompt sizes, which decide; ``requested`` sizes must agree when ``asked`` for explicitly.
 
     Raises:
         PromptFileError: sizes asked for that the file does not hold.

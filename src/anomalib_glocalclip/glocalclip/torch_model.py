@@ -9,14 +9,9 @@ Data flow for a batch of ``B`` normalised images ``[B, 3, S, S]`` (``S`` = 518 f
     S_l          = upsample(softmax([<F_l,l_n>, <F_l,l_a>] / τ))                            [B, 2, S, S]
     anomaly map  = Gaussian_σ(Σ_l S_l[anomalous])                                           [B, S, S]
 
-Few-shot (a non-empty ``reference_bank``): each patch's cosine distance to its nearest reference patch at the
-same layers (``few_shot/``), upsampled and smoothed like ``S_l``, is mixed into the map and the image score with
-weight ``w`` (``few_shot/scoring.py``); the map keeps its range ``[0, len(feature_layers)]``.
-
-Reference-compatible features (the default): the reference code stores its multi-layer V-V features
-without copying them, so every requested layer ends up holding the *last* layer's V-V output. Its
-maps and local loss are therefore ``len(feature_layers)`` times the last layer's. ``per_layer_features``
-computes the true features of each layer instead.
+Few-shot (a non-empty ``reference_bank``): nearest-reference patch distances, smoothed like ``S_l``, are mixed in
+with weight ``w`` (``few_shot/``). By default every feature layer holds the last layer's V-V tokens, as in the
+reference code (see the README's "Reference-compatible vs per-layer features"); ``per_layer_features`` does not.
 """
 
 from __future__ import annotations
@@ -71,7 +66,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         cache_dir: open_clip download cache.
         precision: backbone precision, ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
         compile: run the backbone's vision pass under ``torch.compile`` (see ``CLIPBackbone``).
-        few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled. Defaults to ``0.5``.
+        few_shot_weight: ``w``, share of the few-shot scores once the reference bank is filled.
     """
 
     def __init__(
@@ -96,26 +91,16 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         super().__init__()
         from .presets import DEFAULT_PROMPT_SHAPE
 
-        self.backbone = CLIPBackbone(
-            backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            quick_gelu=quick_gelu,
-            cache_dir=cache_dir,
-            precision=precision,
-            compile=compile,
-        )
+        self.backbone = CLIPBackbone(backbone, pretrained=pretrained, image_size=image_size, quick_gelu=quick_gelu,
+                                     cache_dir=cache_dir, precision=precision, compile=compile)
         num_layers = self.backbone.num_vision_layers
         bad = [layer for layer in feature_layers if not 1 <= layer <= num_layers]
         if bad or not feature_layers:
             msg = f"feature_layers {list(feature_layers)} must be non-empty and within 1..{num_layers} for {backbone}."
             raise ValueError(msg)
         self.feature_layers = tuple(int(layer) for layer in feature_layers)
-        self.vv_start_layer = vv_start_layer
-        self.per_layer_features = per_layer_features
-        self.global_ln_post = global_ln_post
-        self.temperature = temperature
-        self.sigma = sigma
+        self.vv_start_layer, self.per_layer_features = vv_start_layer, per_layer_features
+        self.global_ln_post, self.temperature, self.sigma = global_ln_post, temperature, sigma
         self.round_deep_prompts_to_fp16 = round_deep_prompts_to_fp16
         self.prompt_learner = GlocalPromptLearner(self.backbone, prompt_shape or DEFAULT_PROMPT_SHAPE)
         # Normalised [g_n, g_a, l_n, l_a], computed once per evaluation and folded into exported graphs.
@@ -132,10 +117,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         """Normalised text features ``[4, E]`` of the current prompts (differentiable w.r.t. the prompts)."""
         learner = self.prompt_learner
         features = self.backbone.encode_prompt_embeddings(
-            learner(),
-            learner.eot_indices,
-            deep_prompts=list(learner.deep_prompts),
-            round_deep_prompts_to_fp16=self.round_deep_prompts_to_fp16,
+            learner(), learner.eot_indices, list(learner.deep_prompts), self.round_deep_prompts_to_fp16
         )
         return nn.functional.normalize(features.float(), dim=-1)
 
@@ -180,10 +162,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         return global_features @ text_features[:2].t() / self.temperature
 
     def probability_maps(
-        self,
-        patch_features: torch.Tensor,
-        text_features: torch.Tensor,
-        output_size: tuple[int, int],
+        self, patch_features: torch.Tensor, text_features: torch.Tensor, output_size: tuple[int, int]
     ) -> torch.Tensor:
         """``[K, B, 2, H, W]`` local (normal, anomalous) probability maps, one per computed layer."""
         probabilities = tempered_state_probabilities(patch_features, text_features[2:], self.temperature)
@@ -196,12 +175,7 @@ class GlocalCLIPModel(DynamicBufferMixin, nn.Module):
         return self.encode_image(images).patch_features
 
     def few_shot_map(self, patch_features: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-        """``[B, H, W]`` few-shot map in ``[0, 1]``: nearest-reference distances, upsampled and smoothed as ``S_l``.
-
-        Args:
-            patch_features: ``[K, B, N, E]`` patch features at the map layers.
-            output_size: ``(H, W)``.
-        """
+        """``[B, H, W]`` few-shot map in ``[0, 1]`` of ``[K, B, N, E]`` patch features, smoothed as ``S_l``."""
 
         def patch_map(scores: torch.Tensor) -> torch.Tensor:
             upsampled = patch_probability_map(scores.unsqueeze(-1), self.backbone.grid_size, output_size)

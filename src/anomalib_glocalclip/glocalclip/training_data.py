@@ -14,11 +14,8 @@ class NoAnomaliesError(PluginError, ValueError):
 def check_training_labels(datamodule: Any) -> None:
     """Refuse training data that holds no anomalous image, from its samples table (no image is read).
 
-    Image-level anomalies (without masks) are enough: they train the global prompts. A datamodule whose train
-    split has no samples table (``train_data.samples`` with ``label_index``) is not checked.
-
-    Args:
-        datamodule: the datamodule being fitted, set up (``None``: nothing to check).
+    Image-level anomalies (without masks) are enough: they train the global prompts. A datamodule (set up) whose
+    train split has no samples table (``train_data.samples`` with ``label_index``) is not checked.
 
     Raises:
         NoAnomaliesError: every training sample is normal; the message says what to pass instead.

@@ -1,10 +1,8 @@
 """GlocalCLIP's training losses of a batch, and the ``torch.compile``d loss of a step on cached features.
 
-A step on cached features is small (normalise the cached features, encode the four prompts, score, upsample,
-losses) and, on a GPU, costs the launch of hundreds of small kernels more than their arithmetic. With
-``GlocalCLIP(compile=True)`` that computation, from the cached features to the total loss, runs as one
-compiled graph (``fullgraph``, fixed shapes: a smaller last batch compiles once more); its backward is
-compiled with it. Steps on images keep the eager path (their vision pass is compiled by the backbone).
+A step on cached features launches hundreds of small GPU kernels; with ``GlocalCLIP(compile=True)`` it runs, from
+the cached features to the total loss, as one compiled graph (``fullgraph``, fixed shapes), its backward with it.
+Steps on images keep the eager path (their vision pass is compiled by the backbone).
 """
 
 from __future__ import annotations
@@ -52,9 +50,6 @@ def glocal_losses(
         masks: ``[B, H, W]`` (or ``[B, 1, H, W]``) masks; ``None`` for image-level data.
         gcl_weight: α, weight of the glocal contrastive loss.
         gcl_margin: margin of the glocal contrastive loss.
-
-    Returns:
-        Scalars named as in ``LOSS_NAMES``.
     """
     text = model.encode_text()
     loss_global = global_loss(model.image_logits(features.global_features, text), labels.to(text.device))
@@ -104,12 +99,8 @@ def cached_batch_losses(
 def compiled_cached_batch_losses(backend: str | Callable = "inductor", mode: str | None = None) -> Callable:
     """``cached_batch_losses`` under ``torch.compile`` (one graph, fixed shapes), built once per backend and mode.
 
-    Kept at module level rather than on the model, so models stay picklable and copyable (dynamo keeps its
-    compiled graphs per function and guards them on the shapes and the model's constants).
-
-    Args:
-        backend: ``torch.compile`` backend. Defaults to ``"inductor"``.
-        mode: ``torch.compile`` mode (inductor), e.g. ``"reduce-overhead"`` for CUDA graphs. Defaults to ``None``.
+    Kept at module level rather than on the model, so models stay picklable and copyable. ``mode`` is inductor's,
+    e.g. ``"reduce-overhead"`` for CUDA graphs.
 
     Raises:
         CompiledStepError: ``torch.compile`` is not available here.
@@ -134,19 +125,8 @@ def run_compiled_cached_losses(
 ) -> dict[str, torch.Tensor]:
     """``cached_batch_losses`` through its compiled version (the first call of a shape compiles it).
 
-    Args:
-        model: the network.
-        global_features: ``[B, E]`` raw cached global features.
-        patch_features: ``[K, B, N, E]`` raw cached patch features.
-        labels: ``[B]`` image labels.
-        masks: ``[B, H, W]`` masks, or ``None``.
-        gcl_weight: α.
-        gcl_margin: margin of the GCL.
-        backend: ``torch.compile`` backend. Defaults to ``"inductor"``.
-        mode: ``torch.compile`` mode. Defaults to ``None``.
-
-    Once dynamo's recompile limit is reached (many batch shapes or model configurations in one process), further
-    new shapes are computed eagerly, with a warning.
+    Once dynamo's recompile limit is reached (many batch shapes or models in one process), further new shapes are
+    computed eagerly, with a warning.
 
     Raises:
         CompiledStepError: the step could not be compiled; the message names the ``compile`` argument.
@@ -160,7 +140,6 @@ def run_compiled_cached_losses(
     try:
         losses = compiled(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)
     except recompile_limit_errors() as error:
-        # Many shapes or models in one process (a run has at most two batch sizes): the same losses, eagerly.
         logger.warning("Compiled training step not used for this batch (%s); computing it eagerly.",
                        describe_error(error, max_length=200))
         return cached_batch_losses(model, global_features, patch_features, labels, masks, gcl_weight, gcl_margin)

@@ -1,13 +1,9 @@
 """Anomalib's ``AUPRO`` with its GT regions labelled exactly, once per stack, whatever the metric's device.
 
-Anomalib's ``AUPRO.perform_cca`` labels regions with OpenCV image by image when the states are on the host, and
-on a GPU with ``connected_components_gpu``: 1,000 max-pool label-propagation passes over the whole stack (always
-all 1,000, and a region whose pixels are more than 1,000 steps apart inside it stays split), then one full-stack
-pass per region to renumber. This subclass only replaces that step: the stack's masks are labelled once on the
-host (see :func:`~anomalib_glocalclip.metrics.regions.label_regions`), the labels going back
-to the states' device, where Anomalib's own curve and area are computed unchanged. The region partition is
-OpenCV's (8-connectivity, a pixel is anomalous where the mask equals 1, as Anomalib reads it), so the values are
-the ones of Anomalib's host path, and the logged name stays ``<prefix>AUPRO``.
+On a GPU, Anomalib's ``AUPRO.perform_cca`` runs ``connected_components_gpu``: always 1,000 max-pool propagation
+passes over the stack (a region more than 1,000 steps across stays split), then a pass per region. This subclass
+replaces only that step: the masks are labelled once on the host (``regions.label_regions``, OpenCV's partition, as
+Anomalib's host path) and the curve and area stay Anomalib's, on the states' device.
 """
 
 from __future__ import annotations
@@ -25,8 +21,7 @@ __all__ = ["AUPRO"]
 class AUPRO(_AnomalibAUPRO):
     """Anomalib's ``AUPRO`` (same arguments, same values), its regions labelled once on the host.
 
-    Use it where the metric states stay on a GPU (``Evaluator(compute_on_cpu=False)``): only the masks travel to
-    the host (one byte per pixel) and the labels back; sorting and the curve stay on the device.
+    Use it where the metric states stay on a GPU (``Evaluator(compute_on_cpu=False)``).
 
     Example:
         >>> AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", fpr_limit=0.3).name
@@ -34,11 +29,7 @@ class AUPRO(_AnomalibAUPRO):
     """
 
     def perform_cca(self) -> Tensor:
-        """Label the connected regions of all stored masks, uniquely across them.
-
-        Returns:
-            int64 labels of the stored masks' shape (``[N, H, W]`` or ``[N, 1, H, W]``) on their device: ``0`` for
-            normal pixels, ``1..R`` for the regions.
+        """int64 labels (``0`` normal, ``1..R`` regions, unique across the masks) of the stored masks' shape and device.
 
         Raises:
             ValueError: masks outside ``[0, 1]`` (as Anomalib's).

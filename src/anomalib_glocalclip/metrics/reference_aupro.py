@@ -1,30 +1,22 @@
 """The "PRO" of the GlocalCLIP / AnomalyCLIP / AnoVL papers (originally cflow-ad's), fast and next to Anomalib's.
 
-The papers' ``cal_pro_score`` is not Anomalib's ``AUPRO(fpr_limit=0.3)``. For one category it does:
+The papers' ``cal_pro_score`` (see the GlocalCLIP README's "Two AUPROs") for one category:
 
-1. thresholds ``np.arange(lo, hi, (hi - lo) / 200)`` over all values of the stack of maps, ``lo``/``hi`` being
-   the stack's min/max in the maps' own dtype (numpy's float32 arange gives 200 *or 201* thresholds, and the last
-   one can reach ``hi``);
-2. at each threshold ``th`` a pixel is positive when ``map > th``; PRO(th) is the mean, over every connected GT
-   region of every image (skimage's default 8-connectivity), of the fraction of the region's pixels that are
-   positive: regions weigh the same whatever their size;
-3. FPR(th) is the fraction of all GT-normal pixels of the stack that are positive;
+1. thresholds ``np.arange(lo, hi, (hi - lo) / 200)`` over the stack's min/max in the maps' dtype (200 *or 201*);
+2. PRO(th): mean over every 8-connected GT region of the fraction of its pixels with ``map > th``;
+3. FPR(th): fraction of all GT-normal pixels with ``map > th``;
 4. only thresholds with ``FPR < 0.3`` are kept;
-5. the kept FPRs are min-max rescaled to [0, 1] (not divided by 0.3, and the curve need not start at FPR 0);
+5. the kept FPRs are min-max rescaled to [0, 1] (not divided by 0.3);
 6. the score is the trapezoid area of PRO over the rescaled FPRs (``sklearn.metrics.auc``).
 
-Anomalib's ``AUPRO`` instead uses every distinct score as a threshold, interpolates the curve at FPR = 0.3 and
-divides the area by 0.3. Both are region-averaged, but the numbers differ.
-
-Here the curve is computed without looping over thresholds or regions: every pixel is put in the threshold bucket
-its score falls in, per-region (and normal-pixel) histograms over buckets are built with one ``bincount`` per chunk
-of images, and reverse cumulative sums give "pixels above the threshold" for all thresholds at once.
+Without loops over thresholds or regions: each pixel goes to the threshold bucket of its score, per-region and
+normal-pixel histograms come from one ``bincount`` per chunk of images, and reverse cumulative sums give the pixels
+above every threshold at once.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,10 +42,6 @@ def reference_thresholds(anomaly_maps: Tensor, num_thresholds: int = 200) -> np.
     float32 maps numpy 2 computes the step in float32, the length as ``ceil`` of a float32 quotient and the values in
     float64, so the result has ``num_thresholds`` or ``num_thresholds + 1`` entries and the last one may equal or
     exceed ``hi``.
-
-    Args:
-        anomaly_maps: scores of any shape, float16/32/64, on any device.
-        num_thresholds: the reference's ``max_step``.
 
     Returns:
         float64 array ``[T]``, increasing; empty when the maps are empty, constant or not finite (the reference
@@ -91,15 +79,7 @@ def _binarise(masks: Tensor) -> Tensor:
 
 
 def _label_rows(masks: Tensor) -> tuple[Tensor, int]:
-    """Give each pixel the row of its histogram: its GT region, or the normal-pixel row after all regions.
-
-    Args:
-        masks: bool ``[n, H, W]``, any device.
-
-    Returns:
-        int64 ``[n, H, W]`` on the masks' device with values in ``[0, R]`` (``R`` = normal pixels), and ``R``, the
-        number of 8-connected regions in the chunk.
-    """
+    """Each pixel's histogram row (int64 ``[n, H, W]``) of bool masks: its region, or ``R`` (normal); and ``R``."""
     rows, num_regions = label_regions(masks)
     # labels are 1..R for regions and 0 for normal pixels; rotate by one so normal pixels land on row R.
     rows = torch.where(rows > 0, rows - 1, num_regions)
@@ -107,15 +87,9 @@ def _label_rows(masks: Tensor) -> tuple[Tensor, int]:
 
 
 def _bucket_histograms(anomaly_maps: Tensor, masks: Tensor, boundaries: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-region and normal-pixel histograms of "how many thresholds lie strictly below the score".
+    """Per-region ``[R, T + 1]`` and normal-pixel ``[T + 1]`` int64 histograms of "thresholds below the score".
 
-    Args:
-        anomaly_maps: ``[N, H, W]`` scores in the boundaries' dtype.
-        masks: bool ``[N, H, W]``.
-        boundaries: ``[T]`` non-decreasing thresholds.
-
-    Returns:
-        int64 ``[R, T + 1]`` region histograms (``R`` over the whole stack) and int64 ``[T + 1]`` normal histogram.
+    ``anomaly_maps`` ``[N, H, W]`` are in the dtype of the ``[T]`` non-decreasing ``boundaries``; masks are bool.
     """
     num_buckets = boundaries.numel() + 1
     images_per_chunk = max(1, _CHUNK_PIXELS // max(1, anomaly_maps[0].numel()))
@@ -138,9 +112,7 @@ def _counts_above(hist: Tensor) -> Tensor:
 
 
 def reference_pro_curve(
-    anomaly_maps: Tensor,
-    masks: Tensor,
-    num_thresholds: int = 200,
+    anomaly_maps: Tensor, masks: Tensor, num_thresholds: int = 200
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The reference's full curve, before the FPR limit: one point per threshold.
 
@@ -155,9 +127,8 @@ def reference_pro_curve(
         normal pixels, as 0/0 in the reference.
     """
     if anomaly_maps.ndim != 3 or anomaly_maps.shape != masks.shape:
-        msg = (
-            f"Expected anomaly maps and masks of the same shape [N, H, W], got {anomaly_maps.shape} and {masks.shape}."
-        )
+        shapes = f"{anomaly_maps.shape} and {masks.shape}"
+        msg = f"Expected anomaly maps and masks of the same shape [N, H, W], got {shapes}."
         raise ValueError(msg)
     anomaly_maps = anomaly_maps.as_subclass(Tensor).detach()
     if anomaly_maps.dtype not in _NATIVE_FLOAT_DTYPES:
@@ -177,35 +148,20 @@ def reference_pro_curve(
 
 
 def _rescaled_area(fpr: Tensor, pro: Tensor, fpr_limit: float) -> Tensor:
-    """Steps 4-6: keep ``fpr < fpr_limit``, min-max rescale those FPRs, trapezoid area of ``pro`` over them.
-
-    Args:
-        fpr: float64 ``[T]``, non-increasing (thresholds increase).
-        pro: float64 ``[T]``.
-        fpr_limit: strict upper bound on the kept FPRs.
-
-    Returns:
-        float64 scalar; NaN (with a warning) where the reference fails or returns NaN.
-    """
+    """Steps 4-6 on float64 ``[T]`` curves (``fpr`` non-increasing); NaN with a warning where the reference fails."""
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=fpr.device)
     keep = fpr < fpr_limit
     if int(keep.sum()) < 2:
-        warnings.warn(
-            f"Reference AUPRO is undefined: fewer than 2 thresholds with FPR < {fpr_limit} (constant or non-finite "
-            f"maps, no normal pixels, or more than {fpr_limit} of them sharing the top score); returning NaN.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        msg = (f"Reference AUPRO is undefined: fewer than 2 thresholds with FPR < {fpr_limit} (constant or non-finite "
+               f"maps, no normal pixels, or more than {fpr_limit} of them sharing the top score); returning NaN.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return nan
     fpr, pro = fpr[keep], pro[keep]
     span = fpr.max() - fpr.min()
     if span == 0:
-        warnings.warn(
-            "Reference AUPRO is undefined: all kept thresholds have the same FPR (0/0 in its min-max rescaling, "
-            "e.g. a map whose normal pixels all share the lowest score); returning NaN.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        msg = ("Reference AUPRO is undefined: all kept thresholds have the same FPR (0/0 in its min-max rescaling, "
+               "e.g. a map whose normal pixels all share the lowest score); returning NaN.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return nan
     if torch.isnan(pro).any():
         warnings.warn("Reference AUPRO is undefined without GT regions; returning NaN.", RuntimeWarning, stacklevel=3)
@@ -214,22 +170,11 @@ def _rescaled_area(fpr: Tensor, pro: Tensor, fpr_limit: float) -> Tensor:
     return -torch.trapezoid(pro, (fpr - fpr.min()) / span)
 
 
-def reference_aupro(
-    anomaly_maps: Tensor,
-    masks: Tensor,
-    fpr_limit: float = 0.3,
-    num_thresholds: int = 200,
-) -> Tensor:
+def reference_aupro(anomaly_maps: Tensor, masks: Tensor, fpr_limit: float = 0.3, num_thresholds: int = 200) -> Tensor:
     """AUPRO as the GlocalCLIP / AnomalyCLIP / AnoVL papers compute it (their ``cal_pro_score``), vectorised.
 
-    Runs on the maps' device; the scratch memory is bounded by one chunk of images (~4M pixels, ~300 MB measured on
-    CPU), whatever ``N``.
-
-    Args:
-        anomaly_maps: ``[N, H, W]`` scores of one category.
-        masks: ``[N, H, W]`` ground truth, anomalous where non-zero (``> 0.5`` for float masks).
-        fpr_limit: thresholds with ``FPR < fpr_limit`` are kept.
-        num_thresholds: the reference's ``max_step`` (the stack's score range is cut in this many steps).
+    Runs on the maps' device (``[N, H, W]`` scores of one category; masks as in :func:`reference_pro_curve`); the
+    scratch memory is bounded by one chunk of images (~4M pixels, ~300 MB measured on CPU), whatever ``N``.
 
     Returns:
         float64 scalar tensor on the maps' device. NaN, with a ``RuntimeWarning``, where the reference raises or
@@ -255,10 +200,7 @@ class _ReferenceAUPRO(Metric):
     Args:
         fpr_limit: thresholds with ``FPR < fpr_limit`` are kept.
         num_thresholds: the reference's ``max_step``.
-        dist_sync_on_step: torchmetrics option.
-        process_group: torchmetrics option.
-        dist_sync_fn: torchmetrics option.
-        **kwargs: further torchmetrics options (``compute_on_cpu``, ...).
+        **kwargs: torchmetrics options (``compute_on_cpu``, ``dist_sync_on_step``, ...).
     """
 
     is_differentiable: bool = False
@@ -267,44 +209,21 @@ class _ReferenceAUPRO(Metric):
     preds: list[Tensor]
     target: list[Tensor]
 
-    def __init__(
-        self,
-        fpr_limit: float = 0.3,
-        num_thresholds: int = 200,
-        dist_sync_on_step: bool = False,
-        process_group: Any | None = None,
-        dist_sync_fn: Callable | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            dist_sync_on_step=dist_sync_on_step,
-            process_group=process_group,
-            dist_sync_fn=dist_sync_fn,
-            **kwargs,
-        )
+    def __init__(self, fpr_limit: float = 0.3, num_thresholds: int = 200, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.fpr_limit = float(fpr_limit)
         self.num_thresholds = int(num_thresholds)
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Store a batch.
-
-        Args:
-            preds: ``[B, H, W]`` or ``[B, 1, H, W]`` anomaly maps.
-            target: ``[B, H, W]`` or ``[B, 1, H, W]`` GT masks (stored as bool).
-        """
+        """Store a batch of ``[B, H, W]`` or ``[B, 1, H, W]`` anomaly maps and GT masks (stored as bool)."""
         self.preds.append(_as_stack(preds))
         self.target.append(_binarise(_as_stack(target)))
 
     def compute(self) -> Tensor:
         """Reference AUPRO of everything seen since the last reset (float64 scalar)."""
-        return reference_aupro(
-            dim_zero_cat(self.preds),
-            dim_zero_cat(self.target),
-            fpr_limit=self.fpr_limit,
-            num_thresholds=self.num_thresholds,
-        )
+        return reference_aupro(dim_zero_cat(self.preds), dim_zero_cat(self.target), self.fpr_limit, self.num_thresholds)
 
 
 class ReferenceAUPRO(AnomalibMetric, _ReferenceAUPRO):  # type: ignore[misc]

@@ -1,9 +1,8 @@
 """Connected GT regions of a stack of masks, labelled once on the host whatever the masks' device.
 
-Both AUPROs average over connected anomalous regions (8-connectivity in the image plane, as skimage's and OpenCV's
-defaults). Each mask is labelled by OpenCV's ``connectedComponents`` (measured on the CPU about 3x faster than one
-``scipy.ndimage.label`` call over the whole stack, with the same regions) and its labels are shifted past the
-previous images', so they are unique across the stack; only the masks travel to the host and the labels back.
+Both AUPROs average over 8-connected anomalous regions. Each mask is labelled by OpenCV's ``connectedComponents``
+(about 3x faster on a CPU than one ``scipy.ndimage.label`` over the stack, same regions), its labels shifted past
+the previous images'.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ __all__ = ["label_regions"]
 
 
 def label_regions(masks: Tensor) -> tuple[Tensor, int]:
-    """Label the 8-connected regions of every mask of a stack, uniquely across the stack.
-
-    Args:
-        masks: bool ``[N, H, W]`` anomalous pixels, any device.
+    """Label the 8-connected regions of every bool mask of a stack ``[N, H, W]``, uniquely across the stack.
 
     Returns:
         int64 ``[N, H, W]`` labels on the masks' device, ``0`` for normal pixels and ``1..R`` for the regions

@@ -23,17 +23,10 @@ class FeatureCacheCallback(Callback):
 
     Args:
         encoder: the model (``encode_for_cache`` and ``device``).
-        storage: ``auto`` (by size), ``device``, ``host`` or ``disk``. Defaults to ``"auto"``.
-        decode_on_device: decode the split's RGB and grayscale JPEGs on the model's device, in batches
-            (``torchvision.io.decode_jpeg``; nvJPEG on CUDA), instead of with PIL in the dataloader workers. Needs
-            a dataset with a samples table (``data.SampleDataset``); other files and datasets are read as usual.
-            Defaults to ``False``.
-
-    Example:
-        >>> from anomalib_glocalclip import GlocalCLIP  # doctest: +SKIP
-        >>> model = GlocalCLIP(cache_features=True)  # doctest: +SKIP
-        >>> [type(c).__name__ for c in model.configure_callbacks()][-1]  # doctest: +SKIP
-        'FeatureCacheCallback'
+        storage: ``auto`` (by size), ``device``, ``host`` or ``disk``.
+        decode_on_device: decode the split's RGB and grayscale JPEGs on the model's device, in batches, instead
+            of with PIL in the dataloader workers. Needs a dataset with a samples table (``data.SampleDataset``);
+            other files and datasets are read as usual.
     """
 
     def __init__(self, encoder: FeatureEncoder, storage: str = "auto", decode_on_device: bool = False) -> None:
@@ -66,13 +59,7 @@ class FeatureCacheCallback(Callback):
         self.release()
 
     def dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
-        """Encode ``dataset`` once (in a fixed order) and return shuffled batches of its cached features.
-
-        Args:
-            dataset: the train split, free of random augmentations.
-            batch_size: training batch size.
-            num_workers: workers of the one encoding pass.
-        """
+        """Encode ``dataset`` (the augmentation-free train split) once, return shuffled batches of its features."""
         if self.cache is None or self._source is not dataset:
             self.release()
             # A generator of its own: iterating a DataLoader draws a seed, which must not shift the global RNG

@@ -30,8 +30,6 @@ class JpegSample:
         data: ``[n]`` uint8 bytes of the JPEG file, or ``None`` when ``image`` holds the image.
         image: ``[3, H, W]`` image read and augmented by the dataset (not a device-decodable JPEG), or ``None``.
         gt_mask: ``[H, W]`` mask at the file's size (augmented with ``image`` when that is set), or ``None``.
-        gt_label: image label.
-        image_path: the image file, named by decoding errors.
     """
 
     data: torch.Tensor | None
@@ -42,11 +40,7 @@ class JpegSample:
 
 
 class JpegSamples(Dataset):
-    """The samples of a ``SampleDataset`` with RGB and grayscale JPEGs left encoded, to be decoded on the device.
-
-    Args:
-        dataset: a dataset with a ``samples`` table and ``mask_of(row, size)`` (``data.SampleDataset``).
-    """
+    """The samples of a ``SampleDataset`` (``samples`` table, ``mask_of(row, size)``), JPEGs left encoded."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -63,13 +57,8 @@ class JpegSamples(Dataset):
             item = self.dataset[index]
             return JpegSample(None, item.image, item.gt_mask, item.gt_label, str(row.image_path))
         width, height = header
-        return JpegSample(
-            data=read_file(str(row.image_path)),
-            image=None,
-            gt_mask=self.dataset.mask_of(row, (height, width)),
-            gt_label=torch.tensor(int(row.label_index)),
-            image_path=str(row.image_path),
-        )
+        mask, label = self.dataset.mask_of(row, (height, width)), torch.tensor(int(row.label_index))
+        return JpegSample(read_file(str(row.image_path)), None, mask, label, str(row.image_path))
 
 
 def _jpeg_header(path: Path) -> tuple[int, int] | None:
@@ -84,13 +73,8 @@ def _jpeg_header(path: Path) -> tuple[int, int] | None:
 def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Any = None) -> Any:
     """An ``ImageBatch`` of ``samples``, their JPEGs decoded on ``device`` in one batched call.
 
-    Decoded images are scaled to ``[0, 1]`` and augmented (with their masks) as the dataset does for images it
-    reads, so on the CPU the batch equals the dataset's own.
-
-    Args:
-        samples: from ``JpegSamples``.
-        device: where to decode (``cuda``: nvJPEG).
-        augmentations: the dataset's augmentations (e.g. Anomalib's model resize), or ``None``.
+    Decoded images are scaled to ``[0, 1]`` and augmented (with their masks) by the dataset's ``augmentations``,
+    as the dataset does for images it reads, so on the CPU the batch equals the dataset's own.
 
     Raises:
         ImageReadError: a JPEG that cannot be decoded; the message names the file.
@@ -128,15 +112,15 @@ def _decode_jpegs(samples: list[JpegSample], device: torch.device) -> list[torch
         return decode_jpeg([sample.data for sample in samples], mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
         for sample in samples:  # find the file
-            _decode_one(sample, device, ImageReadError)
+            _decode_one(sample, device)
         raise
 
 
-def _decode_one(sample: JpegSample, device: torch.device, error_type: type[Exception]) -> torch.Tensor:
-    """Decode one sample's JPEG, or raise ``error_type`` naming its file."""
+def _decode_one(sample: JpegSample, device: torch.device) -> None:
+    """Decode one sample's JPEG, or raise ``ImageReadError`` naming its file."""
     try:
-        return decode_jpeg(sample.data, mode=ImageReadMode.RGB, device=device)
+        decode_jpeg(sample.data, mode=ImageReadMode.RGB, device=device)
     except RuntimeError as error:
         msg = (f"The image {sample.image_path} could not be decoded ({error}). Replace the file, or train with "
                "decode_on_device=False to read it with PIL.")
-        raise error_type(msg) from error
+        raise ImageReadError(msg) from error

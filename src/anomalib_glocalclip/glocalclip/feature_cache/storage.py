@@ -22,11 +22,7 @@ STORAGES = ("auto", "device", "host", "disk")
 
 
 def check_storage(storage: str) -> str:
-    """``storage`` if it is one of :data:`STORAGES`.
-
-    Raises:
-        ValueError: another value.
-    """
+    """``storage`` if it is one of :data:`STORAGES`, else a ``ValueError``."""
     if storage not in STORAGES:
         msg = f"cache_storage must be one of {STORAGES}, got {storage!r}."
         raise ValueError(msg)
@@ -38,14 +34,9 @@ EncodedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | No
 
 @dataclass
 class CachedBatch:
-    """A training batch read from the cache.
+    """A training batch read from the cache: raw global ``[B, E]`` and patch ``[K, B, N, E]`` features.
 
-    Attributes:
-        global_features: ``[B, E]`` raw global features (before normalisation).
-        patch_features: ``[K, B, N, E]`` raw patch features of the map layers.
-        gt_label: ``[B]`` image labels.
-        gt_mask: ``[B, H, W]`` bool masks (pre-processed, at the model's input size), or ``None``.
-        image: always ``None``: the images were pre-processed and encoded when the cache was built.
+    ``gt_mask`` is ``[B, H, W]`` bool at the model's input size (or ``None``); ``image`` is always ``None``.
     """
 
     global_features: torch.Tensor
@@ -61,7 +52,7 @@ class FeatureEncoder(Protocol):
     device: torch.device
 
     def encode_for_cache(self, batch: Any) -> EncodedBatch:
-        """Batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or ``None``)."""
+        """Batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or ``None``), raw."""
 
 
 class _Indices(Dataset):
@@ -124,15 +115,9 @@ class FeatureCache:
         storage: str = "auto",
         scratch: Path | None = None,
     ) -> FeatureCache:
-        """Encode every batch once and keep the results.
+        """Encode every batch of the split (``length`` samples in a fixed order) once with ``encode`` and keep them.
 
-        Args:
-            batches: the training split in a fixed order (no shuffling).
-            encode: batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or None).
-            length: number of samples.
-            device: the model's device.
-            storage: ``auto`` (by size), ``device``, ``host`` or ``disk``.
-            scratch: folder for ``disk`` storage (a temporary folder inside it is used and removed).
+        ``scratch`` holds ``disk`` storage (in a temporary folder inside it, removed by ``release``).
         """
         if storage not in STORAGES:
             msg = f"feature cache storage must be one of {STORAGES}, got {storage!r}."
@@ -160,12 +145,7 @@ class FeatureCache:
 
     @classmethod
     def _allocate(
-        cls,
-        parts: dict,
-        length: int,
-        device: torch.device,
-        storage: str,
-        scratch: Path | None,
+        cls, parts: dict, length: int, device: torch.device, storage: str, scratch: Path | None
     ) -> FeatureCache:
         batch = len(parts["gt_label"])
         nbytes = sum(t.element_size() * t.numel() // batch * length for t in parts.values())
@@ -213,34 +193,19 @@ class FeatureCache:
                 on_storage[stored.device] = index.to(stored.device)
             return stored[on_storage[stored.device]]
 
-        return CachedBatch(
-            global_features=take("global_features"),
-            patch_features=take("patch_features").transpose(0, 1),
-            gt_label=take("gt_label"),
-            gt_mask=_as_mask(take("gt_mask")),
-        )
+        mask = take("gt_mask")  # a tv_tensors.Mask, so that the pre-processor's transform treats it as a mask
+        mask = Mask(mask) if mask is not None else None
+        return CachedBatch(take("global_features"), take("patch_features").transpose(0, 1), take("gt_label"), mask)
 
     def dataloader(self, batch_size: int, shuffle: bool = True) -> DataLoader:
         """Batches of the cache, shuffled like an image dataloader would be."""
-        return DataLoader(
-            _Indices(len(self)),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=self.collate,
-            num_workers=0,
-            pin_memory=False,
-        )
+        return DataLoader(_Indices(len(self)), batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate)
 
     def release(self) -> None:
         """Drop the cache (and its files)."""
         self.tensors = {}
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _as_mask(tensor: torch.Tensor | None) -> Mask | None:
-    """Masks as ``tv_tensors.Mask``, so that the pre-processor's transform treats them as masks."""
-    return Mask(tensor) if tensor is not None else None
 
 
 def _storage_dtype(dtype: torch.dtype) -> torch.dtype:
