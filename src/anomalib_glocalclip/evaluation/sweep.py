@@ -1,43 +1,10 @@
 """Zero-shot evaluation sweep: test a model on every category of a dataset and write the paper's tables.
 
-``anomalib-glocalclip evaluate`` (and :func:`evaluate` in Python) tests GlocalCLIP with a learned prompt file,
-AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of one of the paper's datasets
-(see ``data/catalogue.py``), through Anomalib's ``Engine.test``, and writes per-category and mean metrics in the
-paper's format, with heatmaps.
-
-* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep, and stay there
-  between categories; per category only the evaluator, a fresh copy of the post-processor, the prompts of the
-  category (AnoCLIP) and the heatmaps' folder change. Each category runs through the plugin's engine path
-  (``evaluation/engine.py``): where the validation split is the test split (the default) and scores are raw, the
-  test pass also fits the thresholds instead of a validation pass over the same files, and heatmaps are drawn on
-  background threads. Metric states stay on the device. The numbers are those of ``anomalib test`` (fresh model
-  per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
-* **Every file read right or named**: see ``evaluation/reading.py`` (``--resize-masks`` for masks of another
-  size).
-* **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
-  the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
-
-* **Resume**: each finished category's result is written atomically to ``categories/<category>.json``; a rerun
-  skips categories with a successful result and redoes the others (failed, or interrupted before finishing).
-* **Independent categories**: every category gets its own evaluator, thresholds and Engine root
-  (``runs/<category>``); a category that fails is recorded (table, ``evaluate.log``) and the sweep goes on;
-  the command then exits with status 1. Errors that would hit every category (the model cannot be built,
-  results of another sweep in the folder) stop the sweep at once (status 2).
-* **Metrics per dataset level**, as in the paper: image (AUROC, AP) where the test split holds normal and
-  anomalous images, pixel (AUROC, PRO) where it has masks. On anomalous-only sets (polyps, ISIC, TN3K) image
-  metrics are undefined and not computed; Anomalib's adaptive image threshold then falls back to the lowest
-  validation score (it logs a warning), which only affects predicted labels, not the metrics.
-* **Raw scores**: metrics are computed on the model's raw scores, as in the paper, not on Anomalib's clipped
-  normalisation (``--normalize-scores`` to keep it).
-* **Report**: ``report.html``, written with the tables from what ``categories/`` holds: curves, histograms and
-  worst cases per category (``evaluation/report.py``, data collected by ``evaluation/report_data.py``).
-
-Example::
-
-    anomalib-glocalclip evaluate --prompts prompts.pt --dataset mvtec_ad --root ./datasets/MVTecAD
-    anomalib-glocalclip evaluate --model anoclip --dataset visa --root ./datasets/visa --categories candle pcb1
-
-The command's options are in ``anomalib_glocalclip/cli/evaluate.py``.
+``anomalib-glocalclip evaluate`` (options in ``cli/evaluate.py``) and :func:`evaluate` run each category through
+the plugin's engine path (``evaluation/engine.py``), one model kept on its device for the whole sweep. Finished
+categories are stored atomically (``store.py``) so that a rerun resumes; a failed category is recorded and the
+sweep goes on; SIGINT/SIGTERM stop it after writing the tables (``stopping.py``). Metrics are computed on raw
+scores, as in the paper. README "The paper's cross-dataset tables" describes the outputs.
 """
 
 from __future__ import annotations
@@ -51,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,45 +115,29 @@ def _has_masks(dataset: Any) -> bool:
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 
+@dataclass
 class _CategoryRun:
     """Everything one category's run needs from the sweep (so the loop stays readable).
 
-    The model is built once, on the first category run, and reused by the next ones when it is one of the
-    plugin's (``ZeroShotCLIPMixin``: prompts and text features follow the datamodule's category); per category
-    it gets a fresh evaluator, a fresh copy of its post-processor as built (no thresholds carried over) and the
-    category's heatmap writer. Other models are built anew for every category, as they may keep per-category
-    state of their own.
+    The plugin's models (``ZeroShotCLIPMixin``) are built once and reused: per category they get a fresh
+    evaluator, a fresh copy of the post-processor as built (no thresholds carried over) and the category's
+    heatmap folder. Other models are built anew for every category, as they may keep per-category state.
     """
 
-    def __init__(
-        self,
-        factory: ModelFactory,
-        entry: DatasetEntry,
-        root: Path,
-        output: Path,
-        engine_args: dict[str, Any],
-        datamodule_args: dict[str, Any],
-        heatmaps: bool,
-        normalize: bool,
-        seed: int | None,
-        resize_masks: bool = False,
-        progress: bool = False,
-        few_shot: int = 0,
-    ) -> None:
-        self.factory = factory
-        self.progress = progress
-        self.resize_masks = resize_masks
-        self.few_shot = few_shot
-        self.entry = entry
-        self.root = root
-        self.output = output
-        self.engine_args = engine_args
-        self.datamodule_args = datamodule_args
-        self.heatmaps = heatmaps
-        self.normalize = normalize
-        self.seed = seed
-        self._model: AnomalibModule | None = None
-        self._pristine_post_processor: Any = None
+    factory: ModelFactory
+    entry: DatasetEntry
+    root: Path
+    output: Path
+    engine_args: dict[str, Any]
+    datamodule_args: dict[str, Any]
+    heatmaps: bool
+    normalize: bool
+    seed: int | None
+    resize_masks: bool = False
+    progress: bool = False
+    few_shot: int = 0
+    _model: AnomalibModule | None = field(default=None, init=False)
+    _pristine_post_processor: Any = field(default=None, init=False)
 
     def model_for(self, evaluator: Evaluator) -> AnomalibModule:
         """The sweep's model readied for one category: built on first use, reused where it can be."""

@@ -1,18 +1,8 @@
 """A sweep's results as the paper's tables: per category and mean, x100 with one decimal.
 
-The paper reports image (AUROC, AP) and pixel (AUROC, PRO), each the arithmetic mean over the categories of a
-dataset of per-category values (spec section 7). Here
-
-* ``image_AUROC``, ``image_AUPR`` are the image (AUROC, AP);
-* ``pixel_AUROC``, ``pixel_ReferenceAUPRO`` are the pixel (AUROC, PRO): PRO is the papers' AUPRO;
-* ``pixel_AUPRO`` is Anomalib's ``AUPRO(fpr_limit=0.3)``, reported beside it (another definition, other numbers).
-
-Which of them a dataset reports follows the paper: image-level sets image metrics only, anomalous-only pixel sets
-(polyps, ISIC, TN3K) pixel metrics only. Files written:
-
-* ``results.csv``: the paper-format table (category rows, then ``mean``), values x100 rounded to one decimal;
-* ``results.md``: the same in Markdown, pairs as in the paper ("91.7, 96.4");
-* ``metrics.csv``: every metric at full precision in [0, 1], with status, error, image counts and run time.
+The paper's image (AUROC, AP) are ``image_AUROC``, ``image_AUPR``; its pixel (AUROC, PRO) are ``pixel_AUROC``,
+``pixel_ReferenceAUPRO``; Anomalib's ``AUPRO(fpr_limit=0.3)`` (``pixel_AUPRO``) is reported beside them. Writes
+``results.csv`` and ``results.md`` (paper format) and ``metrics.csv`` (full precision, with status and counts).
 """
 
 from __future__ import annotations
@@ -85,14 +75,8 @@ def paper_frame(
 ) -> pd.DataFrame:
     """The paper-format table: one row per category and a ``mean`` row, x100 with one decimal.
 
-    Args:
-        results: category results in table order (failed ones get empty cells and a note).
-        entry: the dataset (decides the columns).
-        n_categories: how many categories the dataset has; a mean over fewer says so in its note.
-
-    Returns:
-        Frame indexed by ``category`` with the metric columns of :func:`paper_columns` and ``note``. The mean is
-        taken over the successful categories' unrounded values, then rounded.
+    Failed categories get empty cells and a note; the mean is taken over the successful categories' unrounded
+    values, then rounded, and says so in its note when it covers fewer than ``n_categories``.
     """
     columns = paper_columns(entry)
     raw = pd.DataFrame(
