@@ -36,17 +36,8 @@ class ZeroShotBenchmark(Benchmark):
     """Benchmark zero-shot, few-shot and one-class models on the same data; one table for all of them.
 
     Runs Anomalib's runners (serial, or one process per GPU with ``accelerator: cuda`` on several GPUs) over
-    ``ZeroShotBenchmarkJob``s, and writes ``results.csv``, ``results.md`` and ``benchmark.log`` to the output
-    folder. A job that fails is a row with its error; the other jobs still run.
-
-    Args:
-        output_dir: where to write the results; ``None``: the config's ``output_dir``, else
-            ``runs/benchmark/<date-time>``.
-
-    Example:
-        >>> from jsonargparse import Namespace
-        >>> from anomalib_glocalclip.comparison import ZeroShotBenchmark
-        >>> table = ZeroShotBenchmark("results/bench").run(Namespace(config="bench.yaml"))  # doctest: +SKIP
+    ``ZeroShotBenchmarkJob``s; writes ``results.csv``, ``results.md`` and ``benchmark.log`` to ``output_dir``
+    (``None``: the config's ``output_dir``, else ``runs/benchmark/<date-time>``).
     """
 
     def __init__(self, output_dir: str | Path | None = None) -> None:
@@ -55,10 +46,7 @@ class ZeroShotBenchmark(Benchmark):
 
     @staticmethod
     def _setup_runners(args: dict[str, Any]) -> list[Runner]:
-        """One runner per accelerator: serial, or parallel over the GPUs for ``cuda`` with several of them.
-
-        ``auto`` (the default) is ``cuda`` where a GPU is visible, else ``cpu``.
-        """
+        """One runner per accelerator (``auto``: ``cuda`` if visible): serial, or parallel over several GPUs."""
         accelerators = args.get("accelerator", "auto")
         accelerators = accelerators if isinstance(accelerators, list) else [accelerators]
         runners: list[Runner] = []
