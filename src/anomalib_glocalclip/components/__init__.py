@@ -1,16 +1,8 @@
 """Shared bases and components of the plugin's zero-shot CLIP models (as ``anomalib.models.components``).
 
-* ``ZeroShotCLIPMixin`` (``base``): what GlocalCLIP and AnoCLIP share, mixed in before ``AnomalibModule``.
-* ``clip_pre_processor``, ``CLIPPreProcessor`` (``pre_processor``): resize and CLIP normalisation,
-  torchvision's tensor bicubic (``preprocessing="anomalib"``) or the model's reference's PIL resize (``"reference"``).
-* ``ReferenceResize`` (``reference_resize``): PIL's 8-bit bicubic or bilinear (images) and bilinear > 0.5 (masks)
-  in torch.
-* ``zero_shot_evaluator`` (``evaluator``): the metric set of every model, sweep and benchmark of the plugin.
-* ``PredictionTable`` (``prediction_table``): ``predictions.csv`` written by ``predict``, with a status per image.
-* ``ThresholdsFromTest`` (``one_pass``): thresholds fitted on the test pass of the plugin's commands
-  where validation would score the same files again (see ``evaluation/engine.py``).
-* ``read_predict_folders_safely`` (``predict_input``): ``predict`` on a folder reads every image right and
-  skips unreadable ones.
+``ZeroShotCLIPMixin`` (``base``) is what GlocalCLIP and AnoCLIP share; the other modules each hold one component
+of it (pre-processor, reference resize, evaluator, visualizer, prediction table, few-shot references) or of the
+plugin's engine path (``one_pass``, ``heatmap_writer``).
 """
 
 from .base import ExportRefusedError, ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds

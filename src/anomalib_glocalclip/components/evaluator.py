@@ -8,10 +8,7 @@ from anomalib_glocalclip.metrics import AUPRO, ReferenceAUPRO
 
 
 def zero_shot_evaluator(
-    image_metrics: bool = True,
-    pixel_metrics: bool = True,
-    reference_aupro: bool = False,
-    compute_on_cpu: bool = False,
+    image_metrics: bool = True, pixel_metrics: bool = True, reference_aupro: bool = False, compute_on_cpu: bool = False
 ) -> Evaluator:
     """Image AUROC, AUPR, F1Max and pixel AUROC, AUPRO (FPR <= 0.3), F1Max.
 
@@ -23,11 +20,9 @@ def zero_shot_evaluator(
 
     Args:
         image_metrics: include the image metrics (leave out where a test split holds one class only).
-            Defaults to ``True``.
-        pixel_metrics: include the pixel metrics (leave out for datasets without masks). Defaults to ``True``.
-        reference_aupro: also the papers' AUPRO, ``pixel_ReferenceAUPRO`` (200 thresholds, FPR < 0.3
-            rescaled). Defaults to ``False``.
-        compute_on_cpu: move metric states to the host after every batch. Defaults to ``False``.
+        pixel_metrics: include the pixel metrics (leave out for datasets without masks).
+        reference_aupro: also the papers' AUPRO, ``pixel_ReferenceAUPRO`` (200 thresholds, FPR < 0.3 rescaled).
+        compute_on_cpu: move metric states to the host after every batch.
 
     Example:
         >>> [metric.name for metric in zero_shot_evaluator(pixel_metrics=False).test_metrics]
