@@ -48,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomalib-glocalclip benchmark",
         description="Benchmark GlocalCLIP, AnoCLIP, WinCLIP and other Anomalib models; write one results table.",
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, required=True, help="benchmark YAML (layout below)")
     parser.add_argument("--output_dir", type=Path, default=None, help="results folder (default: runs/benchmark/...)")

@@ -100,13 +100,9 @@ class ZeroShotCLIPMixin:
     (``"bicubic"`` or ``"bilinear"``); each model class sets it."""
 
     def __init__(
-        self,
-        image_size: int = DEFAULT_IMAGE_SIZE,
-        pre_processor: nn.Module | bool = True,
-        post_processor: nn.Module | bool = True,
-        evaluator: Evaluator | bool = True,
-        visualizer: Visualizer | bool = True,
-        preprocessing: str = "anomalib",
+        self, image_size: int = DEFAULT_IMAGE_SIZE, pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True, evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True, preprocessing: str = "anomalib"
     ) -> None:
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
@@ -114,10 +110,7 @@ class ZeroShotCLIPMixin:
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
 
     @classmethod
@@ -207,11 +200,8 @@ class ZeroShotCLIPMixin:
         fill_reference_bank(bank, paths, transform, self.model.reference_features, self.device)
         self.reference_paths = [str(path) for path in paths]
         logger.info(
-            "%s few-shot: %d reference images (seed %d): %s",
-            self.name,
-            len(paths),
-            self.few_shot_seed,
-            ", ".join(self.reference_paths),
+            "%s few-shot: %d reference images (seed %d): %s", self.name, len(paths), self.few_shot_seed,
+            ", ".join(self.reference_paths)
         )
 
     def on_validation_start(self) -> None:

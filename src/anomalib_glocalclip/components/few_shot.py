@@ -64,12 +64,8 @@ def choose_reference_paths(
 
 @torch.no_grad()
 def fill_reference_bank(
-    bank: ReferenceBank,
-    paths: list[Path],
-    transform: Callable[[torch.Tensor], torch.Tensor],
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device,
-    batch_size: int = 16,
+    bank: ReferenceBank, paths: list[Path], transform: Callable[[torch.Tensor], torch.Tensor],
+    encode: Callable[[torch.Tensor], torch.Tensor], device: torch.device, batch_size: int = 16
 ) -> None:
     """Read, pre-process and encode the reference images into ``bank``.
 

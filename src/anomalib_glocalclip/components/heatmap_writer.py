@@ -36,13 +36,8 @@ class HeatmapWriter:
     """
 
     def __init__(
-        self,
-        visualizer: ImageVisualizer,
-        output_dir: str | Path,
-        dataset_name: str | None = None,
-        category: str | None = None,
-        threads: int = DEFAULT_THREADS,
-        max_pending: int | None = None,
+        self, visualizer: ImageVisualizer, output_dir: str | Path, dataset_name: str | None = None,
+        category: str | None = None, threads: int = DEFAULT_THREADS, max_pending: int | None = None
     ) -> None:
         self.visualizer = visualizer
         self.output_dir = Path(output_dir)

@@ -64,13 +64,9 @@ class PluginImageVisualizer(ImageVisualizer):
         if item.image_path:
             item = _ItemWithImage(item, read_display_image(item.image_path))
         return visualize_image_item(
-            item,
-            fields=self.fields,
-            overlay_fields=self.overlay_fields,
-            field_size=self.field_size,
-            fields_config=self.fields_config,
-            overlay_fields_config=self.overlay_fields_config,
-            text_config=self.text_config,
+            item, fields=self.fields, overlay_fields=self.overlay_fields, field_size=self.field_size,
+            fields_config=self.fields_config, overlay_fields_config=self.overlay_fields_config,
+            text_config=self.text_config
         )
 
     def on_test_batch_end(

@@ -34,18 +34,9 @@ _ODD_SIZE_GROWTH = (3, 29)  # 64x64 becomes 67x93
 
 
 def generate_mvtec_ad(
-    root: str | Path,
-    categories: Sequence[str] = ("bottle", "carpet"),
-    n_train: int = 4,
-    n_test_good: int = 2,
-    n_test_bad: int = 3,
-    defects: Sequence[str] = ("scratch",),
-    image_size: int | tuple[int, int] = 64,
-    seed: int = 0,
-    odd_images: bool = False,
-    good: str = "good",
-    image_suffix: str = ".png",
-    mask_suffix: str = "_mask.png",
+    root: str | Path, categories: Sequence[str] = ("bottle", "carpet"), n_train: int = 4, n_test_good: int = 2,
+    n_test_bad: int = 3, defects: Sequence[str] = ("scratch",), image_size: int | tuple[int, int] = 64, seed: int = 0,
+    odd_images: bool = False, good: str = "good", image_suffix: str = ".png", mask_suffix: str = "_mask.png"
 ) -> Path:
     """Write an MVTec AD layout that ``anomalib.data.MVTecAD(root=root, category=...)`` reads.
 
@@ -87,16 +78,9 @@ def generate_mvtec_ad(
 
 
 def generate_visa(
-    root: str | Path,
-    categories: Sequence[str] = ("candle", "pcb1"),
-    n_train: int = 4,
-    n_test_good: int = 2,
-    n_test_bad: int = 3,
-    defects: Sequence[str] = ("blob",),
-    pre_split: bool = False,
-    image_size: int | tuple[int, int] = 64,
-    seed: int = 0,
-    odd_images: bool = False,
+    root: str | Path, categories: Sequence[str] = ("candle", "pcb1"), n_train: int = 4, n_test_good: int = 2,
+    n_test_bad: int = 3, defects: Sequence[str] = ("blob",), pre_split: bool = False,
+    image_size: int | tuple[int, int] = 64, seed: int = 0, odd_images: bool = False
 ) -> Path:
     """Write a VisA layout that ``anomalib.data.Visa(root=root, category=...)`` reads.
 
@@ -178,13 +162,8 @@ def checked_kinds(defects: Sequence[str]) -> tuple[str, ...]:
 
 
 def write_sample(
-    rng: np.random.Generator,
-    image_path: Path,
-    mask_path: Path | None,
-    style: str,
-    image_size: int | tuple[int, int],
-    variant: str = "rgb",
-    defect: str | None = None,
+    rng: np.random.Generator, image_path: Path, mask_path: Path | None, style: str, image_size: int | tuple[int, int],
+    variant: str = "rgb", defect: str | None = None
 ) -> None:
     """Draw one sample (anomalous when ``defect`` is given) and write its image and, if asked, its 0/255 mask.
 

@@ -45,19 +45,14 @@ def category_style(category: str) -> CategoryStyle:
     code = zlib.crc32(category.encode("utf-8"))
     red, green, blue = colorsys.hsv_to_rgb((code % 360) / 360.0, 0.45, 0.62)
     return CategoryStyle(
-        colour=(round(red * 255), round(green * 255), round(blue * 255)),
-        pattern=PATTERNS[(code >> 9) % len(PATTERNS)],
-        frequency=float(2 + (code >> 12) % 5),
-        angle=float(np.deg2rad((code >> 16) % 180)),
+        colour=(round(red * 255), round(green * 255), round(blue * 255)), pattern=PATTERNS[(code >> 9) % len(PATTERNS)],
+        frequency=float(2 + (code >> 12) % 5), angle=float(np.deg2rad((code >> 16) % 180))
     )
 
 
 def make_image(
-    rng: np.random.Generator,
-    size: int | tuple[int, int],
-    style: CategoryStyle | str,
-    anomalous: bool = False,
-    defect: str = "blob",
+    rng: np.random.Generator, size: int | tuple[int, int], style: CategoryStyle | str, anomalous: bool = False,
+    defect: str = "blob"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one product image and its mask.
 

@@ -50,15 +50,9 @@ def runs_in_one_pass(model: AnomalibModule, datamodule: Any) -> bool:
 
 
 def evaluation_engine(
-    root: str | Path,
-    model: AnomalibModule,
-    datamodule: Any,
-    *,
-    accelerator: str = "auto",
-    devices: int | str | list[int] = 1,
-    heatmap_dir: str | Path | None = None,
-    callbacks: Sequence[Callback] = (),
-    **trainer_args: Any,
+    root: str | Path, model: AnomalibModule, datamodule: Any, *, accelerator: str = "auto",
+    devices: int | str | list[int] = 1, heatmap_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
+    **trainer_args: Any
 ) -> Engine:
     """An ``Engine`` that tests (or fits and tests) ``model`` on ``datamodule`` the plugin's way (see the module).
 
@@ -92,10 +86,8 @@ def _writer_factory(heatmap_dir: Path, datamodule: Any) -> Any:
 
     def build() -> HeatmapWriter:
         return HeatmapWriter(
-            heatmap_visualizer(heatmap_dir),
-            heatmap_dir,
-            dataset_name=getattr(datamodule, "name", None),
-            category=getattr(datamodule, "category", None),
+            heatmap_visualizer(heatmap_dir), heatmap_dir, dataset_name=getattr(datamodule, "name", None),
+            category=getattr(datamodule, "category", None)
         )
 
     return build

@@ -58,10 +58,7 @@ def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
 
 
 def prepare_model(
-    model: AnomalibModule,
-    evaluator: Evaluator,
-    visualizer: ImageVisualizer | None,
-    normalize: bool = False,
+    model: AnomalibModule, evaluator: Evaluator, visualizer: ImageVisualizer | None, normalize: bool = False
 ) -> AnomalibModule:
     """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
 

@@ -229,11 +229,8 @@ def _category_section(output: Path, result: CategoryResult) -> str:
 
 
 def write_report(
-    output: str | Path,
-    results: Sequence[CategoryResult],
-    table: pd.DataFrame,
-    title: str,
-    footnotes: Sequence[str] = (),
+    output: str | Path, results: Sequence[CategoryResult], table: pd.DataFrame, title: str,
+    footnotes: Sequence[str] = ()
 ) -> Path:
     """Write ``report.html`` into the sweep folder ``output``; return its path.
 

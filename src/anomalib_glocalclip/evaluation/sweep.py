@@ -191,12 +191,8 @@ class _CategoryRun:
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
             engine = evaluation_engine(
-                self.output / "runs" / category,
-                model,
-                datamodule,
-                heatmap_dir=heatmap_dir if self.heatmaps else None,
-                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report],
-                **self.engine_args,
+                self.output / "runs" / category, model, datamodule, heatmap_dir=heatmap_dir if self.heatmaps else None,
+                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report], **self.engine_args
             )
             with _expected_one_class_warning(labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
@@ -245,24 +241,11 @@ def _release_memory() -> None:
 
 
 def evaluate(
-    model: ModelFactory | str | Path,
-    dataset: str | DatasetEntry,
-    root: str | Path,
-    categories: Sequence[str] | None = None,
-    output: str | Path = DEFAULT_OUTPUT,
-    *,
-    model_args: Mapping[str, Any] | None = None,
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    batch_size: int = 8,
-    num_workers: int = 4,
-    heatmaps: bool = True,
-    normalize: bool = False,
-    resize_masks: bool = False,
-    overwrite: bool = False,
-    seed: int | None = 111,
-    progress: bool = True,
-    few_shot: int = 0,
+    model: ModelFactory | str | Path, dataset: str | DatasetEntry, root: str | Path,
+    categories: Sequence[str] | None = None, output: str | Path = DEFAULT_OUTPUT, *,
+    model_args: Mapping[str, Any] | None = None, accelerator: str = "auto", devices: int | str = 1, batch_size: int = 8,
+    num_workers: int = 4, heatmaps: bool = True, normalize: bool = False, resize_masks: bool = False,
+    overwrite: bool = False, seed: int | None = 111, progress: bool = True, few_shot: int = 0
 ) -> pd.DataFrame:
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
@@ -374,12 +357,7 @@ def _settings(
 
 
 def _run_categories(
-    run: _CategoryRun,
-    chosen: Sequence[str],
-    store: ResultStore,
-    stop: StopSignals,
-    scores: str,
-    failed: list[str],
+    run: _CategoryRun, chosen: Sequence[str], store: ResultStore, stop: StopSignals, scores: str, failed: list[str]
 ) -> None:
     """Test each chosen category not finished yet and store its result; the failed ones are appended to ``failed``.
 
@@ -410,11 +388,7 @@ def _run_categories(
 
 
 def _write_tables(
-    store: ResultStore,
-    entry: DatasetEntry,
-    available: Sequence[str],
-    output: Path,
-    settings: Mapping[str, str],
+    store: ResultStore, entry: DatasetEntry, available: Sequence[str], output: Path, settings: Mapping[str, str]
 ) -> pd.DataFrame:
     results = order_results(store.all(), available)
     k = settings.get("few_shot", 0)

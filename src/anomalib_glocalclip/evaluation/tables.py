@@ -53,11 +53,8 @@ def metrics_frame(results: Sequence[CategoryResult]) -> pd.DataFrame:
     for result in results:
         row: dict[str, object] = {"category": result.category, **result.metrics}
         row.update(
-            status=result.status,
-            n_images=result.n_images,
-            n_anomalous=result.n_anomalous,
-            duration_s=result.duration_s,
-            error=result.error or "",
+            status=result.status, n_images=result.n_images, n_anomalous=result.n_anomalous,
+            duration_s=result.duration_s, error=result.error or ""
         )
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -81,9 +78,7 @@ def paper_frame(
     columns = paper_columns(entry)
     raw = pd.DataFrame(
         [{column: result.metrics.get(column) for column in columns} for result in results],
-        index=pd.Index([result.category for result in results], name="category"),
-        columns=columns,
-        dtype=float,
+        index=pd.Index([result.category for result in results], name="category"), columns=columns, dtype=float
     )
     succeeded = raw.loc[[result.ok for result in results]]
     # A metric undefined (NaN) in one category leaves the mean undefined, rather than a mean over fewer categories.
@@ -145,12 +140,8 @@ def paper_markdown(table: pd.DataFrame, title: str, footnotes: Sequence[str] = (
 
 
 def write_tables(
-    output: str | Path,
-    results: Sequence[CategoryResult],
-    entry: DatasetEntry,
-    title: str,
-    n_categories: int | None = None,
-    footnotes: Sequence[str] = (),
+    output: str | Path, results: Sequence[CategoryResult], entry: DatasetEntry, title: str,
+    n_categories: int | None = None, footnotes: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Write ``results.csv``, ``results.md`` and ``metrics.csv`` into ``output``; return the paper-format table."""
     output = Path(output)
