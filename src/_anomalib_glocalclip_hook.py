@@ -44,9 +44,7 @@ def register_entry_points() -> None:
 class _ImportWatcher:
     """``sys.meta_path`` finder: wraps the loaders of ``anomalib.models`` and of the plugin's modules.
 
-    ``in_progress`` counts the plugin's modules being imported, plus one while the entry points load; the
-    entry points load when ``anomalib.models`` has been imported and that count is zero. The watcher then
-    removes itself.
+    ``in_progress`` counts the plugin's modules being imported, plus one while the entry points load.
     """
 
     def __init__(self) -> None:

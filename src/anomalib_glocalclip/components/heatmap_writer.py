@@ -26,13 +26,8 @@ DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 class HeatmapWriter:
     """Saves ``visualizer.visualize_item`` of every item of the batches it is given, in the background.
 
-    Args:
-        visualizer: an Anomalib ``ImageVisualizer`` (its ``visualize_item`` draws one item).
-        output_dir: folder of the pictures; file names are Anomalib's.
-        dataset_name: dataset name used in the file names, as Anomalib's visualizer does.
-        category: category used in the file names.
-        threads: drawing threads.
-        max_pending: batches queued or being drawn before :meth:`submit` waits (``None``: ``2 * threads``).
+    File names are Anomalib's (with ``dataset_name`` and ``category``); ``max_pending`` batches (``None``:
+    ``2 * threads``) may be queued or drawn before :meth:`submit` waits.
     """
 
     def __init__(

@@ -106,17 +106,17 @@ class ThresholdsFromTest(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Wait for the heatmaps; a drawing error fails the test."""
         del trainer, pl_module
-        self.active = False
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+        self._close()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Stop the writer's threads (pictures already drawn stay) when the run fails."""
         del trainer, pl_module, exception
-        self.active = False
         self._kept = []
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            with contextlib.suppress(Exception):  # the run's own error is the one to report
-                writer.close()
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            self._close()
+
+    def _close(self) -> None:
+        self.active = False
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()

@@ -104,11 +104,6 @@ def clip_pre_processor(
             resize).
         reference_image_filter: PIL filter of the images in ``"reference"`` mode: ``"bicubic"`` (GlocalCLIP) or
             ``"bilinear"`` (AnoCLIP).
-
-    Example:
-        >>> pre_processor = clip_pre_processor(224)
-        >>> pre_processor.transform.transforms[0].size
-        [224, 224]
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     return CLIPPreProcessor(size, preprocessing, reference_image_filter)

@@ -30,14 +30,10 @@ class CategoryResult:
     """The outcome of testing one category.
 
     Attributes:
-        category: category name.
         status: ``"ok"``, ``"failed"``, or ``"interrupted"`` (stopped by a signal; a rerun redoes it).
         metrics: metric name -> value in [0, 1] (``None`` where the metric came out undefined, e.g. NaN).
-        n_images: test images.
-        n_anomalous: anomalous test images.
-        duration_s: wall time of the category's run.
+        duration_s: wall time of the category's run, seconds.
         error: ``"ExceptionType: message"`` of a failed run.
-        traceback: the failed run's traceback.
         heatmaps: folder of the category's heatmaps, relative to the output folder (``None`` without heatmaps).
     """
 

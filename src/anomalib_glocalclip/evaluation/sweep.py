@@ -107,9 +107,6 @@ class _ImageProgress(Callback):
         del trainer, pl_module, outputs, args
         self.bar.update(len(batch))
 
-    def close(self) -> None:
-        self.bar.close()
-
 
 def _has_masks(dataset: Any) -> bool:
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
@@ -191,16 +188,23 @@ class _CategoryRun:
         try:
             shutil.rmtree(heatmap_dir, ignore_errors=True)  # no stale pictures from an interrupted run
             engine = evaluation_engine(
-                self.output / "runs" / category, model, datamodule, heatmap_dir=heatmap_dir if self.heatmaps else None,
-                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report], **self.engine_args
+                self.output / "runs" / category,
+                model,
+                datamodule,
+                heatmap_dir=heatmap_dir if self.heatmaps else None,
+                callbacks=[progress, SafeReading(resize_masks=self.resize_masks), report],
+                **self.engine_args,
             )
-            with _expected_one_class_warning(labels == {1}):
+            # On anomalous-only data the adaptive threshold falls back to the lowest score (all predicted anomalous,
+            # which is right) and image metrics are not computed: its warning would only repeat for every category.
+            with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
+                                     "does not contain any normal images", active=labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
             report.save(report_data_path(self.output, category))
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
-            progress.close()
+            progress.bar.close()
             del model
             if self._model is None:
                 _release_memory()
@@ -217,18 +221,6 @@ class _CategoryRun:
         result.duration_s = round(time.perf_counter() - start, 3)
         logger.error("Category %s failed: %s\n%s", result.category, result.error, result.traceback)
         return result
-
-
-@contextlib.contextmanager
-def _expected_one_class_warning(one_class: bool) -> Iterator[None]:
-    """On anomalous-only data, silence Anomalib's warning that validation has no normal images.
-
-    There its adaptive image threshold falls back to the lowest score (every image is predicted anomalous, which
-    is right), and image metrics are not computed; the warning would only repeat for every such category.
-    """
-    with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
-                             "does not contain any normal images", active=one_class):
-        yield
 
 
 def _release_memory() -> None:
@@ -250,9 +242,7 @@ def evaluate(
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
     Args:
-        model: a model factory (called as ``factory(evaluator=...)`` per category, e.g.
-            ``functools.partial(GlocalCLIP, prompt_weights="prompts.pt")``), ``"glocalclip"``, ``"anoclip"``, or
-            an Anomalib config file with a ``model:`` section.
+        model: a model factory (see ``models.py``), ``"glocalclip"``, ``"anoclip"``, or an Anomalib config file.
         dataset: dataset name of the registry (``mvtec_ad``, ``visa``, ``headct``, ...; aliases allowed).
         root: the dataset's root in its official download layout.
         categories: categories to test; ``None``: every category found under ``root``.
@@ -263,15 +253,13 @@ def evaluate(
         batch_size: evaluation batch size.
         num_workers: dataloader workers.
         heatmaps: write Anomalib's heatmaps to ``output/heatmaps/<category>``.
-        normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (see
-            :func:`~anomalib_glocalclip.evaluation.models.prepare_model`).
+        normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (``prepare_model``).
         resize_masks: resize masks of another size than their image (nearest neighbour) instead of failing the
             category with an error naming both files.
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
         progress: show progress bars over categories and over the running category's images (rate, ETA).
-        few_shot: ``k`` normal train images per category as few-shot references (GlocalCLIP, AnoCLIP), the
-            same for every model (seeded by the category's name and ``seed``); ``0``: zero-shot.
+        few_shot: ``k`` normal train images per category as references (``apply_few_shot``); ``0``: zero-shot.
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values

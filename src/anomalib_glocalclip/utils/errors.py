@@ -1,9 +1,8 @@
 """What went wrong, in words: one line for result tables (``describe_error``), and the plugin's own errors.
 
-``PluginError`` is the base of the errors whose message names the file or option and the fix (missing
-weights, unreadable images, prompt files, skipped predictions, refused exports ...). The ``anomalib-glocalclip``
-command ends with such an error's message instead of a traceback (:func:`plugin_error_message` finds it;
-``ANOMALIB_GLOCALCLIP_TRACEBACK=1`` brings the traceback back); nothing here changes interpreter state.
+``PluginError`` is the base of the errors whose message names the file or option and the fix; the
+``anomalib-glocalclip`` command ends with that message instead of a traceback (``ANOMALIB_GLOCALCLIP_TRACEBACK=1``
+brings the traceback back).
 """
 
 from __future__ import annotations
