@@ -40,23 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pretrained", default=None,
                        help="open_clip pretrained tag or weight file; 'none' for random weights (tests only)")
     model.add_argument("--image-size", type=int, default=None, help="input size (model default if unset)")
-    model.add_argument(
-        "--few-shot", type=int, default=0, metavar="K",
-        help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for every model, "
-        "seeded by category and --seed); default 0: zero-shot",
-    )
-    model.add_argument(
-        "--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-        help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable",
-    )
+    model.add_argument("--few-shot", type=int, default=0, metavar="K",
+                       help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for "
+                       "every model, seeded by category and --seed); default 0: zero-shot")
+    model.add_argument("--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help=DATASET_HELP)
     data.add_argument("--root", required=True, help="dataset root, in its official download layout")
     data.add_argument("--categories", nargs="+", default=None, help="categories to test (default: all found)")
-    data.add_argument(
-        "--resize-masks", action="store_true",
-        help="resize masks whose size differs from their image's (default: such a category fails, naming both files)",
-    )
+    data.add_argument("--resize-masks", action="store_true", help="resize masks whose size differs from their "
+                      "image's (default: such a category fails, naming both files)")
     data.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     data.add_argument("--workers", type=int, default=4, help="dataloader workers")
     run = parser.add_argument_group("run")

@@ -40,24 +40,11 @@ def generate_mvtec_ad(
 ) -> Path:
     """Write an MVTec AD layout that ``anomalib.data.MVTecAD(root=root, category=...)`` reads.
 
-    Layout: ``<cat>/train/good/000.png``, ``<cat>/test/good/000.png``, ``<cat>/test/<defect>/000.png`` and
-    ``<cat>/ground_truth/<defect>/000_mask.png``. The names of ``good`` and the suffixes give the MVTec-style
-    layouts of other datasets (BTAD: ``ok``, ``.bmp`` images, ``.png`` masks).
-
-    Args:
-        root: Dataset root; created if missing (returned as a Path).
-        categories: Category folders to write (any names; MVTec AD's give familiar looks).
-        n_train: Normal training images per category.
-        n_test_good: Normal test images per category.
-        n_test_bad: Anomalous test images per category and defect type.
-        defects: Defect type folders; a name in :data:`DEFECT_KINDS` draws that kind, any other name a fixed kind
-            derived from it.
-        image_size: ``(H, W)`` or one int.
-        seed: Random seed.
-        odd_images: Write some images in odd formats or sizes (see the module docstring).
-        good: Name of the folders of normal images.
-        image_suffix: Suffix of the image files; it sets their format.
-        mask_suffix: End of the mask file names, after the image's stem.
+    Layout: ``<cat>/train/<good>/000.png``, ``<cat>/test/<good>/000.png``, ``<cat>/test/<defect>/000.png`` and
+    ``<cat>/ground_truth/<defect>/000_mask.png``; ``good`` and the suffixes (which set the formats) give the
+    MVTec-style layouts of other datasets (BTAD: ``ok``, ``.bmp`` images, ``.png`` masks). Per category:
+    ``n_train`` and ``n_test_good`` normal images, ``n_test_bad`` anomalous ones per defect folder; a folder named
+    in :data:`DEFECT_KINDS` draws that kind, any other a fixed kind derived from its name. ``root`` is created.
     """
     root = Path(root)
     for category in categories:

@@ -63,10 +63,8 @@ def roc_area(fpr: np.ndarray, tpr: np.ndarray) -> float:
 class Curves(NamedTuple):
     """Exact ROC and precision-recall points of image scores, one per distinct score from the highest down."""
 
-    fpr: np.ndarray
-    """False positive rates, starting at 0."""
-    tpr: np.ndarray
-    """True positive rates, starting at 0."""
+    fpr: np.ndarray  # starting at 0
+    tpr: np.ndarray  # starting at 0
     precision: np.ndarray
     recall: np.ndarray
 

@@ -129,10 +129,8 @@ def paper_markdown(table: pd.DataFrame, title: str, footnotes: Sequence[str] = (
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "Values x100, one decimal; the mean is over categories, as in the paper.",
-        (
-            "PRO is the papers' AUPRO (200 thresholds, FPR < 0.3 min-max rescaled); "
-            "pixel AUPRO (Anomalib) is Anomalib's `AUPRO(fpr_limit=0.3)`, another definition."
-        ),
+        ("PRO is the papers' AUPRO (200 thresholds, FPR < 0.3 min-max rescaled); "
+         "pixel AUPRO (Anomalib) is Anomalib's `AUPRO(fpr_limit=0.3)`, another definition."),
         *footnotes,
     ]
     lines += ["", *(f"* {note}" for note in notes), ""]
