@@ -166,14 +166,10 @@ class ZeroShotCLIPMixin:
 
     # ----- few-shot -----
     def init_few_shot(self, few_shot: int, reference_images: str | Path | None, seed: int, weight: float) -> None:
-        """Record the few-shot settings (checked here; the bank is filled by ``prepare_references``).
+        """Record (and check) the few-shot settings; ``prepare_references`` fills the bank.
 
-        Args:
-            few_shot: ``k`` reference images; ``0`` with no ``reference_images`` is zero-shot.
-            reference_images: folder of normal images to take the references from, or ``None`` for the
-                datamodule's train split.
-            seed: seed of the choice of the ``k`` images.
-            weight: share of the few-shot scores (checked here, used by ``self.model``).
+        ``few_shot = 0`` with no ``reference_images`` folder is zero-shot; ``reference_images`` ``None`` takes the
+        references from the datamodule's train split; ``weight`` (the few-shot scores' share) is used by ``self.model``.
         """
         check_few_shot_args(few_shot, reference_images, weight)
         self.few_shot = few_shot

@@ -34,11 +34,7 @@ ZERO_SHOT_TYPES = (LearningType.ZERO_SHOT, LearningType.FEW_SHOT)
 
 
 def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> Evaluator:
-    """The metrics of a sweep: the paper's, and Anomalib's where they differ.
-
-    * image: ``image_AUROC``, ``image_AUPR`` (the paper's AP), ``image_F1Max``;
-    * pixel: ``pixel_AUROC``, ``pixel_ReferenceAUPRO`` (the paper's PRO: 200 thresholds, FPR < 0.3 min-max
-      rescaled), ``pixel_AUPRO`` (Anomalib's ``AUPRO(fpr_limit=0.3)``), ``pixel_F1Max``.
+    """The metrics of a sweep: ``zero_shot_evaluator``'s and the paper's PRO (``pixel_ReferenceAUPRO``).
 
     Metric states stay on the model's device (``compute_on_cpu=False``); the values equal the host path's.
     """

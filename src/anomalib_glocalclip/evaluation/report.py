@@ -230,14 +230,10 @@ def write_report(
     output: str | Path, results: Sequence[CategoryResult], table: pd.DataFrame, title: str,
     footnotes: Sequence[str] = ()
 ) -> Path:
-    """Write ``report.html`` into the sweep folder ``output``; return its path.
+    """Write ``report.html`` into the sweep folder ``output`` (whose ``categories/`` hold the report data).
 
-    Args:
-        output: the sweep's output folder (its ``categories/`` hold the results and report data).
-        results: the categories' results, in table order.
-        table: the paper-format table (``evaluation/tables.paper_frame``).
-        title: the report's title (the tables' title).
-        footnotes: lines shown under the table (the tables' footnotes).
+    ``results`` (in table order), ``table`` (``tables.paper_frame``), ``title`` and ``footnotes`` are the tables'.
+    Returns the report's path.
     """
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)
