@@ -49,12 +49,8 @@ class _ValidationTime(Callback):
 class ZeroShotBenchmarkJob(BenchmarkJob):
     """Fit and test one model on one datamodule (one category); never raises.
 
-    Args:
-        accelerator: ``"cpu"`` or ``"cuda"``.
-        model_spec: model entry of the config: a class name or ``{class_path, init_args, name}``.
-        data_spec: data entry of the config: ``{class_path, init_args}``.
-        seed: seed of the job.
-        flat_cfg: the job's configuration, flattened (``model.init_args.x``), copied into its row.
+    ``model_spec`` and ``data_spec`` are the config's entries (a class name or ``{class_path, init_args}``, a
+    model's with an optional ``name``); ``flat_cfg``, the job's flattened configuration, is copied into its row.
     """
 
     name = "benchmark"
@@ -65,17 +61,11 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         self.model_spec = model_spec
         self.data_spec = data_spec
 
-    def _identity(self) -> dict[str, Any]:
-        data_args = (self.data_spec.get("init_args") or {}) if isinstance(self.data_spec, dict) else {}
-        return {
-            "model": model_label(self.model_spec),
-            "data": class_name(self.data_spec),
-            "category": data_args.get("category", ""),
-        }
-
     def run(self, task_id: int | None = None) -> dict[str, Any]:
         """Fit (zero/few-shot: validate) and test; return the row: identity, status, metrics, durations, config."""
-        row: dict[str, Any] = {**self._identity(), "status": STATUS_OK, "error": ""}
+        data_args = (self.data_spec.get("init_args") or {}) if isinstance(self.data_spec, dict) else {}
+        row: dict[str, Any] = {"model": model_label(self.model_spec), "data": class_name(self.data_spec),
+                               "category": data_args.get("category", ""), "status": STATUS_OK, "error": ""}
         devices: str | list[int] = "auto" if task_id is None else [task_id]
         start = time.time()
         try:

@@ -27,11 +27,6 @@ ACCELERATORS = ("cpu", "cuda", "auto")
 LOG_NAME = "benchmark.log"
 
 
-def default_output_dir() -> Path:
-    """``runs/benchmark/<date-time>``, where ``anomalib benchmark`` writes too."""
-    return Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
-
-
 class ZeroShotBenchmark(Benchmark):
     """Benchmark zero-shot, few-shot and one-class models on the same data; one table for all of them.
 
@@ -69,7 +64,9 @@ class ZeroShotBenchmark(Benchmark):
         config = self._get_args(args) or {}
         section = config.get(ZeroShotBenchmarkJob.name)
         check_section(section)
-        output_dir = self.output_dir or Path(config.get("output_dir") or default_output_dir())
+        # Default: runs/benchmark/<date-time>, where ``anomalib benchmark`` writes too.
+        default = Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
+        output_dir = self.output_dir or Path(config.get("output_dir") or default)
         runners = self._setup_runners(config)
         check_inputs(section, getattr(args, "config", None))
         with log_to_file(output_dir / LOG_NAME):

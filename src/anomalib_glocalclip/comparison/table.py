@@ -1,7 +1,6 @@
 """The comparison table: one row per model x category plus a mean row per model, as CSV and Markdown.
 
-Its metrics are computed by ``anomalib test``'s path, on Anomalib's normalised scores (min-max from the validation
-split, clipped to [0, 1]); the ``scores`` column, the Markdown caption and the printed title say so.
+Metrics are on Anomalib's normalised scores, as ``anomalib test`` reports them; the table says so.
 """
 
 from __future__ import annotations

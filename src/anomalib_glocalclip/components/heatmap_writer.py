@@ -43,10 +43,9 @@ class HeatmapWriter:
         self._futures: list[Future] = []
 
     def submit(self, batch: ImageBatch) -> None:
-        """Queue ``batch``'s items for drawing; waits while ``max_pending`` batches are in flight.
+        """Queue ``batch``'s items for drawing (waits while ``max_pending`` batches are in flight).
 
-        Raises:
-            Exception: the first error of an earlier batch (drawing stops at the first error).
+        Raises the first drawing error of an earlier batch (drawing stops at the first error).
         """
         self._raise_first_error(done_only=True)
         self._slots.acquire()

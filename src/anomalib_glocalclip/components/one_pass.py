@@ -39,8 +39,7 @@ def can_fit_on_test_pass(post_processor: Any) -> bool:
 def _host_copy(batch: ImageBatch) -> ImageBatch:
     """A host copy of ``batch``'s predictions and ground truth with a 1x1 image (the heatmaps re-read each file).
 
-    ``pred_label`` and ``pred_mask`` are dropped, so that thresholding the copy sets them afresh (Anomalib's
-    post-processor keeps labels and masks a batch already has).
+    Without ``pred_label`` and ``pred_mask``: Anomalib's post-processor keeps those a batch already has.
     """
     changes: dict[str, Any] = {"pred_label": None, "pred_mask": None, "image": torch.zeros(len(batch), 3, 1, 1)}
     for name in ("anomaly_map", "pred_score", "gt_mask", "gt_label"):

@@ -133,10 +133,8 @@ def pil_resize_dense(values: torch.Tensor, size: tuple[int, int], filter_name: s
 class ReferenceResize(Resize):
     """A reference's PIL resize as a torchvision transform: ``image_filter`` images, bilinear ``> 0.5`` masks.
 
-    Images (``tv_tensors.Image`` or plain tensors, ``[..., 3, h, w]`` in ``[0, 1]``) are quantised to 8 bit,
-    resized with PIL's ``image_filter`` and returned as float ``value / 255`` (as ``ToTensor``). Masks
-    (``tv_tensors.Mask``, ``[..., h, w]``, non-zero = anomalous) are resized as 0/255 images with PIL's
-    bilinear and thresholded at 0.5, in their own dtype.
+    Images (``[..., 3, h, w]`` in ``[0, 1]``) are quantised to 8 bit, resized and returned as ``value / 255`` (as
+    ``ToTensor``); masks (``tv_tensors.Mask``, non-zero = anomalous) are resized as 0/255 images, in their dtype.
 
     Args:
         size: output ``(H, W)`` (or ``S`` for ``(S, S)``).

@@ -6,7 +6,6 @@ runs a tiny random backbone. Seeded: the same options give the same data, prompt
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import textwrap
 from pathlib import Path
@@ -18,18 +17,17 @@ def _choose_backbone(args: DemoOptions) -> tuple[str, str | None, int, str]:
     """(backbone, pretrained, image size, sentence for the user) for this run; never touches the network."""
     from anomalib_glocalclip.backbone import DEFAULT_BACKBONE, TINY_CLIP_CONFIG, WeightsNotFoundError, resolve_weights
 
-    args = dataclasses.replace(args, backbone=args.backbone or DEFAULT_BACKBONE)
-
+    backbone = args.backbone or DEFAULT_BACKBONE
     if args.weights is not None:
-        resolve_weights(args.backbone, args.weights)  # a missing file is an error, not a silent fallback
-        return args.backbone, args.weights, args.image_size or 518, f"real CLIP weights from {args.weights}"
+        resolve_weights(backbone, args.weights)  # a missing file is an error, not a silent fallback
+        return backbone, args.weights, args.image_size or 518, f"real CLIP weights from {args.weights}"
     if not args.tiny:
         try:
-            path = resolve_weights(args.backbone, "openai")
+            path = resolve_weights(backbone, "openai")
         except WeightsNotFoundError:
             path = None
         if path is not None:
-            return args.backbone, "openai", args.image_size or 518, f"real CLIP weights ({path})"
+            return backbone, "openai", args.image_size or 518, f"real CLIP weights ({path})"
     note = (
         "NO CLIP WEIGHTS FOUND: running a tiny random CLIP, whose scores mean nothing. It shows every step "
         "working. For real results pass --weights /path/to/ViT-L-14-336px.pt or put that file into ~/.cache/clip."

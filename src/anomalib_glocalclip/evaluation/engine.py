@@ -30,8 +30,7 @@ QUIET = {"logger": False, "enable_progress_bar": False, "enable_model_summary": 
 def validation_is_test_split(datamodule: Any) -> bool:
     """Whether ``datamodule``'s validation items are its test items: same files, same augmentations.
 
-    True for Anomalib datamodules with ``val_split_mode="same_as_test"`` (MVTec AD's, VisA's and the plugin's
-    default) whose validation and test augmentations are the same object (both ``None`` by default).
+    ``val_split_mode="same_as_test"`` (MVTec AD's, VisA's, the plugin's default) and one augmentations object.
     """
     from anomalib.data.utils import ValSplitMode
 
@@ -42,10 +41,7 @@ def validation_is_test_split(datamodule: Any) -> bool:
 
 
 def runs_in_one_pass(model: AnomalibModule, datamodule: Any) -> bool:
-    """Whether the test pass fits ``model``'s thresholds itself (no validation pass) on ``datamodule``.
-
-    Where the validation split is the test split and the post-processor is Anomalib's, thresholding raw scores.
-    """
+    """Whether the test pass fits ``model``'s thresholds itself on ``datamodule`` (no validation pass)."""
     return validation_is_test_split(datamodule) and can_fit_on_test_pass(getattr(model, "post_processor", None))
 
 

@@ -136,8 +136,7 @@ class ReportData:
     def worst(self, anomalous: bool, n: int = N_WORST) -> list[int]:
         """Indices (into ``paths``) of the worst false negatives (``anomalous``) or false positives, worst first.
 
-        A false positive is a normal image scored above the threshold, a false negative an anomalous one scored
-        at or below it (Anomalib predicts anomalous where ``score > threshold``). None without a threshold.
+        Anomalib predicts anomalous where ``score > threshold``; none without a threshold.
         """
         if math.isnan(self.threshold):
             return []

@@ -315,11 +315,7 @@ def _sweep(
 def _chosen_categories(
     entry: DatasetEntry, root: Path, categories: Sequence[str] | None, available: list[str]
 ) -> list[str]:
-    """``categories``, or every available one for ``None``.
-
-    Raises:
-        ValueError: a category that ``root`` does not hold, naming the ones it does.
-    """
+    """``categories``, or every available one for ``None``; ``ValueError`` for one that ``root`` does not hold."""
     chosen = list(categories) if categories else available
     unknown = [category for category in chosen if category not in available]
     if unknown:
