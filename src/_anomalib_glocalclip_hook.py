@@ -1,25 +1,15 @@
 """Start-up hook that makes Anomalib see plugins registered under entry points.
 
-Anomalib 2.7 has no plugin discovery: ``anomalib train --model GlocalCLIP`` resolves the short name only
-if the class was imported before the CLI parses its arguments, and ``anomalib.models.get_model`` (used by
-``anomalib benchmark``) only looks inside the ``anomalib.models`` namespace. This module is imported at
-every interpreter start by ``anomalib_glocalclip_hook.pth``; it installs an import watcher and does nothing
-else. Once ``anomalib.models`` has been imported, the watcher loads the entry points of the groups
-``anomalib.models`` and ``anomalib.data`` and sets each object on ``anomalib.models`` / ``anomalib.data``
-under its entry-point name; then it removes itself.
+Anomalib 2.7 has no plugin discovery: ``anomalib train --model GlocalCLIP`` resolves a short name only if the
+class was imported before the CLI parses its arguments. Imported at every interpreter start by
+``anomalib_glocalclip_hook.pth``, this module installs an import watcher; once ``anomalib.models`` has been
+imported, and no plugin module is half-imported, the watcher sets each entry point of the groups
+``anomalib.models`` and ``anomalib.data`` on that namespace, then removes itself.
 
-The plugin's modules import ``anomalib.models`` themselves (their classes subclass Anomalib's). When one of them
-is the first to do so, the entry points are loaded only once the outermost plugin module being imported has
-finished, so that no entry point meets a half-imported module: the watcher counts the plugin's modules in
-progress (it wraps their loaders as it wraps that of ``anomalib.models``).
-
-At start-up it imports nothing: ``sys`` and ``os`` are loaded by every interpreter before ``.pth`` files run,
-and the finder and loader are plain classes that follow the import protocols (``find_spec``;
-``create_module``/``exec_module``) instead of subclassing ``importlib.abc``, whose import pulls in some sixty
-modules (``typing``, ``pathlib``, ``tempfile``, ...). ``importlib.metadata`` and ``warnings`` are imported only
-once ``anomalib.models`` is. Set ``ANOMALIB_DISABLE_PLUGINS=1`` to turn it off.
+At start-up it imports nothing (``sys`` and ``os`` are loaded before ``.pth`` files run): the finder and loader
+follow the import protocols instead of subclassing ``importlib.abc``, whose import pulls in some sixty modules.
+Set ``ANOMALIB_DISABLE_PLUGINS=1`` to turn it off.
 """
-
 # No ``from __future__ import annotations``: ``__future__`` is a module a bare interpreter does not load.
 import os
 import sys
@@ -54,9 +44,7 @@ def register_entry_points() -> None:
 class _ImportWatcher:
     """``sys.meta_path`` finder: wraps the loaders of ``anomalib.models`` and of the plugin's modules.
 
-    ``in_progress`` counts the plugin's modules being imported, plus one while the entry points load; the
-    entry points load when ``anomalib.models`` has been imported and that count is zero. The watcher then
-    removes itself.
+    ``in_progress`` counts the plugin's modules being imported, plus one while the entry points load.
     """
 
     def __init__(self) -> None:
@@ -93,12 +81,7 @@ class _ImportWatcher:
 
 
 class _WatchedLoader:
-    """Wraps the real loader of a watched module; tells the watcher when the module has run.
-
-    Args:
-        loader: the loader the import system found.
-        watcher: the watcher to tell.
-    """
+    """Wraps the real ``loader`` of a watched module; tells the ``watcher`` when the module has run."""
 
     def __init__(self, loader: object, watcher: _ImportWatcher) -> None:
         self._loader = loader

@@ -11,18 +11,16 @@ from urllib.error import URLError
 import pytest
 
 from anomalib_glocalclip.utils.errors import NETWORK_HINT, describe_error
-from anomalib_glocalclip.utils.files import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from anomalib_glocalclip.utils.files import atomic_path, atomic_write_json, atomic_write_text
 from anomalib_glocalclip.utils.logs import log_to_file
 
 
 def test_atomic_writes_create_folders_and_leave_no_temporary_file(tmp_path: Path) -> None:
     text_path = atomic_write_text(tmp_path / "a" / "b.md", "one\ntwo\n")
-    bytes_path = atomic_write_bytes(tmp_path / "a" / "c.bin", b"\x00\xff", fsync=True)
-    json_path = atomic_write_json(tmp_path / "d.json", {"x": [1, 2]})
+    json_path = atomic_write_json(tmp_path / "d.json", {"x": [1, 2]}, fsync=True)
     assert text_path.read_text(encoding="utf-8") == "one\ntwo\n"
-    assert bytes_path.read_bytes() == b"\x00\xff"
     assert json_path.read_text(encoding="utf-8") == '{\n  "x": [\n    1,\n    2\n  ]\n}\n'
-    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["b.md", "c.bin", "d.json"]
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["b.md", "d.json"]
 
 
 def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path) -> None:

@@ -1,9 +1,7 @@
 """Every use of a private API of Anomalib, Lightning, open_clip or Python, and the versions they hold for.
 
-The plugin wraps its dependencies and never patches them; where no public route exists it reaches into one
-private name. Each such reach lives here, as a small function that says why, with a test in
-``tests/test_compat.py`` that breaks when the dependency changes it. ``check_versions`` runs when the plugin
-is imported, so an untested dependency version fails at once with the fix instead of deep inside a run.
+Each reach into a private name lives here, as a small function that says why, tested in ``tests/test_compat.py``.
+``check_versions`` runs when the plugin is imported, so an untested dependency version fails at once.
 
 * ``set_post_processor_thresholds``: Anomalib's ``PostProcessor`` keeps its thresholds in the private
   buffers ``_image_threshold``/``_pixel_threshold`` (no setter; validation overwrites them).
@@ -19,14 +17,6 @@ is imported, so an untested dependency version fails at once with the fix instea
   kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
 
-Not here, on purpose: the start-up hook ``_anomalib_glocalclip_hook``, which needs no private name
-(it runs at every interpreter start and must not import this package).
-GlocalCLIP tells an unset ``max_epochs`` from an explicit 1000 through public API only (the ``trainer``
-setter sees ``Trainer.max_epochs`` before ``fit`` replaces ``None`` by 1000; ``test_glocalclip_model`` checks it).
-
-Example:
-    >>> from anomalib_glocalclip.compat import check_versions
-    >>> check_versions()
 """
 
 from __future__ import annotations
@@ -57,7 +47,7 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
     """Fail with the fix when Anomalib, open_clip or Lightning is outside the versions the plugin supports.
 
     Args:
-        installed: distribution name -> version, for tests. Defaults to ``None``: the installed versions.
+        installed: distribution name -> version, for tests; ``None``: the installed versions.
 
     Raises:
         UnsupportedVersionError: naming the package, its version and the supported range.
@@ -153,13 +143,7 @@ class _DropMessage(logging.Filter):
 
 @contextlib.contextmanager
 def silence_log_message(logger_name: str, text: str, active: bool = True) -> Iterator[None]:
-    """Drop the records of ``logger_name`` that contain ``text`` (for warnings with no switch of their own).
-
-    Args:
-        logger_name: the emitting logger, e.g. ``"anomalib.metrics.threshold.f1_adaptive_threshold"``.
-        text: part of the message to drop.
-        active: filter only when ``True``. Defaults to ``True``.
-    """
+    """Drop the records of ``logger_name`` containing ``text`` while ``active`` (for warnings with no switch)."""
     target = logging.getLogger(logger_name)
     log_filter = _DropMessage(text)
     if active:

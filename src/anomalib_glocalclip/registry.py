@@ -1,13 +1,9 @@
 """Make the plugin's classes visible to Anomalib under their short names, with the start-up hook off too.
 
-Anomalib 2.7 has no plugin discovery. ``anomalib.models.get_model`` (and so ``anomalib benchmark``) looks names
-up in the ``anomalib.models`` namespace, ``anomalib.data.get_datamodule`` in ``anomalib.data``. The start-up hook
-(``_anomalib_glocalclip_hook``) sets the entry points of the groups ``anomalib.models`` and ``anomalib.data`` there
-once ``anomalib.models`` is imported; the plugin's own commands call :func:`register_with_anomalib` so that they
-work when the hook is switched off (``ANOMALIB_DISABLE_PLUGINS=1``). Setting attributes on a namespace is all it
-does: no Anomalib source is changed.
+Anomalib 2.7 has no plugin discovery; the start-up hook (``_anomalib_glocalclip_hook``) sets the entry points of
+the groups ``anomalib.models`` and ``anomalib.data`` on those namespaces. The plugin's own commands call
+:func:`register_with_anomalib` so that they work with the hook off (``ANOMALIB_DISABLE_PLUGINS=1``).
 """
-
 from __future__ import annotations
 
 import anomalib.data

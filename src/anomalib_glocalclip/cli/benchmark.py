@@ -1,24 +1,11 @@
 """``anomalib-glocalclip benchmark``: GlocalCLIP, AnoCLIP, WinCLIP (any Anomalib model) on the same data, one table.
 
-Anomalib 2.7's ``anomalib benchmark`` runs GlocalCLIP and AnoCLIP, but not a real comparison: its table breaks when
-models log different metric names (WinCLIP and the plugin's models), its ``get_model`` refuses third-party class
-paths, one ``init_args`` block serves all models, and one model that cannot be built stops the whole run without
-writing results (exit status 0). This command runs Anomalib's benchmark machinery (``Pipeline``, runners, job
-generator) with the plugin's job, which fixes all four, and writes the comparison to the output folder:
-
-* ``results.csv``: one row per model x category, then a ``mean`` row per model (over its successful jobs);
-  columns ``model, data, category, status, scores, image_AUROC, image_AUPR, image_F1Max, pixel_AUROC, pixel_AUPRO,
-  pixel_F1Max, fit_duration, test_duration, job_duration, error``, then the job's flattened config;
-* ``results.md``: the same rows and main columns as a Markdown table;
-
-The metrics are on Anomalib's normalised scores, as ``anomalib test`` reports them (``scores: normalised``);
-``anomalib-glocalclip evaluate`` reports the raw scores the papers use, so its numbers differ.
-* ``benchmark.log``: the log, with the traceback of every failed job.
-
-A job that fails (e.g. WinCLIP offline without its weights) is a row with ``status: failed`` and the error.
-Before the first job the command checks its inputs: an unknown model, a ``prompt_weights`` file that does not
-exist (train the prompts first) or a missing data ``root`` stop it with one error listing each problem. It returns
-0 when every job succeeded, 1 when some failed (the table is written either way), 2 when the config is unusable.
+Anomalib's benchmark machinery (``Pipeline``, runners, job generator) with the plugin's job (README "Deploy and
+compare" says why): each model entry has its own init args, any class path works, and a job that fails is a row
+with its error. Writes ``results.csv`` (one row per model x category, then a ``mean`` row per model) and
+``results.md`` (main columns) and ``benchmark.log``. Metrics are on Anomalib's normalised scores, as
+``anomalib test`` reports them. Exit status: 0 when every job succeeded, 1 when some failed (the table is written
+either way), 2 when the config is unusable (checked before the first job).
 
 Config (the layout of ``anomalib benchmark``'s; any key ending in ``grid`` is expanded, all combinations)::
 
@@ -42,12 +29,9 @@ Config (the layout of ``anomalib benchmark``'s; any key ending in ``grid`` is ex
           category:
             grid: [bottle, cable]
 
-``model`` may also be Anomalib's form ``model: {class_path: {grid: [GlocalCLIP, AnoCLIP, WinClip]}}`` when the
-models need no init args (or share them). Class paths are short names (``GlocalCLIP``, ``AnoCLIP``,
-``WinClip``, any Anomalib model), ``anomalib.models.*`` paths or ``anomalib_glocalclip.*`` paths. A model entry
-may set ``name`` to tell two entries of one class apart in the table. Every model gets the plugin's evaluator
-(image AUROC/AUPR/F1Max, pixel AUROC/AUPRO/F1Max) and no visualizer. Zero-shot models validate on the
-data's validation split (thresholds and normalisation) and are then tested; one-class models train first.
+``model`` may also be Anomalib's form ``model: {class_path: {grid: [GlocalCLIP, AnoCLIP, WinClip]}}``. Class
+paths are short names, ``anomalib.models.*`` or ``anomalib_glocalclip.*`` paths; a model entry may set ``name``
+to tell two entries of one class apart. Every model gets the plugin's evaluator and no visualizer.
 
 Example:
     anomalib-glocalclip benchmark --config configs/benchmark_zero_shot.yaml --output_dir results/bench
@@ -64,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomalib-glocalclip benchmark",
         description="Benchmark GlocalCLIP, AnoCLIP, WinCLIP and other Anomalib models; write one results table.",
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, required=True, help="benchmark YAML (layout below)")
     parser.add_argument("--output_dir", type=Path, default=None, help="results folder (default: runs/benchmark/...)")
@@ -73,11 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``anomalib-glocalclip benchmark --config FILE [--output_dir DIR]``.
-
-    Returns:
-        0 when every job succeeded, 1 when some failed (the table is written either way), 2 for an unusable config.
-    """
+    """Run ``anomalib-glocalclip benchmark --config FILE [--output_dir DIR]``; return the exit status."""
     arguments = build_parser().parse_args(argv)
     import yaml
 

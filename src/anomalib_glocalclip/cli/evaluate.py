@@ -33,44 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(per category and mean, x100), with heatmaps. Reruns resume: finished categories are skipped.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default="glocalclip",
-        help="glocalclip (needs --prompts), anoclip, or an Anomalib config file with a model: section",
-    )
+    model.add_argument("--model", default="glocalclip",
+                       help="glocalclip (needs --prompts), anoclip, or an Anomalib config file with a model: section")
     model.add_argument("--prompts", default=None, help="GlocalCLIP's learned prompt file (prompts.pt)")
     model.add_argument("--backbone", default=None, help="open_clip model name or config JSON (model default if unset)")
-    model.add_argument(
-        "--pretrained",
-        default=None,
-        help="open_clip pretrained tag or weight file; 'none' for random weights (tests only)",
-    )
+    model.add_argument("--pretrained", default=None,
+                       help="open_clip pretrained tag or weight file; 'none' for random weights (tests only)")
     model.add_argument("--image-size", type=int, default=None, help="input size (model default if unset)")
-    model.add_argument(
-        "--few-shot",
-        type=int,
-        default=0,
-        metavar="K",
-        help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for every model, "
-        "seeded by category and --seed); default 0: zero-shot",
-    )
-    model.add_argument(
-        "--model-arg",
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable",
-    )
+    model.add_argument("--few-shot", type=int, default=0, metavar="K",
+                       help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for "
+                       "every model, seeded by category and --seed); default 0: zero-shot")
+    model.add_argument("--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help=DATASET_HELP)
     data.add_argument("--root", required=True, help="dataset root, in its official download layout")
     data.add_argument("--categories", nargs="+", default=None, help="categories to test (default: all found)")
-    data.add_argument(
-        "--resize-masks",
-        action="store_true",
-        help="resize masks whose size differs from their image's (default: such a category fails, naming both files)",
-    )
+    data.add_argument("--resize-masks", action="store_true", help="resize masks whose size differs from their "
+                      "image's (default: such a category fails, naming both files)")
     data.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     data.add_argument("--workers", type=int, default=4, help="dataloader workers")
     run = parser.add_argument_group("run")
@@ -79,11 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", default="1", help="Lightning devices")
     run.add_argument("--seed", type=int, default=111, help="seed set before every category")
     run.add_argument("--no-heatmaps", action="store_true", help="do not write heatmaps")
-    run.add_argument(
-        "--normalize-scores",
-        action="store_true",
-        help="compute metrics on Anomalib's normalised scores (default: raw scores, as the paper)",
-    )
+    run.add_argument("--normalize-scores", action="store_true",
+                     help="compute metrics on Anomalib's normalised scores (default: raw scores, as the paper)")
     run.add_argument("--overwrite", action="store_true", help="discard earlier results in --output and start over")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -143,33 +120,18 @@ def main(argv: Sequence[str]) -> int:
         output = Path(args.output) if args.output else DEFAULT_OUTPUT / label / get_dataset(args.dataset).name
         with quiet_lightning():
             table = evaluate(
-                model,
-                args.dataset,
-                args.root,
-                categories=args.categories,
-                output=output,
-                model_args=_model_args(args),
-                accelerator=args.accelerator,
-                devices=devices,
-                batch_size=args.batch_size,
-                num_workers=args.workers,
-                heatmaps=not args.no_heatmaps,
-                normalize=args.normalize_scores,
-                resize_masks=args.resize_masks,
-                overwrite=args.overwrite,
-                seed=args.seed,
-                progress=not args.no_progress,
-                few_shot=args.few_shot,
+                model, args.dataset, args.root, categories=args.categories, output=output,
+                model_args=_model_args(args), accelerator=args.accelerator, devices=devices,
+                batch_size=args.batch_size, num_workers=args.workers, heatmaps=not args.no_heatmaps,
+                normalize=args.normalize_scores, resize_masks=args.resize_masks, overwrite=args.overwrite,
+                seed=args.seed, progress=not args.no_progress, few_shot=args.few_shot,
             )
     except (ValueError, TypeError, OSError, ImportError) as error:  # setup errors: the model, the data, the folder
         print(f"anomalib-glocalclip evaluate: error: {evaluate_hints(str(error))}", file=sys.stderr)
         return 2
     except SweepStopped as stopped:
-        print(
-            f"anomalib-glocalclip evaluate: {stopped}; finished categories are in {output / 'results.csv'}, "
-            "rerun the same command to do the rest.",
-            file=sys.stderr,
-        )
+        print(f"anomalib-glocalclip evaluate: {stopped}; finished categories are in {output / 'results.csv'}, "
+              "rerun the same command to do the rest.", file=sys.stderr)
         return stopped.exit_status
     print((output / "results.md").read_text(encoding="utf-8"))
     print(f"Results: {output / 'results.csv'}, {output / 'results.md'}, {output / 'metrics.csv'}, "

@@ -1,8 +1,8 @@
-"""Checks of a benchmark config's inputs, run before its first job: one clear error instead of a table of failures.
+"""Checks of a benchmark config's inputs, run before its first job: one clear error listing every problem.
 
-A benchmark runs for hours on real data; a typo in a class name, a prompt file not trained yet or a dataset root
-that does not exist should stop it at once, with every such problem listed, and not surface as failed rows at the
-end. Problems that only show when a model is built (weights offline, a wrong init arg) still fail their job only.
+A typo in a class name, a prompt file not trained yet or a missing dataset root stops the benchmark at once
+instead of surfacing as failed rows hours later. Problems that only show when a model is built (weights offline,
+a wrong init arg) still fail their job only.
 """
 
 from __future__ import annotations
@@ -27,14 +27,9 @@ class BenchmarkConfigError(ValueError):
 
 
 def check_inputs(section: dict[str, Any], config_path: str | Path | None = None) -> None:
-    """Check every model and data entry of the ``benchmark`` section; raise once, listing all problems.
+    """Check every model and data entry of the ``benchmark`` section (``config_path`` is named in the error).
 
-    Checked: each model's class path resolves (short names among Anomalib's and the plugin's models, dotted
-    paths as given); a model's ``prompt_weights`` file exists; the data's ``root`` folder exists.
-
-    Args:
-        section: the config's ``benchmark`` section (with its ``grid`` values).
-        config_path: the config file, named in the error. Defaults to ``None``.
+    Checked: each model's class path resolves, a model's ``prompt_weights`` file exists, the data's ``root`` exists.
 
     Raises:
         BenchmarkConfigError: one line per problem, each with its fix.
@@ -46,9 +41,8 @@ def check_inputs(section: dict[str, Any], config_path: str | Path | None = None)
                 problems.append(problem)
     if problems:
         where = f" {config_path}" if config_path is not None else ""
-        msg = f"The benchmark config{where} cannot run; nothing was started:\n" + "\n".join(
-            f"  - {problem}" for problem in problems
-        )
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        msg = f"The benchmark config{where} cannot run; nothing was started:\n{lines}"
         raise BenchmarkConfigError(msg)
 
 

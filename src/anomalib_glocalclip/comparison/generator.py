@@ -28,22 +28,15 @@ class ZeroShotBenchmarkJobGenerator(BenchmarkJobGenerator):
         return ZeroShotBenchmarkJob
 
     def generate_jobs(
-        self,
-        args: dict[str, Any],
-        previous_stage_result: PREV_STAGE_RESULT,
+        self, args: dict[str, Any], previous_stage_result: PREV_STAGE_RESULT
     ) -> Generator[ZeroShotBenchmarkJob, None, None]:
         """One job per combination of grid values in ``args`` (the config's ``benchmark`` section)."""
         del previous_stage_result
         check_section(args)
         for container in get_iterator_from_grid_dict(args):
             container.setdefault("seed", DEFAULT_SEED)
-            yield ZeroShotBenchmarkJob(
-                accelerator=self.accelerator,
-                model_spec=container["model"],
-                data_spec=container["data"],
-                seed=container["seed"],
-                flat_cfg=flatten_dict(container),
-            )
+            yield ZeroShotBenchmarkJob(self.accelerator, container["model"], container["data"], container["seed"],
+                                       flatten_dict(container))
 
 
 def check_section(args: dict[str, Any] | None) -> None:

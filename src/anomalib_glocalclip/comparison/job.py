@@ -1,14 +1,8 @@
 """One benchmark job: build a model and a datamodule, fit, test, and return one row of the results table.
 
-Differences from Anomalib 2.7's ``BenchmarkJob``:
-
-* the model and datamodule are built inside ``run``, so a model that cannot be built (e.g. WinCLIP without its
-  weights offline) fails its own job only;
-* the engine is the plugin's (``evaluation/engine.py``); a zero- or few-shot model is not fitted but tested
-  right away, so it is validated once (Anomalib's ``fit`` would validate it, then its ``test`` again), and a
-  one-class model gets ``fit`` with the datamodule by keyword;
-* every model gets the same evaluator, so all rows have the same metric columns;
-* a failure becomes a row with ``status="failed"`` and the error, instead of an exception.
+Unlike Anomalib 2.7's ``BenchmarkJob``, the model and datamodule are built inside ``run`` (a model that cannot be
+built fails its own job only), the engine is the plugin's (a zero- or few-shot model is tested right away, so
+validated once), every model gets the same evaluator, and a failure becomes a row with its error.
 """
 
 from __future__ import annotations
@@ -55,39 +49,23 @@ class _ValidationTime(Callback):
 class ZeroShotBenchmarkJob(BenchmarkJob):
     """Fit and test one model on one datamodule (one category); never raises.
 
-    Args:
-        accelerator: ``"cpu"`` or ``"cuda"``.
-        model_spec: model entry of the config: a class name or ``{class_path, init_args, name}``.
-        data_spec: data entry of the config: ``{class_path, init_args}``.
-        seed: seed of the job.
-        flat_cfg: the job's configuration, flattened (``model.init_args.x``), copied into its row.
+    ``model_spec`` and ``data_spec`` are the config's entries (a class name or ``{class_path, init_args}``, a
+    model's with an optional ``name``); ``flat_cfg``, the job's flattened configuration, is copied into its row.
     """
 
     name = "benchmark"
 
-    def __init__(
-        self,
-        accelerator: str,
-        model_spec: str | dict[str, Any],
-        data_spec: str | dict[str, Any],
-        seed: int,
-        flat_cfg: dict[str, Any],
-    ) -> None:
+    def __init__(self, accelerator: str, model_spec: str | dict[str, Any], data_spec: str | dict[str, Any],
+                 seed: int, flat_cfg: dict[str, Any]) -> None:
         super().__init__(accelerator=accelerator, model=None, datamodule=None, seed=seed, flat_cfg=flat_cfg)
         self.model_spec = model_spec
         self.data_spec = data_spec
 
-    def _identity(self) -> dict[str, Any]:
-        data_args = (self.data_spec.get("init_args") or {}) if isinstance(self.data_spec, dict) else {}
-        return {
-            "model": model_label(self.model_spec),
-            "data": class_name(self.data_spec),
-            "category": data_args.get("category", ""),
-        }
-
     def run(self, task_id: int | None = None) -> dict[str, Any]:
         """Fit (zero/few-shot: validate) and test; return the row: identity, status, metrics, durations, config."""
-        row: dict[str, Any] = {**self._identity(), "status": STATUS_OK, "error": ""}
+        data_args = (self.data_spec.get("init_args") or {}) if isinstance(self.data_spec, dict) else {}
+        row: dict[str, Any] = {"model": model_label(self.model_spec), "data": class_name(self.data_spec),
+                               "category": data_args.get("category", ""), "status": STATUS_OK, "error": ""}
         devices: str | list[int] = "auto" if task_id is None else [task_id]
         start = time.time()
         try:
@@ -101,9 +79,9 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         return row
 
     def _fit_and_test(self, devices: str | list[int], category: str) -> dict[str, Any]:
-        """Build, fit and test; return durations and test metrics (and the datamodule's category if none given).
+        """Build, fit (one-class models only) and test; return durations, metrics and the datamodule's category.
 
-        A zero- or few-shot model is only tested: Anomalib's ``test`` validates it first (its ``fit_duration``).
+        A zero- or few-shot model's validation before its test counts as its ``fit_duration``.
         """
         seed_everything(self.seed, workers=True)
         model = build_model(self.model_spec)

@@ -27,26 +27,12 @@ ACCELERATORS = ("cpu", "cuda", "auto")
 LOG_NAME = "benchmark.log"
 
 
-def default_output_dir() -> Path:
-    """``runs/benchmark/<date-time>``, where ``anomalib benchmark`` writes too."""
-    return Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
-
-
 class ZeroShotBenchmark(Benchmark):
     """Benchmark zero-shot, few-shot and one-class models on the same data; one table for all of them.
 
     Runs Anomalib's runners (serial, or one process per GPU with ``accelerator: cuda`` on several GPUs) over
-    ``ZeroShotBenchmarkJob``s, and writes ``results.csv``, ``results.md`` and ``benchmark.log`` to the output
-    folder. A job that fails is a row with its error; the other jobs still run.
-
-    Args:
-        output_dir: where to write the results; ``None``: the config's ``output_dir``, else
-            ``runs/benchmark/<date-time>``.
-
-    Example:
-        >>> from jsonargparse import Namespace
-        >>> from anomalib_glocalclip.comparison import ZeroShotBenchmark
-        >>> table = ZeroShotBenchmark("results/bench").run(Namespace(config="bench.yaml"))  # doctest: +SKIP
+    ``ZeroShotBenchmarkJob``s; writes ``results.csv``, ``results.md`` and ``benchmark.log`` to ``output_dir``
+    (``None``: the config's ``output_dir``, else ``runs/benchmark/<date-time>``).
     """
 
     def __init__(self, output_dir: str | Path | None = None) -> None:
@@ -55,10 +41,7 @@ class ZeroShotBenchmark(Benchmark):
 
     @staticmethod
     def _setup_runners(args: dict[str, Any]) -> list[Runner]:
-        """One runner per accelerator: serial, or parallel over the GPUs for ``cuda`` with several of them.
-
-        ``auto`` (the default) is ``cuda`` where a GPU is visible, else ``cpu``.
-        """
+        """One runner per accelerator (``auto``: ``cuda`` if visible): serial, or parallel over several GPUs."""
         accelerators = args.get("accelerator", "auto")
         accelerators = accelerators if isinstance(accelerators, list) else [accelerators]
         runners: list[Runner] = []
@@ -81,7 +64,9 @@ class ZeroShotBenchmark(Benchmark):
         config = self._get_args(args) or {}
         section = config.get(ZeroShotBenchmarkJob.name)
         check_section(section)
-        output_dir = self.output_dir or Path(config.get("output_dir") or default_output_dir())
+        # Default: runs/benchmark/<date-time>, where ``anomalib benchmark`` writes too.
+        default = Path("runs") / "benchmark" / datetime.now().strftime("%Y-%m-%d-%H_%M_%S")
+        output_dir = self.output_dir or Path(config.get("output_dir") or default)
         runners = self._setup_runners(config)
         check_inputs(section, getattr(args, "config", None))
         with log_to_file(output_dir / LOG_NAME):

@@ -1,8 +1,7 @@
 """From the model and data entries of a benchmark config to instances, every model with the same evaluator.
 
-Models are built by the plugin's one model-from-config builder (``utils/model_config.py``, shared with the sweep):
-short names (``GlocalCLIP``, ``AnoCLIP``, ``WinClip``, case-insensitive) and dotted class paths. Datamodules are
-resolved by Anomalib's ``get_datamodule`` (``anomalib.data``, where the plugin's datamodules are registered too).
+Models are built by ``utils/model_config.py`` (shared with the sweep), datamodules by Anomalib's
+``get_datamodule``.
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ def model_label(spec: str | dict[str, Any]) -> str:
 
 
 def build_model(spec: str | dict[str, Any]) -> AnomalibModule:
-    """Instantiate a model entry, then give it the plugin's zero-shot evaluator.
+    """Instantiate a model entry with the plugin's zero-shot evaluator (every model logs the same metrics).
 
-    The shared evaluator makes every model log the same metrics (image AUROC/AUPR/F1Max, pixel
-    AUROC/AUPRO/F1Max). It is set on the instance: a config holds plain data only. The visualizer is switched off,
-    as a benchmark keeps no images, unless the entry sets ``visualizer`` itself.
+    The visualizer is switched off, as a benchmark keeps no images, unless the entry sets ``visualizer`` itself.
     """
     model = build_configured_model(spec)
     model.evaluator = zero_shot_evaluator()

@@ -1,7 +1,6 @@
 """The comparison table: one row per model x category plus a mean row per model, as CSV and Markdown.
 
-Its metrics are computed by ``anomalib test``'s path, on Anomalib's normalised scores (min-max from the validation
-split, clipped to [0, 1]); the ``scores`` column, the Markdown caption and the printed title say so.
+Metrics are on Anomalib's normalised scores, as ``anomalib test`` reports them; the table says so.
 """
 
 from __future__ import annotations
@@ -57,10 +56,7 @@ def main_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def with_means(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each model's rows followed by its mean row (``category="mean"``, over the jobs that succeeded).
-
-    The mean row's status says how many jobs it averages, e.g. ``"2/3 ok"``.
-    """
+    """Each model's rows followed by its mean row over its successful jobs (status e.g. ``"2/3 ok"``)."""
     numeric = _metric_columns(frame) + DURATION_COLUMNS
     # Runs on several accelerators are averaged separately.
     keys = ["model", "accelerator"] if frame.get("accelerator", pd.Series()).nunique() > 1 else ["model"]  # noqa: PD101 - NaN must not count
@@ -102,14 +98,10 @@ def write_results(table: pd.DataFrame, output_dir: Path) -> tuple[Path, Path]:
 
 
 def print_table(frame: pd.DataFrame, width: int | None = None) -> None:
-    """Print model, category, status and metrics with Rich; errors and all columns are in the files.
+    """Print model, category, status and metrics with Rich, fitting ``width`` (default: the terminal's, or 80).
 
-    The table fits an 80-column terminal: metric headers are split at ``_`` onto two lines, values have three
-    decimals, and long model or category names wrap within their cells.
-
-    Args:
-        frame: the results table (job and mean rows).
-        width: width to lay the table out for. Defaults to ``None``: the terminal's (80 when not a terminal).
+    Metric headers are split at ``_`` onto two lines and values have three decimals; errors and all columns are in
+    the files.
     """
     from rich import box
     from rich.console import Console

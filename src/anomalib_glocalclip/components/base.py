@@ -1,23 +1,12 @@
 """``ZeroShotCLIPMixin``: what the Anomalib modules GlocalCLIP and AnoCLIP share.
 
-Both models score images with a CLIP backbone and are evaluated zero-shot on a target. This base owns what
-is the same for both: the CLIP pre-processor (a classmethod, as WinCLIP's), Anomalib's post-processor, the
-plugin's evaluator, the ``predictions.csv`` callback, the validation step (scores for thresholds and
-normalisation; skipped where ``Engine.test``/``predict`` would score the same files next, see ``setup``), the
-empty ``val_dataloader`` of runs without validation data and the natural thresholds that apply then, the
-export guard (a model may refuse export, e.g. AnoCLIP+) and few-shot references (the bank
-is filled before the first evaluation batch, see ``components/few_shot.py``). Subclasses build ``self.model``
-(whose forward returns an ``InferenceBatch`` and which has a ``reference_bank`` and ``reference_features``) and
-keep only their own behaviour.
+The CLIP pre-processor, Anomalib's post-processor, the plugin's evaluator and visualizer, the ``predictions.csv``
+callback, the validation step, natural thresholds for runs without validation data, the export guard and few-shot
+references (``components/few_shot.py``). Subclasses build ``self.model`` (whose forward returns an
+``InferenceBatch`` and which has a ``reference_bank`` and ``reference_features``).
 
-It is a mixin placed before ``AnomalibModule`` (as Anomalib's ``MemoryBankMixin``), not a subclass of it:
-Anomalib lists models by ``AnomalibModule.__subclasses__()``, which holds direct subclasses only, so a model
-class must derive from ``AnomalibModule`` itself to appear in ``list_models`` and ``get_model``.
-
-Example:
-    >>> from anomalib_glocalclip import AnoCLIP, GlocalCLIP
-    >>> issubclass(GlocalCLIP, ZeroShotCLIPMixin) and issubclass(AnoCLIP, ZeroShotCLIPMixin)
-    True
+A mixin placed before ``AnomalibModule`` (as Anomalib's ``MemoryBankMixin``), not a subclass of it: Anomalib lists
+models by ``AnomalibModule.__subclasses__()``, direct subclasses only.
 """
 
 from __future__ import annotations
@@ -61,10 +50,6 @@ def set_natural_thresholds(post_processor: Any, pixel_scale: float = 1.0) -> Non
     An image or pixel is anomalous when its anomalous probability exceeds 0.5; scores range over [0, 1] (pixel
     scores over ``[0, pixel_scale]`` when a map sums ``pixel_scale`` probabilities). Validation on the target,
     when there is one, replaces all of them. Post-processors other than Anomalib's are left alone.
-
-    Args:
-        post_processor: the model's post-processor.
-        pixel_scale: the largest pixel score. Defaults to ``1.0``.
     """
     if not isinstance(post_processor, PostProcessor):
         return
@@ -81,11 +66,7 @@ def no_validation_data(model_name: str, validated_before: bool = False) -> list:
     Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
     (e.g. ``anomalib predict`` on a folder) Lightning falls back to the model's ``val_dataloader``; an empty
     one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply, unless an earlier
-    validation (e.g. of ``engine.test`` on a datamodule) already set thresholds, which then stay.
-
-    Args:
-        model_name: named in the warning.
-        validated_before: thresholds were already set by validation on data. Defaults to ``False``.
+    validation on data already set thresholds (``validated_before``), which then stay.
     """
     if validated_before:
         logger.info("No validation data: %s keeps the thresholds of its earlier validation.", model_name)
@@ -106,14 +87,12 @@ class ZeroShotCLIPMixin:
 
     Args:
         image_size: input size of the vision tower and of the pre-processor's resize, in pixels (square).
-            Defaults to ``224``.
-        pre_processor: pre-processor, or ``True`` for ``configure_pre_processor(image_size)``. Defaults to ``True``.
-        post_processor: post-processor, or ``True`` for Anomalib's. Defaults to ``True``.
-        evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``. Defaults to ``True``.
-        visualizer: visualizer, or ``True`` for ``configure_visualizer()`` (Anomalib's, its images read by the
-            plugin's reader). Defaults to ``True``.
+        pre_processor: pre-processor, or ``True`` for ``configure_pre_processor(image_size)``.
+        post_processor: post-processor, or ``True`` for Anomalib's.
+        evaluator: evaluator, or ``True`` for ``zero_shot_evaluator()``.
+        visualizer: visualizer, or ``True`` for ``configure_visualizer()``.
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
-            ``"reference"`` (the reference code's PIL resize, see ``ReferenceResize``). Defaults to ``"anomalib"``.
+            ``"reference"`` (the reference code's PIL resize, see ``ReferenceResize``).
     """
 
     reference_image_filter: str
@@ -121,13 +100,9 @@ class ZeroShotCLIPMixin:
     (``"bicubic"`` or ``"bilinear"``); each model class sets it."""
 
     def __init__(
-        self,
-        image_size: int = DEFAULT_IMAGE_SIZE,
-        pre_processor: nn.Module | bool = True,
-        post_processor: nn.Module | bool = True,
-        evaluator: Evaluator | bool = True,
-        visualizer: Visualizer | bool = True,
-        preprocessing: str = "anomalib",
+        self, image_size: int = DEFAULT_IMAGE_SIZE, pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True, evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True, preprocessing: str = "anomalib"
     ) -> None:
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
@@ -135,10 +110,7 @@ class ZeroShotCLIPMixin:
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((self.image_size, self.image_size), preprocessing)
         super().__init__(
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
 
     @classmethod
@@ -147,13 +119,7 @@ class ZeroShotCLIPMixin:
         image_size: tuple[int, int] | None = None,
         preprocessing: str = "anomalib",
     ) -> PreProcessor:
-        """Resize to ``image_size`` and CLIP normalisation.
-
-        Args:
-            image_size: ``(H, W)``. Defaults to ``None``: ``(224, 224)``.
-            preprocessing: ``"anomalib"`` or ``"reference"`` (with the model's ``reference_image_filter``; see
-                ``clip_pre_processor``). Defaults to ``"anomalib"``.
-        """
+        """Resize to ``image_size`` ``(H, W)`` (``None``: 224 x 224) and CLIP normalisation (``clip_pre_processor``)."""
         size = tuple(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
         return clip_pre_processor(size, preprocessing, cls.reference_image_filter)
 
@@ -187,14 +153,10 @@ class ZeroShotCLIPMixin:
 
     # ----- few-shot -----
     def init_few_shot(self, few_shot: int, reference_images: str | Path | None, seed: int, weight: float) -> None:
-        """Record the few-shot settings (checked here; the bank is filled by ``prepare_references``).
+        """Record (and check) the few-shot settings; ``prepare_references`` fills the bank.
 
-        Args:
-            few_shot: ``k`` reference images; ``0`` with no ``reference_images`` is zero-shot.
-            reference_images: folder of normal images to take the references from, or ``None`` for the
-                datamodule's train split.
-            seed: seed of the choice of the ``k`` images.
-            weight: share of the few-shot scores (checked here, used by ``self.model``).
+        ``few_shot = 0`` with no ``reference_images`` folder is zero-shot; ``reference_images`` ``None`` takes the
+        references from the datamodule's train split; ``weight`` (the few-shot scores' share) is used by ``self.model``.
         """
         check_few_shot_args(few_shot, reference_images, weight)
         self.few_shot = few_shot
@@ -221,11 +183,8 @@ class ZeroShotCLIPMixin:
         fill_reference_bank(bank, paths, transform, self.model.reference_features, self.device)
         self.reference_paths = [str(path) for path in paths]
         logger.info(
-            "%s few-shot: %d reference images (seed %d): %s",
-            self.name,
-            len(paths),
-            self.few_shot_seed,
-            ", ".join(self.reference_paths),
+            "%s few-shot: %d reference images (seed %d): %s", self.name, len(paths), self.few_shot_seed,
+            ", ".join(self.reference_paths)
         )
 
     def on_validation_start(self) -> None:
@@ -254,11 +213,7 @@ class ZeroShotCLIPMixin:
         self.reference_paths = list(checkpoint.get(REFERENCE_PATHS_KEY) or [])
 
     def set_natural_thresholds(self, pixel_scale: float = 1.0) -> None:
-        """Thresholds of runs without validation data (see ``set_natural_thresholds``).
-
-        Args:
-            pixel_scale: the largest pixel score. Defaults to ``1.0``.
-        """
+        """Thresholds of runs without validation data, pixel scores up to ``pixel_scale``."""
         set_natural_thresholds(self.post_processor, pixel_scale=pixel_scale)
 
     def val_dataloader(self) -> list:

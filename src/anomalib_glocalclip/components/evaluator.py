@@ -8,30 +8,18 @@ from anomalib_glocalclip.metrics import AUPRO, ReferenceAUPRO
 
 
 def zero_shot_evaluator(
-    image_metrics: bool = True,
-    pixel_metrics: bool = True,
-    reference_aupro: bool = False,
-    compute_on_cpu: bool = False,
+    image_metrics: bool = True, pixel_metrics: bool = True, reference_aupro: bool = False, compute_on_cpu: bool = False
 ) -> Evaluator:
     """Image AUROC, AUPR, F1Max and pixel AUROC, AUPRO (FPR <= 0.3), F1Max.
 
-    Pixel metrics are non-strict, so image-level datasets (no masks) skip them. The same metric names are
-    used by every model of this plugin, and by WinCLIP in its benchmark, so results tables line up. By default
-    metric states stay on the model's device (no copy to the host after every batch). ``pixel_AUPRO`` is the
-    plugin's :class:`~anomalib_glocalclip.metrics.AUPRO`: Anomalib's metric and values, its regions labelled
-    exactly once per stack (Anomalib's GPU labelling is approximate and slow).
+    Pixel metrics are non-strict, so image-level datasets (no masks) skip them. ``pixel_AUPRO`` is the plugin's
+    :class:`~anomalib_glocalclip.metrics.AUPRO`: Anomalib's values, its regions labelled exactly once per stack.
 
     Args:
         image_metrics: include the image metrics (leave out where a test split holds one class only).
-            Defaults to ``True``.
-        pixel_metrics: include the pixel metrics (leave out for datasets without masks). Defaults to ``True``.
-        reference_aupro: also the papers' AUPRO, ``pixel_ReferenceAUPRO`` (200 thresholds, FPR < 0.3
-            rescaled). Defaults to ``False``.
-        compute_on_cpu: move metric states to the host after every batch. Defaults to ``False``.
-
-    Example:
-        >>> [metric.name for metric in zero_shot_evaluator(pixel_metrics=False).test_metrics]
-        ['image_AUROC', 'image_AUPR', 'image_F1Max']
+        pixel_metrics: include the pixel metrics (leave out for datasets without masks).
+        reference_aupro: also the papers' AUPRO, ``pixel_ReferenceAUPRO`` (200 thresholds, FPR < 0.3 rescaled).
+        compute_on_cpu: move metric states to the host after every batch.
     """
     test_metrics = []
     if image_metrics:

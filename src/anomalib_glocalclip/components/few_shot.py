@@ -1,15 +1,9 @@
 """Few-shot settings of a model and the filling of its reference bank (issue 15), shared by GlocalCLIP and AnoCLIP.
 
-A model is few-shot when ``few_shot = k > 0`` or ``reference_images`` names a folder. Before its first
-validation, test or predict batch (Anomalib validates few-shot models before testing, as zero-shot ones), the
-model takes its references, once:
-
-* from ``reference_images``: ``k`` seeded images of the folder (all of them when ``k = 0``);
-* else from the datamodule's train split: ``k`` seeded normal images (``few_shot/references.py``).
-
-It encodes them with its own pre-processing and fills its ``ReferenceBank`` (a buffer: checkpoints and exports
-carry it, and a bank loaded from a checkpoint is never refilled). The chosen paths are logged, kept in
-``reference_paths`` and written into checkpoints.
+A model is few-shot when ``few_shot = k > 0`` or ``reference_images`` names a folder. Before its first evaluation
+batch it takes ``k`` seeded images of that folder (all when ``k = 0``), else ``k`` seeded normal images of the
+datamodule's train split, encodes them and fills its ``ReferenceBank`` (a buffer: checkpoints and exports carry
+it, and a loaded bank is never refilled). README "Few-shot" has the details.
 """
 
 from __future__ import annotations
@@ -35,16 +29,7 @@ REFERENCE_PATHS_KEY = "few_shot_reference_paths"
 
 
 def check_few_shot_args(few_shot: int, reference_images: str | Path | None, weight: float) -> None:
-    """Reject a negative ``few_shot``, an empty ``reference_images`` string and a weight outside ``[0, 1]``.
-
-    Args:
-        few_shot: ``k``, the number of reference images.
-        reference_images: folder of normal reference images, or ``None``.
-        weight: share of the few-shot scores in the combined ones.
-
-    Raises:
-        ValueError: one of them is invalid.
-    """
+    """Reject (``ValueError``) a negative ``few_shot``, an empty ``reference_images`` and a weight outside [0, 1]."""
     if isinstance(few_shot, bool) or not isinstance(few_shot, int) or few_shot < 0:
         msg = f"few_shot must be a number of reference images >= 0 (0: zero-shot), got {few_shot!r}."
         raise ValueError(msg)
@@ -57,20 +42,9 @@ def check_few_shot_args(few_shot: int, reference_images: str | Path | None, weig
 
 
 def choose_reference_paths(
-    few_shot: int,
-    reference_images: str | Path | None,
-    seed: int,
-    datamodule: Any,
-    model_name: str,
+    few_shot: int, reference_images: str | Path | None, seed: int, datamodule: Any, model_name: str
 ) -> list[Path]:
-    """The reference images of a few-shot model: from its folder, else from the datamodule's train split.
-
-    Args:
-        few_shot: ``k``; ``0`` takes every image of ``reference_images``.
-        reference_images: folder of normal images, or ``None`` for the datamodule's train split.
-        seed: seed of the choice.
-        datamodule: the trainer's datamodule, or ``None``.
-        model_name: named in the error.
+    """The ``few_shot`` seeded reference images: of ``reference_images`` (all for 0), else of the train split.
 
     Raises:
         ValueError: no folder is given and there is no datamodule to take normal images from.
@@ -90,12 +64,8 @@ def choose_reference_paths(
 
 @torch.no_grad()
 def fill_reference_bank(
-    bank: ReferenceBank,
-    paths: list[Path],
-    transform: Callable[[torch.Tensor], torch.Tensor],
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device,
-    batch_size: int = 16,
+    bank: ReferenceBank, paths: list[Path], transform: Callable[[torch.Tensor], torch.Tensor],
+    encode: Callable[[torch.Tensor], torch.Tensor], device: torch.device, batch_size: int = 16
 ) -> None:
     """Read, pre-process and encode the reference images into ``bank``.
 
@@ -105,7 +75,7 @@ def fill_reference_bank(
         transform: the model's pre-processing of one ``[3, H, W]`` image in ``[0, 1]``.
         encode: the model's ``[B, 3, S, S] -> [L, B, N, E]`` patch features at its map layers.
         device: where the model runs.
-        batch_size: images per vision-tower pass. Defaults to ``16``.
+        batch_size: images per vision-tower pass.
     """
     for start in range(0, len(paths), batch_size):
         images = read_reference_images(paths[start : start + batch_size], transform)

@@ -1,14 +1,9 @@
 """``HeatmapWriter``: draws and saves an Anomalib visualizer's pictures on background threads.
 
-Drawing a heatmap panel (colour map, overlays, PNG encoding) costs tens of milliseconds per image on the host;
-done inline it holds up the test loop. The writer takes predicted batches from the loop, draws and saves their
-items on a small thread pool (PIL's encoders and NumPy release the GIL), keeps at most ``max_pending`` batches in
-flight (the loop waits when it is ahead), and re-raises the first drawing error at :meth:`HeatmapWriter.close`.
-
-Example:
-    >>> from anomalib.visualization import ImageVisualizer
-    >>> writer = HeatmapWriter(ImageVisualizer(), "heatmaps")
-    >>> writer.close()  # nothing submitted: nothing written
+Drawing a heatmap panel costs tens of milliseconds per image on the host; inline it holds up the test loop. The
+writer draws on a small thread pool (PIL's encoders and NumPy release the GIL), keeps at most ``max_pending``
+batches in flight (the loop waits when it is ahead), and re-raises the first drawing error at
+:meth:`HeatmapWriter.close`.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anomalib.utils.path import generate_output_filename
+from .visualizer import save_pictures
 
 if TYPE_CHECKING:
     from anomalib.data import ImageBatch
@@ -31,23 +26,13 @@ DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 class HeatmapWriter:
     """Saves ``visualizer.visualize_item`` of every item of the batches it is given, in the background.
 
-    Args:
-        visualizer: an Anomalib ``ImageVisualizer`` (its ``visualize_item`` draws one item).
-        output_dir: folder of the pictures; file names are Anomalib's (``generate_output_filename``).
-        dataset_name: dataset name used in the file names, as Anomalib's visualizer does. Defaults to ``None``.
-        category: category used in the file names. Defaults to ``None``.
-        threads: drawing threads. Defaults to ``min(4, CPU count)``.
-        max_pending: batches queued or being drawn before :meth:`submit` waits. Defaults to ``2 * threads``.
+    File names are Anomalib's (with ``dataset_name`` and ``category``); ``max_pending`` batches (``None``:
+    ``2 * threads``) may be queued or drawn before :meth:`submit` waits.
     """
 
     def __init__(
-        self,
-        visualizer: ImageVisualizer,
-        output_dir: str | Path,
-        dataset_name: str | None = None,
-        category: str | None = None,
-        threads: int = DEFAULT_THREADS,
-        max_pending: int | None = None,
+        self, visualizer: ImageVisualizer, output_dir: str | Path, dataset_name: str | None = None,
+        category: str | None = None, threads: int = DEFAULT_THREADS, max_pending: int | None = None
     ) -> None:
         self.visualizer = visualizer
         self.output_dir = Path(output_dir)
@@ -58,10 +43,9 @@ class HeatmapWriter:
         self._futures: list[Future] = []
 
     def submit(self, batch: ImageBatch) -> None:
-        """Queue ``batch``'s items for drawing; waits while ``max_pending`` batches are in flight.
+        """Queue ``batch``'s items for drawing (waits while ``max_pending`` batches are in flight).
 
-        Raises:
-            Exception: the first error of an earlier batch (drawing stops at the first error).
+        Raises the first drawing error of an earlier batch (drawing stops at the first error).
         """
         self._raise_first_error(done_only=True)
         self._slots.acquire()
@@ -88,14 +72,4 @@ class HeatmapWriter:
             self._futures.remove(future)
 
     def _write(self, batch: ImageBatch) -> None:
-        for item in batch:
-            picture = self.visualizer.visualize_item(item)
-            if picture is None:
-                continue
-            filename = generate_output_filename(
-                input_path=item.image_path or "",
-                output_path=self.output_dir,
-                dataset_name=self.dataset_name,
-                category=self.category,
-            )
-            picture.save(filename)
+        save_pictures(self.visualizer, batch, self.output_dir, self.dataset_name, self.category)

@@ -1,22 +1,13 @@
 """``ThresholdsFromTest``: a zero-shot model's thresholds fitted on the test pass, for runs without validation.
 
-Anomalib validates a zero-shot model before ``test`` to fit its post-processor's thresholds (and normalisation) on
-the validation split. Where that split *is* the test split (MVTec AD's and the plugin's default,
-``val_split_mode="same_as_test"``), the validation pass only repeats the test pass's forward on the same files. The
-plugin's own commands (``evaluate``; see ``evaluation/engine.py``) switch validation off there with the public
-trainer argument ``limit_val_batches=0`` and add this callback, which
-
-* feeds every test batch's raw predictions to the post-processor's threshold metrics, as its public
-  ``on_validation_batch_end`` hook does during validation (this trainer callback runs before the model's
-  post-processor sees the batch);
-* at the end of the test epoch fits the thresholds (the post-processor's ``on_validation_epoch_end``), so they
-  equal those of the validation pass it replaces;
-* thresholds host copies of the predictions (``pred_label``, ``pred_mask``) and hands them to a
-  :class:`~anomalib_glocalclip.components.heatmap_writer.HeatmapWriter`, which draws them in the background.
-
-It acts only for Anomalib's post-processor thresholding raw scores (no normalisation): the metrics are then
-computed on the raw scores, which thresholds do not change. Where scores are normalised, the engine path validates
-first, as Anomalib does.
+Where the validation split is the test split, a validation pass only repeats the test pass's forward on the same
+files; the plugin's engine path (``evaluation/engine.py``) switches it off (``limit_val_batches=0``) and adds this
+callback, which feeds each test batch's raw predictions to the post-processor's threshold metrics through its
+public ``on_validation_batch_end`` hook (this trainer callback runs before the model's post-processor sees the
+batch), fits the thresholds at the end of the test epoch (``on_validation_epoch_end``: equal to those of the
+validation pass it replaces), then thresholds host copies of the predictions for the background
+:class:`~anomalib_glocalclip.components.heatmap_writer.HeatmapWriter`. Only for raw scores (no normalisation),
+whose metrics thresholds do not change.
 """
 
 from __future__ import annotations
@@ -48,8 +39,7 @@ def can_fit_on_test_pass(post_processor: Any) -> bool:
 def _host_copy(batch: ImageBatch) -> ImageBatch:
     """A host copy of ``batch``'s predictions and ground truth with a 1x1 image (the heatmaps re-read each file).
 
-    ``pred_label`` and ``pred_mask`` are dropped, so that thresholding the copy sets them afresh (Anomalib's
-    post-processor keeps labels and masks a batch already has).
+    Without ``pred_label`` and ``pred_mask``: Anomalib's post-processor keeps those a batch already has.
     """
     changes: dict[str, Any] = {"pred_label": None, "pred_mask": None, "image": torch.zeros(len(batch), 3, 1, 1)}
     for name in ("anomaly_map", "pred_score", "gt_mask", "gt_label"):
@@ -62,13 +52,8 @@ def _host_copy(batch: ImageBatch) -> ImageBatch:
 class ThresholdsFromTest(Callback):
     """Fit a zero-shot model's thresholds on the test pass itself, then write its heatmaps in the background.
 
-    A trainer callback for runs with validation off (``limit_val_batches=0``) where the validation split is the
-    test split. It acts where :func:`can_fit_on_test_pass` holds for the model's post-processor; otherwise it does
-    nothing, heatmaps included.
-
-    Args:
-        heatmaps: factory of the run's heatmap writer (called at test start), or ``None`` for no heatmaps.
-            Defaults to ``None``.
+    Acts where :func:`can_fit_on_test_pass` holds for the model's post-processor, else does nothing. ``heatmaps``:
+    factory of the run's heatmap writer (called at test start), or ``None`` for no heatmaps.
     """
 
     def __init__(self, heatmaps: Callable[[], HeatmapWriter] | None = None) -> None:
@@ -84,15 +69,8 @@ class ThresholdsFromTest(Callback):
         self._kept = []
         self._writer = self.heatmaps() if self.active and self.heatmaps is not None else None
 
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
         """Feed the batch's raw predictions to the post-processor's threshold metrics; keep a host copy for heatmaps."""
         del batch, batch_idx, dataloader_idx
         if not self.active:
@@ -127,17 +105,17 @@ class ThresholdsFromTest(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Wait for the heatmaps; a drawing error fails the test."""
         del trainer, pl_module
-        self.active = False
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+        self._close()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Stop the writer's threads (pictures already drawn stay) when the run fails."""
         del trainer, pl_module, exception
-        self.active = False
         self._kept = []
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            with contextlib.suppress(Exception):  # the run's own error is the one to report
-                writer.close()
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            self._close()
+
+    def _close(self) -> None:
+        self.active = False
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()

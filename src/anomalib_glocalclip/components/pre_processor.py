@@ -1,11 +1,7 @@
 """CLIP pre-processing: resize to the backbone's input size and CLIP normalisation.
 
-Two resizes, chosen by ``preprocessing``:
-
-* ``"anomalib"``: torchvision's tensor ``Resize`` (bicubic, antialiased, float between passes); masks nearest.
-* ``"reference"``: the model's reference code's PIL pipeline (``ReferenceResize``): 8-bit PIL resize of the
-  images with the filter that reference uses (``reference_image_filter``: GlocalCLIP's bicubic, AnoCLIP's
-  bilinear), PIL bilinear then ``> 0.5`` for masks.
+``preprocessing="anomalib"``: torchvision's tensor ``Resize`` (bicubic, antialiased), masks nearest;
+``"reference"``: the model's reference code's PIL pipeline (``ReferenceResize``).
 """
 
 from __future__ import annotations
@@ -34,18 +30,9 @@ def check_preprocessing(preprocessing: str) -> str:
 
 
 def clip_transform(
-    image_size: tuple[int, int],
-    preprocessing: str = "anomalib",
-    reference_image_filter: str = "bicubic",
+    image_size: tuple[int, int], preprocessing: str = "anomalib", reference_image_filter: str = "bicubic"
 ) -> Compose:
-    """Resize to ``image_size`` (as ``preprocessing`` says) and CLIP normalisation.
-
-    Args:
-        image_size: ``(H, W)``.
-        preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
-        reference_image_filter: PIL filter of the images in ``"reference"`` mode, ``"bicubic"`` or
-            ``"bilinear"``. Defaults to ``"bicubic"``.
-    """
+    """Resize to ``image_size`` ``(H, W)`` (as ``preprocessing`` says) and CLIP normalisation."""
     if check_preprocessing(preprocessing) == "reference":
         resize: Transform = ReferenceResize(image_size, image_filter=reference_image_filter)
     else:
@@ -67,19 +54,10 @@ class CLIPPreProcessor(PreProcessor):
     The reference resize is no transform Anomalib can persist as plain data, so a checkpoint stores the
     ``preprocessing`` mode, size and image filter instead, and loading rebuilds the transform from them. In the
     exported graph the reference resize computes its coefficients from the input's size (``pil_resize_dense``).
-
-    Args:
-        image_size: ``(H, W)``.
-        preprocessing: ``"anomalib"`` or ``"reference"``. Defaults to ``"anomalib"``.
-        reference_image_filter: PIL filter of the images in ``"reference"`` mode, ``"bicubic"`` or
-            ``"bilinear"``. Defaults to ``"bicubic"``.
     """
 
     def __init__(
-        self,
-        image_size: tuple[int, int],
-        preprocessing: str = "anomalib",
-        reference_image_filter: str = "bicubic",
+        self, image_size: tuple[int, int], preprocessing: str = "anomalib", reference_image_filter: str = "bicubic"
     ) -> None:
         super().__init__(transform=clip_transform(image_size, preprocessing, reference_image_filter))
         self.image_size = tuple(image_size)
@@ -104,21 +82,18 @@ class CLIPPreProcessor(PreProcessor):
             self.image_size = tuple(config["image_size"])
             self.preprocessing = "reference"
             self.reference_image_filter = config.get("reference_image_filter", "bicubic")
-            self.transform = clip_transform(self.image_size, "reference", self.reference_image_filter)
-            self.export_transform = _dense_resizes(
-                clip_transform(self.image_size, "reference", self.reference_image_filter),
-            )
+            config_args = (self.image_size, "reference", self.reference_image_filter)
+            self.transform = clip_transform(*config_args)
+            self.export_transform = _dense_resizes(clip_transform(*config_args))
         else:
             super().load_checkpoint_config(config)
             self.preprocessing = "anomalib"
 
 
 def clip_pre_processor(
-    image_size: int | tuple[int, int],
-    preprocessing: str = "anomalib",
-    reference_image_filter: str = "bicubic",
+    image_size: int | tuple[int, int], preprocessing: str = "anomalib", reference_image_filter: str = "bicubic"
 ) -> CLIPPreProcessor:
-    """Anomalib's ``PreProcessor`` with a resize and CLIP normalisation.
+    """Anomalib's ``PreProcessor`` mapping ``[B, 3, h, w]`` images in ``[0, 1]`` to normalised ``[B, 3, H, W]``.
 
     Anomalib copies the resize into the datasets' augmentations, so images of different native sizes
     collate, and masks are resized with their images.
@@ -126,17 +101,9 @@ def clip_pre_processor(
     Args:
         image_size: input size of the vision tower, ``S`` or ``(H, W)``.
         preprocessing: ``"anomalib"`` (torchvision's tensor bicubic resize) or ``"reference"`` (a reference's PIL
-            resize). Defaults to ``"anomalib"``.
-        reference_image_filter: PIL filter of the images in ``"reference"`` mode: the model's reference's,
-            ``"bicubic"`` (GlocalCLIP) or ``"bilinear"`` (AnoCLIP). Defaults to ``"bicubic"``.
-
-    Returns:
-        CLIPPreProcessor: maps ``[B, 3, h, w]`` images in ``[0, 1]`` to normalised ``[B, 3, H, W]`` images.
-
-    Example:
-        >>> pre_processor = clip_pre_processor(224)
-        >>> pre_processor.transform.transforms[0].size
-        [224, 224]
+            resize).
+        reference_image_filter: PIL filter of the images in ``"reference"`` mode: ``"bicubic"`` (GlocalCLIP) or
+            ``"bilinear"`` (AnoCLIP).
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     return CLIPPreProcessor(size, preprocessing, reference_image_filter)

@@ -1,37 +1,16 @@
 """The reference codes' PIL resize in torch: PIL's bicubic or bilinear for images, bilinear then ``> 0.5`` for masks.
 
-The reference codes resize 8-bit PIL images, then ``ToTensor`` and, for masks (0/255), ``> 0.5``:
+GlocalCLIP's reference resizes 8-bit PIL images with ``Resize(S, BICUBIC)`` and masks with ``Resize(S)``
+(bilinear); AnoCLIP's (hq-deng/AnoVL) both with ``Resize((S, S))``: bilinear. Each model class names its filter
+(``reference_image_filter``). PIL resamples separably, width pass then height pass (Pillow up to 12), with the
+filter stretched by the downscale factor, coefficients normalised per output pixel and rounded to 22-bit fixed
+point, and rounds and clamps each pass to 8 bit; a tensor ``Resize`` keeps floats between passes and differs by
+about 20 grey levels at sharp edges (anoclip/README.md "Faithfulness to the reference").
 
-* GlocalCLIP's (YUL-git/GlocalCLIP, a fork of AnomalyCLIP): images with ``Resize(S, BICUBIC)``, masks with
-  ``Resize(S)`` (bilinear);
-* AnoCLIP's (hq-deng/AnoVL): images and masks with ``Resize((S, S))``, torchvision's default for PIL images:
-  bilinear.
-
-Each model class names its reference's image filter (``reference_image_filter``). PIL resamples separably, first
-along the width, then along the height (Pillow up to 12, the references' 9.2 and 10.4 included; Pillow 13 goes
-height first when the height shrinks much more). Each pass uses the filter (bicubic ``a = -0.5``, support 2;
-bilinear, support 1) stretched by the downscale factor (so it antialiases), coefficients normalised per output
-pixel and rounded to 22-bit fixed point, and rounds and clamps every pass's result to 8 bit. A tensor ``Resize``
-instead keeps floats between passes, so it overshoots [0, 1] at sharp edges and differs from PIL by about 20
-grey levels there; nearest-neighbour masks differ at boundaries.
-
-Two implementations:
-
-* ``pil_resize`` (eager): PIL's arithmetic (coefficients computed in double precision in PIL's order, 22-bit
-  fixed point, integer sums, carried exactly by float64 matrix products), so it gives PIL's pixels. The
-  coefficient matrices depend on the sizes only and are cached.
-* ``pil_resize_dense`` (export): the same matrices built from the input's (dynamic) size inside the graph;
-  a coefficient can round differently in its last fixed-point bit, so it is within one grey level of PIL.
-
-``ReferenceResize`` is a torchvision ``Resize`` (so Anomalib copies it into the datasets' augmentations and
-images of any size collate) that applies them to images in ``[0, 1]`` and to masks.
-
-Example:
-    >>> import torch
-    >>> image = torch.zeros(1, 3, 8, 8)
-    >>> image[..., 4:] = 1.0
-    >>> ReferenceResize((4, 4))(image).shape
-    torch.Size([1, 3, 4, 4])
+``pil_resize`` gives PIL's pixels (PIL's arithmetic, carried exactly by float64 products, cached matrices);
+``pil_resize_dense`` builds the matrices inside the graph for export with dynamic sizes, within one grey level.
+``ReferenceResize`` is a torchvision ``Resize`` (so Anomalib copies it into the datasets' augmentations) that
+applies them to images in ``[0, 1]`` and to masks.
 """
 
 from __future__ import annotations
@@ -68,18 +47,10 @@ def _fixed_point(coefficient: float) -> int:
 
 @lru_cache(maxsize=32)
 def pil_coefficients(in_size: int, out_size: int, filter_name: str) -> torch.Tensor:
-    """PIL's resampling matrix from ``in_size`` to ``out_size`` pixels along one axis.
+    """PIL's resampling matrix from ``in_size`` to ``out_size`` pixels along one axis, ``[out_size, in_size]``.
 
     Coefficients are computed in double precision in PIL's order (a sequential sum for the normalisation) and
-    rounded to PIL's 22-bit fixed point.
-
-    Args:
-        in_size: input length.
-        out_size: output length.
-        filter_name: ``"bicubic"`` or ``"bilinear"``.
-
-    Returns:
-        ``[out_size, in_size]`` float64 matrix of integer coefficients (``2^22`` = weight 1).
+    rounded to PIL's 22-bit fixed point: float64 integers, ``2^22`` = weight 1.
     """
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
@@ -116,13 +87,7 @@ def _resample(values: torch.Tensor, columns: torch.Tensor | None, rows: torch.Te
 def pil_resize(values: torch.Tensor, size: tuple[int, int], filter_name: str = "bicubic") -> torch.Tensor:
     """Resize 8-bit values exactly as PIL's ``Image.resize`` (width pass, then height pass).
 
-    Args:
-        values: ``[..., h, w]`` tensor of integer values in ``[0, 255]`` (any dtype).
-        size: ``(H, W)``.
-        filter_name: ``"bicubic"`` or ``"bilinear"``. Defaults to ``"bicubic"``.
-
-    Returns:
-        ``[..., H, W]`` float64 integer values in ``[0, 255]``, PIL's pixels.
+    ``values``: ``[..., h, w]`` integers in ``[0, 255]`` (any dtype); returns ``[..., H, W]`` float64 PIL pixels.
     """
     height, width = size
     in_height, in_width = values.shape[-2:]
@@ -158,14 +123,6 @@ def pil_resize_dense(values: torch.Tensor, size: tuple[int, int], filter_name: s
     Both passes always run (a pass between equal sizes is the identity). The normalising sum is not PIL's
     sequential one, so a coefficient can round differently in its last fixed-point bit: within one grey level
     of PIL, and equal on nearly every pixel.
-
-    Args:
-        values: ``[..., h, w]`` tensor of integer values in ``[0, 255]``.
-        size: ``(H, W)``.
-        filter_name: ``"bicubic"`` or ``"bilinear"``. Defaults to ``"bicubic"``.
-
-    Returns:
-        ``[..., H, W]`` float64 values in ``[0, 255]``.
     """
     height, width = size
     columns = _dense_coefficients(values, values.shape[-1], width, filter_name)
@@ -176,25 +133,17 @@ def pil_resize_dense(values: torch.Tensor, size: tuple[int, int], filter_name: s
 class ReferenceResize(Resize):
     """A reference's PIL resize as a torchvision transform: ``image_filter`` images, bilinear ``> 0.5`` masks.
 
-    Images (``tv_tensors.Image`` or plain tensors, ``[..., 3, h, w]`` in ``[0, 1]``) are quantised to 8 bit,
-    resized with PIL's ``image_filter`` and returned as float ``value / 255`` (as ``ToTensor``). Masks
-    (``tv_tensors.Mask``, ``[..., h, w]``, non-zero = anomalous) are resized as 0/255 images with PIL's
-    bilinear and thresholded at 0.5, in their own dtype.
+    Images (``[..., 3, h, w]`` in ``[0, 1]``) are quantised to 8 bit, resized and returned as ``value / 255`` (as
+    ``ToTensor``); masks (``tv_tensors.Mask``, non-zero = anomalous) are resized as 0/255 images, in their dtype.
 
     Args:
         size: output ``(H, W)`` (or ``S`` for ``(S, S)``).
-        exact: ``True``: PIL's arithmetic with cached coefficients (``pil_resize``); ``False``: coefficients
-            built inside the graph (``pil_resize_dense``, for export with dynamic input sizes). Defaults to
-            ``True``.
-        image_filter: PIL filter of the images, ``"bicubic"`` (GlocalCLIP's reference) or ``"bilinear"``
-            (AnoCLIP's). Defaults to ``"bicubic"``.
+        exact: ``True``: ``pil_resize``; ``False``: ``pil_resize_dense`` (export with dynamic input sizes).
+        image_filter: PIL filter of the images, ``"bicubic"`` (GlocalCLIP's reference) or ``"bilinear"`` (AnoCLIP's).
     """
 
     def __init__(
-        self,
-        size: int | tuple[int, int] | list[int],
-        exact: bool = True,
-        image_filter: str = "bicubic",
+        self, size: int | tuple[int, int] | list[int], exact: bool = True, image_filter: str = "bicubic"
     ) -> None:
         if image_filter not in FILTER_SUPPORT:
             msg = f"image_filter must be one of {list(FILTER_SUPPORT)}, got {image_filter!r}."

@@ -41,13 +41,7 @@ class _ItemWithImage:
 
 
 def read_display_image(path: str | Path) -> Image.Image:
-    """Read an image file for display: any mode or bit depth as 8-bit RGB, like 8-bit files show in Anomalib.
-
-    Args:
-        path: Image file.
-
-    Returns:
-        RGB PIL image of the file's size.
+    """Read an image file for display as 8-bit RGB of its size, any mode or bit depth, as 8-bit files show in Anomalib.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -66,57 +60,33 @@ class PluginImageVisualizer(ImageVisualizer):
     """
 
     def visualize_item(self, item: ImageItem) -> Image.Image | None:
-        """Draw one item's panels.
-
-        Args:
-            item: Item of a predicted batch.
-
-        Returns:
-            The panels side by side, or ``None`` when there is nothing to draw.
-        """
+        """Draw one item's panels side by side (``None`` when there is nothing to draw)."""
         if item.image_path:
             item = _ItemWithImage(item, read_display_image(item.image_path))
         return visualize_image_item(
-            item,
-            fields=self.fields,
-            overlay_fields=self.overlay_fields,
-            field_size=self.field_size,
-            fields_config=self.fields_config,
-            overlay_fields_config=self.overlay_fields_config,
-            text_config=self.text_config,
+            item, fields=self.fields, overlay_fields=self.overlay_fields, field_size=self.field_size,
+            fields_config=self.fields_config, overlay_fields_config=self.overlay_fields_config,
+            text_config=self.text_config
         )
 
     def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: AnomalibModule,
-        outputs: ImageBatch,
-        batch: ImageBatch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+        self, trainer: Trainer, pl_module: AnomalibModule, outputs: ImageBatch, batch: ImageBatch, *args: Any
     ) -> None:
-        """Save each item's panels under ``output_dir`` (default ``<trainer root>/images``), named as Anomalib does.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The model.
-            outputs: The batch's outputs (unused; ``batch`` carries the predictions).
-            batch: The predicted batch.
-            batch_idx: Batch index (unused).
-            dataloader_idx: Dataloader index (unused).
-        """
-        del pl_module, outputs, batch_idx, dataloader_idx
+        """Save each item's panels under ``output_dir`` (default ``<trainer root>/images``), named as Anomalib does."""
+        del pl_module, outputs, args
         if self.output_dir is None:
             self.output_dir = Path(trainer.default_root_dir) / "images"
         datamodule = getattr(trainer, "datamodule", None)
-        for item in batch:
-            image = self.visualize_item(item)
-            if image is None:
-                continue
-            filename = generate_output_filename(
-                input_path=item.image_path or "",
-                output_path=self.output_dir,
-                dataset_name=getattr(datamodule, "name", None),
-                category=getattr(datamodule, "category", None),
-            )
-            image.save(filename)
+        name, category = getattr(datamodule, "name", None), getattr(datamodule, "category", None)
+        save_pictures(self, batch, self.output_dir, name, category)
+
+
+def save_pictures(
+    visualizer: ImageVisualizer, batch: ImageBatch, output_dir: Path, dataset_name: str | None, category: str | None
+) -> None:
+    """Save ``visualizer.visualize_item`` of each item of ``batch``, under Anomalib's file names."""
+    for item in batch:
+        picture = visualizer.visualize_item(item)
+        if picture is not None:
+            picture.save(generate_output_filename(input_path=item.image_path or "", output_path=output_dir,
+                                                  dataset_name=dataset_name, category=category))

@@ -1,13 +1,8 @@
 """Small generated datasets in the MVTec AD and VisA layouts, which Anomalib's ``MVTecAD`` and ``Visa`` read.
 
-The demo learns prompts on a generated VisA set and tests zero-shot on a generated MVTec AD set; the test kit
-(``anomalib_glocalclip.testing``) writes its datasets with the same functions. By default every image is a plain
-8-bit RGB file that stock Anomalib reads correctly. With ``odd_images=True`` some images are written as grayscale,
-RGBA, palette, 16-bit grayscale PNG, or at an odd size (masks always have the size of their own image), for tests
-of readers that must take such files; stock Anomalib reads 16-bit PNGs as all white. JPEG files cannot hold RGBA,
-palette or 16-bit data, so there the odd images are grayscale JPEGs and odd sizes only.
-
-Generators write into existing folders without clearing them: files of the same names are replaced, others stay.
+Used by the demo and the test kit (``anomalib_glocalclip.testing``). Images are plain 8-bit RGB unless
+``odd_images=True``: then some are grayscale, RGBA, palette, 16-bit grayscale PNG (which stock Anomalib reads as
+all white) or of an odd size (JPEG: grayscale and odd sizes only). Existing files of the same names are replaced.
 """
 
 from __future__ import annotations
@@ -24,17 +19,7 @@ from PIL import Image
 from .products import DEFECT_KINDS, as_size, make_image
 
 VISA_CATEGORIES = (
-    "candle",
-    "capsules",
-    "cashew",
-    "chewinggum",
-    "fryum",
-    "macaroni1",
-    "macaroni2",
-    "pcb1",
-    "pcb2",
-    "pcb3",
-    "pcb4",
+    "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4",
     "pipe_fryum",
 )
 """Category names that Anomalib's VisA datamodule accepts (its split step rejects any other)."""
@@ -49,42 +34,17 @@ _ODD_SIZE_GROWTH = (3, 29)  # 64x64 becomes 67x93
 
 
 def generate_mvtec_ad(
-    root: str | Path,
-    categories: Sequence[str] = ("bottle", "carpet"),
-    n_train: int = 4,
-    n_test_good: int = 2,
-    n_test_bad: int = 3,
-    defects: Sequence[str] = ("scratch",),
-    image_size: int | tuple[int, int] = 64,
-    seed: int = 0,
-    odd_images: bool = False,
-    good: str = "good",
-    image_suffix: str = ".png",
-    mask_suffix: str = "_mask.png",
+    root: str | Path, categories: Sequence[str] = ("bottle", "carpet"), n_train: int = 4, n_test_good: int = 2,
+    n_test_bad: int = 3, defects: Sequence[str] = ("scratch",), image_size: int | tuple[int, int] = 64, seed: int = 0,
+    odd_images: bool = False, good: str = "good", image_suffix: str = ".png", mask_suffix: str = "_mask.png"
 ) -> Path:
     """Write an MVTec AD layout that ``anomalib.data.MVTecAD(root=root, category=...)`` reads.
 
-    Layout: ``<cat>/train/good/000.png``, ``<cat>/test/good/000.png``, ``<cat>/test/<defect>/000.png`` and
-    ``<cat>/ground_truth/<defect>/000_mask.png``. The names of ``good`` and the suffixes give the MVTec-style
-    layouts of other datasets (BTAD: ``ok``, ``.bmp`` images, ``.png`` masks).
-
-    Args:
-        root: Dataset root; created if missing.
-        categories: Category folders to write (any names; MVTec AD's give familiar looks).
-        n_train: Normal training images per category.
-        n_test_good: Normal test images per category.
-        n_test_bad: Anomalous test images per category and defect type.
-        defects: Defect type folders; a name in :data:`DEFECT_KINDS` draws that kind, any other name a fixed kind
-            derived from it.
-        image_size: ``(H, W)`` or one int.
-        seed: Random seed.
-        odd_images: Write some images in odd formats or sizes (see the module docstring). Defaults to ``False``.
-        good: Name of the folders of normal images.
-        image_suffix: Suffix of the image files; it sets their format.
-        mask_suffix: End of the mask file names, after the image's stem.
-
-    Returns:
-        ``root`` as a Path.
+    Layout: ``<cat>/train/<good>/000.png``, ``<cat>/test/<good>/000.png``, ``<cat>/test/<defect>/000.png`` and
+    ``<cat>/ground_truth/<defect>/000_mask.png``; ``good`` and the suffixes (which set the formats) give the
+    MVTec-style layouts of other datasets (BTAD: ``ok``, ``.bmp`` images, ``.png`` masks). Per category:
+    ``n_train`` and ``n_test_good`` normal images, ``n_test_bad`` anomalous ones per defect folder; a folder named
+    in :data:`DEFECT_KINDS` draws that kind, any other a fixed kind derived from its name. ``root`` is created.
     """
     root = Path(root)
     for category in categories:
@@ -105,16 +65,9 @@ def generate_mvtec_ad(
 
 
 def generate_visa(
-    root: str | Path,
-    categories: Sequence[str] = ("candle", "pcb1"),
-    n_train: int = 4,
-    n_test_good: int = 2,
-    n_test_bad: int = 3,
-    defects: Sequence[str] = ("blob",),
-    pre_split: bool = False,
-    image_size: int | tuple[int, int] = 64,
-    seed: int = 0,
-    odd_images: bool = False,
+    root: str | Path, categories: Sequence[str] = ("candle", "pcb1"), n_train: int = 4, n_test_good: int = 2,
+    n_test_bad: int = 3, defects: Sequence[str] = ("blob",), pre_split: bool = False,
+    image_size: int | tuple[int, int] = 64, seed: int = 0, odd_images: bool = False
 ) -> Path:
     """Write a VisA layout that ``anomalib.data.Visa(root=root, category=...)`` reads.
 
@@ -129,20 +82,8 @@ def generate_visa(
     first split creates ``visa_pytorch/<cat>`` for all 12 categories, empty for those not in the csv), so write every
     category of a root before the first ``prepare_data()``.
 
-    Args:
-        root: Dataset root; created if missing.
-        categories: VisA category names (see :data:`VISA_CATEGORIES`).
-        n_train: Normal training images per category.
-        n_test_good: Normal test images per category.
-        n_test_bad: Anomalous test images per category.
-        defects: Defect kinds (see :data:`DEFECT_KINDS`), used in turn by the anomalous images.
-        pre_split: Write the split layout instead of the raw one.
-        image_size: ``(H, W)`` or one int.
-        seed: Random seed.
-        odd_images: Write some images as grayscale JPEGs or at an odd size. Defaults to ``False``.
-
-    Returns:
-        ``root`` as a Path.
+    Arguments as :func:`generate_mvtec_ad`'s; ``categories`` must be :data:`VISA_CATEGORIES`, ``defects``
+    :data:`DEFECT_KINDS` (used in turn by the anomalous images), and ``pre_split`` writes the split layout.
     """
     unknown = [category for category in categories if category not in VISA_CATEGORIES]
     if unknown:
@@ -208,24 +149,13 @@ def checked_kinds(defects: Sequence[str]) -> tuple[str, ...]:
 
 
 def write_sample(
-    rng: np.random.Generator,
-    image_path: Path,
-    mask_path: Path | None,
-    style: str,
-    image_size: int | tuple[int, int],
-    variant: str = "rgb",
-    defect: str | None = None,
+    rng: np.random.Generator, image_path: Path, mask_path: Path | None, style: str, image_size: int | tuple[int, int],
+    variant: str = "rgb", defect: str | None = None
 ) -> None:
     """Draw one sample (anomalous when ``defect`` is given) and write its image and, if asked, its 0/255 mask.
 
-    Args:
-        rng: Source of randomness; advanced by the call.
-        image_path: Image file to write; its suffix sets the format.
-        mask_path: Mask file to write, or ``None``. A normal image's mask is all zero.
-        style: Category name whose look the product takes.
-        image_size: ``(H, W)`` or one int.
-        variant: One of :data:`STORAGE_VARIANTS`. Defaults to ``"rgb"``.
-        defect: Defect kind of an anomalous sample; ``None`` for a normal one.
+    ``style`` is the category whose look the product takes, ``variant`` one of :data:`STORAGE_VARIANTS`; the
+    files' suffixes set their formats.
     """
     height, width = as_size(image_size)
     if variant == "odd_size":
@@ -237,12 +167,9 @@ def write_sample(
 
 
 def save_image(path: Path, image: np.ndarray, variant: str = "rgb") -> None:
-    """Write an ``[H, W, 3]`` or ``[H, W]`` uint8 image in a storage variant; the format follows the file suffix.
+    """Write an ``[H, W, 3]`` or ``[H, W]`` uint8 image as one of :data:`STORAGE_VARIANTS` (``"odd_size"``: RGB).
 
-    Args:
-        path: File to write; its folder is created.
-        image: The pixels, uint8.
-        variant: One of :data:`STORAGE_VARIANTS` (``"odd_size"`` is stored as ``"rgb"``). Defaults to ``"rgb"``.
+    The format follows the file suffix; the folder is created.
     """
     pil = Image.fromarray(image)
     if variant == "gray":

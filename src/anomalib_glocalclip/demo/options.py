@@ -8,17 +8,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """What the demo does; the defaults are the command's.
+    """What the demo does; the defaults are the command's, whose ``--help`` describes each option.
 
-    Attributes:
-        workdir: folder for data, prompts and heatmaps.
-        weights: local CLIP weight file (OpenAI ``ViT-L-14-336px.pt``, ...); ``None``: open_clip's cache.
-        backbone: open_clip model name of ``weights``; ``None``: the backbone GlocalCLIP defaults to.
-        image_size: input size; ``None``: 518 with real weights, 64 with the tiny backbone.
-        epochs: epochs of prompt learning.
-        accelerator: Lightning accelerator (``cpu``, ``gpu``, ``auto``).
-        tiny: use the tiny random backbone even if weights exist.
-        seed: seed of the data, the prompts and the training order.
+    ``None`` for ``weights``: open_clip's cache; for ``backbone``: GlocalCLIP's default; for ``image_size``: 518
+    with real weights, 64 with the tiny backbone.
     """
 
     workdir: str | Path = "glocalclip_demo"

@@ -1,8 +1,7 @@
 """Synthetic products with defects: the images of the demo's and the tests' generated datasets.
 
-Every image shows a textured "product" whose colour and pattern depend on the category; anomalous images carry one
-clearly visible defect (a dark blob, a bright scratch or a deep-coloured square) and a mask of exactly the defect
-region. Drawing is deterministic given the random generator and takes milliseconds.
+A textured "product" whose colour and pattern depend on the category; anomalous images carry one clearly visible
+defect (a dark blob, a bright scratch or a deep-coloured square) and a mask of exactly the defect region.
 """
 
 from __future__ import annotations
@@ -46,31 +45,20 @@ def category_style(category: str) -> CategoryStyle:
     code = zlib.crc32(category.encode("utf-8"))
     red, green, blue = colorsys.hsv_to_rgb((code % 360) / 360.0, 0.45, 0.62)
     return CategoryStyle(
-        colour=(round(red * 255), round(green * 255), round(blue * 255)),
-        pattern=PATTERNS[(code >> 9) % len(PATTERNS)],
-        frequency=float(2 + (code >> 12) % 5),
-        angle=float(np.deg2rad((code >> 16) % 180)),
+        colour=(round(red * 255), round(green * 255), round(blue * 255)), pattern=PATTERNS[(code >> 9) % len(PATTERNS)],
+        frequency=float(2 + (code >> 12) % 5), angle=float(np.deg2rad((code >> 16) % 180))
     )
 
 
 def make_image(
-    rng: np.random.Generator,
-    size: int | tuple[int, int],
-    style: CategoryStyle | str,
-    anomalous: bool = False,
-    defect: str = "blob",
+    rng: np.random.Generator, size: int | tuple[int, int], style: CategoryStyle | str, anomalous: bool = False,
+    defect: str = "blob"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one product image and its mask.
 
-    The product is drawn first and the defect after it, so two calls from equal ``rng`` states, one normal and one
-    anomalous, give images that differ exactly on the mask.
-
-    Args:
-        rng: Source of randomness; advanced by the call.
-        size: ``(H, W)``, or one int for a square image.
-        style: Category style, or a category name to derive it from.
-        anomalous: Whether to draw a defect.
-        defect: One of :data:`DEFECT_KINDS`; ignored for normal images.
+    The product is drawn first and the defect (one of :data:`DEFECT_KINDS`) after it, so two calls from equal
+    ``rng`` states, one normal and one anomalous, give images that differ exactly on the mask. ``size`` is
+    ``(H, W)`` or one int; ``style`` a category style or name.
 
     Returns:
         Image of shape ``[H, W, 3]``, uint8, and mask of shape ``[H, W]``, uint8 with 255 on the defect and 0
@@ -101,11 +89,7 @@ def as_size(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _render_product(rng: np.random.Generator, height: int, width: int, style: CategoryStyle) -> np.ndarray:
-    """Textured product: category colour and pattern, low-frequency shading and fine noise.
-
-    Returns:
-        Image of shape ``[H, W, 3]``, uint8 with every channel in ``_PRODUCT_RANGE``.
-    """
+    """Textured product (category colour and pattern, shading, noise), ``[H, W, 3]`` uint8 in ``_PRODUCT_RANGE``."""
     scale = float(max(height, width))
     v, u = np.mgrid[0:height, 0:width].astype(np.float32) / scale
     pattern = _pattern(rng, u, v, style)

@@ -1,15 +1,4 @@
-"""Zero-shot evaluation sweeps: every category of a dataset, the paper's tables, resumable.
-
-Example:
-    >>> import functools
-    >>> from anomalib_glocalclip import GlocalCLIP
-    >>> from anomalib_glocalclip.evaluation import evaluate
-    >>> table = evaluate(functools.partial(GlocalCLIP, prompt_weights="prompts.pt"), "mvtec_ad",
-    ...                  "./datasets/MVTecAD", output="results/evaluate/mvtec_ad")  # doctest: +SKIP
-
-The same from the command line: ``anomalib-glocalclip evaluate --prompts prompts.pt --dataset mvtec_ad
---root ./datasets/MVTecAD``.
-"""
+"""Zero-shot evaluation sweeps: every category of a dataset, the paper's tables, resumable (see ``sweep.py``)."""
 
 from .models import (
     ModelFactory,

@@ -1,13 +1,7 @@
 """What a sweep evaluates: model factories, the sweep's evaluator, and how a built model is readied for the sweep.
 
-A *model factory* is any callable that takes the keyword ``evaluator`` and returns a fresh ``AnomalibModule``;
-the sweep calls it once per category, so categories never share thresholds or metric state. Examples::
-
-    functools.partial(GlocalCLIP, prompt_weights="prompts.pt")   # what glocalclip_factory() builds
-    lambda evaluator: WinClip(evaluator=evaluator)
-
-Few-shot sweeps (``--few-shot k``) give every model the same ``k`` normal train images of a category:
-:func:`apply_few_shot` seeds the choice by the category's name and the sweep's seed.
+A *model factory* is any callable taking the keyword ``evaluator`` and returning a fresh ``AnomalibModule``, e.g.
+``functools.partial(GlocalCLIP, prompt_weights="prompts.pt")`` or ``lambda evaluator: WinClip(evaluator=evaluator)``.
 """
 
 from __future__ import annotations
@@ -40,15 +34,7 @@ ZERO_SHOT_TYPES = (LearningType.ZERO_SHOT, LearningType.FEW_SHOT)
 
 
 def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> Evaluator:
-    """The metrics of a sweep: the paper's, and Anomalib's where they differ.
-
-    * image: ``image_AUROC``, ``image_AUPR`` (the paper's AP), ``image_F1Max``;
-    * pixel: ``pixel_AUROC``, ``pixel_ReferenceAUPRO`` (the paper's PRO: 200 thresholds, FPR < 0.3 min-max
-      rescaled), ``pixel_AUPRO`` (Anomalib's ``AUPRO(fpr_limit=0.3)``), ``pixel_F1Max``.
-
-    Args:
-        image_metrics: compute image metrics (leave out where the test split holds one class only).
-        pixel_metrics: compute pixel metrics (leave out for datasets without masks).
+    """The metrics of a sweep: ``zero_shot_evaluator``'s and the paper's PRO (``pixel_ReferenceAUPRO``).
 
     Metric states stay on the model's device (``compute_on_cpu=False``); the values equal the host path's.
     """
@@ -58,10 +44,8 @@ def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> E
 def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
     """Anomalib's image visualizer (images read by the plugin's reader) writing into ``output_dir``.
 
-    Each map is min-max scaled for display.
-
-    The sweep scores without Anomalib's normalisation (see :func:`prepare_model`), so raw maps (GlocalCLIP's lie
-    in [0, 4]) are scaled per image for the colour map, as the reference code does for its pictures.
+    The sweep scores raw (see :func:`prepare_model`), so each map (GlocalCLIP's lie in [0, 4]) is min-max scaled
+    per image for the colour map, as the reference code does for its pictures.
     """
     return PluginImageVisualizer(
         fields_config={"anomaly_map": {"colormap": True, "normalize": True}},
@@ -70,17 +54,14 @@ def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
 
 
 def prepare_model(
-    model: AnomalibModule,
-    evaluator: Evaluator,
-    visualizer: ImageVisualizer | None,
-    normalize: bool = False,
+    model: AnomalibModule, evaluator: Evaluator, visualizer: ImageVisualizer | None, normalize: bool = False
 ) -> AnomalibModule:
     """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
 
     Args:
         model: the model (from a factory).
         evaluator: the sweep's evaluator (set again in case the factory ignored it).
-        visualizer: heatmap writer, or ``None`` for no heatmaps.
+        visualizer: heatmap writer, or ``None``.
         normalize: keep Anomalib's min-max/threshold normalisation of scores and maps. ``False`` (the default)
             evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
             validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Thresholds are
@@ -106,13 +87,8 @@ def prepare_model(
 def category_reference_seed(category: str, seed: int | None) -> int:
     """Seed of a category's few-shot references: the same for every model, different between categories.
 
-    Args:
-        category: category name.
-        seed: the sweep's seed (``None`` counts as 0).
-
-    Returns:
-        A non-negative 63-bit integer from the SHA-256 of ``"<category>:<seed>"`` (stable across runs and
-        machines, unlike Python's ``hash``).
+    A non-negative 63-bit integer from the SHA-256 of ``"<category>:<seed>"`` (``None`` counts as 0), stable
+    across runs and machines, unlike Python's ``hash``.
     """
     digest = hashlib.sha256(f"{category}:{seed or 0}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
@@ -121,11 +97,7 @@ def category_reference_seed(category: str, seed: int | None) -> int:
 def apply_few_shot(model: AnomalibModule, k: int, category: str, seed: int | None) -> AnomalibModule:
     """Make a plugin model ``k``-shot on ``category`` (references: its train split; a bank of another category goes).
 
-    Args:
-        model: a GlocalCLIP or AnoCLIP (a model with ``init_few_shot``).
-        k: number of normal reference images; ``0`` leaves the model as it is.
-        category: the category, which seeds the choice with ``seed`` (:func:`category_reference_seed`).
-        seed: the sweep's seed.
+    ``k == 0`` leaves the model as it is; the choice is seeded by :func:`category_reference_seed`.
 
     Raises:
         TypeError: ``k > 0`` for a model without the plugin's few-shot support.
@@ -153,10 +125,7 @@ def _file_digest(path: str | Path) -> str:
 
 
 def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
-    """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights``.
-
-    The backbone is the one stored in the prompt file unless ``backbone`` is given; a given backbone other than
-    the stored one is used (with a warning), and if the prompts do not fit it the error names both.
+    """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights`` (and their backbone unless given).
 
     Args:
         prompt_weights: learned prompt file (``prompts.pt``, a GlocalCLIP checkpoint or a reference ``.pth``).
@@ -170,7 +139,6 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
     if not path.is_file():
         msg = f"Prompt file {path} does not exist (pass the prompts.pt a training run wrote next to its checkpoint)."
         raise FileNotFoundError(msg)
-    # No backbone given: GlocalCLIP takes the prompt file's (the file is read once, by the model).
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
 
 
@@ -193,10 +161,7 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 
 def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
-    """The model of an Anomalib config file (its ``model:`` section), built the way Anomalib's CLI builds it.
-
-    The builder is the one the benchmark uses (``utils/model_config.py``): short class names are matched
-    case-insensitively among Anomalib's and the plugin's models, dotted paths are imported.
+    """The model of an Anomalib config file (its ``model:`` section), built as the benchmark does (``build_model``).
 
     Args:
         config: YAML file with a ``model:`` section (``class_path`` + ``init_args``), e.g. ``configs/anoclip.yaml``.

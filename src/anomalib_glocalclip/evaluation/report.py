@@ -1,16 +1,9 @@
 """A sweep's ``report.html``: the paper table and, per category, curves, score histograms and the worst cases.
 
-One self-contained file that opens offline: every picture is embedded as a data URI (plots as PNG, heatmaps as
-JPEG), the style is inline, and there is no script. It is built from what the sweep keeps on disk (the results
-of ``categories/<category>.json`` and the report data of ``categories/<category>.report.npz``, see
-``evaluation/report_data.py``), so a resumed sweep's report covers the categories of earlier runs too.
-
-Per finished category: image ROC and PR curves (where the test split holds both classes), the pixel ROC (where it
-has masks; drawn from binned pixel scores, exact at the bin edges), the histograms of the normal and anomalous
-images' scores with the post-processor's image threshold, the worst false positives and false negatives at that
-threshold (the image with its anomaly map over it, its score and file), and the time it took. A category that
-failed shows its error line. Plots are drawn with matplotlib's object API (``Figure`` on an Agg canvas), which
-leaves pyplot's global state alone.
+One self-contained file that opens offline (pictures embedded as data URIs, inline style, no script), built from
+what the sweep keeps in ``categories/`` so that a resumed sweep's report covers earlier runs too (README "The
+sweep's report"). Plots use matplotlib's object API (``Figure`` on an Agg canvas): pyplot's global state is left
+alone.
 """
 
 from __future__ import annotations
@@ -70,10 +63,8 @@ def roc_area(fpr: np.ndarray, tpr: np.ndarray) -> float:
 class Curves(NamedTuple):
     """Exact ROC and precision-recall points of image scores, one per distinct score from the highest down."""
 
-    fpr: np.ndarray
-    """False positive rates, starting at 0."""
-    tpr: np.ndarray
-    """True positive rates, starting at 0."""
+    fpr: np.ndarray  # starting at 0
+    tpr: np.ndarray  # starting at 0
     precision: np.ndarray
     recall: np.ndarray
 
@@ -236,20 +227,13 @@ def _category_section(output: Path, result: CategoryResult) -> str:
 
 
 def write_report(
-    output: str | Path,
-    results: Sequence[CategoryResult],
-    table: pd.DataFrame,
-    title: str,
-    footnotes: Sequence[str] = (),
+    output: str | Path, results: Sequence[CategoryResult], table: pd.DataFrame, title: str,
+    footnotes: Sequence[str] = ()
 ) -> Path:
-    """Write ``report.html`` into the sweep folder ``output``; return its path.
+    """Write ``report.html`` into the sweep folder ``output`` (whose ``categories/`` hold the report data).
 
-    Args:
-        output: the sweep's output folder (its ``categories/`` hold the results and report data).
-        results: the categories' results, in table order.
-        table: the paper-format table (``evaluation/tables.paper_frame``).
-        title: the report's title (the tables' title).
-        footnotes: lines shown under the table (the tables' footnotes).
+    ``results`` (in table order), ``table`` (``tables.paper_frame``), ``title`` and ``footnotes`` are the tables'.
+    Returns the report's path.
     """
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)

@@ -1,15 +1,9 @@
 """SIGINT and SIGTERM during a sweep: a stop, not a failure.
 
-While :func:`stop_on_signals` is active, the first SIGINT or SIGTERM in the sweep's process raises
-:class:`SweepStopped` where the main thread is. It derives from ``BaseException`` but not from
-``KeyboardInterrupt``, because Lightning turns a ``KeyboardInterrupt`` inside ``trainer.test`` into
-``sys.exit(1)``; Lightning lets any other exception through after tearing its run down (data loader workers
-included). Forked data loader workers inherit the handlers; there a signal keeps its default effect (a worker
-given SIGTERM ends, one given SIGINT raises ``KeyboardInterrupt``, which PyTorch's worker loop absorbs).
-
-The sweep records the running category as ``interrupted`` (redone on resume), writes the tables of what finished
-and re-raises; ``anomalib-glocalclip evaluate`` then exits with ``128 + signal number`` (130 for SIGINT, 143 for
-SIGTERM), as a shell reports a process killed by that signal.
+While :func:`stop_on_signals` is active, the first SIGINT or SIGTERM raises :class:`SweepStopped` in the main
+thread. It is not a ``KeyboardInterrupt``, which Lightning turns into ``sys.exit(1)`` inside ``trainer.test``;
+any other exception Lightning lets through after tearing its run down (loader workers included). Forked loader
+workers keep the signal's default effect. ``anomalib-glocalclip evaluate`` exits with ``128 + signal number``.
 """
 
 from __future__ import annotations
@@ -24,11 +18,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SweepStopped(BaseException):
-    """The sweep was stopped by a signal.
-
-    Args:
-        signum: the signal's number.
-    """
+    """The sweep was stopped by the signal ``signum``."""
 
     def __init__(self, signum: int) -> None:
         self.signum = int(signum)
@@ -47,24 +37,14 @@ class StopSignals:
         self.signum: int | None = None
 
     def raise_if_received(self) -> None:
-        """Raise :class:`SweepStopped` if a stop signal came (e.g. while an error of a killed worker was handled).
-
-        Raises:
-            SweepStopped: a signal came.
-        """
+        """Raise :class:`SweepStopped` if a stop signal came (e.g. while an error of a killed worker was handled)."""
         if self.signum is not None:
             raise SweepStopped(self.signum)
 
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopSignals]:
-    """Turn SIGINT and SIGTERM in this process into :class:`SweepStopped` while the block runs.
-
-    Outside the main thread (where Python cannot set handlers) nothing is installed.
-
-    Yields:
-        The received signal's record.
-    """
+    """Turn SIGINT and SIGTERM into :class:`SweepStopped` while the block runs (main thread only); yield the record."""
     received = StopSignals()
     if threading.current_thread() is not threading.main_thread():
         yield received

@@ -1,14 +1,8 @@
 """Where a sweep keeps its per-category results: one JSON file per finished category, written atomically.
 
-A category's file appears only once its test has finished (written to a temporary name, flushed to disk, then
-renamed over the final name), so a sweep killed half-way leaves every finished category intact and no file for
-the one it was running; a rerun skips the categories with a successful result and redoes the rest. The tables
-are always regenerated from these files.
-
-Layout of a sweep's output folder::
-
-    <output>/sweep.json                  what was evaluated (dataset, root, model), checked on resume
-    <output>/categories/<category>.json  one result per category (status "ok", "failed" or "interrupted")
+``<output>/sweep.json`` holds what was evaluated (checked on resume), ``<output>/categories/<category>.json`` one
+result per category, written only once its test has finished, so a killed sweep leaves every finished category
+intact; a rerun skips the successful ones, and the tables are always regenerated from these files.
 """
 
 from __future__ import annotations
@@ -36,14 +30,10 @@ class CategoryResult:
     """The outcome of testing one category.
 
     Attributes:
-        category: category name.
         status: ``"ok"``, ``"failed"``, or ``"interrupted"`` (stopped by a signal; a rerun redoes it).
         metrics: metric name -> value in [0, 1] (``None`` where the metric came out undefined, e.g. NaN).
-        n_images: test images.
-        n_anomalous: anomalous test images.
-        duration_s: wall time of the category's run.
+        duration_s: wall time of the category's run, seconds.
         error: ``"ExceptionType: message"`` of a failed run.
-        traceback: the failed run's traceback.
         heatmaps: folder of the category's heatmaps, relative to the output folder (``None`` without heatmaps).
     """
 
@@ -72,11 +62,7 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 class ResultStore:
-    """Per-category result files and the sweep's settings under one output folder.
-
-    Args:
-        output: the sweep's output folder.
-    """
+    """Per-category result files and the sweep's settings under the sweep's ``output`` folder."""
 
     def __init__(self, output: str | Path) -> None:
         self.output = Path(output)
@@ -96,10 +82,8 @@ class ResultStore:
 
     def load(self, category: str) -> CategoryResult | None:
         """The stored result of ``category``, or ``None`` if there is none (or it is unreadable)."""
-        path = self.path(category)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return CategoryResult(**data)
+            return CategoryResult(**json.loads(self.path(category).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             return None
 

@@ -1,43 +1,11 @@
 """Zero-shot evaluation sweep: test a model on every category of a dataset and write the paper's tables.
 
-``anomalib-glocalclip evaluate`` (and :func:`evaluate` in Python) tests GlocalCLIP with a learned prompt file,
-AnoCLIP, or any zero-shot model given as an Anomalib config, on each category of one of the paper's datasets
-(see ``data/catalogue.py``), through Anomalib's ``Engine.test``, and writes per-category and mean metrics in the
-paper's format, with heatmaps.
-
-* **One model, one pass**: the plugin's models are built (and moved to the device) once per sweep, and stay there
-  between categories; per category only the evaluator, a fresh copy of the post-processor, the prompts of the
-  category (AnoCLIP) and the heatmaps' folder change. Each category runs through the plugin's engine path
-  (``evaluation/engine.py``): where the validation split is the test split (the default) and scores are raw, the
-  test pass also fits the thresholds instead of a validation pass over the same files, and heatmaps are drawn on
-  background threads. Metric states stay on the device. The numbers are those of ``anomalib test`` (fresh model
-  per category, validation pass, host metrics): ``tests/test_evaluate.py`` checks it.
-* **Every file read right or named**: every dataset is read by the plugin's datamodules (``data/datamodule.py``;
-  ``--resize-masks`` for masks of another size).
-* **Stop**: SIGINT/SIGTERM record the running category as interrupted (redone on resume), write the tables of
-  the finished ones and end the command with status 130/143 (``evaluation/stopping.py``).
-
-* **Resume**: each finished category's result is written atomically to ``categories/<category>.json``; a rerun
-  skips categories with a successful result and redoes the others (failed, or interrupted before finishing).
-* **Independent categories**: every category gets its own evaluator, thresholds and Engine root
-  (``runs/<category>``); a category that fails is recorded (table, ``evaluate.log``) and the sweep goes on;
-  the command then exits with status 1. Errors that would hit every category (the model cannot be built,
-  results of another sweep in the folder) stop the sweep at once (status 2).
-* **Metrics per dataset level**, as in the paper: image (AUROC, AP) where the test split holds normal and
-  anomalous images, pixel (AUROC, PRO) where it has masks. On anomalous-only sets (polyps, ISIC, TN3K) image
-  metrics are undefined and not computed; Anomalib's adaptive image threshold then falls back to the lowest
-  validation score (it logs a warning), which only affects predicted labels, not the metrics.
-* **Raw scores**: metrics are computed on the model's raw scores, as in the paper, not on Anomalib's clipped
-  normalisation (``--normalize-scores`` to keep it).
-* **Report**: ``report.html``, written with the tables from what ``categories/`` holds: curves, histograms and
-  worst cases per category (``evaluation/report.py``, data collected by ``evaluation/report_data.py``).
-
-Example::
-
-    anomalib-glocalclip evaluate --prompts prompts.pt --dataset mvtec_ad --root ./datasets/MVTecAD
-    anomalib-glocalclip evaluate --model anoclip --dataset visa --root ./datasets/visa --categories candle pcb1
-
-The command's options are in ``anomalib_glocalclip/cli/evaluate.py``.
+``anomalib-glocalclip evaluate`` (options in ``cli/evaluate.py``) and :func:`evaluate` run each category through
+the plugin's engine path (``evaluation/engine.py``), one model kept on its device for the whole sweep. Finished
+categories are stored atomically (``store.py``) so that a rerun resumes; a failed category is recorded and the
+sweep goes on; SIGINT/SIGTERM stop it after writing the tables (``stopping.py``). Every dataset is read by the
+plugin's datamodules. Metrics are computed on raw scores, as in the paper; ``report.html`` is written with the
+tables (``report.py``). README "The paper's cross-dataset tables" describes the outputs.
 """
 
 from __future__ import annotations
@@ -51,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,53 +107,34 @@ class _ImageProgress(Callback):
         del trainer, pl_module, outputs, args
         self.bar.update(len(batch))
 
-    def close(self) -> None:
-        self.bar.close()
-
 
 def _has_masks(dataset: Any) -> bool:
     return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 
+@dataclass
 class _CategoryRun:
     """Everything one category's run needs from the sweep (so the loop stays readable).
 
-    The model is built once, on the first category run, and reused by the next ones when it is one of the
-    plugin's (``ZeroShotCLIPMixin``: prompts and text features follow the datamodule's category); per category
-    it gets a fresh evaluator, a fresh copy of its post-processor as built (no thresholds carried over) and the
-    category's heatmap writer. Other models are built anew for every category, as they may keep per-category
-    state of their own.
+    The plugin's models (``ZeroShotCLIPMixin``) are built once and reused: per category they get a fresh
+    evaluator, a fresh copy of the post-processor as built (no thresholds carried over) and the category's
+    heatmap folder. Other models are built anew for every category, as they may keep per-category state.
     """
 
-    def __init__(
-        self,
-        factory: ModelFactory,
-        entry: DatasetEntry,
-        root: Path,
-        output: Path,
-        engine_args: dict[str, Any],
-        datamodule_args: dict[str, Any],
-        heatmaps: bool,
-        normalize: bool,
-        seed: int | None,
-        resize_masks: bool = False,
-        progress: bool = False,
-        few_shot: int = 0,
-    ) -> None:
-        self.factory = factory
-        self.progress = progress
-        self.resize_masks = resize_masks
-        self.few_shot = few_shot
-        self.entry = entry
-        self.root = root
-        self.output = output
-        self.engine_args = engine_args
-        self.datamodule_args = datamodule_args
-        self.heatmaps = heatmaps
-        self.normalize = normalize
-        self.seed = seed
-        self._model: AnomalibModule | None = None
-        self._pristine_post_processor: Any = None
+    factory: ModelFactory
+    entry: DatasetEntry
+    root: Path
+    output: Path
+    engine_args: dict[str, Any]
+    datamodule_args: dict[str, Any]
+    heatmaps: bool
+    normalize: bool
+    seed: int | None
+    resize_masks: bool = False
+    progress: bool = False
+    few_shot: int = 0
+    _model: AnomalibModule | None = field(default=None, init=False)
+    _pristine_post_processor: Any = field(default=None, init=False)
 
     def model_for(self, evaluator: Evaluator) -> AnomalibModule:
         """The sweep's model readied for one category: built on first use, reused where it can be."""
@@ -245,13 +195,16 @@ class _CategoryRun:
                 callbacks=[progress, report],
                 **self.engine_args,
             )
-            with _expected_one_class_warning(labels == {1}):
+            # On anomalous-only data the adaptive threshold falls back to the lowest score (all predicted anomalous,
+            # which is right) and image metrics are not computed: its warning would only repeat for every category.
+            with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
+                                     "does not contain any normal images", active=labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
             report.save(report_data_path(self.output, category))
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
-            progress.close()
+            progress.bar.close()
             del model
             if self._model is None:
                 _release_memory()
@@ -270,18 +223,6 @@ class _CategoryRun:
         return result
 
 
-@contextlib.contextmanager
-def _expected_one_class_warning(one_class: bool) -> Iterator[None]:
-    """On anomalous-only data, silence Anomalib's warning that validation has no normal images.
-
-    There its adaptive image threshold falls back to the lowest score (every image is predicted anomalous, which
-    is right), and image metrics are not computed; the warning would only repeat for every such category.
-    """
-    with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
-                             "does not contain any normal images", active=one_class):
-        yield
-
-
 def _release_memory() -> None:
     gc.collect()
     with contextlib.suppress(Exception):
@@ -292,31 +233,16 @@ def _release_memory() -> None:
 
 
 def evaluate(
-    model: ModelFactory | str | Path,
-    dataset: str | DatasetEntry,
-    root: str | Path,
-    categories: Sequence[str] | None = None,
-    output: str | Path = DEFAULT_OUTPUT,
-    *,
-    model_args: Mapping[str, Any] | None = None,
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    batch_size: int = 8,
-    num_workers: int = 4,
-    heatmaps: bool = True,
-    normalize: bool = False,
-    resize_masks: bool = False,
-    overwrite: bool = False,
-    seed: int | None = 111,
-    progress: bool = True,
-    few_shot: int = 0,
+    model: ModelFactory | str | Path, dataset: str | DatasetEntry, root: str | Path,
+    categories: Sequence[str] | None = None, output: str | Path = DEFAULT_OUTPUT, *,
+    model_args: Mapping[str, Any] | None = None, accelerator: str = "auto", devices: int | str = 1, batch_size: int = 8,
+    num_workers: int = 4, heatmaps: bool = True, normalize: bool = False, resize_masks: bool = False,
+    overwrite: bool = False, seed: int | None = 111, progress: bool = True, few_shot: int = 0
 ) -> pd.DataFrame:
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
     Args:
-        model: a model factory (called as ``factory(evaluator=...)`` per category, e.g.
-            ``functools.partial(GlocalCLIP, prompt_weights="prompts.pt")``), ``"glocalclip"``, ``"anoclip"``, or
-            an Anomalib config file with a ``model:`` section.
+        model: a model factory (see ``models.py``), ``"glocalclip"``, ``"anoclip"``, or an Anomalib config file.
         dataset: dataset name of the registry (``mvtec_ad``, ``visa``, ``headct``, ...; aliases allowed).
         root: the dataset's root in its official download layout.
         categories: categories to test; ``None``: every category found under ``root``.
@@ -327,15 +253,13 @@ def evaluate(
         batch_size: evaluation batch size.
         num_workers: dataloader workers.
         heatmaps: write Anomalib's heatmaps to ``output/heatmaps/<category>``.
-        normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (see
-            :func:`~anomalib_glocalclip.evaluation.models.prepare_model`).
+        normalize: compute metrics on Anomalib's normalised scores instead of the raw ones (``prepare_model``).
         resize_masks: resize masks of another size than their image (nearest neighbour) instead of failing the
             category with an error naming both files.
         overwrite: discard the results already in ``output`` instead of resuming.
         seed: seed set before each category (``None``: none).
         progress: show progress bars over categories and over the running category's images (rate, ETA).
-        few_shot: ``k`` normal train images per category as few-shot references (GlocalCLIP, AnoCLIP), the
-            same for every model (seeded by the category's name and ``seed``); ``0``: zero-shot.
+        few_shot: ``k`` normal train images per category as references (``apply_few_shot``); ``0``: zero-shot.
 
     Returns:
         The paper-format table (as ``results.csv``): one row per category with a result, then ``mean``; values
@@ -391,11 +315,7 @@ def _sweep(
 def _chosen_categories(
     entry: DatasetEntry, root: Path, categories: Sequence[str] | None, available: list[str]
 ) -> list[str]:
-    """``categories``, or every available one for ``None``.
-
-    Raises:
-        ValueError: a category that ``root`` does not hold, naming the ones it does.
-    """
+    """``categories``, or every available one for ``None``; ``ValueError`` for one that ``root`` does not hold."""
     chosen = list(categories) if categories else available
     unknown = [category for category in chosen if category not in available]
     if unknown:
@@ -421,12 +341,7 @@ def _settings(
 
 
 def _run_categories(
-    run: _CategoryRun,
-    chosen: Sequence[str],
-    store: ResultStore,
-    stop: StopSignals,
-    scores: str,
-    failed: list[str],
+    run: _CategoryRun, chosen: Sequence[str], store: ResultStore, stop: StopSignals, scores: str, failed: list[str]
 ) -> None:
     """Test each chosen category not finished yet and store its result; the failed ones are appended to ``failed``.
 
@@ -457,11 +372,7 @@ def _run_categories(
 
 
 def _write_tables(
-    store: ResultStore,
-    entry: DatasetEntry,
-    available: Sequence[str],
-    output: Path,
-    settings: Mapping[str, str],
+    store: ResultStore, entry: DatasetEntry, available: Sequence[str], output: Path, settings: Mapping[str, str]
 ) -> pd.DataFrame:
     results = order_results(store.all(), available)
     k = settings.get("few_shot", 0)

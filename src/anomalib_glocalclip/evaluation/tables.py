@@ -1,18 +1,8 @@
 """A sweep's results as the paper's tables: per category and mean, x100 with one decimal.
 
-The paper reports image (AUROC, AP) and pixel (AUROC, PRO), each the arithmetic mean over the categories of a
-dataset of per-category values (spec section 7). Here
-
-* ``image_AUROC``, ``image_AUPR`` are the image (AUROC, AP);
-* ``pixel_AUROC``, ``pixel_ReferenceAUPRO`` are the pixel (AUROC, PRO): PRO is the papers' AUPRO;
-* ``pixel_AUPRO`` is Anomalib's ``AUPRO(fpr_limit=0.3)``, reported beside it (another definition, other numbers).
-
-Which of them a dataset reports follows the paper: image-level sets image metrics only, anomalous-only pixel sets
-(polyps, ISIC, TN3K) pixel metrics only. Files written:
-
-* ``results.csv``: the paper-format table (category rows, then ``mean``), values x100 rounded to one decimal;
-* ``results.md``: the same in Markdown, pairs as in the paper ("91.7, 96.4");
-* ``metrics.csv``: every metric at full precision in [0, 1], with status, error, image counts and run time.
+The paper's image (AUROC, AP) are ``image_AUROC``, ``image_AUPR``; its pixel (AUROC, PRO) are ``pixel_AUROC``,
+``pixel_ReferenceAUPRO``; Anomalib's ``AUPRO(fpr_limit=0.3)`` (``pixel_AUPRO``) is reported beside them. Writes
+``results.csv`` and ``results.md`` (paper format) and ``metrics.csv`` (full precision, with status and counts).
 """
 
 from __future__ import annotations
@@ -63,11 +53,8 @@ def metrics_frame(results: Sequence[CategoryResult]) -> pd.DataFrame:
     for result in results:
         row: dict[str, object] = {"category": result.category, **result.metrics}
         row.update(
-            status=result.status,
-            n_images=result.n_images,
-            n_anomalous=result.n_anomalous,
-            duration_s=result.duration_s,
-            error=result.error or "",
+            status=result.status, n_images=result.n_images, n_anomalous=result.n_anomalous,
+            duration_s=result.duration_s, error=result.error or ""
         )
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -85,21 +72,13 @@ def paper_frame(
 ) -> pd.DataFrame:
     """The paper-format table: one row per category and a ``mean`` row, x100 with one decimal.
 
-    Args:
-        results: category results in table order (failed ones get empty cells and a note).
-        entry: the dataset (decides the columns).
-        n_categories: how many categories the dataset has; a mean over fewer says so in its note.
-
-    Returns:
-        Frame indexed by ``category`` with the metric columns of :func:`paper_columns` and ``note``. The mean is
-        taken over the successful categories' unrounded values, then rounded.
+    Failed categories get empty cells and a note; the mean is taken over the successful categories' unrounded
+    values, then rounded, and says so in its note when it covers fewer than ``n_categories``.
     """
     columns = paper_columns(entry)
     raw = pd.DataFrame(
         [{column: result.metrics.get(column) for column in columns} for result in results],
-        index=pd.Index([result.category for result in results], name="category"),
-        columns=columns,
-        dtype=float,
+        index=pd.Index([result.category for result in results], name="category"), columns=columns, dtype=float
     )
     succeeded = raw.loc[[result.ok for result in results]]
     # A metric undefined (NaN) in one category leaves the mean undefined, rather than a mean over fewer categories.
@@ -150,10 +129,8 @@ def paper_markdown(table: pd.DataFrame, title: str, footnotes: Sequence[str] = (
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "Values x100, one decimal; the mean is over categories, as in the paper.",
-        (
-            "PRO is the papers' AUPRO (200 thresholds, FPR < 0.3 min-max rescaled); "
-            "pixel AUPRO (Anomalib) is Anomalib's `AUPRO(fpr_limit=0.3)`, another definition."
-        ),
+        ("PRO is the papers' AUPRO (200 thresholds, FPR < 0.3 min-max rescaled); "
+         "pixel AUPRO (Anomalib) is Anomalib's `AUPRO(fpr_limit=0.3)`, another definition."),
         *footnotes,
     ]
     lines += ["", *(f"* {note}" for note in notes), ""]
@@ -161,12 +138,8 @@ def paper_markdown(table: pd.DataFrame, title: str, footnotes: Sequence[str] = (
 
 
 def write_tables(
-    output: str | Path,
-    results: Sequence[CategoryResult],
-    entry: DatasetEntry,
-    title: str,
-    n_categories: int | None = None,
-    footnotes: Sequence[str] = (),
+    output: str | Path, results: Sequence[CategoryResult], entry: DatasetEntry, title: str,
+    n_categories: int | None = None, footnotes: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Write ``results.csv``, ``results.md`` and ``metrics.csv`` into ``output``; return the paper-format table."""
     output = Path(output)

@@ -1,9 +1,8 @@
 """What went wrong, in words: one line for result tables (``describe_error``), and the plugin's own errors.
 
-``PluginError`` is the base of the errors whose message names the file or option and the fix (missing
-weights, unreadable images, prompt files, skipped predictions, refused exports ...). The ``anomalib-glocalclip``
-command ends with such an error's message instead of a traceback (:func:`plugin_error_message` finds it;
-``ANOMALIB_GLOCALCLIP_TRACEBACK=1`` brings the traceback back); nothing here changes interpreter state.
+``PluginError`` is the base of the errors whose message names the file or option and the fix; the
+``anomalib-glocalclip`` command ends with that message instead of a traceback (``ANOMALIB_GLOCALCLIP_TRACEBACK=1``
+brings the traceback back).
 """
 
 from __future__ import annotations
@@ -20,14 +19,10 @@ _WRAPPERS = {"LoggerRedirectError"}
 
 
 def describe_error(error: BaseException, max_length: int | None = None) -> str:
-    """``Type: message`` on one line, with a hint when a download failed.
+    """``Type: message`` on one line (at most ``max_length`` characters), with a hint when a download failed.
 
     Wrapping errors (Anomalib's ``LoggerRedirectError``) are replaced by their cause; runs of whitespace, newlines
     included, become one space.
-
-    Args:
-        error: the exception.
-        max_length: cut the text to this many characters; ``None`` keeps all of it. Defaults to ``None``.
     """
     while error.__cause__ is not None and type(error).__name__ in _WRAPPERS:
         error = error.__cause__
@@ -48,11 +43,7 @@ class PluginError(Exception):
 
 
 def plugin_error_message(error: BaseException) -> str | None:
-    """The message of the plugin error that ``error`` is or was caused by; ``None`` for other errors.
-
-    Args:
-        error: an uncaught exception.
-    """
+    """The message of the plugin error that ``error`` is or was caused by; ``None`` for other errors."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

@@ -10,21 +10,14 @@ DEFAULT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 @contextlib.contextmanager
 def log_to_file(
-    path: str | Path,
-    logger_name: str | None = None,
-    log_format: str = DEFAULT_FORMAT,
-    level: int = logging.INFO,
+    path: str | Path, logger_name: str | None = None, log_format: str = DEFAULT_FORMAT, level: int = logging.INFO
 ) -> Iterator[None]:
     """Also send the records of a logger (``level`` and up) to ``path`` while the block runs.
 
     The logger's own level is lowered to ``level`` for the block if it is higher (or unset), then restored; its
     other handlers are left alone. The file is appended to.
 
-    Args:
-        path: the log file (its folder is created if missing).
-        logger_name: the logger; ``None`` for the root logger (every package's records). Defaults to ``None``.
-        log_format: format of a line. Defaults to ``DEFAULT_FORMAT``.
-        level: lowest level written. Defaults to ``logging.INFO``.
+    ``logger_name`` ``None`` is the root logger (every package's records); the file's folder is created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

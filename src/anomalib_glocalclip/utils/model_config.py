@@ -1,9 +1,8 @@
 """One builder for a model named in a config: the sweep's ``--model config.yaml`` and the benchmark's model entries.
 
-A model entry is a class name or ``{class_path, init_args}``, as in Anomalib's configs. Class paths may be short
-names, matched case-insensitively among the models exposed on ``anomalib.models`` (Anomalib's and this plugin's,
-``GlocalCLIP``, ``glocalclip``, ``win_clip``), or dotted paths (``anomalib.models.WinClip``,
-``anomalib_glocalclip.AnoCLIP``, a model of your own). Anomalib is imported only when a model is built.
+A model entry is a class name or ``{class_path, init_args}``, as in Anomalib's configs: short names are matched
+case-insensitively among the models on ``anomalib.models`` (Anomalib's and this plugin's), dotted paths imported.
+Anomalib is imported only when a model is built.
 """
 
 import copy
@@ -15,9 +14,6 @@ if TYPE_CHECKING:
 
 def normalise_spec(spec: str | dict[str, Any]) -> dict[str, Any]:
     """``"WinClip"`` or ``{class_path, init_args, ...}`` as ``{"class_path": ..., "init_args": {...}, ...}``.
-
-    Args:
-        spec: a class name, or a mapping with a ``class_path`` string and optional ``init_args``.
 
     Raises:
         TypeError: ``spec`` has no ``class_path`` string.
@@ -37,9 +33,6 @@ def class_name(spec: str | dict[str, Any]) -> str:
 
 def resolve_class_path(class_path: str) -> str:
     """The dotted path of a model class: short names are looked up on ``anomalib.models``, dotted paths kept.
-
-    Args:
-        class_path: ``GlocalCLIP``, ``glocalclip``, ``win_clip``, ``anomalib.models.WinClip``, ``my.module.Model``.
 
     Raises:
         UnknownModelError: no model on ``anomalib.models`` has that short name (Anomalib's error, as from
@@ -77,16 +70,9 @@ def _has_nested_classes(value: Any) -> bool:
 def build_model(spec: str | dict[str, Any]) -> "AnomalibModule":
     """Instantiate a model entry.
 
-    Init args are passed to the class as they are, as Anomalib's ``get_model`` does, so that an error of the
-    model's constructor (missing weights, a bad value) reaches the caller unchanged. Init args that hold
-    components in Anomalib's config form (``{class_path, init_args}``, e.g. a ``pre_processor``) are built the way
-    Anomalib's CLI builds them (jsonargparse).
-
-    Args:
-        spec: a class name or ``{class_path, init_args}``; other keys (e.g. a table label ``name``) are ignored.
-
-    Returns:
-        The model, with the components its own defaults give it.
+    Init args are passed as they are, as Anomalib's ``get_model`` does, so that an error of the model's constructor
+    reaches the caller unchanged; init args holding components in config form (``{class_path, init_args}``) are
+    built as Anomalib's CLI builds them (jsonargparse). Keys of ``spec`` other than those two are ignored.
 
     Raises:
         TypeError: the class is not an Anomalib model.
