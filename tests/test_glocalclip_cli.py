@@ -56,8 +56,9 @@ def test_zero_shot_test(cli, workspace: Path, prompts: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     for metric in ("image_AUROC", "image_AUPR", "image_F1Max", "pixel_AUROC", "pixel_AUPRO", "pixel_F1Max"):
         assert metric in result.stdout
-    # Thresholds come from the target, fitted on the test pass itself (no second pass over the same files).
-    assert "the test pass also fits the thresholds" in result.stdout + result.stderr
+    # As for Anomalib's own zero-shot models: validation on the target fits the thresholds, then the test
+    # (test_one_pass_test.py counts the validation steps; `anomalib-glocalclip evaluate` is the one-pass path).
+    assert "the test pass also fits the thresholds" not in result.stdout + result.stderr
     heatmaps = list((workspace / "results" / "zero_shot").glob("GlocalCLIP/MVTecAD/bottle/latest/images/**/*.png"))
     assert len(heatmaps) == 5
 
