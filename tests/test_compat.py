@@ -100,3 +100,12 @@ def test_recompile_limit_error_exists() -> None:
     assert issubclass(limit_hit, Exception)
 
 
+
+
+def test_building_a_model_checks_the_versions(monkeypatch: pytest.MonkeyPatch, tiny_config: Path) -> None:
+    from anomalib_glocalclip.anoclip.lightning_model import AnoCLIP
+
+    real = compat.version
+    monkeypatch.setattr(compat, "version", lambda name: "2.6.2" if name == "lightning" else real(name))
+    with pytest.raises(compat.UnsupportedVersionError, match=r"lightning 2\.6\.2 .*pip install"):
+        AnoCLIP(backbone=str(tiny_config), pretrained=None, image_size=64)

@@ -1,7 +1,7 @@
 """Every use of a private API of Anomalib, Lightning, open_clip or Python, and the versions they hold for.
 
 Each reach into a private name lives here, as a small function that says why, tested in ``tests/test_compat.py``.
-``check_versions`` runs when the plugin is imported, so an untested dependency version fails at once.
+``check_versions`` runs when a model is built, so an untested dependency version fails at once.
 
 * ``set_post_processor_thresholds``: Anomalib's ``PostProcessor`` keeps its thresholds in the private
   buffers ``_image_threshold``/``_pixel_threshold`` (no setter; validation overwrites them).
@@ -16,7 +16,6 @@ Each reach into a private name lives here, as a small function that says why, te
 * ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
   kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
-
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         domain: Domain = self.domain or default_domain(class_name)  # type: ignore[assignment]
         if self.model.has_prompts and self._prompted_for == (class_name, domain):
             return
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.attached_trainer
         if trainer is not None:
             self.model.to(trainer.strategy.root_device)
         logger.info("Encoding AnoCLIP prompts for class %r (%s domain).", class_name, domain)
@@ -151,7 +151,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         """Class name: the init argument, else the datamodule's category, else ``"object"``."""
         if self.class_name:
             return clean_class_name(self.class_name)
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.attached_trainer
         category = getattr(getattr(trainer, "datamodule", None), "category", None)
         if isinstance(category, str) and category.strip():
             return clean_class_name(category)

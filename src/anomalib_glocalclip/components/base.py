@@ -21,11 +21,11 @@ from anomalib.metrics import Evaluator
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_glocalclip.compat import set_post_processor_thresholds
+from anomalib_glocalclip.compat import check_versions, set_post_processor_thresholds
 from anomalib_glocalclip.utils.errors import PluginError
 
 from .evaluator import zero_shot_evaluator
@@ -104,6 +104,7 @@ class ZeroShotCLIPMixin:
         post_processor: nn.Module | bool = True, evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True, preprocessing: str = "anomalib"
     ) -> None:
+        check_versions()  # an untested Anomalib, Lightning or open_clip fails here, with the fix
         self.image_size = int(image_size)
         self.preprocessing = check_preprocessing(preprocessing)
         self.validated_on_data = False
@@ -170,12 +171,20 @@ class ZeroShotCLIPMixin:
         # getattr: Anomalib may ask an instance made by __new__ (before __init__) for its learning type.
         return getattr(self, "few_shot", 0) > 0 or getattr(self, "reference_images", None) is not None
 
+    @property
+    def attached_trainer(self) -> Trainer | None:
+        """The trainer running this model, or ``None`` outside a run (where Lightning's ``trainer`` raises)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def prepare_references(self) -> None:
         """Fill the reference bank once, if few-shot and not already filled (by a run or a checkpoint)."""
         bank = self.model.reference_bank
         if not self.is_few_shot or not bank.is_empty:
             return
-        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        datamodule = getattr(self.attached_trainer, "datamodule", None)
         paths = choose_reference_paths(self.few_shot, self.reference_images, self.few_shot_seed, datamodule, self.name)
         transform = getattr(self.pre_processor, "transform", None)
         if transform is None:
