@@ -1,9 +1,6 @@
-"""Test kit: a tiny random CLIP and generators of small datasets in the layouts Anomalib and the papers use.
+"""Test kit (tests only; offline): the tiny random CLIP and generators of small datasets in the papers' layouts.
 
-Used by the test suite only; the runtime (models, CLI, demo) never imports it. The MVTec AD and VisA writers and the
-product drawing are the demo's (``anomalib_glocalclip.demo``), re-exported here; the tiny CLIP config is
-``anomalib_glocalclip.backbone.TINY_CLIP_CONFIG``. Nothing here touches the network. Generated images are plain
-8-bit RGB unless a test asks for odd ones with ``odd_images=True``.
+The MVTec AD and VisA writers and the product drawing are the demo's (``anomalib_glocalclip.demo``), re-exported.
 """
 
 from anomalib_glocalclip.backbone import TINY_CLIP_CONFIG
