@@ -1,10 +1,7 @@
-"""The local page (Gradio): choose a model, drop images, see heatmaps, scores and decisions; move the threshold.
+"""The local page (Gradio; README, "See it"): its layout and events, the scoring being ``scoring.py``'s.
 
-The scoring is ``scoring.py``'s; this module lays out the page and wires its events. Scores and heatmaps of the last
-run stay in the page's ``gr.State``, so the threshold slider re-decides every image without calling the model.
-Every handler catches its errors and shows the message on the page; no traceback reaches it (unexpected errors
-are logged in the terminal with theirs). Gradio's analytics are off and the server listens on 127.0.0.1 unless
-asked otherwise; nothing is shared publicly without ``share=True``.
+The last run's scores and heatmaps stay in the page's ``gr.State``, so the threshold slider never calls the model.
+Every handler shows its error's message on the page, never a traceback (unexpected errors go to the log).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""What the local page does, without the page: build a model for a choice, score images, decide, write results.
+"""What the local page does, without gradio: build a model per choice, score images, decide, write results.
 
-Nothing here imports gradio (``page.py`` is the page). A model is built once per ``ModelChoice`` and kept by a
-``ModelCache``; images are read by the plugin's reader, passed through the model's own pre-processor transform and
-scored by its torch model in batches under ``torch.inference_mode``. The raw image scores and the heatmaps are
-kept, so ``decide`` re-decides every image for a new threshold without scoring again.
+Images are read by the plugin's reader, passed through the model's own pre-processor transform and scored by its
+torch model in batches; the raw scores and heatmaps are kept, so ``decide`` re-decides without scoring again.
 """
 
 from __future__ import annotations
@@ -63,9 +61,9 @@ class ModelChoice:
         method: ``"AnoCLIP"`` (training-free: the object's name is the only input) or ``"GlocalCLIP"``.
         object_name: the object in AnoCLIP's prompts (``"pcb"``, ``"screw"``).
         prompt_file: GlocalCLIP's learned prompt file (``prompts.pt``).
-        backbone: open_clip model name or config file; ``None``: the method's default.
-        weights: open_clip pretrained tag or local weight file; ``None``: the method's default.
-        image_size: input size; ``None``: the method's default.
+        backbone: open_clip model name or config file; ``None`` (as ``weights``, ``image_size``): the method's.
+        weights: open_clip pretrained tag or local weight file.
+        image_size: input size.
         tiny: the tiny random CLIP (offline; its scores mean nothing); ``backbone`` and ``weights`` are ignored.
         reference_images: folder of the few-shot normal images; ``None``: zero-shot.
     """
@@ -126,12 +124,7 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
 
 
 class ModelCache:
-    """The models built so far, by choice; the least recently used goes when more than ``size`` are kept.
-
-    Args:
-        size: models kept at once (a real CLIP takes about 1 GB). Defaults to ``2``.
-        build: builds the model of a choice. Defaults to ``build_model``.
-    """
+    """The models built so far (by ``build``), by choice; the least recently used goes past ``size`` (CLIP: ~1 GB)."""
 
     def __init__(self, size: int = 2, build: Callable[[ModelChoice], AnomalibModule] = build_model) -> None:
         self.size = size
@@ -211,17 +204,14 @@ def score_images(
     batch_size: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ImageResult]:
-    """Score ``paths`` with ``model``; a file the reader cannot use gets its error and the others are scored.
+    """Score ``paths`` with ``model``, one result per path; a file the reader cannot use gets its error.
 
     Args:
         model: a model of ``build_model``.
         paths: image files.
         heatmap_dir: where the heatmaps are written (``<index>_<name>.jpg``).
-        batch_size: images per forward pass. Defaults to ``8``.
+        batch_size: images per forward pass.
         on_progress: called with (images done, images in all) after each batch.
-
-    Returns:
-        One result per path, in order.
     """
     heatmap_dir = Path(heatmap_dir)
     heatmap_dir.mkdir(parents=True, exist_ok=True)
@@ -293,10 +283,11 @@ def decide(results: Sequence[ImageResult], threshold: float) -> list[str]:
             for result in results]
 
 
-def result_rows(results: Sequence[ImageResult], threshold: float) -> list[list[object]]:
-    """One row per result, ``CSV_COLUMNS``: name, score (4 decimals, empty if unread), threshold, decision, error."""
+def result_rows(results: Sequence[ImageResult], threshold: float, digits: int | None = 4) -> list[list[object]]:
+    """One row per result, ``CSV_COLUMNS``: name, score (to ``digits``; empty if unread), threshold, decision, error."""
     return [
-        [result.name, "" if result.score is None else round(result.score, 4), threshold, decision, result.error or ""]
+        [result.name, "" if result.score is None else round(result.score, digits) if digits else result.score,
+         threshold, decision, result.error or ""]
         for result, decision in zip(results, decide(results, threshold), strict=True)
     ]
 
@@ -305,11 +296,7 @@ def write_csv(results: Sequence[ImageResult], threshold: float, path: str | Path
     """Write the results table (``CSV_COLUMNS``, full-precision scores) to ``path``; returns it."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(CSV_COLUMNS)
-        for result, decision in zip(results, decide(results, threshold), strict=True):
-            score = "" if result.score is None else repr(result.score)
-            writer.writerow([result.name, score, threshold, decision, result.error or ""])
+        csv.writer(file).writerows([CSV_COLUMNS, *result_rows(results, threshold, digits=None)])
     return path
 
 

@@ -1,9 +1,4 @@
-"""``anomalib-glocalclip app``: its options, and the command that serves the local page (``anomalib_glocalclip.app``).
-
-The page listens on 127.0.0.1 only (``--host`` to bind elsewhere) and is never shared publicly unless ``--share``
-asks for a gradio share link. It needs the ``app`` extra (gradio); without it the command says how to install it
-and exits 1.
-"""
+"""``anomalib-glocalclip app``: its options, and the command that serves the local page (``app/``)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,8 @@
-"""A sweep's ``report.html``: the paper table and, per category, curves, score histograms and the worst cases.
+"""A sweep's ``report.html`` (README, "The sweep's report"), drawn from what the sweep keeps on disk.
 
-One self-contained file that opens offline: every picture is embedded as a data URI (plots as PNG, heatmaps as
-JPEG), the style is inline, and there is no script. It is built from what the sweep keeps on disk (the results
-of ``categories/<category>.json`` and the report data of ``categories/<category>.report.npz``, see
-``evaluation/report_data.py``), so a resumed sweep's report covers the categories of earlier runs too.
-
-Per finished category: image ROC and PR curves (where the test split holds both classes), the pixel ROC (where it
-has masks; drawn from binned pixel scores, exact at the bin edges), the histograms of the normal and anomalous
-images' scores with the post-processor's image threshold, the worst false positives and false negatives at that
-threshold (the image with its anomaly map over it, its score and file), and the time it took. A category that
-failed shows its error line. Plots are drawn with matplotlib's object API (``Figure`` on an Agg canvas), which
-leaves pyplot's global state alone.
+One self-contained file: pictures are data URIs, the style inline, no script. The categories' results and report
+data (``report_data.py``) are read from ``categories/``, so a resumed sweep's report covers earlier runs too. Plots
+use matplotlib's object API (``Figure`` on an Agg canvas), which leaves pyplot's global state alone.
 """
 
 from __future__ import annotations
@@ -248,8 +240,8 @@ def write_report(
         output: the sweep's output folder (its ``categories/`` hold the results and report data).
         results: the categories' results, in table order.
         table: the paper-format table (``evaluation/tables.paper_frame``).
-        title: the report's title (the tables' title).
-        footnotes: lines shown under the table (the tables' footnotes).
+        title: the tables' title.
+        footnotes: the tables' footnotes, shown under the table.
     """
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)

@@ -1,21 +1,10 @@
 """What a sweep's report needs of one category, collected during its test pass and kept beside its result.
 
-:class:`ReportCollector` is a Lightning callback that reads each test batch's public fields (``pred_score``,
-``gt_label``, ``anomaly_map``, ``gt_mask``, ``image_path``) and keeps, in bounded memory,
-
-* per image: its path, score and label (a few bytes each);
-* the anomaly maps (downsampled to ``MAP_SIZE`` x ``MAP_SIZE``, float16) of the ``N_WORST`` highest-scored
-  normal and lowest-scored anomalous images only: the candidates for the worst false positives and negatives,
-  whatever the threshold turns out to be;
-* the pixel scores of normal and anomalous pixels as two histograms with shared, fixed-width bins
-  (:class:`PixelHistograms`), from which the pixel ROC is drawn, instead of every pixel.
-
-It sees the batch before the post-processor does (trainer callbacks come before the model's), so the scores are
-the model's raw scores, the scale of the post-processor's fitted image threshold read at the end of the test.
-
-:class:`ReportData` is what is kept; the sweep saves it as ``categories/<category>.report.npz`` next to the
-category's result (:func:`report_data_path`), so that a resumed sweep's report covers the categories of earlier
-runs too.
+:class:`ReportCollector` keeps, in bounded memory, each image's path, raw score and label, the anomaly maps
+(``MAP_SIZE`` squared, float16) of the ``N_WORST`` highest-scored normal and lowest-scored anomalous images only (the
+worst-case candidates, whatever the threshold), and the pixel scores as two histograms (:class:`PixelHistograms`).
+Trainer callbacks see the batch before the model's post-processor, so the scores are raw, on the scale of its fitted
+image threshold. The sweep saves :class:`ReportData` as ``categories/<category>.report.npz``.
 """
 
 from __future__ import annotations
@@ -50,17 +39,11 @@ def report_data_path(output: str | Path, category: str) -> Path:
 class PixelHistograms:
     """Counts of normal and anomalous pixel scores in ``bins`` shared bins of equal width, over a growing range.
 
-    The bins lie on a grid: bin ``k`` holds the scores in ``[(first + k) * width, (first + k + 1) * width)``,
-    ``width`` a power of two. The first values set the smallest width that holds them; a later value outside
-    the range widens the bins by powers of two (old bins fall whole into new ones, so the counts stay exact). A
-    score's bin is ``floor(score / width)``, exact in floating point as ``width`` is a power of two, so the ROC
-    drawn from these counts is exact at the bin edges (threshold ``t`` = an edge, a pixel anomalous where its
-    score is ``>= t``) and linear between them: its area differs from the exact pixel AUROC by at most half the
-    share of (normal, anomalous) pixel pairs in one bin. The width ends within a factor 2 of the
-    smallest that would hold every score.
-
-    Args:
-        bins: number of bins. Defaults to ``PIXEL_BINS``.
+    Bin ``k`` holds the scores in ``[(first + k) * width, (first + k + 1) * width)``, ``width`` a power of two, so a
+    score's bin ``floor(score / width)`` is exact in floating point, and widening the range (by powers of two) moves
+    old bins whole into new ones. The ROC drawn from the counts is exact at the bin edges and linear between them:
+    its area differs from the exact pixel AUROC by at most half the share of (normal, anomalous) pixel pairs in one
+    bin. The width ends within a factor 2 of the smallest that would hold every score.
     """
 
     def __init__(self, bins: int = PIXEL_BINS) -> None:
@@ -194,8 +177,8 @@ class ReportCollector(Callback):
     """Collect a category's :class:`ReportData` during its test pass (see the module's docstring).
 
     Args:
-        n_worst: worst cases kept per kind. Defaults to ``N_WORST``.
-        map_size: side of the kept anomaly maps. Defaults to ``MAP_SIZE``.
+        n_worst: worst cases kept per kind.
+        map_size: side of the kept anomaly maps.
     """
 
     def __init__(self, n_worst: int = N_WORST, map_size: int = MAP_SIZE) -> None:
