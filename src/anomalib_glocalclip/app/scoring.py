@@ -254,27 +254,37 @@ def heatmap_range(model: AnomalibModule) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def draw_heatmap(image: torch.Tensor, anomaly_map: torch.Tensor, value_range: tuple[float, float]) -> Image.Image:
-    """The anomaly map in the jet colours over the image, half and half, at most ``HEATMAP_MAX_SIDE`` pixels long.
+def draw_heatmap(
+    image: torch.Tensor,
+    anomaly_map: torch.Tensor | None,
+    value_range: tuple[float, float],
+    long_side: int = HEATMAP_MAX_SIDE,
+    enlarge: bool = False,
+) -> Image.Image:
+    """The anomaly map in the jet colours over the image, half and half, at most ``long_side`` pixels long.
 
     Args:
         image: ``[3, H, W]`` in [0, 1].
-        anomaly_map: ``[h, w]`` pixel scores at the model's input size.
+        anomaly_map: ``[h, w]`` pixel scores at any size; ``None``: the image alone.
         value_range: scores drawn blue (low) to red (high).
+        long_side: the picture's longest side at most.
+        enlarge: scale smaller images up to ``long_side`` too (the report's tiles).
     """
     from matplotlib import colormaps
 
     height, width = image.shape[-2:]
-    scale = min(1.0, HEATMAP_MAX_SIDE / max(height, width))
+    scale = long_side / max(height, width) if enlarge else min(1.0, long_side / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if scale < 1.0:
+    if size != (height, width):
         image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    pixels = image.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if anomaly_map is None:
+        return Image.fromarray(pixels)
     anomaly_map = F.interpolate(anomaly_map[None, None].float(), size=size, mode="bilinear", align_corners=False)
     low, high = value_range
-    levels = ((anomaly_map[0, 0] - low) / (high - low)).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    levels = ((anomaly_map[0, 0] - low) / (high - low if high > low else 1.0)).clamp(0, 1).mul(255).round()
     colours = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
-    pixels = image.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(((pixels.astype(np.uint16) + colours[levels]) // 2).astype(np.uint8))
+    return Image.fromarray(((pixels.astype(np.uint16) + colours[levels.to(torch.uint8).numpy()]) // 2).astype(np.uint8))
 
 
 def decide(results: Sequence[ImageResult], threshold: float) -> list[str]:
