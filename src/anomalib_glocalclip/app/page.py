@@ -69,12 +69,6 @@ def _gallery(run: Run | None, threshold: float) -> list[tuple[str, str]]:
     ]
 
 
-def _downloads(run: Run, threshold: float) -> list[str]:
-    files = [str(write_csv(run.results, threshold, run.folder / "results.csv"))]
-    zip_path = run.folder / "heatmaps.zip"
-    return [*files, str(zip_path)] if zip_path.is_file() else files
-
-
 def _unreadable_message(results: Sequence[ImageResult]) -> str:
     failed = [result for result in results if result.error is not None]
     if not failed:
@@ -96,7 +90,8 @@ def views(run: Run | None, threshold: float) -> tuple[list[tuple[str, str]], lis
     """(gallery items, table rows, download files) of ``run`` at ``threshold``; never calls the model."""
     if run is None:
         return [], [], None
-    return _gallery(run, threshold), result_rows(run.results, threshold), _downloads(run, threshold)
+    files = [str(write_csv(run.results, threshold, run.folder / "results.csv")), str(run.folder / "heatmaps.zip")]
+    return _gallery(run, threshold), result_rows(run.results, threshold), files
 
 
 class Handlers:
