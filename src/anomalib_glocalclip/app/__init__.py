@@ -17,16 +17,6 @@ from .scoring import (
 )
 
 __all__ = [
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "AppInputError",
-    "AppOptions",
-    "ImageResult",
-    "ModelCache",
-    "ModelChoice",
-    "build_model",
-    "decide",
-    "score_images",
-    "write_csv",
-    "write_heatmap_zip",
+    "DEFAULT_HOST", "DEFAULT_PORT", "AppInputError", "AppOptions", "ImageResult", "ModelCache", "ModelChoice",
+    "build_model", "decide", "score_images", "write_csv", "write_heatmap_zip",
 ]

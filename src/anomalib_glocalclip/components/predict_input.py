@@ -77,7 +77,8 @@ def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
             else:
                 kept.append(filename)
         if misread:
-            raise MisreadPredictFilesError(misread, _common_folder(dataset.image_filenames))
+            folder = Path(os.path.commonpath([str(name) for name in dataset.image_filenames]))  # the file for one
+            raise MisreadPredictFilesError(misread, folder)
         if unreadable and loader.num_workers > 0:
             listed = "".join(f"\n  - {reason}" for _, reason in unreadable[:MAX_LISTED])
             msg = f"{len(unreadable)} unreadable image(s) in the predict data; replace or remove them:{listed}"
@@ -94,8 +95,3 @@ def _unreadable_reason(path: Path) -> str | None:
     except (ImageReadError, FileNotFoundError) as exc:
         return str(exc)
     return None
-
-
-def _common_folder(filenames: list[Path]) -> Path:
-    """The folder holding every file (the file itself for one file)."""
-    return Path(os.path.commonpath([str(name) for name in filenames]))

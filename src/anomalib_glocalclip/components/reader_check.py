@@ -69,8 +69,8 @@ class ReaderCheck(Callback):
 
     def _check(self, trainer: Trainer, loaders: Any, what: str) -> None:
         for dataset in _datasets(loaders):
-            if not _read_by_anomalib(dataset):
-                continue
+            if not isinstance(dataset, AnomalibDataset) or isinstance(dataset, SampleDataset):
+                continue  # the plugin's datasets are read by the plugin's reader
             samples = dataset.samples[~dataset.samples["image_path"].astype(str).isin(self._checked)]
             source = trainer.datamodule or dataset
             problems = check_samples(samples, full_decode=True, misread_fix=plugin_datamodule_fix(source))
@@ -142,8 +142,3 @@ def _datasets(loaders: Any) -> list[Any]:
         loaders = list(loaders.values())
     loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
     return [loader.dataset for loader in loaders if hasattr(loader, "dataset")]
-
-
-def _read_by_anomalib(dataset: Any) -> bool:
-    """Whether ``dataset`` is one of Anomalib's image datasets (read by its reader), with its ``samples`` table."""
-    return isinstance(dataset, AnomalibDataset) and not isinstance(dataset, SampleDataset)
