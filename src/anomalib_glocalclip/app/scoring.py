@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 
 from anomalib_glocalclip.data.io import read_image
-from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES
+from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES, image_files
 from anomalib_glocalclip.utils.errors import PluginError
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def image_paths_in(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         msg = f"Image folder not found: {folder}. Give the path of a folder of images on this machine."
         raise AppInputError(msg)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    paths = image_files(folder)
     if not paths:
         msg = f"No image in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})."
         raise AppInputError(msg)
