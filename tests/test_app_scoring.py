@@ -16,7 +16,6 @@ from anomalib_glocalclip.app import AppInputError, AppOptions, ImageResult, Mode
 from anomalib_glocalclip.app.scoring import (
     ANOMALOUS,
     CSV_COLUMNS,
-    HEATMAP_MAX_SIDE,
     NORMAL,
     UNREADABLE,
     image_paths_in,
@@ -26,6 +25,7 @@ from anomalib_glocalclip.app.scoring import (
     write_csv,
     write_heatmap_zip,
 )
+from anomalib_glocalclip.components.heatmap_overlay import HEATMAP_MAX_SIDE
 from anomalib_glocalclip.demo.products import make_image
 
 TINY = ModelChoice(tiny=True, object_name="bottle")

@@ -11,29 +11,15 @@ DEFAULT_PORT = 7860
 
 
 @dataclass(frozen=True)
-class AppOptions:
-    """How the page starts.
+class AppOptions(ModelChoice):
+    """How the page starts: the model chosen when it opens (``ModelChoice``'s fields), and its server.
 
     Args:
-        method: the method chosen when the page opens (``"AnoCLIP"`` or ``"GlocalCLIP"``).
-        object_name: AnoCLIP's object name when the page opens.
-        prompt_file: GlocalCLIP's prompt file when the page opens.
-        backbone: open_clip model name or config file; ``None``: each method's default.
-        weights: open_clip pretrained tag or local weight file; ``None``: each method's default.
-        image_size: input size; ``None``: each method's default.
-        tiny: the tiny random CLIP (offline; a banner says its scores mean nothing).
         host: address the server binds to; only the loopback address unless asked.
         port: port of the server; ``None``: the first free one from 7860 (gradio's choice).
         share: ask gradio for a public share link (off unless asked).
     """
 
-    method: str = "AnoCLIP"
-    object_name: str = "object"
-    prompt_file: str | None = None
-    backbone: str | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    tiny: bool = False
     host: str = DEFAULT_HOST
     port: int | None = DEFAULT_PORT
     share: bool = False

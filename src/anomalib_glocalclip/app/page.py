@@ -1,10 +1,7 @@
-"""The local page (Gradio): choose a model, drop images, see heatmaps, scores and decisions; move the threshold.
+"""The local page (Gradio; README, "See it"): its layout and events, the scoring being ``scoring.py``'s.
 
-The scoring is ``scoring.py``'s; this module lays out the page and wires its events. Scores and heatmaps of the last
-run stay in the page's ``gr.State``, so the threshold slider re-decides every image without calling the model.
-Every handler catches its errors and shows the message on the page; no traceback reaches it (unexpected errors
-are logged in the terminal with theirs). Gradio's analytics are off and the server listens on 127.0.0.1 unless
-asked otherwise; nothing is shared publicly without ``share=True``.
+The last run's scores and heatmaps stay in the page's ``gr.State``, so the threshold slider never calls the model.
+Every handler shows its error's message on the page, never a traceback (unexpected errors go to the log).
 """
 
 from __future__ import annotations
@@ -72,12 +69,6 @@ def _gallery(run: Run | None, threshold: float) -> list[tuple[str, str]]:
     ]
 
 
-def _downloads(run: Run, threshold: float) -> list[str]:
-    files = [str(write_csv(run.results, threshold, run.folder / "results.csv"))]
-    zip_path = run.folder / "heatmaps.zip"
-    return [*files, str(zip_path)] if zip_path.is_file() else files
-
-
 def _unreadable_message(results: Sequence[ImageResult]) -> str:
     failed = [result for result in results if result.error is not None]
     if not failed:
@@ -99,7 +90,8 @@ def views(run: Run | None, threshold: float) -> tuple[list[tuple[str, str]], lis
     """(gallery items, table rows, download files) of ``run`` at ``threshold``; never calls the model."""
     if run is None:
         return [], [], None
-    return _gallery(run, threshold), result_rows(run.results, threshold), _downloads(run, threshold)
+    files = [str(write_csv(run.results, threshold, run.folder / "results.csv")), str(run.folder / "heatmaps.zip")]
+    return _gallery(run, threshold), result_rows(run.results, threshold), files
 
 
 class Handlers:

@@ -1,9 +1,7 @@
-"""What the local page does, without the page: build a model for a choice, score images, decide, write results.
+"""What the local page does, without gradio: build a model per choice, score images, decide, write results.
 
-Nothing here imports gradio (``page.py`` is the page). A model is built once per ``ModelChoice`` and kept by a
-``ModelCache``; images are read by the plugin's reader, passed through the model's own pre-processor transform and
-scored by its torch model in batches under ``torch.inference_mode``. The raw image scores and the heatmaps are
-kept, so ``decide`` re-decides every image for a new threshold without scoring again.
+Images are read by the plugin's reader, passed through the model's own pre-processor transform and scored by its
+torch model in batches; the raw scores and heatmaps are kept, so ``decide`` re-decides without scoring again.
 """
 
 from __future__ import annotations
@@ -20,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
-from PIL import Image
 
+from anomalib_glocalclip.components.heatmap_overlay import draw_heatmap
 from anomalib_glocalclip.data.io import read_image
-from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES
+from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES, image_files
 from anomalib_glocalclip.utils.errors import PluginError
 
 if TYPE_CHECKING:
@@ -38,8 +34,6 @@ METHODS = ("AnoCLIP", "GlocalCLIP")
 DEFAULT_THRESHOLD = 0.5
 """Anomalous above this image score: the models' scores are anomalous probabilities (no validation data here)."""
 MAX_REFERENCES = 8
-HEATMAP_MAX_SIDE = 1024
-"""Heatmaps of larger images are drawn at this long side (pixels)."""
 HEATMAP_JPEG_QUALITY = 90
 """Heatmaps are JPEG files: an overlay on a photo, written several times faster than PNG and smaller."""
 ANOMALOUS, NORMAL, UNREADABLE = "anomalous", "normal", "unreadable"
@@ -63,9 +57,9 @@ class ModelChoice:
         method: ``"AnoCLIP"`` (training-free: the object's name is the only input) or ``"GlocalCLIP"``.
         object_name: the object in AnoCLIP's prompts (``"pcb"``, ``"screw"``).
         prompt_file: GlocalCLIP's learned prompt file (``prompts.pt``).
-        backbone: open_clip model name or config file; ``None``: the method's default.
-        weights: open_clip pretrained tag or local weight file; ``None``: the method's default.
-        image_size: input size; ``None``: the method's default.
+        backbone: open_clip model name or config file; ``None`` (as ``weights``, ``image_size``): the method's.
+        weights: open_clip pretrained tag or local weight file.
+        image_size: input size.
         tiny: the tiny random CLIP (offline; its scores mean nothing); ``backbone`` and ``weights`` are ignored.
         reference_images: folder of the few-shot normal images; ``None``: zero-shot.
     """
@@ -126,12 +120,7 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
 
 
 class ModelCache:
-    """The models built so far, by choice; the least recently used goes when more than ``size`` are kept.
-
-    Args:
-        size: models kept at once (a real CLIP takes about 1 GB). Defaults to ``2``.
-        build: builds the model of a choice. Defaults to ``build_model``.
-    """
+    """The models built so far (by ``build``), by choice; the least recently used goes past ``size`` (CLIP: ~1 GB)."""
 
     def __init__(self, size: int = 2, build: Callable[[ModelChoice], AnomalibModule] = build_model) -> None:
         self.size = size
@@ -175,7 +164,7 @@ def image_paths_in(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         msg = f"Image folder not found: {folder}. Give the path of a folder of images on this machine."
         raise AppInputError(msg)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    paths = image_files(folder)
     if not paths:
         msg = f"No image in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})."
         raise AppInputError(msg)
@@ -211,17 +200,14 @@ def score_images(
     batch_size: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ImageResult]:
-    """Score ``paths`` with ``model``; a file the reader cannot use gets its error and the others are scored.
+    """Score ``paths`` with ``model``, one result per path; a file the reader cannot use gets its error.
 
     Args:
         model: a model of ``build_model``.
         paths: image files.
         heatmap_dir: where the heatmaps are written (``<index>_<name>.jpg``).
-        batch_size: images per forward pass. Defaults to ``8``.
+        batch_size: images per forward pass.
         on_progress: called with (images done, images in all) after each batch.
-
-    Returns:
-        One result per path, in order.
     """
     heatmap_dir = Path(heatmap_dir)
     heatmap_dir.mkdir(parents=True, exist_ok=True)
@@ -264,39 +250,17 @@ def heatmap_range(model: AnomalibModule) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def draw_heatmap(image: torch.Tensor, anomaly_map: torch.Tensor, value_range: tuple[float, float]) -> Image.Image:
-    """The anomaly map in the jet colours over the image, half and half, at most ``HEATMAP_MAX_SIDE`` pixels long.
-
-    Args:
-        image: ``[3, H, W]`` in [0, 1].
-        anomaly_map: ``[h, w]`` pixel scores at the model's input size.
-        value_range: scores drawn blue (low) to red (high).
-    """
-    from matplotlib import colormaps
-
-    height, width = image.shape[-2:]
-    scale = min(1.0, HEATMAP_MAX_SIDE / max(height, width))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if scale < 1.0:
-        image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    anomaly_map = F.interpolate(anomaly_map[None, None].float(), size=size, mode="bilinear", align_corners=False)
-    low, high = value_range
-    levels = ((anomaly_map[0, 0] - low) / (high - low)).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    colours = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
-    pixels = image.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(((pixels.astype(np.uint16) + colours[levels]) // 2).astype(np.uint8))
-
-
 def decide(results: Sequence[ImageResult], threshold: float) -> list[str]:
     """``anomalous`` (score above ``threshold``, as Anomalib decides), ``normal`` or ``unreadable``, per result."""
     return [UNREADABLE if result.score is None else ANOMALOUS if result.score > threshold else NORMAL
             for result in results]
 
 
-def result_rows(results: Sequence[ImageResult], threshold: float) -> list[list[object]]:
-    """One row per result, ``CSV_COLUMNS``: name, score (4 decimals, empty if unread), threshold, decision, error."""
+def result_rows(results: Sequence[ImageResult], threshold: float, digits: int | None = 4) -> list[list[object]]:
+    """One row per result, ``CSV_COLUMNS``: name, score (to ``digits``; empty if unread), threshold, decision, error."""
     return [
-        [result.name, "" if result.score is None else round(result.score, 4), threshold, decision, result.error or ""]
+        [result.name, "" if result.score is None else round(result.score, digits) if digits else result.score,
+         threshold, decision, result.error or ""]
         for result, decision in zip(results, decide(results, threshold), strict=True)
     ]
 
@@ -305,11 +269,7 @@ def write_csv(results: Sequence[ImageResult], threshold: float, path: str | Path
     """Write the results table (``CSV_COLUMNS``, full-precision scores) to ``path``; returns it."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(CSV_COLUMNS)
-        for result, decision in zip(results, decide(results, threshold), strict=True):
-            score = "" if result.score is None else repr(result.score)
-            writer.writerow([result.name, score, threshold, decision, result.error or ""])
+        csv.writer(file).writerows([CSV_COLUMNS, *result_rows(results, threshold, digits=None)])
     return path
 
 

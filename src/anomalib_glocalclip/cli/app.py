@@ -1,9 +1,4 @@
-"""``anomalib-glocalclip app``: its options, and the command that serves the local page (``anomalib_glocalclip.app``).
-
-The page listens on 127.0.0.1 only (``--host`` to bind elsewhere) and is never shared publicly unless ``--share``
-asks for a gradio share link. It needs the ``app`` extra (gradio); without it the command says how to install it
-and exits 1.
-"""
+"""``anomalib-glocalclip app``: its options, and the command that serves the local page (``app/``)."""
 
 from __future__ import annotations
 
@@ -26,9 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--share", action="store_true", help="also ask gradio for a PUBLIC share link (off by default)")
     parser.add_argument("--tiny", action="store_true", help="tiny random CLIP, offline (scores mean nothing)")
-    parser.add_argument("--model", choices=("anoclip", "glocalclip"), default="anoclip", help="method shown first")
+    parser.add_argument("--model", dest="method", choices=("anoclip", "glocalclip"), default="anoclip",
+                        help="method shown first")
     parser.add_argument("--object", dest="object_name", default="object", help="AnoCLIP's object name (pcb, screw ...)")
-    parser.add_argument("--prompts", default=None, help="GlocalCLIP's learned prompt file (prompts.pt)")
+    parser.add_argument("--prompts", dest="prompt_file", metavar="PROMPTS",
+                        help="GlocalCLIP's learned prompt file (prompts.pt)")
     parser.add_argument("--backbone", default=None, help="open_clip model name or config file (default: the method's)")
     parser.add_argument("--weights", default=None, help="open_clip pretrained tag or local weight file")
     parser.add_argument("--image-size", type=int, default=None, help="input size (default: the method's)")
@@ -50,17 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anomalib_glocalclip.app import AppOptions
     from anomalib_glocalclip.app.page import serve
 
-    options = AppOptions(
-        method={"anoclip": "AnoCLIP", "glocalclip": "GlocalCLIP"}[arguments.model],
-        object_name=arguments.object_name,
-        prompt_file=arguments.prompts,
-        backbone=arguments.backbone,
-        weights=arguments.weights,
-        image_size=arguments.image_size,
-        tiny=arguments.tiny,
-        host=arguments.host,
-        port=arguments.port,
-        share=arguments.share,
-    )
-    serve(options)
+    method = {"anoclip": "AnoCLIP", "glocalclip": "GlocalCLIP"}[arguments.method]
+    serve(AppOptions(**{**vars(arguments), "method": method}))
     return 0

@@ -1,11 +1,8 @@
 """``predict`` on a folder: the files of Anomalib's ``PredictDataset`` checked before the first batch is read.
 
-``Engine.predict(data_path=...)``, and so ``anomalib predict --data <folder>``, reads the folder with Anomalib's
-``PredictDataset``, whose reader clips 16-bit images to white and stops the whole run at the first unreadable file.
-:func:`check_predict_files`, called from an ``on_predict_start`` hook (the dataloaders are loaded, no batch is read
-yet), goes through the public ``trainer.predict_dataloaders`` and each ``PredictDataset``'s public file list
-``image_filenames``: unreadable files are taken out of the list (the others are predicted, and the caller reports
-the files left out), and files that Anomalib's reader would read wrong are refused by name.
+``anomalib predict --data <folder>`` reads with ``PredictDataset``, whose reader clips 16-bit images and stops the
+run at the first unreadable file; here unreadable files leave its public ``image_filenames`` (the caller reports
+them) and misread ones are refused by name.
 """
 
 from __future__ import annotations
@@ -53,11 +50,8 @@ class UnreadablePredictFilesError(PluginError, ValueError):
 def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
     """Leave the unreadable files out of each ``PredictDataset`` of ``trainer.predict``; refuse misread ones.
 
-    Each file is decoded once by the plugin's reader. Loaders over other datasets, and datamodules, are left alone
-    (datamodules are checked by :class:`~anomalib_glocalclip.components.reader_check.ReaderCheck`).
-
-    Args:
-        trainer: the trainer, in an ``on_predict_start`` hook.
+    Each file is decoded once by the plugin's reader; other datasets are left alone (``ReaderCheck``'s). Called in
+    an ``on_predict_start`` hook.
 
     Returns:
         ``(path, reason)`` of every file left out, in the folders' order.
@@ -83,7 +77,8 @@ def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
             else:
                 kept.append(filename)
         if misread:
-            raise MisreadPredictFilesError(misread, _common_folder(dataset.image_filenames))
+            folder = Path(os.path.commonpath([str(name) for name in dataset.image_filenames]))  # the file for one
+            raise MisreadPredictFilesError(misread, folder)
         if unreadable and loader.num_workers > 0:
             listed = "".join(f"\n  - {reason}" for _, reason in unreadable[:MAX_LISTED])
             msg = f"{len(unreadable)} unreadable image(s) in the predict data; replace or remove them:{listed}"
@@ -100,8 +95,3 @@ def _unreadable_reason(path: Path) -> str | None:
     except (ImageReadError, FileNotFoundError) as exc:
         return str(exc)
     return None
-
-
-def _common_folder(filenames: list[Path]) -> Path:
-    """The folder holding every file (the file itself for one file)."""
-    return Path(os.path.commonpath([str(name) for name in filenames]))

@@ -43,15 +43,10 @@ class SkippedImagesError(PluginError, RuntimeError):
 class PredictionTable(Callback):
     """Check ``predict``'s folders, and write ``predictions.csv`` into the run folder after ``predict``.
 
-    Anomalib's visualizer writes heatmaps; this gives the labels in a file a line can read. The files of images
-    given as a folder or file (``Engine.predict(data_path=...)``, ``anomalib predict --data <folder>``) are
-    checked before the first batch (see ``predict_input``): an unreadable one is left out, listed in the table
-    with status ``skipped: <reason>`` (the others have ``ok``), and once the table is written the run ends with
-    :class:`SkippedImagesError`, so that the command exits with status 1. The table is written at the end, to a
-    temporary name and renamed, so an interrupted run leaves no half table and an earlier one intact.
-
-    Args:
-        fail_on_skipped: end the run with ``SkippedImagesError`` when images were skipped. Defaults to ``True``.
+    Files of a folder given to ``predict`` are checked first (``predict_input``): an unreadable one is left out and
+    listed with status ``skipped: <reason>`` (the others: ``ok``), and after the table the run ends with
+    :class:`SkippedImagesError` (exit status 1) unless ``fail_on_skipped`` is off. The table is written atomically
+    at the end, so an interrupted run leaves no half table.
     """
 
     file_name = "predictions.csv"

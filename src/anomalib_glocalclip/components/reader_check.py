@@ -1,13 +1,8 @@
 """Files of Anomalib's own datasets that its reader would get wrong, refused by name at the start of a run.
 
-The plugin's datamodules (``LayoutDataModule`` and the catalogue's) read every file with the plugin's reader
-(``data/io.py``). Anomalib's own datamodules (``--data MVTecAD``, ``Folder`` ...) read with
-``Image.open(path).convert("RGB")``, which clips 16-bit and float images to white or black and stops a run at a
-truncated file with an error naming none. :class:`ReaderCheck`, which the models add in ``configure_callbacks``,
-goes through the public ``samples`` of the datasets a run reads, after Lightning loaded the dataloaders and before
-any batch, and refuses such files, naming each and the plugin datamodule that reads it right. It also refuses a test
-split without the images its metrics need (:func:`check_test_split`). ``predict`` on a folder is checked by
-``PredictionTable`` (see ``predict_input``).
+Anomalib's datamodules (``--data MVTecAD``, ``Folder`` ...) read with ``Image.open(path).convert("RGB")``, which
+clips 16-bit and float images and stops at a truncated file with an error naming none; the plugin's datamodules
+read with ``data/io.py`` and need no check. ``predict`` on a folder is checked by ``predict_input``.
 """
 
 from __future__ import annotations
@@ -37,12 +32,9 @@ class EmptySplitError(PluginError, ValueError):
 class ReaderCheck(Callback):
     """Refuse, before the first batch, the files of Anomalib's datasets that its reader would read wrong or fail on.
 
-    The datasets are those of the dataloaders the run reads (``trainer.train_dataloader``, ``val_dataloaders``,
-    ``test_dataloaders``, ``predict_dataloaders``: a datamodule's or the ones given to the run), looked at in the
-    ``on_*_start`` hooks, after Lightning loaded them and before it reads a batch. Every file is decoded in full
-    once (about 20 ms for a 900 x 900 PNG on one CPU core; a file shared by the validation and test splits is
-    checked once). Datasets of the plugin (:class:`~anomalib_glocalclip.data.dataset.SampleDataset`) are read by
-    the plugin's reader and need no check. On ``test`` the test split's labels are checked too.
+    The models add it in ``configure_callbacks``. The ``on_*_start`` hooks look at the public ``samples`` of the
+    datasets of the run's dataloaders, loaded by then; every file is decoded in full once (about 20 ms for a
+    900 x 900 PNG on one CPU core). On ``test`` the test split's labels are checked too.
 
     Raises:
         DataCheckError: a file is missing, unreadable, or read wrong by Anomalib's reader; the message names each
@@ -77,8 +69,8 @@ class ReaderCheck(Callback):
 
     def _check(self, trainer: Trainer, loaders: Any, what: str) -> None:
         for dataset in _datasets(loaders):
-            if not _read_by_anomalib(dataset):
-                continue
+            if not isinstance(dataset, AnomalibDataset) or isinstance(dataset, SampleDataset):
+                continue  # the plugin's datasets are read by the plugin's reader
             samples = dataset.samples[~dataset.samples["image_path"].astype(str).isin(self._checked)]
             source = trainer.datamodule or dataset
             problems = check_samples(samples, full_decode=True, misread_fix=plugin_datamodule_fix(source))
@@ -96,7 +88,7 @@ def check_test_split(dataset: Any, datamodule: Any = None) -> None:
 
     Args:
         dataset: the test split, with its ``samples`` table; other datasets are left alone.
-        datamodule: the datamodule it comes from, named in the message. Defaults to ``None`` (the dataset's name).
+        datamodule: the datamodule it comes from, named in the message (``None``: the dataset is named).
 
     Raises:
         EmptySplitError: the message names the split, the datamodule and category, and the counts.
@@ -132,7 +124,7 @@ def plugin_datamodule_fix(datamodule: Any) -> str:
     if layout is None:
         return (
             "read the data with the plugin's reader: --data LayoutDataModule --data.layout <the dataset's layout> "
-            "(layouts: anomalib_glocalclip.data.catalogue.LAYOUTS), or re-export the file as 8-bit"
+            "(layouts: anomalib_glocalclip.data.layouts.LAYOUTS), or re-export the file as 8-bit"
         )
     category = getattr(source, "category", None)
     options = f"--data.layout {layout} --data.root {source.root}" + (f" --data.category {category}" if category else "")
@@ -150,8 +142,3 @@ def _datasets(loaders: Any) -> list[Any]:
         loaders = list(loaders.values())
     loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
     return [loader.dataset for loader in loaders if hasattr(loader, "dataset")]
-
-
-def _read_by_anomalib(dataset: Any) -> bool:
-    """Whether ``dataset`` is one of Anomalib's image datasets (read by its reader), with its ``samples`` table."""
-    return isinstance(dataset, AnomalibDataset) and not isinstance(dataset, SampleDataset)

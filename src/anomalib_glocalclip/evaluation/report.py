@@ -1,4 +1,4 @@
-"""A sweep's ``report.html``: the paper table and, per category, curves, score histograms and the worst cases.
+"""A sweep's ``report.html`` (README, "The sweep's report"), drawn from what the sweep keeps on disk.
 
 One self-contained file that opens offline (pictures embedded as data URIs, inline style, no script), built from
 what the sweep keeps in ``categories/`` so that a resumed sweep's report covers earlier runs too (README "The
@@ -21,14 +21,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
-from torch.nn import functional
 
-from anomalib_glocalclip.components.visualizer import read_display_image
+from anomalib_glocalclip.components.heatmap_overlay import draw_heatmap
+from anomalib_glocalclip.data.io import read_image
 from anomalib_glocalclip.utils.files import atomic_write_text
 
 from .report_data import PIXEL_BINS, ReportData, histogram_roc, report_data_path
@@ -161,18 +159,12 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
 def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float) -> str:
     """A JPEG data URI of the image at ``path`` (re-read by the plugin's reader) with ``heatmap`` over it."""
     try:
-        image = read_display_image(path)
+        image = read_image(path)
     except (OSError, ValueError):  # moved or deleted since the sweep: the map alone, on grey
-        image = Image.new("RGB", (TILE_SIZE, TILE_SIZE), (128, 128, 128))
-    scale = TILE_SIZE / max(image.size)  # small images are enlarged too
-    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    pixels = np.asarray(image, dtype=np.float32) / 255
-    if heatmap is not None:
-        scaled = functional.interpolate(torch.from_numpy(heatmap)[None, None], size=pixels.shape[:2], mode="bilinear")
-        scaled = ((scaled[0, 0].numpy() - low) / (high - low if high > low else 1.0)).clip(0, 1)
-        pixels = 0.5 * pixels + 0.5 * colormaps["jet"](scaled)[..., :3]
+        image = torch.full((3, TILE_SIZE, TILE_SIZE), 128 / 255)
+    heatmap = None if heatmap is None else torch.from_numpy(heatmap)
     buffer = io.BytesIO()
-    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(buffer, format="JPEG", quality=85)
+    draw_heatmap(image, heatmap, (low, high), TILE_SIZE, enlarge=True).save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -1,9 +1,6 @@
-"""Test kit: a tiny random CLIP and generators of small datasets in the layouts Anomalib and the papers use.
+"""Test kit (tests only; offline): the tiny random CLIP and generators of small datasets in the papers' layouts.
 
-Used by the test suite only; the runtime (models, CLI, demo) never imports it. The MVTec AD and VisA writers and the
-product drawing are the demo's (``anomalib_glocalclip.demo``), re-exported here; the tiny CLIP config is
-``anomalib_glocalclip.backbone.TINY_CLIP_CONFIG``. Nothing here touches the network. Generated images are plain
-8-bit RGB unless a test asks for odd ones with ``odd_images=True``.
+The MVTec AD and VisA writers and the product drawing are the demo's (``anomalib_glocalclip.demo``), re-exported.
 """
 
 from anomalib_glocalclip.backbone import TINY_CLIP_CONFIG
@@ -29,30 +26,9 @@ from anomalib_glocalclip.testing.official_layouts import (
 )
 
 __all__ = [
-    "DEFECT_KINDS",
-    "OFFICIAL_LAYOUT_GENERATORS",
-    "PATTERNS",
-    "TINY_CLIP_CONFIG",
-    "VISA_CATEGORIES",
-    "CategoryStyle",
-    "category_style",
-    "generate_br35h",
-    "generate_brainmri",
-    "generate_btad",
-    "generate_cvc_clinicdb",
-    "generate_cvc_colondb",
-    "generate_dagm",
-    "generate_dtd_synthetic",
-    "generate_endotect",
-    "generate_folder",
-    "generate_headct",
-    "generate_isic2016",
-    "generate_ksdd",
-    "generate_kvasir_seg",
-    "generate_mpdd",
-    "generate_mvtec_ad",
-    "generate_normal_folder",
-    "generate_tn3k",
-    "generate_visa",
-    "make_image",
+    "DEFECT_KINDS", "OFFICIAL_LAYOUT_GENERATORS", "PATTERNS", "TINY_CLIP_CONFIG", "VISA_CATEGORIES",
+    "CategoryStyle", "category_style", "generate_br35h", "generate_brainmri", "generate_btad",
+    "generate_cvc_clinicdb", "generate_cvc_colondb", "generate_dagm", "generate_dtd_synthetic", "generate_endotect",
+    "generate_folder", "generate_headct", "generate_isic2016", "generate_ksdd", "generate_kvasir_seg",
+    "generate_mpdd", "generate_mvtec_ad", "generate_normal_folder", "generate_tn3k", "generate_visa", "make_image",
 ]

@@ -1,9 +1,4 @@
-"""Generators of small datasets in the layout of Anomalib's ``Folder`` datamodule, and folders of normal images.
-
-The MVTec AD and VisA layouts are written by the demo's generator (``anomalib_glocalclip.demo.datasets``), which
-this test kit re-exports; the paper's other datasets are in :mod:`.official_layouts`. Images are plain 8-bit RGB
-unless ``odd_images=True`` asks for grayscale, RGBA, palette, 16-bit or odd-sized ones.
-"""
+"""Small datasets in the layout of Anomalib's ``Folder`` datamodule, and folders of normal images, for tests."""
 
 from __future__ import annotations
 
@@ -31,24 +26,9 @@ def generate_folder(
     """Write a layout for ``anomalib.data.Folder(root=root, normal_dir=..., abnormal_dir=..., mask_dir=...)``.
 
     Layout: ``<normal_dir>/000.png``, ``<abnormal_dir>/000.png`` and, with masks, ``<mask_dir>/000.png`` (masks are
-    named like their images).
-
-    Args:
-        root: Dataset root; created if missing.
-        n_good: Normal images.
-        n_bad: Anomalous images.
-        with_masks: Write masks of the anomalous images.
-        normal_dir: Folder of normal images, relative to ``root``.
-        abnormal_dir: Folder of anomalous images, relative to ``root``.
-        mask_dir: Folder of masks, relative to ``root``.
-        defects: Defect kinds (see ``DEFECT_KINDS``), used in turn by the anomalous images.
-        category: Name whose style the products take (see ``category_style``).
-        image_size: ``(H, W)`` or one int.
-        seed: Random seed.
-        odd_images: Write some images as grayscale, RGBA, palette, 16-bit or at an odd size. Defaults to ``False``.
-
-    Returns:
-        ``root`` as a Path.
+    named like their images). ``defects`` (see ``DEFECT_KINDS``) are used in turn by the anomalous images;
+    ``category`` names the products' style (see ``category_style``); ``image_size`` is ``(H, W)`` or one int;
+    ``odd_images`` writes some images as grayscale, RGBA, palette, 16-bit or at an odd size. Returns ``root``.
     """
     kinds = checked_kinds(defects)
     root = Path(root)
@@ -71,25 +51,6 @@ def generate_normal_folder(
     seed: int = 0,
     odd_images: bool = False,
 ) -> Path:
-    """Write a folder of normal images only, ``root/000.png`` to ``root/<n-1>.png``.
-
-    Args:
-        root: Folder to write; created if missing.
-        n: Number of images.
-        category: Name whose style the products take (see ``category_style``).
-        image_size: ``(H, W)`` or one int.
-        seed: Random seed.
-        odd_images: Write some images as grayscale, RGBA, palette, 16-bit or at an odd size. Defaults to ``False``.
-
-    Returns:
-        ``root`` as a Path.
-    """
-    root = Path(root)
-    rng = category_rng(seed, category)
-    variants = storage_variants(odd_images, jpeg=False)
-    for index in range(n):
-        write_sample(rng, root / f"{index:03d}.png", None, category, image_size, next(variants))
-    return root
-
-
-__all__ = ["generate_folder", "generate_normal_folder"]
+    """Write ``n`` normal images ``root/000.png`` ...; the arguments are :func:`generate_folder`'s. Returns ``root``."""
+    return generate_folder(root, n_good=n, n_bad=0, with_masks=False, normal_dir="", category=category,
+                           image_size=image_size, seed=seed, odd_images=odd_images)
