@@ -1,9 +1,7 @@
 """Checks of image and mask files before a run: find every file that would be read wrongly or fail, by name.
 
-Anomalib's datasets read images with ``Image.open(path).convert("RGB")`` and masks with ``.convert("L")``. That
-clips 16-bit and 32-bit data (mostly white images), truncates float data to black, fails on premultiplied alpha
-and reports a truncated file as a bare ``OSError`` naming no file. These checks find such files, and missing or
-mis-sized masks, up front, so a run can refuse them with one message listing the files and the fix.
+Anomalib's datasets read with ``Image.open(path).convert("RGB")`` (masks ``.convert("L")``): these checks find the
+files that clips, truncates or fails on, and missing or mis-sized masks, so that ``ReaderCheck`` can refuse them.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ _ANOMALIB_MISREAD_IMAGE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I
 # Masks go through ``convert("L")`` then ``> 0``: clipping keeps nonzero pixels nonzero, but float values in (0, 1)
 # truncate to 0 and "La" raises.
 _ANOMALIB_MISREAD_MASK_MODES = frozenset({"F", "La"})
-_EXIF_ORIENTATION_TAG = 0x0112
 MISREAD_FIX = (
     "read the dataset with the plugin's reader (anomalib_glocalclip.data.LayoutDataModule with its layout), or "
     "re-export the file as 8-bit"
@@ -39,21 +36,13 @@ class ImageFileInfo:
         path: The file.
         format: PIL's name of the file format, such as ``"PNG"``.
         mode: PIL colour mode, such as ``"RGB"``, ``"P"`` or ``"I;16"``.
-        bits: Bits per channel as PIL decodes them (16-bit RGB PNGs decode to 8 bits per channel).
         size: ``(H, W)``.
-        exif_orientation: EXIF orientation tag (1 to 8), or ``None`` when absent. Readers ignore it.
-        has_alpha: Whether the file has an alpha channel or a transparent palette entry.
-        is_palette: Whether pixels are palette indices.
     """
 
     path: Path
     format: str | None
     mode: str
-    bits: int
     size: tuple[int, int]
-    exif_orientation: int | None
-    has_alpha: bool
-    is_palette: bool
 
 
 def inspect_image_file(path: str | Path) -> ImageFileInfo:
@@ -78,17 +67,7 @@ def inspect_image_file(path: str | Path) -> ImageFileInfo:
         raise ImageReadError(msg)
     try:
         with Image.open(path) as img:
-            orientation = _exif_orientation(img)
-            return ImageFileInfo(
-                path=path,
-                format=img.format,
-                mode=img.mode,
-                bits=_bits_per_channel(img.mode),
-                size=(img.height, img.width),
-                exif_orientation=int(orientation) if orientation is not None else None,
-                has_alpha="A" in img.mode or "a" in img.mode or "transparency" in img.info,
-                is_palette=img.mode in {"P", "PA"},
-            )
+            return ImageFileInfo(path=path, format=img.format, mode=img.mode, size=(img.height, img.width))
     except _DECODE_ERRORS as exc:
         msg = (
             f"Cannot read image {path} ({type(exc).__name__}: {exc}): the file is empty, not an image, or its "
@@ -119,7 +98,6 @@ class ProblemKind(StrEnum):
     MISSING_MASK = "missing mask"
     MASK_SIZE = "mask size differs from image size"
     ANOMALIB_MISREAD = "file Anomalib's reader gets wrong"
-    ORPHAN_MASK = "mask without an image"
 
 
 @dataclass(frozen=True)
@@ -160,13 +138,12 @@ def check_samples(
     Args:
         samples: Table with ``image_path``, ``label_index`` (0 normal, 1 anomalous, other values unknown) and
             optionally ``mask_path``, as in ``AnomalibDataset.samples``.
-        full_decode: Decode every file completely, which finds truncated and corrupt pixel data but costs a full
-            read; otherwise only headers are read. Defaults to ``False``.
+        full_decode: Decode every file completely (finds truncated and corrupt pixel data); else read headers only.
         pixel_level: Whether anomalous images must have masks. ``None`` takes it from ``samples.attrs["task"]``
-            (``"segmentation"``), or else from whether any mask path is set. Defaults to ``None``.
-        anomalib_reader: Whether the files will be read by Anomalib's own readers, so that files they get wrong
-            (16-bit, float, premultiplied alpha) are problems too. Defaults to ``True``.
-        misread_fix: The fix named for a file Anomalib's reader gets wrong. Defaults to :data:`MISREAD_FIX`.
+            (``"segmentation"``), or else from whether any mask path is set.
+        anomalib_reader: Whether files Anomalib's readers get wrong (16-bit, float, premultiplied alpha) are
+            problems too.
+        misread_fix: The fix named for a file Anomalib's reader gets wrong.
 
     Returns:
         The problems, in the order of the table, image problems before mask problems.
@@ -215,65 +192,13 @@ def check_samples(
     return problems
 
 
-def check_mvtec_layout(
-    root: str | Path,
-    category: str,
-    extensions: tuple[str, ...] = (".png", ".PNG"),
-) -> list[Problem]:
-    """Find anomalous test images without a mask, and masks without an image, in an MVTec AD layout.
-
-    Anomalib's ``MVTecAD`` pairs the sorted masks with the sorted anomalous images at setup and fails on any
-    mismatch with ``ValueError: Must have equal len keys and value ...`` (or a ``MisMatchError``), naming no file;
-    run this first to name them. Image ``test/<defect>/<stem>.png`` takes ``ground_truth/<defect>/<stem>_mask.png``
-    (or ``<stem>.png``).
-
-    Args:
-        root: Dataset root (the folder holding the category folders).
-        category: Category folder name.
-        extensions: File name endings Anomalib's MVTec AD dataset reads. Defaults to ``(".png", ".PNG")``.
-
-    Returns:
-        The problems, sorted by path; empty when every anomalous image has its mask and every mask its image.
-    """
-    base = Path(root) / category
-    problems: list[Problem] = []
-    defects = sorted(path for path in (base / "test").glob("*") if path.is_dir() and path.name != "good")
-    for defect in defects:
-        mask_dir = base / "ground_truth" / defect.name
-        masks = {path.stem: path for path in _files(mask_dir, extensions)}
-        images = _files(defect, extensions)
-        stems = {image.stem for image in images}
-        for image in images:
-            if f"{image.stem}_mask" not in masks and image.stem not in masks:
-                expected = mask_dir / f"{image.stem}_mask{image.suffix}"
-                problems.append(
-                    Problem(
-                        ProblemKind.MISSING_MASK,
-                        (image,),
-                        f"anomalous image has no mask (expected {expected})",
-                        "add the mask; for image-level data (no masks at all) use the folder layout, not MVTec AD's",
-                    ),
-                )
-        for stem, mask in masks.items():
-            if stem.removesuffix("_mask") not in stems and stem not in stems:
-                problems.append(
-                    Problem(
-                        ProblemKind.ORPHAN_MASK,
-                        (mask,),
-                        f"mask has no image in {defect}",
-                        "remove the mask or add its image",
-                    ),
-                )
-    return sorted(problems, key=lambda problem: problem.paths)
-
-
 def raise_for_problems(problems: list[Problem], *, what: str = "The dataset", limit: int = 5) -> None:
     """Raise one error listing the first problems, if there are any.
 
     Args:
         problems: From :func:`check_samples`.
-        what: Name of the data in the message. Defaults to ``"The dataset"``.
-        limit: How many problems the message lists. Defaults to ``5``.
+        what: Name of the data in the message.
+        limit: How many problems the message lists.
 
     Raises:
         DataCheckError: ``problems`` is not empty; the message gives their count, the first ``limit`` with their
@@ -325,39 +250,6 @@ def _check_file(
             ),
         )
     return info
-
-
-def _exif_orientation(img: Image.Image) -> int | None:
-    """The EXIF orientation tag found in the header, without decoding pixels.
-
-    ``Image.getexif`` would decode a whole PNG to look for a late eXIf chunk: only EXIF data read with the header
-    (JPEG APP1, an early PNG eXIf chunk, WebP) and TIFF tags are used.
-    """
-    tags = getattr(img, "tag_v2", None)
-    if tags is not None and _EXIF_ORIENTATION_TAG in tags:
-        return int(tags[_EXIF_ORIENTATION_TAG])
-    exif_bytes = img.info.get("exif")
-    if not exif_bytes:
-        return None
-    exif = Image.Exif()
-    exif.load(exif_bytes)
-    orientation = exif.get(_EXIF_ORIENTATION_TAG)
-    return int(orientation) if orientation is not None else None
-
-
-def _files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Files of ``folder`` (not recursive) whose names end in one of ``extensions``, sorted."""
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.name.endswith(extensions))
-
-
-def _bits_per_channel(mode: str) -> int:
-    if mode.startswith("I;16"):
-        return 16
-    if mode in {"I", "F"}:
-        return 32
-    return 1 if mode == "1" else 8
 
 
 def _is_set(value: object) -> bool:
