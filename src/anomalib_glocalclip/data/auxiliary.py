@@ -1,22 +1,8 @@
-r"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
+"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
 
-GlocalCLIP learns its prompts once, on the *test* split (anomalies with masks) of every category of one
-or more auxiliary datasets, and is then used zero-shot elsewhere. No stock Anomalib datamodule puts
-anomalies into a train split and each covers one category, so this datamodule builds the train split
-from dataset layouts and takes validation and test from any Anomalib datamodule of the target.
-
-Example (CLI)::
-
-    anomalib train --model GlocalCLIP --data AuxiliaryTransfer \\
-        --data.auxiliary '[{layout: visa, root: ./datasets/visa}]' \\
-        --data.target MVTecAD --data.target.root ./datasets/MVTecAD --data.target.category bottle
-
-With only normal images of one's own domain, synthetic anomalies take the place of real ones (see ``synthetic``)::
-
-    anomalib train --model GlocalCLIP --data AuxiliaryTransfer --data.synthetic '[{root: ./my_good_images}]' \\
-        --data.target Folder --data.target.name my_product --data.target.root ./my_test_images \\
-        --data.target.normal_dir good --data.target.normal_test_dir good --data.target.abnormal_dir bad \\
-        --data.target.mask_dir masks
+GlocalCLIP learns its prompts on the *test* split (anomalies with masks) of every category of auxiliary datasets
+(or on synthetic anomalies) and is then used zero-shot elsewhere; no stock Anomalib datamodule puts anomalies into
+a train split. The README shows the command lines (``--data AuxiliaryTransfer``).
 """
 
 from __future__ import annotations

@@ -209,7 +209,3 @@ def markdown_table() -> str:
             f"`{entry.datamodule_path}` | {aliases} | <{entry.download}> |"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(markdown_table())

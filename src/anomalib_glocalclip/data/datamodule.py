@@ -1,12 +1,7 @@
 """Any dataset layout as an Anomalib datamodule whose every file is read by the plugin's reader.
 
-The evaluation sweep tests every dataset through it, MVTec AD and VisA included (with the layouts
-``mvtec_ad`` and ``visa``: Anomalib's samples, order and splits, read right).
-
-Zero-shot models only validate and test, so the test split is what matters; the validation split is
-the test split (``same_as_test``, as Anomalib's MVTecAD and Visa do) unless asked otherwise. Datasets
-whose download has no normal images (e.g. the polyp sets) are tested as they are; no normal images are
-borrowed from a train split.
+The validation split is the test split (``same_as_test``) unless asked otherwise; a test split is the dataset's own
+(anomalous-only sets stay so, no normal images are borrowed).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""Robust reading of images and masks: any common colour mode or bit depth, and clear errors for unusable files.
+"""Reading images and masks of any common colour mode or bit depth, with errors naming the file and the fix.
 
-Anomalib's own readers call ``Image.open(path).convert("RGB")``, which clips 16-bit images to white and fails with
-cryptic PIL errors on corrupt files. These readers scale every bit depth into [0, 1] and raise errors that name the
-file and say how to fix it. EXIF orientation is not applied, like in Anomalib, so masks stay aligned with pixels.
+Unlike Anomalib's ``convert("RGB")`` reader, 16-bit and float data is scaled into [0, 1], not clipped. EXIF
+orientation is not applied, as in Anomalib, so masks stay aligned with pixels.
 """
 
 import struct

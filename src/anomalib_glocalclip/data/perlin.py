@@ -1,8 +1,7 @@
 """Reproducible synthetic anomalies drawn with Anomalib's Perlin-noise generator (the one DRAEM trains with).
 
-Anomalib's ``PerlinAnomalyGenerator`` draws from torch's global random state. Here every draw runs on a forked
-random state seeded from ``(seed, *key)``, so a sample depends on nothing but its seed and key, and drawing it
-neither depends on nor disturbs the random state of training (shuffling, dropout).
+Every draw runs on a forked torch random state seeded from ``(seed, *key)``: a sample depends on its seed and key
+only, and drawing it does not disturb the random state of training.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""Training samples with synthetic anomalies, drawn into a user's own normal images.
+"""Training samples with synthetic anomalies drawn into a user's own normal images (``SyntheticSource``).
 
-GlocalCLIP learns its prompts from anomalies with masks. Users often only have good images of their product; a
-``SyntheticSource`` points at them (a folder, a dataset layout, or any Anomalib datamodule's train split) and
-turns them into a ``SyntheticDataset``: every normal image as a normal sample, plus anomalous samples made from
-them with Anomalib's Perlin anomaly generator (``PerlinAnomalyGenerator``, optionally filling the anomalies with
-textures as DRAEM does), each with the mask of exactly the pixels it altered.
-
-Anomalib's own ``SyntheticAnomalyDataset`` is not used: it reads images as 8-bit RGB only, always looks for
-textures in ``./datasets/dtd``, draws without a seed, and replaces normal images instead of adding to them.
-
-Example:
-    >>> from anomalib_glocalclip.data import AuxiliaryTransfer, SyntheticSource
-    >>> datamodule = AuxiliaryTransfer(synthetic=SyntheticSource(root="./my_good_images"))  # doctest: +SKIP
+See the README's "Learn prompts from your own normal images". Anomalib's ``SyntheticAnomalyDataset`` is not used:
+it reads 8-bit RGB only, looks for textures in ``./datasets/dtd`` only, draws without a seed, and replaces normal
+images instead of adding to them.
 """
 
 from __future__ import annotations

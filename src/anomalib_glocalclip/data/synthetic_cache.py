@@ -1,9 +1,7 @@
-"""Where synthetic samples are stored: one folder per fingerprint of everything that decides their pixels.
+"""Where synthetic samples are stored: ``<cache_dir>/<name>-<fingerprint>/`` with PNG images and masks.
 
-Anomalib checks that every sample's ``image_path`` exists, so each synthetic sample is written as a PNG (and its
-mask as another) into ``<cache_dir>/<name>-<fingerprint>/``. The fingerprint covers the source images (path, size,
-modification time), the seed, the generator options and the textures, so the files are drawn once per seed and
-reused by every later run; changing any input gives a new folder. Old folders can be deleted at any time.
+The fingerprint covers everything that decides the pixels (source images' path, size and mtime, seed, options,
+textures), so samples are drawn once per seed and reused; old folders can be deleted at any time.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """What a dataset layout is: how to list a dataset's categories and its samples from the official folders.
 
-A layout turns a dataset root in its *official download layout* into Anomalib's samples table, so no
-dataset has to be renamed by hand. The table has Anomalib's columns (``path``, ``split``, ``label``,
-``image_path``, ``mask_path``, ``label_index``) plus ``category`` and ``pixel_labels`` (whether the row's
-anomalies come with masks); ``samples.attrs["task"]`` is ``"segmentation"`` or ``"classification"``.
+The samples table has Anomalib's columns plus ``category`` and ``pixel_labels`` (whether the row's anomalies come
+with masks); ``samples.attrs["task"]`` is ``"segmentation"`` or ``"classification"``.
 """
 
 from __future__ import annotations

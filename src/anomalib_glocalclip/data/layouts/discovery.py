@@ -1,10 +1,4 @@
-"""Finding a dataset's folders inside an official download, which may come with an extra top-level folder.
-
-Archives of the same dataset come in slightly different shapes (``btad.zip`` holds
-``BTech_Dataset_transformed/``, Kaggle archives often repeat the dataset folder, ISIC's folders carry the
-archive's name). These helpers accept the dataset folder itself or a folder up to ``depth`` levels above
-it, match folder names case-insensitively with shell patterns, and pair masks with images by name.
-"""
+"""Finding a dataset's folders inside an official download, which may come with an extra top-level folder."""
 
 from __future__ import annotations
 

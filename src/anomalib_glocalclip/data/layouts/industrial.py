@@ -1,8 +1,4 @@
-"""Industrial datasets of the paper besides MVTec AD and VisA: MPDD, BTAD, KolektorSDD, DTD-Synthetic and DAGM 2007.
-
-Each layout reads the dataset as its official archive extracts, accepting the dataset folder itself or the
-folder the archive was extracted into (one level above). Masks are paired with images by file name.
-"""
+"""Industrial datasets besides MVTec AD and VisA: MPDD, BTAD, KolektorSDD, DTD-Synthetic and DAGM 2007."""
 
 from __future__ import annotations
 

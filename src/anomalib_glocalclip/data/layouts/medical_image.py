@@ -1,9 +1,4 @@
-"""Medical datasets with image labels only: HeadCT, BrainMRI and Br35H.
-
-They have no masks, so their samples tables are ``classification`` tables (``pixel_labels=False``) and the
-paper evaluates them with image metrics only. Each is one category named after the dataset, with every image
-in the test split (none of them has an official train/test split).
-"""
+"""Medical datasets with image labels only (``classification`` tables): HeadCT, BrainMRI and Br35H."""
 
 from __future__ import annotations
 

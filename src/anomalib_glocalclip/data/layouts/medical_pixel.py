@@ -1,10 +1,7 @@
-"""Medical datasets with pixel labels: ISIC 2016, CVC-ColonDB, CVC-ClinicDB, Kvasir-SEG, EndoTect 2021 and TN3K.
+"""Medical datasets with pixel labels: ISIC 2016, CVC-ColonDB, CVC-ClinicDB, Kvasir-SEG, EndoTect and TN3K.
 
-Each is a folder of images and a sibling folder of masks, every image showing a lesion (polyp, skin lesion or
-thyroid nodule), so the test split has anomalous images only and the paper evaluates it with pixel metrics only.
-Each dataset is one category named after the dataset. The image and mask folders are found by name at the
-dataset root or up to two levels below it (archives add a top folder, Kaggle's CVC-ClinicDB adds ``PNG/`` and
-``TIF/``), and masks are paired with images by file name, never by position.
+Each is one category (named after the dataset) of anomalous images only, in a folder with a sibling folder of
+masks, found by name up to two levels below the root (archives add a top folder, Kaggle's ClinicDB ``PNG/``, ``TIF/``).
 """
 
 from __future__ import annotations

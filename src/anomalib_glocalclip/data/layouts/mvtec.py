@@ -1,12 +1,4 @@
-"""MVTec AD and every dataset that copies its folder layout (MPDD, pre-split VisA, DTD-Synthetic, ...).
-
-::
-
-    <root>/<category>/train/good/*.png
-    <root>/<category>/test/good/*.png
-    <root>/<category>/test/<defect>/*.png
-    <root>/<category>/ground_truth/<defect>/<stem>_mask.png   (or <stem>.png)
-"""
+"""MVTec AD and every dataset that copies its folder layout (MPDD, pre-split VisA, DTD-Synthetic, ...)."""
 
 from __future__ import annotations
 
