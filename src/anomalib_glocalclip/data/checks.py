@@ -48,12 +48,6 @@ class ImageFileInfo:
 def inspect_image_file(path: str | Path) -> ImageFileInfo:
     """Read an image file's header (the pixel data is not decoded, so a truncated file is not detected here).
 
-    Args:
-        path: Image file.
-
-    Returns:
-        The header's description of the file.
-
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ImageReadError: ``path`` is not a file, or its header is not that of an image format PIL knows.
@@ -77,15 +71,7 @@ def inspect_image_file(path: str | Path) -> ImageFileInfo:
 
 
 def anomalib_reads_correctly(info: ImageFileInfo, *, as_mask: bool = False) -> bool:
-    """Whether Anomalib's own reader (``read_image``, or ``read_mask`` with ``as_mask``) gets this file right.
-
-    Args:
-        info: The file's header, from :func:`inspect_image_file`.
-        as_mask: Judge Anomalib's mask reader instead of its image reader.
-
-    Returns:
-        ``False`` for the colour modes Anomalib clips, truncates or fails on.
-    """
+    """Whether Anomalib's ``read_image`` (``read_mask`` with ``as_mask``) gets the file of header ``info`` right."""
     misread = _ANOMALIB_MISREAD_MASK_MODES if as_mask else _ANOMALIB_MISREAD_IMAGE_MODES
     return info.mode not in misread
 
@@ -102,14 +88,7 @@ class ProblemKind(StrEnum):
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem with a sample's files.
-
-    Args:
-        kind: What is wrong.
-        paths: The files concerned (image first, then mask).
-        detail: One line on what was found.
-        fix: One line on how to fix it.
-    """
+    """One problem with a sample's files (``paths``: image first, then mask), what was found and the fix."""
 
     kind: ProblemKind
     paths: tuple[Path, ...]
@@ -129,18 +108,18 @@ def check_samples(
     samples: pd.DataFrame,
     *,
     full_decode: bool = False,
-    pixel_level: bool | None = None,
     anomalib_reader: bool = True,
     misread_fix: str = MISREAD_FIX,
 ) -> list[Problem]:
     """Find every problem with the files of an Anomalib samples table.
 
+    Anomalous images need masks where ``samples.attrs["task"]`` is ``"segmentation"`` (without a task: where any
+    mask path is set).
+
     Args:
         samples: Table with ``image_path``, ``label_index`` (0 normal, 1 anomalous, other values unknown) and
             optionally ``mask_path``, as in ``AnomalibDataset.samples``.
         full_decode: Decode every file completely (finds truncated and corrupt pixel data); else read headers only.
-        pixel_level: Whether anomalous images must have masks. ``None`` takes it from ``samples.attrs["task"]``
-            (``"segmentation"``), or else from whether any mask path is set.
         anomalib_reader: Whether files Anomalib's readers get wrong (16-bit, float, premultiplied alpha) are
             problems too.
         misread_fix: The fix named for a file Anomalib's reader gets wrong.
@@ -150,45 +129,26 @@ def check_samples(
     """
     has_masks = "mask_path" in samples.columns
     mask_paths = samples["mask_path"] if has_masks else pd.Series([""] * len(samples), index=samples.index)
-    if pixel_level is None:
-        task = samples.attrs.get("task")
-        pixel_level = str(task) == "segmentation" if task is not None else bool(mask_paths.map(_is_set).any())
+    task = samples.attrs.get("task")
+    pixel_level = str(task) == "segmentation" if task is not None else bool(mask_paths.map(_is_set).any())
+    fix = misread_fix if anomalib_reader else None
     problems: list[Problem] = []
     for image_path, mask_value, label in zip(samples["image_path"], mask_paths, samples["label_index"], strict=True):
-        image = _check_file(
-            Path(image_path),
-            full_decode=full_decode,
-            misread_fix=misread_fix if anomalib_reader else None,
-            problems=problems,
-        )
+        image = _check_file(Path(image_path), full_decode=full_decode, misread_fix=fix, problems=problems)
         if not pixel_level or int(label) != 1:
             continue
         if not _is_set(mask_value):
-            problems.append(
-                Problem(
-                    ProblemKind.MISSING_MASK,
-                    (Path(image_path),),
-                    "anomalous image of a pixel-level dataset has no mask",
-                    "add its mask, or use image-level data (a folder layout without masks) for this dataset",
-                ),
-            )
+            detail = "anomalous image of a pixel-level dataset has no mask"
+            mask_fix = "add its mask, or use image-level data (a folder layout without masks) for this dataset"
+            problems.append(Problem(ProblemKind.MISSING_MASK, (Path(image_path),), detail, mask_fix))
             continue
         mask = _check_file(
-            Path(mask_value),
-            full_decode=full_decode,
-            misread_fix=misread_fix if anomalib_reader else None,
-            problems=problems,
-            image_path=Path(image_path),
+            Path(mask_value), full_decode=full_decode, misread_fix=fix, problems=problems, image_path=Path(image_path)
         )
         if image is not None and mask is not None and image.size != mask.size:
-            problems.append(
-                Problem(
-                    ProblemKind.MASK_SIZE,
-                    (Path(image_path), Path(mask_value)),
-                    f"image is {image.size[0]}x{image.size[1]} (HxW) but its mask is {mask.size[0]}x{mask.size[1]}",
-                    "re-export the mask at its image's size (or let the plugin resize masks, where offered)",
-                ),
-            )
+            detail = f"image is {image.size[0]}x{image.size[1]} (HxW) but its mask is {mask.size[0]}x{mask.size[1]}"
+            size_fix = "re-export the mask at its image's size (or let the plugin resize masks, where offered)"
+            problems.append(Problem(ProblemKind.MASK_SIZE, (Path(image_path), Path(mask_value)), detail, size_fix))
     return problems
 
 
@@ -241,14 +201,8 @@ def _check_file(
         problems.append(Problem(ProblemKind.UNREADABLE, paths, f"cannot read {what} ({_first_line(exc)})", fix))
         return None
     if misread_fix is not None and not anomalib_reads_correctly(info, as_mask=as_mask):
-        problems.append(
-            Problem(
-                ProblemKind.ANOMALIB_MISREAD,
-                paths,
-                f"{what} has PIL mode {info.mode!r}, which Anomalib's reader clips, truncates or fails on",
-                misread_fix,
-            ),
-        )
+        detail = f"{what} has PIL mode {info.mode!r}, which Anomalib's reader clips, truncates or fails on"
+        problems.append(Problem(ProblemKind.ANOMALIB_MISREAD, paths, detail, misread_fix))
     return info
 
 
