@@ -55,10 +55,9 @@ class AuxiliarySource:
 
 
 class TrainSplitCache(Protocol):
-    """Something that serves a deterministic train split in a cheaper form (e.g. GlocalCLIP's encoder outputs).
+    """Serves a deterministic train split in a cheaper form (GlocalCLIP's ``FeatureCacheCallback`` registers one).
 
-    A model that wants it registers one as ``AuxiliaryTransfer.train_cache`` (GlocalCLIP's
-    ``FeatureCacheCallback`` does so in ``setup``); the datamodule knows nothing of the model.
+    A model that wants it sets it as ``AuxiliaryTransfer.train_cache``; the datamodule knows nothing of the model.
     """
 
     def dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader | None:
@@ -98,12 +97,8 @@ class AuxiliaryTransfer(AnomalibDataModule):
         synthetic: SyntheticSource | Sequence[SyntheticSource] | None = None,
     ) -> None:
         super().__init__(
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            augmentations=augmentations,
-            seed=seed,
+            train_batch_size=train_batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            train_augmentations=train_augmentations, augmentations=augmentations, seed=seed,
         )
         self.auxiliary = _as_sources(auxiliary, AuxiliarySource)
         self.synthetic = _as_sources(synthetic, SyntheticSource)
@@ -149,13 +144,9 @@ class AuxiliaryTransfer(AnomalibDataModule):
             self.train_data = SyntheticDataset(table, synthesizers, name=self.name)
         else:
             self.train_data = SampleDataset(table, name=self.name)
-        logger.info(
-            "Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
-            len(table),
-            int(table["label_index"].sum()),
-            int(((table["label_index"] == 1) & table["pixel_labels"]).sum()),
-            table["category"].nunique(),
-        )
+        with_masks = int(((table["label_index"] == 1) & table["pixel_labels"]).sum())
+        logger.info("Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
+                    len(table), int(table["label_index"].sum()), with_masks, table["category"].nunique())
         if self.target is not None:
             self.target.setup()
             self.val_data = self.target.val_data

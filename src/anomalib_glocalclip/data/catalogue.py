@@ -53,10 +53,7 @@ class DatasetEntry:
 
     @property
     def image_metrics(self) -> bool:
-        """Whether the paper reports image metrics: industrial sets and image-level medical sets.
-
-        The pixel-level medical sets have anomalous images only, so image AUROC/AP are undefined there.
-        """
+        """Whether the paper reports image metrics (not on the anomalous-only pixel-level medical sets)."""
         return self.level == "image" or self.domain == "industrial"
 
     @property
@@ -83,10 +80,7 @@ class DatasetEntry:
 
     @property
     def datamodule(self) -> type[AnomalibDataModule]:
-        """The datamodule class, imported from its path as a config's ``class_path`` is.
-
-        Imported on first use: the catalogue itself imports neither Anomalib nor torch (command-line help reads it).
-        """
+        """The datamodule class, imported (on first use) from its path as a config's ``class_path`` is."""
         module, _, name = self.datamodule_path.rpartition(".")
         return getattr(importlib.import_module(module), name)
 
@@ -168,16 +162,9 @@ def make_datamodule(
     category: str | None = None,
     **kwargs: Any,
 ) -> AnomalibDataModule:
-    """The datamodule testing on one category of a dataset.
+    """The datamodule (not yet set up) testing on ``category`` (optional for single-category sets) of a dataset.
 
-    Args:
-        entry_or_name: dataset entry or name (see :data:`CATALOGUE`).
-        root: dataset root in its official download layout.
-        category: category to test; may be left out for datasets with one category.
-        **kwargs: further datamodule arguments (``eval_batch_size``, ``num_workers``, ...).
-
-    Returns:
-        The datamodule, not yet prepared or set up.
+    ``kwargs`` are further datamodule arguments (``eval_batch_size``, ``num_workers``, ...).
 
     Raises:
         DatasetLayoutError: ``root`` holds no such dataset.

@@ -57,24 +57,15 @@ class LayoutDataModule(AnomalibDataModule):
         resize_masks: bool = False,
     ) -> None:
         super().__init__(
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            val_augmentations=val_augmentations,
-            test_augmentations=test_augmentations,
-            augmentations=augmentations,
-            val_split_mode=val_split_mode,
-            val_split_ratio=val_split_ratio,
-            seed=seed,
+            train_batch_size=train_batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            train_augmentations=train_augmentations, val_augmentations=val_augmentations,
+            test_augmentations=test_augmentations, augmentations=augmentations,
+            val_split_mode=val_split_mode, val_split_ratio=val_split_ratio, seed=seed,
         )
-        if layout is not None:
-            self.layout = get_layout(layout)
-        elif self.default_layout is not None:
-            self.layout = self.default_layout
-        else:
+        if layout is None and self.default_layout is None:
             msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.layouts.LAYOUTS)."
             raise ValueError(msg)
+        self.layout = get_layout(layout) if layout is not None else self.default_layout
         self.root = root
         self.category = category or ""
         self.resize_masks = resize_masks

@@ -22,12 +22,8 @@ TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 class PerlinSynthesizer:
     """Draws one anomaly into an image: the same seed and key always give the same pixels and mask.
 
-    The anomaly is Perlin-shaped and filled with Perlin noise, or with a texture from ``anomaly_source_path``
-    (e.g. the Describable Textures Dataset, as DRAEM uses), augmented and blended into the image with a factor
-    ``beta`` drawn from ``blend_factor``. The result is quantised to 8 bits, as it is stored, and the mask is
-    exactly the set of pixels whose 8-bit value the anomaly changed: blending can leave some pixels of the
-    Perlin region unchanged (where the texture matches the image, or ``beta`` is small), and those are not
-    marked anomalous.
+    The result is quantised to 8 bits, as it is stored, and the mask is exactly the pixels whose 8-bit value the
+    anomaly changed: blending can leave some pixels of the Perlin region unchanged, and those are not anomalous.
 
     Args:
         seed: seed of every draw, combined with the key of each.

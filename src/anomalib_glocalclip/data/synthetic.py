@@ -45,9 +45,8 @@ class SyntheticSource:
     The images come from ``datamodule`` (the normal images of its train split, e.g. ``MVTecAD(category="bottle")``
     or ``Folder(normal_dir=...)``) or from ``root`` read with ``layout`` (its normal images of ``split``).
 
-    With ``N`` normal images and ratio ``r``, the source gives ``N`` normal samples (the images themselves) and
-    ``max(1, round(N * r / (1 - r)))`` anomalous samples; sample ``k`` is drawn into image ``perm[k % N]`` of a
-    permutation seeded with ``seed``, so ``r = 0.5`` turns every image once into an anomalous sample.
+    ``N`` normal images give ``N`` normal samples and ``max(1, round(N * r / (1 - r)))`` anomalous ones; sample
+    ``k`` is drawn into image ``perm[k % N]`` of a permutation seeded with ``seed``.
 
     Attributes:
         root: folder of normal images (with the default ``layout``, the images directly inside it).
@@ -152,17 +151,10 @@ class SyntheticSource:
         logger.info("Synthetic source %s: %d normal and %d anomalous samples (%d newly drawn) in %s",
                     self.name, len(normals), count, len(missing), folder)
         anomalous = pd.DataFrame({
-            "path": str(folder),
-            "split": normals["split"].iloc[0],
-            "label": SYNTHETIC_LABEL,
-            "image_path": [str(path) for path in image_paths],
-            "mask_path": [str(path) for path in mask_paths],
-            "label_index": 1,
-            "category": [normals["category"].iloc[order[k % len(normals)]] for k in range(count)],
-            "pixel_labels": True,
-            "synthesizer": self.key(),
-            "synthetic_index": range(count),
-            "source_path": sources,
+            "path": str(folder), "split": normals["split"].iloc[0], "label": SYNTHETIC_LABEL,
+            "image_path": [str(path) for path in image_paths], "mask_path": [str(path) for path in mask_paths],
+            "label_index": 1, "category": [normals["category"].iloc[order[k % len(normals)]] for k in range(count)],
+            "pixel_labels": True, "synthesizer": self.key(), "synthetic_index": range(count), "source_path": sources,
             "redraw": self.regenerate == "epoch",
         })
         table = pd.concat([normals.assign(**SYNTHETIC_COLUMNS), anomalous], ignore_index=True)
@@ -194,10 +186,9 @@ class SyntheticSource:
 class SyntheticDataset(SampleDataset):
     """A ``SampleDataset`` some of whose rows are synthetic anomalies, possibly redrawn every epoch.
 
-    Rows read from files (normal images, real auxiliary samples, synthetic samples drawn once) are read like in
-    ``SampleDataset``. Rows with ``redraw`` set are drawn anew for every epoch ``e > 0`` from their source image
-    with key ``(e, synthetic_index)``; epoch 0 is the stored draw. The epoch comes with the index: ``dataset[(e, i)]``
-    (see ``EpochSampler``); ``dataset[i]`` is epoch 0.
+    Rows with ``redraw`` set are drawn anew for every epoch ``e > 0`` from their source image with key
+    ``(e, synthetic_index)``; epoch 0 is the stored draw. The epoch comes with the index: ``dataset[(e, i)]`` (see
+    ``EpochSampler``); ``dataset[i]`` is epoch 0. Other rows are read as in ``SampleDataset``.
 
     Args:
         samples: samples table; synthetic rows have the columns ``synthesizer`` (a key of ``synthesizers``),

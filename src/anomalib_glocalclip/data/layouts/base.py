@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -73,6 +74,11 @@ class DatasetLayout:
             msg = f"No {split} images for {self.name} category {category!r} under {root}. Expected: {self.description}"
             raise DatasetLayoutError(msg)
         return samples
+
+
+def layout_of(name: str, description: str, reader: Any, pixel_labels: bool = True) -> DatasetLayout:
+    """A layout listing its categories and samples with ``reader.list_categories`` and ``reader.make_samples``."""
+    return DatasetLayout(name, description, reader.list_categories, reader.make_samples, pixel_labels)
 
 
 def _unrecognised_folders(root: Path, shown: int = 10) -> str:

@@ -22,14 +22,8 @@ def _mvtec_style_categories_below(root: Path) -> list[str]:
     return mvtec_style_categories(mvtec_style_root(root))
 
 
-def _mvtec_style_samples_below(
-    root: Path,
-    category: str,
-    split: str,
-    good_labels: tuple[str, ...] = ("good",),
-    mask_suffixes: tuple[str, ...] = ("_mask", ""),
-) -> pd.DataFrame:
-    return mvtec_style_samples(mvtec_style_root(root), category, split, good_labels, mask_suffixes)
+def _mvtec_style_samples_below(root: Path, category: str, split: str, **options: tuple[str, ...]) -> pd.DataFrame:
+    return mvtec_style_samples(mvtec_style_root(root), category, split, **options)
 
 
 MPDD = DatasetLayout(

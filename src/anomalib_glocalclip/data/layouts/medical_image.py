@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import DatasetLayout, DatasetLayoutError, image_files, make_table, sample_row
+from .base import DatasetLayout, DatasetLayoutError, image_files, layout_of, make_table, sample_row
 from .discovery import child_folder, find_dataset_folder
 
 NORMAL_LABEL = "good"
@@ -133,29 +133,20 @@ class YesNoFolders:
         return make_table(rows, pixel_labels=False)
 
 
-def yes_no_layout(name: str, description: str, folders: YesNoFolders) -> DatasetLayout:
-    """A ``DatasetLayout`` reading ``folders``."""
-    return DatasetLayout(
-        name=name,
-        description=description,
-        list_categories=folders.list_categories,
-        make_samples=folders.make_samples,
-        pixel_labels=False,
-    )
-
-
-BRAINMRI = yes_no_layout(
+BRAINMRI = layout_of(
     "brainmri",
     "BrainMRI (https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection): "
     "<root>/brain_tumor_dataset/{yes,no}/*.{jpg,jpeg,png} (read instead of the archive's top-level copies), or "
     "<root>/{yes,no}; image labels only.",
     YesNoFolders(category="brainmri", prefer=("brain_tumor_dataset",)),
+    pixel_labels=False,
 )
 
-BR35H = yes_no_layout(
+BR35H = layout_of(
     "br35h",
     "Br35H (https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection): <root>/yes/yN.jpg and "
     "<root>/no/noN.jpg (the unlabelled pred/ folder is ignored); <root> may also be the folder holding them; "
     "image labels only.",
     YesNoFolders(category="br35h"),
+    pixel_labels=False,
 )
