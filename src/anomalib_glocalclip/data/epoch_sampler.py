@@ -49,10 +49,5 @@ def epoch_dataloader(
     epoch: Callable[[], int] | None = None,
 ) -> DataLoader:
     """A shuffling dataloader whose dataset receives ``(epoch, index)`` keys (see ``EpochSampler``)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=EpochSampler(RandomSampler(dataset), epoch),
-        num_workers=num_workers,
-        collate_fn=collate_fn,
-    )
+    sampler = EpochSampler(RandomSampler(dataset), epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)

@@ -51,11 +51,9 @@ class PerlinSynthesizer:
         # The generator draws a random solarisation threshold when built: build it from the seed too.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
+            rotation = tuple(map(float, rotation_range))
             self.generator = PerlinAnomalyGenerator(
-                probability=1.0,
-                blend_factor=blend,
-                rotation_range=tuple(map(float, rotation_range)),
-                dual_mask=dual_mask,
+                probability=1.0, blend_factor=blend, rotation_range=rotation, dual_mask=dual_mask
             )
         # Set here, sorted: the generator's own search follows the file system's order, which differs between
         # machines, and the texture of a sample is drawn by position in this list.

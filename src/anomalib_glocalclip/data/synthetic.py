@@ -104,13 +104,8 @@ class SyntheticSource:
     @cached_property
     def synthesizer(self) -> PerlinSynthesizer:
         """The anomaly generator of this source."""
-        return PerlinSynthesizer(
-            seed=self.seed,
-            anomaly_source_path=self.anomaly_source_path,
-            blend_factor=self.blend_factor,
-            rotation_range=self.rotation_range,
-            dual_mask=self.dual_mask,
-        )
+        return PerlinSynthesizer(self.seed, self.anomaly_source_path, self.blend_factor, self.rotation_range,
+                                 self.dual_mask)
 
     def normal_samples(self) -> pd.DataFrame:
         """The normal images of this source, as a samples table (sorted by image path)."""
@@ -174,13 +169,8 @@ class SyntheticSource:
     def _generator_options(self) -> dict[str, Any]:
         """Everything besides the source images that decides the drawn pixels."""
         textures = self.synthesizer.textures
-        return {
-            "seed": self.seed,
-            "blend_factor": self.blend_factor,
-            "rotation_range": list(self.rotation_range),
-            "dual_mask": self.dual_mask,
-            "textures": fingerprint({}, textures) if textures else None,
-        }
+        return {"seed": self.seed, "blend_factor": self.blend_factor, "rotation_range": list(self.rotation_range),
+                "dual_mask": self.dual_mask, "textures": fingerprint({}, textures) if textures else None}
 
 
 class SyntheticDataset(SampleDataset):
@@ -248,14 +238,8 @@ def _datamodule_normals(datamodule: AnomalibDataModule) -> pd.DataFrame:
         datamodule.setup()
     table = datamodule.train_data.samples
     category = str(_datamodule_category(datamodule))
-    rows = table.assign(
-        path=table.get("path", ""),
-        split="train",
-        label="good",
-        mask_path="",
-        category=category,
-        pixel_labels=True,
-    )
+    rows = table.assign(path=table.get("path", ""), split="train", label="good", mask_path="", category=category,
+                        pixel_labels=True)
     return rows[SAMPLE_COLUMNS].reset_index(drop=True)
 
 
