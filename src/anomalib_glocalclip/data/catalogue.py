@@ -157,10 +157,7 @@ def list_categories(name: str | DatasetEntry, root: str | Path) -> list[str]:
 
 
 def make_datamodule(
-    entry_or_name: str | DatasetEntry,
-    root: str | Path,
-    category: str | None = None,
-    **kwargs: Any,
+    entry_or_name: str | DatasetEntry, root: str | Path, category: str | None = None, **kwargs: Any,
 ) -> AnomalibDataModule:
     """The datamodule (not yet set up) testing on ``category`` (optional for single-category sets) of a dataset.
 

@@ -105,11 +105,7 @@ class DataCheckError(ImageReadError):
 
 
 def check_samples(
-    samples: pd.DataFrame,
-    *,
-    full_decode: bool = False,
-    anomalib_reader: bool = True,
-    misread_fix: str = MISREAD_FIX,
+    samples: pd.DataFrame, *, full_decode: bool = False, anomalib_reader: bool = True, misread_fix: str = MISREAD_FIX,
 ) -> list[Problem]:
     """Find every problem with the files of an Anomalib samples table.
 
@@ -174,12 +170,7 @@ def raise_for_problems(problems: list[Problem], *, what: str = "The dataset", li
 
 
 def _check_file(
-    path: Path,
-    *,
-    full_decode: bool,
-    misread_fix: str | None,
-    problems: list[Problem],
-    image_path: Path | None = None,
+    path: Path, *, full_decode: bool, misread_fix: str | None, problems: list[Problem], image_path: Path | None = None,
 ) -> ImageFileInfo | None:
     """Inspect one image (or, with ``image_path``, a mask), append its problems and return its header or None.
 

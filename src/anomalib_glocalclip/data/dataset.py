@@ -30,12 +30,8 @@ class SampleDataset(AnomalibDataset):
     """
 
     def __init__(
-        self,
-        samples: pd.DataFrame,
-        task: TaskType | str | None = None,
-        augmentations: Transform | None = None,
-        name: str = "samples",
-        resize_masks: bool = False,
+        self, samples: pd.DataFrame, task: TaskType | str | None = None, augmentations: Transform | None = None,
+        name: str = "samples", resize_masks: bool = False,
     ) -> None:
         super().__init__(augmentations=augmentations)
         task = TaskType(task or samples.attrs.get("task", TaskType.SEGMENTATION))

@@ -42,10 +42,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 def epoch_dataloader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    collate_fn: Callable | None,
+    dataset: Dataset, batch_size: int, num_workers: int, collate_fn: Callable | None,
     epoch: Callable[[], int] | None = None,
 ) -> DataLoader:
     """A shuffling dataloader whose dataset receives ``(epoch, index)`` keys (see ``EpochSampler``)."""

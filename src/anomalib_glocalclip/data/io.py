@@ -59,9 +59,7 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 
 def read_mask(
-    path: str | Path,
-    expected_size: tuple[int, int] | None = None,
-    image_path: str | Path | None = None,
+    path: str | Path, expected_size: tuple[int, int] | None = None, image_path: str | Path | None = None,
 ) -> torch.Tensor:
     """Read a ground-truth mask; every nonzero pixel (any colour channel, any bit depth) is anomalous.
 

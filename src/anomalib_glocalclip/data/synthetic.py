@@ -190,12 +190,8 @@ class SyntheticDataset(SampleDataset):
     """
 
     def __init__(
-        self,
-        samples: pd.DataFrame,
-        synthesizers: Mapping[str, PerlinSynthesizer],
-        task: TaskType | str | None = None,
-        augmentations: Transform | None = None,
-        name: str = "synthetic",
+        self, samples: pd.DataFrame, synthesizers: Mapping[str, PerlinSynthesizer], task: TaskType | str | None = None,
+        augmentations: Transform | None = None, name: str = "synthetic",
     ) -> None:
         for column, fill in SYNTHETIC_COLUMNS.items():
             values = samples[column] if column in samples else pd.Series(fill, index=samples.index)

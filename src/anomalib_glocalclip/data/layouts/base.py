@@ -136,12 +136,7 @@ def make_table(rows: list[dict], pixel_labels: bool) -> pd.DataFrame:
 
 
 def sample_row(
-    category_dir: Path,
-    split: str,
-    label: str,
-    image: Path,
-    anomalous: bool,
-    mask: Path | None = None,
+    category_dir: Path, split: str, label: str, image: Path, anomalous: bool, mask: Path | None = None,
     category: str | None = None,
 ) -> dict:
     """One row of a samples table."""

@@ -26,10 +26,7 @@ def child_folder(folder: Path, patterns: Iterable[str]) -> Path | None:
 
 
 def find_dataset_folder(
-    root: Path,
-    is_dataset_folder: Callable[[Path], bool],
-    prefer: Iterable[str] = (),
-    depth: int = 1,
+    root: Path, is_dataset_folder: Callable[[Path], bool], prefer: Iterable[str] = (), depth: int = 1,
 ) -> Path | None:
     """``root`` if it is the dataset folder, else the dataset folder found up to ``depth`` levels below it.
 

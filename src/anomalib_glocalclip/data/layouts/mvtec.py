@@ -15,10 +15,7 @@ def mvtec_style_categories(root: Path) -> list[str]:
 
 
 def mvtec_style_samples(
-    root: Path,
-    category: str,
-    split: str,
-    good_labels: tuple[str, ...] = ("good",),
+    root: Path, category: str, split: str, good_labels: tuple[str, ...] = ("good",),
     mask_suffixes: tuple[str, ...] = ("_mask", ""),
 ) -> pd.DataFrame:
     """Samples of ``<root>/<category>/<split>/<label>/``; masks from ``ground_truth/<label>/``."""
