@@ -136,15 +136,11 @@ PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(
 _BY_ANY_NAME: dict[str, DatasetEntry] = {name: entry for entry in CATALOGUE for name in (entry.name, *entry.aliases)}
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("-", "_")
-
-
 def get_dataset(name: str | DatasetEntry) -> DatasetEntry:
     """The entry of ``name`` (case-insensitive, ``-`` and ``_`` alike, aliases allowed)."""
     if isinstance(name, DatasetEntry):
         return name
-    entry = _BY_ANY_NAME.get(_key(name))
+    entry = _BY_ANY_NAME.get(name.lower().replace("-", "_"))
     if entry is None:
         msg = f"Unknown dataset {name!r}. Known datasets: {', '.join(DATASETS)}."
         raise ValueError(msg)

@@ -30,14 +30,7 @@ MISREAD_FIX = (
 
 @dataclass(frozen=True)
 class ImageFileInfo:
-    """What an image file's header says about its pixels.
-
-    Args:
-        path: The file.
-        format: PIL's name of the file format, such as ``"PNG"``.
-        mode: PIL colour mode, such as ``"RGB"``, ``"P"`` or ``"I;16"``.
-        size: ``(H, W)``.
-    """
+    """What an image file's header says: PIL's ``format`` (``"PNG"``), colour ``mode`` (``"I;16"``), ``size`` (H, W)."""
 
     path: Path
     format: str | None
@@ -149,12 +142,7 @@ def check_samples(
 
 
 def raise_for_problems(problems: list[Problem], *, what: str = "The dataset", limit: int = 5) -> None:
-    """Raise one error listing the first problems, if there are any.
-
-    Args:
-        problems: From :func:`check_samples`.
-        what: Name of the data in the message.
-        limit: How many problems the message lists.
+    """Raise one error listing the first ``limit`` problems of the data named ``what``, if there are any.
 
     Raises:
         DataCheckError: ``problems`` is not empty; the message gives their count, the first ``limit`` with their

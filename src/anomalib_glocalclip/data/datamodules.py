@@ -18,12 +18,8 @@ def layout_datamodule(entry: DatasetEntry) -> type[LayoutDataModule]:
     return type(
         entry.datamodule_name,
         (LayoutDataModule,),
-        {
-            "__doc__": f"{entry.title}, one category read from its official download: {entry.layout.description}",
-            "__module__": __name__,
-            "__qualname__": entry.datamodule_name,
-            "default_layout": entry.layout,
-        },
+        {"__doc__": f"{entry.title}, one category read from its official download: {entry.layout.description}",
+         "__module__": __name__, "__qualname__": entry.datamodule_name, "default_layout": entry.layout},
     )
 
 

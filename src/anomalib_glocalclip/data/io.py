@@ -97,15 +97,9 @@ def read_mask(
 
 
 def load_decoded(path: Path, what: str = "image", context: str = "") -> Image.Image:
-    """Open and fully decode ``path``, so that truncated files fail here rather than later in a worker.
+    """Open and fully decode ``path`` (in its file's mode), so that truncated files fail here, not in a worker.
 
-    Args:
-        path: an existing path.
-        what: ``"image"`` or ``"mask"``, named in the error.
-        context: appended to the path in the error (e.g. ``" of image <path>"``).
-
-    Returns:
-        The decoded image, in its file's mode.
+    ``what`` (``"image"`` or ``"mask"``) and ``context`` (e.g. ``" of image <path>"``) are named in the error.
 
     Raises:
         ImageReadError: ``path`` is not a file, is corrupt or truncated, or is over PIL's size limit.

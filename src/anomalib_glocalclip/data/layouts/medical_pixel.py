@@ -76,18 +76,12 @@ class ImageMaskFolders:
                     continue
                 expected = mask_dir / f"{image.stem}{self.mask_suffixes[0]}.png"
                 mask = require_mask(mask_for(masks, image, self.mask_suffixes), image, expected)
-                rows.append(
-                    sample_row(
-                        image_dir.parent, split, self.anomaly_label, image, anomalous=True, mask=mask, category=category
-                    )
-                )
+                folder, label = image_dir.parent, self.anomaly_label
+                rows.append(sample_row(folder, split, label, image, anomalous=True, mask=mask, category=category))
         return make_table(rows, pixel_labels=True)
 
 
-POLYP_FOLDERS = FolderPair(
-    images=("images", "image", "Original"),
-    masks=("masks", "mask", "Ground Truth", "GroundTruth"),
-)
+POLYP_FOLDERS = FolderPair(("images", "image", "Original"), ("masks", "mask", "Ground Truth", "GroundTruth"))
 
 ISIC2016 = layout_of(
     "isic2016",
