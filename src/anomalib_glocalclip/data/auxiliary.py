@@ -161,9 +161,8 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def train_dataloader(self) -> Any:
         """The auxiliary images, or what a registered ``train_cache`` serves in their place.
 
-        The train split is handed to ``train_cache`` only when it is deterministic: no random augmentation is
-        configured and no synthetic anomaly is redrawn every epoch. Redrawn samples get the epoch with every
-        index instead.
+        Only a deterministic train split (no augmentation, no anomaly redrawn every epoch) goes to ``train_cache``;
+        redrawn samples get the epoch with every index instead.
         """
         if getattr(self.train_data, "redraws_every_epoch", False):
             logger.info("Synthetic anomalies are redrawn every epoch: training on images, not on cached features.")

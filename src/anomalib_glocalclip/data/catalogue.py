@@ -32,9 +32,8 @@ class DatasetEntry:
         name: catalogue key (``"mvtec_ad"``, ``"headct"``, ...), also the name of the layout that reads its
             official download (``data/layouts``).
         title: the dataset's name as the paper writes it.
-        datamodule_path: the plugin datamodule that tests on it, as the user writes it: :data:`LAYOUT_DATAMODULE`
-            (over the entry's layout) or a class of its own (``anomalib_glocalclip.data.BTAD``, see
-            :data:`PLUGIN_PACKAGE`).
+        datamodule_path: the plugin datamodule that tests on it: :data:`LAYOUT_DATAMODULE` (over the entry's
+            layout) or a class of its own in :data:`PLUGIN_PACKAGE` (``anomalib_glocalclip.data.BTAD``).
         aliases: other names, among them the reference code's (``"SDD"``, ``"colondb"``, ...), lower case.
         level: ``"pixel"`` (masks: pixel metrics) or ``"image"`` (image labels only: image metrics).
         domain: ``"industrial"`` or ``"medical"``.
@@ -128,9 +127,7 @@ CATALOGUE: tuple[DatasetEntry, ...] = (
 DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in CATALOGUE}
 """The catalogue by name."""
 
-PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(
-    entry.datamodule_name for entry in CATALOGUE if entry.plugin_datamodule
-)
+PLUGIN_DATAMODULE_NAMES: tuple[str, ...] = tuple(e.datamodule_name for e in CATALOGUE if e.plugin_datamodule)
 """Class names of the catalogue's datamodules that this plugin defines (the others are Anomalib's)."""
 
 _BY_ANY_NAME: dict[str, DatasetEntry] = {name: entry for entry in CATALOGUE for name in (entry.name, *entry.aliases)}

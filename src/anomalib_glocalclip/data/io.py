@@ -35,9 +35,6 @@ def read_image(path: str | Path) -> torch.Tensor:
     Grayscale images are replicated to 3 channels, alpha is dropped, 16-bit data is divided by 65535 and float
     data is kept if it lies in [0, 1] and min-max scaled otherwise.
 
-    Args:
-        path: Image file (PNG, JPEG, BMP, TIFF, or anything else PIL decodes).
-
     Returns:
         Image of shape ``[3, H, W]``, float32 in [0, 1].
 

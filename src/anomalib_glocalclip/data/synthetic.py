@@ -56,16 +56,14 @@ class SyntheticSource:
         categories: categories of ``layout`` to use; ``None`` = all.
         split: split of ``layout`` to take the normal images from.
         anomaly_ratio: fraction of anomalous samples among this source's samples, in (0, 1).
-        anomaly_source_path: folder of texture images that fill the anomalies (e.g. the Describable Textures
-            Dataset, as in DRAEM); ``None``: Perlin noise.
+        anomaly_source_path: folder of textures that fill the anomalies (as DRAEM's DTD); ``None``: Perlin noise.
         seed: seed of the anomalies (and of which images receive them).
-        regenerate: ``once``: the anomalous samples are drawn once per seed and stored (the encoder's outputs
-            can then be cached); ``epoch``: new anomalies every epoch, drawn from ``(seed, epoch)``, no caching.
+        regenerate: ``once``: drawn once per seed and stored (encoder outputs can be cached); ``epoch``: new
+            anomalies every epoch, drawn from ``(seed, epoch)``.
         blend_factor: weight of the anomaly when blended into the image: a value or a ``(min, max)`` range.
         rotation_range: rotation range of the Perlin shapes in degrees.
         dual_mask: sometimes combine two Perlin shapes into one anomaly.
-        cache_dir: where the drawn samples are stored; ``None``: ``~/.cache/anomalib_glocalclip/synthetic``
-            (``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set).
+        cache_dir: where the drawn samples are stored; ``None``: ``synthetic_cache.default_cache_dir()``.
     """
 
     root: str | None = None

@@ -24,10 +24,7 @@ CACHE_ENV = "ANOMALIB_GLOCALCLIP_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set, else ``~/.cache/anomalib_glocalclip/synthetic``.
-
-    ``~/.cache`` is ``$XDG_CACHE_HOME`` when that is set.
-    """
+    """``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set, else ``~/.cache/anomalib_glocalclip/synthetic`` (XDG)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser() / "synthetic"
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "anomalib_glocalclip" / "synthetic"
@@ -50,8 +47,7 @@ def write_sample(image: torch.Tensor, mask: torch.Tensor, image_path: Path, mask
 
 def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
     """``synthetic.json``: what the samples of ``folder`` were drawn from, for people looking at the cache."""
-    path = folder / "synthetic.json"
-    atomic_write_json(path, content, default=str)
+    atomic_write_json(folder / "synthetic.json", content, default=str)
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
