@@ -209,13 +209,8 @@ def _as_datamodule(target: Any) -> AnomalibDataModule | None:
         raise TypeError(msg)
     spec = normalise_spec(target)
     class_path = spec["class_path"]
-    if "." in class_path:
-        module_name, _, name = class_path.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), name, None)
-    else:
-        import anomalib.data
-
-        cls = getattr(anomalib.data, class_path, None)
+    module_name, _, name = class_path.rpartition(".")  # a class name alone is one of anomalib.data
+    cls = getattr(importlib.import_module(module_name or "anomalib.data"), name, None)
     if not (isinstance(cls, type) and issubclass(cls, AnomalibDataModule)):
         msg = (
             f"AuxiliaryTransfer target {class_path!r} is not an Anomalib datamodule. Give a class of anomalib.data "

@@ -62,6 +62,11 @@ def _preferred(root: Path, found: list[Path], prefer: tuple[str, ...]) -> Path:
     raise DatasetLayoutError(msg)
 
 
+def one_category(category: str, find_root: Callable[[Path], Path | None], root: Path) -> list[str]:
+    """``[category]`` if ``find_root`` finds the dataset under ``root``, else ``[]`` (with ``partial``: a lister)."""
+    return [category] if find_root(root) is not None else []
+
+
 def index_by_stem(folder: Path | None) -> dict[str, Path]:
     """Image files of ``folder`` by lower-case stem (the first in sorted order wins for equal stems)."""
     index: dict[str, Path] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .base import DatasetLayout, image_files, make_table, require_mask, sample_row, subfolders
-from .discovery import child_folder, find_dataset_folder, index_by_stem, mask_for, mask_has_defect
+from .discovery import child_folder, find_dataset_folder, index_by_stem, mask_for, mask_has_defect, one_category
 from .mvtec import mvtec_style_categories, mvtec_style_samples
 
 
@@ -75,21 +75,12 @@ def ksdd_root(root: Path) -> Path | None:
     return find_dataset_folder(root, _is_ksdd_folder)
 
 
-def ksdd_categories(root: Path) -> list[str]:
-    """KolektorSDD is one category, ``ksdd``, when its ``kos*`` folders are found."""
-    return [KSDD_CATEGORY] if ksdd_root(root) is not None else []
-
-
 def ksdd_samples(root: Path, category: str, split: str) -> pd.DataFrame:
-    """Every image is a test image (the paper tests zero-shot); defective when its label mask is not empty.
-
-    KolektorSDD has no official train/test split, so the ``train`` split is empty.
-    """
+    """Every image is a test image (no official split; ``train`` is empty); defective when its mask is not empty."""
     base = ksdd_root(root)
     rows = []
     if split == "test" and base is not None:
-        for item in [name for name in subfolders(base) if name.lower().startswith("kos")]:
-            folder = base / item
+        for folder in [base / name for name in subfolders(base) if name.lower().startswith("kos")]:
             masks = index_by_stem(folder)
             for image in image_files(folder):
                 if image.stem.lower().endswith(KSDD_LABEL_SUFFIX):
@@ -109,7 +100,7 @@ KSDD = DatasetLayout(
         "with PartN.jpg and its mask PartN_label.bmp (empty for defect-free parts); one category 'ksdd', all "
         "images in the test split."
     ),
-    list_categories=ksdd_categories,
+    list_categories=partial(one_category, KSDD_CATEGORY, ksdd_root),
     make_samples=ksdd_samples,
 )
 

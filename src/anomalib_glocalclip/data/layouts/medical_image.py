@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from .base import DatasetLayout, DatasetLayoutError, image_files, layout_of, make_table, sample_row
-from .discovery import child_folder, find_dataset_folder
+from .discovery import child_folder, find_dataset_folder, one_category
 
 NORMAL_LABEL = "good"
 
@@ -51,11 +52,6 @@ def read_headct_labels(path: Path) -> dict[int, bool]:
         raise DatasetLayoutError(msg) from exc
 
 
-def headct_categories(root: Path) -> list[str]:
-    """HeadCT is one category, ``headct``, when ``labels.csv`` and ``head_ct/`` are found."""
-    return [HEADCT_CATEGORY] if headct_root(root) is not None else []
-
-
 def headct_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     """Every image of ``head_ct/`` (test split), labelled by ``labels.csv`` matched on the image number."""
     base = headct_root(root)
@@ -85,7 +81,7 @@ HEADCT = DatasetLayout(
         "(columns id, hemorrhage) and <root>/head_ct/NNN.png (or head_ct/head_ct/NNN.png, as Kaggle nests it); "
         "image labels only."
     ),
-    list_categories=headct_categories,
+    list_categories=partial(one_category, HEADCT_CATEGORY, headct_root),
     make_samples=headct_samples,
     pixel_labels=False,
 )
