@@ -116,8 +116,8 @@ def check_samples(
     Returns:
         The problems, in the order of the table, image problems before mask problems.
     """
-    has_masks = "mask_path" in samples.columns
-    mask_paths = samples["mask_path"] if has_masks else pd.Series([""] * len(samples), index=samples.index)
+    no_masks = pd.Series([""] * len(samples), index=samples.index)
+    mask_paths = samples["mask_path"] if "mask_path" in samples.columns else no_masks
     task = samples.attrs.get("task")
     pixel_level = str(task) == "segmentation" if task is not None else bool(mask_paths.map(_is_set).any())
     fix = misread_fix if anomalib_reader else None

@@ -63,7 +63,7 @@ DTD_SYNTHETIC = DatasetLayout(
 
 # KolektorSDD: every image PartN.jpg of a kosNN folder comes with PartN_label.bmp, empty for defect-free parts.
 KSDD_CATEGORY = "ksdd"
-KSDD_LABEL_SUFFIX = "_label"
+LABEL_SUFFIX = "_label"  # masks of KolektorSDD and DAGM: <image stem>_label.<ext>
 
 
 def _is_ksdd_folder(folder: Path) -> bool:
@@ -83,10 +83,10 @@ def ksdd_samples(root: Path, category: str, split: str) -> pd.DataFrame:
         for folder in [base / name for name in subfolders(base) if name.lower().startswith("kos")]:
             masks = index_by_stem(folder)
             for image in image_files(folder):
-                if image.stem.lower().endswith(KSDD_LABEL_SUFFIX):
+                if image.stem.lower().endswith(LABEL_SUFFIX):
                     continue
-                mask = mask_for(masks, image, (KSDD_LABEL_SUFFIX,))
-                mask = require_mask(mask, image, folder / f"{image.stem}{KSDD_LABEL_SUFFIX}.bmp")
+                mask = mask_for(masks, image, (LABEL_SUFFIX,))
+                mask = require_mask(mask, image, folder / f"{image.stem}{LABEL_SUFFIX}.bmp")
                 defective = mask_has_defect(mask)
                 label = "defect" if defective else "good"
                 rows.append(sample_row(base, split, label, image, defective, mask if defective else None, category))
@@ -108,7 +108,6 @@ KSDD = DatasetLayout(
 # DAGM 2007: <ClassN>/{Train,Test}/NNNN.PNG, defective images have Label/NNNN_label.PNG.
 DAGM_SPLIT_FOLDERS = {"train": ("Train",), "test": ("Test",)}
 DAGM_LABEL_FOLDER = ("Label",)
-DAGM_LABEL_SUFFIX = "_label"
 
 
 def _is_dagm_class(folder: Path) -> bool:
@@ -135,7 +134,7 @@ def dagm_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     if folder is not None:
         masks = index_by_stem(child_folder(folder, DAGM_LABEL_FOLDER))
         for image in image_files(folder):
-            mask = mask_for(masks, image, (DAGM_LABEL_SUFFIX,))
+            mask = mask_for(masks, image, (LABEL_SUFFIX,))
             label = "defect" if mask is not None else "good"
             rows.append(sample_row(category_dir, split, label, image, mask is not None, mask))
     return make_table(rows, pixel_labels=True)
