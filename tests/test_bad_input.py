@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Mask
 
 from anomalib_glocalclip.components.predict_input import MisreadPredictFilesError, check_predict_files
-from anomalib_glocalclip.data.checks import ProblemKind, check_mvtec_layout, check_samples
+from anomalib_glocalclip.data.checks import ProblemKind, check_samples
 from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
 from image_files import (
@@ -240,32 +240,6 @@ def test_anomalous_image_without_mask_in_a_pixel_level_set(tmp_path: Path) -> No
     with pytest.raises(ImageReadError, match="has no mask") as caught:
         SampleDataset(datamodule.test_data.samples)[int(anomalous)]
     assert str(image_path) in str(caught.value)
-
-
-def test_mvtec_layout_with_missing_and_orphan_masks_is_named_before_setup(tmp_path: Path) -> None:
-    root = write_mvtec_set(tmp_path, n_bad=3)
-    ground_truth = root / "bottle" / "ground_truth" / "scratch"
-    (ground_truth / "001_mask.png").unlink()
-    with pytest.raises(ValueError, match="Must have equal len keys"):  # Anomalib's own error names no file
-        MVTecAD(root=root, category="bottle", num_workers=0).setup()
-    save_mask(ground_truth / "007_mask.png")
-    problems = check_mvtec_layout(root, "bottle")
-    assert [(problem.kind, problem.paths) for problem in problems] == [
-        (ProblemKind.ORPHAN_MASK, (ground_truth / "007_mask.png",)),
-        (ProblemKind.MISSING_MASK, (root / "bottle" / "test" / "scratch" / "001.png",)),
-    ]
-    assert str(ground_truth / "001_mask.png") in str(problems[1])
-    (ground_truth / "007_mask.png").rename(ground_truth / "001_mask.png")
-    assert check_mvtec_layout(root, "bottle") == []
-
-
-def test_mvtec_layout_of_image_level_data_names_every_image(tmp_path: Path) -> None:
-    root = write_mvtec_set(tmp_path)
-    for mask in sorted((root / "bottle" / "ground_truth" / "scratch").iterdir()):
-        mask.unlink()
-    problems = check_mvtec_layout(root, "bottle")
-    assert [problem.paths[0].name for problem in problems] == ["000.png", "001.png"]
-    assert all("use the folder layout" in str(problem) for problem in problems)
 
 
 def test_rgb_mask_marks_every_coloured_pixel(tmp_path: Path) -> None:

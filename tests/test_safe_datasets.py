@@ -21,10 +21,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Compose, RandomHorizontalFlip, Resize
 
+from anomalib_glocalclip.components.visualizer import PluginImageVisualizer, read_display_image
 from anomalib_glocalclip.data import LayoutDataModule
 from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
-from anomalib_glocalclip.data.visualizer import PluginImageVisualizer, read_display_image
 from image_files import gray16_as_8_bit, save, save_rgb, write_folder_set, write_mvtec_set
 
 _AUGMENTATIONS = Compose([Resize((48, 40)), RandomHorizontalFlip(p=1.0)])

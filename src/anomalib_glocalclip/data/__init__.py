@@ -18,26 +18,15 @@ from .catalogue import (
 )
 
 _MODULES: dict[str, str] = {
-    "AuxiliarySource": "auxiliary",
-    "AuxiliaryTransfer": "auxiliary",
-    "TrainSplitCache": "auxiliary",
-    "DATAMODULES": "datamodules",
-    "PLUGIN_DATAMODULES": "datamodules",
-    **dict.fromkeys(PLUGIN_DATAMODULE_NAMES, "datamodules"),
+    **dict.fromkeys(("AuxiliarySource", "AuxiliaryTransfer", "TrainSplitCache"), "auxiliary"),
+    **dict.fromkeys(("DATAMODULES", "PLUGIN_DATAMODULES", *PLUGIN_DATAMODULE_NAMES), "datamodules"),
     "LayoutDataModule": "datamodule",
-    "SampleDataset": "dataset",
-    "has_pixel_labels": "dataset",
+    **dict.fromkeys(("SampleDataset", "has_pixel_labels"), "dataset"),
     "EpochSampler": "epoch_sampler",
-    "ImageReadError": "io",
-    "read_image": "io",
-    "read_mask": "io",
-    "LAYOUTS": "layouts",
-    "DatasetLayout": "layouts",
-    "DatasetLayoutError": "layouts",
-    "get_layout": "layouts",
+    **dict.fromkeys(("ImageReadError", "read_image", "read_mask"), "io"),
+    **dict.fromkeys(("LAYOUTS", "DatasetLayout", "DatasetLayoutError", "get_layout"), "layouts"),
     "PerlinSynthesizer": "perlin",
-    "SyntheticDataset": "synthetic",
-    "SyntheticSource": "synthetic",
+    **dict.fromkeys(("SyntheticDataset", "SyntheticSource"), "synthetic"),
 }
 """Name -> the module of this package that defines it."""
 

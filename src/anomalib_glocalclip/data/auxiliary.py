@@ -1,22 +1,8 @@
-r"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
+"""Auxiliary-transfer datamodule: learn prompts on other datasets, validate and test on the target.
 
-GlocalCLIP learns its prompts once, on the *test* split (anomalies with masks) of every category of one
-or more auxiliary datasets, and is then used zero-shot elsewhere. No stock Anomalib datamodule puts
-anomalies into a train split and each covers one category, so this datamodule builds the train split
-from dataset layouts and takes validation and test from any Anomalib datamodule of the target.
-
-Example (CLI)::
-
-    anomalib train --model GlocalCLIP --data AuxiliaryTransfer \\
-        --data.auxiliary '[{layout: visa, root: ./datasets/visa}]' \\
-        --data.target MVTecAD --data.target.root ./datasets/MVTecAD --data.target.category bottle
-
-With only normal images of one's own domain, synthetic anomalies take the place of real ones (see ``synthetic``)::
-
-    anomalib train --model GlocalCLIP --data AuxiliaryTransfer --data.synthetic '[{root: ./my_good_images}]' \\
-        --data.target Folder --data.target.name my_product --data.target.root ./my_test_images \\
-        --data.target.normal_dir good --data.target.normal_test_dir good --data.target.abnormal_dir bad \\
-        --data.target.mask_dir masks
+GlocalCLIP learns its prompts on the *test* split (anomalies with masks) of every category of auxiliary datasets
+(or on synthetic anomalies) and is then used zero-shot elsewhere; no stock Anomalib datamodule puts anomalies into
+a train split. The README shows the command lines (``--data AuxiliaryTransfer``).
 """
 
 from __future__ import annotations
@@ -69,10 +55,9 @@ class AuxiliarySource:
 
 
 class TrainSplitCache(Protocol):
-    """Something that serves a deterministic train split in a cheaper form (e.g. GlocalCLIP's encoder outputs).
+    """Serves a deterministic train split in a cheaper form (GlocalCLIP's ``FeatureCacheCallback`` registers one).
 
-    A model that wants it registers one as ``AuxiliaryTransfer.train_cache`` (GlocalCLIP's
-    ``FeatureCacheCallback`` does so in ``setup``); the datamodule knows nothing of the model.
+    A model that wants it sets it as ``AuxiliaryTransfer.train_cache``; the datamodule knows nothing of the model.
     """
 
     def dataloader(self, dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader | None:
@@ -112,12 +97,8 @@ class AuxiliaryTransfer(AnomalibDataModule):
         synthetic: SyntheticSource | Sequence[SyntheticSource] | None = None,
     ) -> None:
         super().__init__(
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            augmentations=augmentations,
-            seed=seed,
+            train_batch_size=train_batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            train_augmentations=train_augmentations, augmentations=augmentations, seed=seed,
         )
         self.auxiliary = _as_sources(auxiliary, AuxiliarySource)
         self.synthetic = _as_sources(synthetic, SyntheticSource)
@@ -163,13 +144,9 @@ class AuxiliaryTransfer(AnomalibDataModule):
             self.train_data = SyntheticDataset(table, synthesizers, name=self.name)
         else:
             self.train_data = SampleDataset(table, name=self.name)
-        logger.info(
-            "Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
-            len(table),
-            int(table["label_index"].sum()),
-            int(((table["label_index"] == 1) & table["pixel_labels"]).sum()),
-            table["category"].nunique(),
-        )
+        with_masks = int(((table["label_index"] == 1) & table["pixel_labels"]).sum())
+        logger.info("Auxiliary training data: %d images (%d anomalous, %d with masks) from %d categories",
+                    len(table), int(table["label_index"].sum()), with_masks, table["category"].nunique())
         if self.target is not None:
             self.target.setup()
             self.val_data = self.target.val_data
@@ -184,9 +161,8 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def train_dataloader(self) -> Any:
         """The auxiliary images, or what a registered ``train_cache`` serves in their place.
 
-        The train split is handed to ``train_cache`` only when it is deterministic: no random augmentation is
-        configured and no synthetic anomaly is redrawn every epoch. Redrawn samples get the epoch with every
-        index instead.
+        Only a deterministic train split (no augmentation, no anomaly redrawn every epoch) goes to ``train_cache``;
+        redrawn samples get the epoch with every index instead.
         """
         if getattr(self.train_data, "redraws_every_epoch", False):
             logger.info("Synthetic anomalies are redrawn every epoch: training on images, not on cached features.")
@@ -233,13 +209,8 @@ def _as_datamodule(target: Any) -> AnomalibDataModule | None:
         raise TypeError(msg)
     spec = normalise_spec(target)
     class_path = spec["class_path"]
-    if "." in class_path:
-        module_name, _, name = class_path.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), name, None)
-    else:
-        import anomalib.data
-
-        cls = getattr(anomalib.data, class_path, None)
+    module_name, _, name = class_path.rpartition(".")  # a class name alone is one of anomalib.data
+    cls = getattr(importlib.import_module(module_name or "anomalib.data"), name, None)
     if not (isinstance(cls, type) and issubclass(cls, AnomalibDataModule)):
         msg = (
             f"AuxiliaryTransfer target {class_path!r} is not an Anomalib datamodule. Give a class of anomalib.data "

@@ -1,12 +1,7 @@
 """Any dataset layout as an Anomalib datamodule whose every file is read by the plugin's reader.
 
-The evaluation sweep tests every dataset through it, MVTec AD and VisA included (with the layouts
-``mvtec_ad`` and ``visa``: Anomalib's samples, order and splits, read right).
-
-Zero-shot models only validate and test, so the test split is what matters; the validation split is
-the test split (``same_as_test``, as Anomalib's MVTecAD and Visa do) unless asked otherwise. Datasets
-whose download has no normal images (e.g. the polyp sets) are tested as they are; no normal images are
-borrowed from a train split.
+The validation split is the test split (``same_as_test``) unless asked otherwise; a test split is the dataset's own
+(anomalous-only sets stay so, no normal images are borrowed).
 """
 
 from __future__ import annotations
@@ -62,24 +57,15 @@ class LayoutDataModule(AnomalibDataModule):
         resize_masks: bool = False,
     ) -> None:
         super().__init__(
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            val_augmentations=val_augmentations,
-            test_augmentations=test_augmentations,
-            augmentations=augmentations,
-            val_split_mode=val_split_mode,
-            val_split_ratio=val_split_ratio,
-            seed=seed,
+            train_batch_size=train_batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            train_augmentations=train_augmentations, val_augmentations=val_augmentations,
+            test_augmentations=test_augmentations, augmentations=augmentations,
+            val_split_mode=val_split_mode, val_split_ratio=val_split_ratio, seed=seed,
         )
-        if layout is not None:
-            self.layout = get_layout(layout)
-        elif self.default_layout is not None:
-            self.layout = self.default_layout
-        else:
+        if layout is None and self.default_layout is None:
             msg = f"{type(self).__name__} needs a layout name (see anomalib_glocalclip.data.layouts.LAYOUTS)."
             raise ValueError(msg)
+        self.layout = get_layout(layout) if layout is not None else self.default_layout
         self.root = root
         self.category = category or ""
         self.resize_masks = resize_masks

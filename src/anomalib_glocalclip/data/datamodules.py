@@ -1,15 +1,7 @@
-"""The plugin's datamodules: one per catalogue entry whose datamodule is the plugin's, and the list it registers.
+"""The plugin's datamodules: one ``LayoutDataModule`` subclass per catalogue entry that names one.
 
-Each reads one category of its dataset in the official download layout (see ``data/README.md``) with the layout
-the catalogue names; the arguments are :class:`LayoutDataModule`'s (single-category datasets need no
-``category``). The classes are made from ``data/catalogue.py``, the one list of datasets, so that a dataset is
-named there only. Anomalib 2.7 has no fitting datamodule for these datasets:
-
-* ``BTAD``: Anomalib's ``BTech`` expects the png-converted copy its own download makes; on the official
-  archive it looks for ``.png`` masks where category ``03`` has ``.bmp`` ones.
-* ``KolektorSDD``: Anomalib's ``Kolektor`` moves 80 % of the defect-free images into a train split of its own;
-  the paper tests zero-shot on all images.
-* The rest have no Anomalib datamodule.
+The classes are made from ``data/catalogue.py``, so that a dataset is named there only; why Anomalib's own
+datamodules are not used for them is in ``data/README.md``.
 """
 
 from __future__ import annotations
@@ -26,12 +18,8 @@ def layout_datamodule(entry: DatasetEntry) -> type[LayoutDataModule]:
     return type(
         entry.datamodule_name,
         (LayoutDataModule,),
-        {
-            "__doc__": f"{entry.title}, one category read from its official download: {entry.layout.description}",
-            "__module__": __name__,
-            "__qualname__": entry.datamodule_name,
-            "default_layout": entry.layout,
-        },
+        {"__doc__": f"{entry.title}, one category read from its official download: {entry.layout.description}",
+         "__module__": __name__, "__qualname__": entry.datamodule_name, "default_layout": entry.layout},
     )
 
 

@@ -17,10 +17,8 @@ from .io import ImageReadError, read_image, read_mask
 class SampleDataset(AnomalibDataset):
     """Images and masks listed in a samples table (see ``data.layouts``), read by the plugin's reader.
 
-    Its items are Anomalib's ``ImageItem`` built as ``AnomalibDataset`` builds them, from the public ``samples``
-    table and ``augmentations``; on 8-bit RGB files with binary masks they equal Anomalib's bit for bit. Unlike
-    Anomalib's reader it reads 16-bit, float, grayscale, RGBA and palette images right, marks every mask pixel
-    with a nonzero colour channel, and names the file (and the fix) in every error.
+    Its items are Anomalib's ``ImageItem`` built as ``AnomalibDataset`` builds them; on 8-bit RGB files with binary
+    masks they equal Anomalib's bit for bit.
 
     Args:
         samples: samples table with Anomalib's columns, plus ``pixel_labels`` (bool) and ``category``.
@@ -28,16 +26,12 @@ class SampleDataset(AnomalibDataset):
         augmentations: transforms applied to image and mask together.
         name: dataset name shown by Anomalib.
         resize_masks: resize a mask of another size than its image to the image's size (nearest neighbour)
-            instead of raising. Defaults to ``False``.
+            instead of raising.
     """
 
     def __init__(
-        self,
-        samples: pd.DataFrame,
-        task: TaskType | str | None = None,
-        augmentations: Transform | None = None,
-        name: str = "samples",
-        resize_masks: bool = False,
+        self, samples: pd.DataFrame, task: TaskType | str | None = None, augmentations: Transform | None = None,
+        name: str = "samples", resize_masks: bool = False,
     ) -> None:
         super().__init__(augmentations=augmentations)
         task = TaskType(task or samples.attrs.get("task", TaskType.SEGMENTATION))

@@ -1,11 +1,8 @@
 """Hand the training epoch to a dataset whose samples change with it, through the sampler.
 
-Dataloader workers hold copies of the dataset (made when they start, and kept for the whole run with
-``persistent_workers``), so an epoch set on the dataset in the main process may never reach them. The indices do:
-the sampler runs in the main process at the start of every epoch and sends each index to a worker. So
-``EpochSampler`` pairs every index with the epoch, ``(epoch, index)``, and the dataset draws that epoch's sample.
-Under DDP, Lightning wraps the sampler into a distributed one that splits its output between the ranks, pairs
-included.
+Dataloader workers hold copies of the dataset, so an epoch set on it in the main process may never reach them; the
+indices do. ``EpochSampler`` pairs every index with the epoch, ``(epoch, index)`` (under DDP, Lightning's
+distributed sampler splits the pairs between ranks).
 """
 
 from __future__ import annotations
@@ -45,17 +42,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 def epoch_dataloader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    collate_fn: Callable | None,
+    dataset: Dataset, batch_size: int, num_workers: int, collate_fn: Callable | None,
     epoch: Callable[[], int] | None = None,
 ) -> DataLoader:
     """A shuffling dataloader whose dataset receives ``(epoch, index)`` keys (see ``EpochSampler``)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=EpochSampler(RandomSampler(dataset), epoch),
-        num_workers=num_workers,
-        collate_fn=collate_fn,
-    )
+    sampler = EpochSampler(RandomSampler(dataset), epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)

@@ -1,8 +1,7 @@
-"""Robust reading of images and masks: any common colour mode or bit depth, and clear errors for unusable files.
+"""Reading images and masks of any common colour mode or bit depth, with errors naming the file and the fix.
 
-Anomalib's own readers call ``Image.open(path).convert("RGB")``, which clips 16-bit images to white and fails with
-cryptic PIL errors on corrupt files. These readers scale every bit depth into [0, 1] and raise errors that name the
-file and say how to fix it. EXIF orientation is not applied, like in Anomalib, so masks stay aligned with pixels.
+Unlike Anomalib's ``convert("RGB")`` reader, 16-bit and float data is scaled into [0, 1], not clipped. EXIF
+orientation is not applied, as in Anomalib, so masks stay aligned with pixels.
 """
 
 import struct
@@ -36,9 +35,6 @@ def read_image(path: str | Path) -> torch.Tensor:
     Grayscale images are replicated to 3 channels, alpha is dropped, 16-bit data is divided by 65535 and float
     data is kept if it lies in [0, 1] and min-max scaled otherwise.
 
-    Args:
-        path: Image file (PNG, JPEG, BMP, TIFF, or anything else PIL decodes).
-
     Returns:
         Image of shape ``[3, H, W]``, float32 in [0, 1].
 
@@ -60,9 +56,7 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 
 def read_mask(
-    path: str | Path,
-    expected_size: tuple[int, int] | None = None,
-    image_path: str | Path | None = None,
+    path: str | Path, expected_size: tuple[int, int] | None = None, image_path: str | Path | None = None,
 ) -> torch.Tensor:
     """Read a ground-truth mask; every nonzero pixel (any colour channel, any bit depth) is anomalous.
 
@@ -100,15 +94,9 @@ def read_mask(
 
 
 def load_decoded(path: Path, what: str = "image", context: str = "") -> Image.Image:
-    """Open and fully decode ``path``, so that truncated files fail here rather than later in a worker.
+    """Open and fully decode ``path`` (in its file's mode), so that truncated files fail here, not in a worker.
 
-    Args:
-        path: an existing path.
-        what: ``"image"`` or ``"mask"``, named in the error.
-        context: appended to the path in the error (e.g. ``" of image <path>"``).
-
-    Returns:
-        The decoded image, in its file's mode.
+    ``what`` (``"image"`` or ``"mask"``) and ``context`` (e.g. ``" of image <path>"``) are named in the error.
 
     Raises:
         ImageReadError: ``path`` is not a file, is corrupt or truncated, or is over PIL's size limit.

@@ -1,8 +1,7 @@
 """Reproducible synthetic anomalies drawn with Anomalib's Perlin-noise generator (the one DRAEM trains with).
 
-Anomalib's ``PerlinAnomalyGenerator`` draws from torch's global random state. Here every draw runs on a forked
-random state seeded from ``(seed, *key)``, so a sample depends on nothing but its seed and key, and drawing it
-neither depends on nor disturbs the random state of training (shuffling, dropout).
+Every draw runs on a forked torch random state seeded from ``(seed, *key)``: a sample depends on its seed and key
+only, and drawing it does not disturb the random state of training.
 """
 
 from __future__ import annotations
@@ -23,12 +22,8 @@ TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 class PerlinSynthesizer:
     """Draws one anomaly into an image: the same seed and key always give the same pixels and mask.
 
-    The anomaly is Perlin-shaped and filled with Perlin noise, or with a texture from ``anomaly_source_path``
-    (e.g. the Describable Textures Dataset, as DRAEM uses), augmented and blended into the image with a factor
-    ``beta`` drawn from ``blend_factor``. The result is quantised to 8 bits, as it is stored, and the mask is
-    exactly the set of pixels whose 8-bit value the anomaly changed: blending can leave some pixels of the
-    Perlin region unchanged (where the texture matches the image, or ``beta`` is small), and those are not
-    marked anomalous.
+    The result is quantised to 8 bits, as it is stored, and the mask is exactly the pixels whose 8-bit value the
+    anomaly changed: blending can leave some pixels of the Perlin region unchanged, and those are not anomalous.
 
     Args:
         seed: seed of every draw, combined with the key of each.
@@ -56,11 +51,9 @@ class PerlinSynthesizer:
         # The generator draws a random solarisation threshold when built: build it from the seed too.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
+            rotation = tuple(map(float, rotation_range))
             self.generator = PerlinAnomalyGenerator(
-                probability=1.0,
-                blend_factor=blend,
-                rotation_range=tuple(map(float, rotation_range)),
-                dual_mask=dual_mask,
+                probability=1.0, blend_factor=blend, rotation_range=rotation, dual_mask=dual_mask
             )
         # Set here, sorted: the generator's own search follows the file system's order, which differs between
         # machines, and the texture of a sample is drawn by position in this list.

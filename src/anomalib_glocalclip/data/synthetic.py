@@ -1,17 +1,8 @@
-"""Training samples with synthetic anomalies, drawn into a user's own normal images.
+"""Training samples with synthetic anomalies drawn into a user's own normal images (``SyntheticSource``).
 
-GlocalCLIP learns its prompts from anomalies with masks. Users often only have good images of their product; a
-``SyntheticSource`` points at them (a folder, a dataset layout, or any Anomalib datamodule's train split) and
-turns them into a ``SyntheticDataset``: every normal image as a normal sample, plus anomalous samples made from
-them with Anomalib's Perlin anomaly generator (``PerlinAnomalyGenerator``, optionally filling the anomalies with
-textures as DRAEM does), each with the mask of exactly the pixels it altered.
-
-Anomalib's own ``SyntheticAnomalyDataset`` is not used: it reads images as 8-bit RGB only, always looks for
-textures in ``./datasets/dtd``, draws without a seed, and replaces normal images instead of adding to them.
-
-Example:
-    >>> from anomalib_glocalclip.data import AuxiliaryTransfer, SyntheticSource
-    >>> datamodule = AuxiliaryTransfer(synthetic=SyntheticSource(root="./my_good_images"))  # doctest: +SKIP
+See the README's "Learn prompts from your own normal images". Anomalib's ``SyntheticAnomalyDataset`` is not used:
+it reads 8-bit RGB only, looks for textures in ``./datasets/dtd`` only, draws without a seed, and replaces normal
+images instead of adding to them.
 """
 
 from __future__ import annotations
@@ -54,9 +45,8 @@ class SyntheticSource:
     The images come from ``datamodule`` (the normal images of its train split, e.g. ``MVTecAD(category="bottle")``
     or ``Folder(normal_dir=...)``) or from ``root`` read with ``layout`` (its normal images of ``split``).
 
-    With ``N`` normal images and ratio ``r``, the source gives ``N`` normal samples (the images themselves) and
-    ``max(1, round(N * r / (1 - r)))`` anomalous samples; sample ``k`` is drawn into image ``perm[k % N]`` of a
-    permutation seeded with ``seed``, so ``r = 0.5`` turns every image once into an anomalous sample.
+    ``N`` normal images give ``N`` normal samples and ``max(1, round(N * r / (1 - r)))`` anomalous ones; sample
+    ``k`` is drawn into image ``perm[k % N]`` of a permutation seeded with ``seed``.
 
     Attributes:
         root: folder of normal images (with the default ``layout``, the images directly inside it).
@@ -66,16 +56,14 @@ class SyntheticSource:
         categories: categories of ``layout`` to use; ``None`` = all.
         split: split of ``layout`` to take the normal images from.
         anomaly_ratio: fraction of anomalous samples among this source's samples, in (0, 1).
-        anomaly_source_path: folder of texture images that fill the anomalies (e.g. the Describable Textures
-            Dataset, as in DRAEM); ``None``: Perlin noise.
+        anomaly_source_path: folder of textures that fill the anomalies (as DRAEM's DTD); ``None``: Perlin noise.
         seed: seed of the anomalies (and of which images receive them).
-        regenerate: ``once``: the anomalous samples are drawn once per seed and stored (the encoder's outputs
-            can then be cached); ``epoch``: new anomalies every epoch, drawn from ``(seed, epoch)``, no caching.
+        regenerate: ``once``: drawn once per seed and stored (encoder outputs can be cached); ``epoch``: new
+            anomalies every epoch, drawn from ``(seed, epoch)``.
         blend_factor: weight of the anomaly when blended into the image: a value or a ``(min, max)`` range.
         rotation_range: rotation range of the Perlin shapes in degrees.
         dual_mask: sometimes combine two Perlin shapes into one anomaly.
-        cache_dir: where the drawn samples are stored; ``None``: ``~/.cache/anomalib_glocalclip/synthetic``
-            (``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set).
+        cache_dir: where the drawn samples are stored; ``None``: ``synthetic_cache.default_cache_dir()``.
     """
 
     root: str | None = None
@@ -114,13 +102,8 @@ class SyntheticSource:
     @cached_property
     def synthesizer(self) -> PerlinSynthesizer:
         """The anomaly generator of this source."""
-        return PerlinSynthesizer(
-            seed=self.seed,
-            anomaly_source_path=self.anomaly_source_path,
-            blend_factor=self.blend_factor,
-            rotation_range=self.rotation_range,
-            dual_mask=self.dual_mask,
-        )
+        return PerlinSynthesizer(self.seed, self.anomaly_source_path, self.blend_factor, self.rotation_range,
+                                 self.dual_mask)
 
     def normal_samples(self) -> pd.DataFrame:
         """The normal images of this source, as a samples table (sorted by image path)."""
@@ -161,17 +144,10 @@ class SyntheticSource:
         logger.info("Synthetic source %s: %d normal and %d anomalous samples (%d newly drawn) in %s",
                     self.name, len(normals), count, len(missing), folder)
         anomalous = pd.DataFrame({
-            "path": str(folder),
-            "split": normals["split"].iloc[0],
-            "label": SYNTHETIC_LABEL,
-            "image_path": [str(path) for path in image_paths],
-            "mask_path": [str(path) for path in mask_paths],
-            "label_index": 1,
-            "category": [normals["category"].iloc[order[k % len(normals)]] for k in range(count)],
-            "pixel_labels": True,
-            "synthesizer": self.key(),
-            "synthetic_index": range(count),
-            "source_path": sources,
+            "path": str(folder), "split": normals["split"].iloc[0], "label": SYNTHETIC_LABEL,
+            "image_path": [str(path) for path in image_paths], "mask_path": [str(path) for path in mask_paths],
+            "label_index": 1, "category": [normals["category"].iloc[order[k % len(normals)]] for k in range(count)],
+            "pixel_labels": True, "synthesizer": self.key(), "synthetic_index": range(count), "source_path": sources,
             "redraw": self.regenerate == "epoch",
         })
         table = pd.concat([normals.assign(**SYNTHETIC_COLUMNS), anomalous], ignore_index=True)
@@ -191,22 +167,16 @@ class SyntheticSource:
     def _generator_options(self) -> dict[str, Any]:
         """Everything besides the source images that decides the drawn pixels."""
         textures = self.synthesizer.textures
-        return {
-            "seed": self.seed,
-            "blend_factor": self.blend_factor,
-            "rotation_range": list(self.rotation_range),
-            "dual_mask": self.dual_mask,
-            "textures": fingerprint({}, textures) if textures else None,
-        }
+        return {"seed": self.seed, "blend_factor": self.blend_factor, "rotation_range": list(self.rotation_range),
+                "dual_mask": self.dual_mask, "textures": fingerprint({}, textures) if textures else None}
 
 
 class SyntheticDataset(SampleDataset):
     """A ``SampleDataset`` some of whose rows are synthetic anomalies, possibly redrawn every epoch.
 
-    Rows read from files (normal images, real auxiliary samples, synthetic samples drawn once) are read like in
-    ``SampleDataset``. Rows with ``redraw`` set are drawn anew for every epoch ``e > 0`` from their source image
-    with key ``(e, synthetic_index)``; epoch 0 is the stored draw. The epoch comes with the index: ``dataset[(e, i)]``
-    (see ``EpochSampler``); ``dataset[i]`` is epoch 0.
+    Rows with ``redraw`` set are drawn anew for every epoch ``e > 0`` from their source image with key
+    ``(e, synthetic_index)``; epoch 0 is the stored draw. The epoch comes with the index: ``dataset[(e, i)]`` (see
+    ``EpochSampler``); ``dataset[i]`` is epoch 0. Other rows are read as in ``SampleDataset``.
 
     Args:
         samples: samples table; synthetic rows have the columns ``synthesizer`` (a key of ``synthesizers``),
@@ -218,12 +188,8 @@ class SyntheticDataset(SampleDataset):
     """
 
     def __init__(
-        self,
-        samples: pd.DataFrame,
-        synthesizers: Mapping[str, PerlinSynthesizer],
-        task: TaskType | str | None = None,
-        augmentations: Transform | None = None,
-        name: str = "synthetic",
+        self, samples: pd.DataFrame, synthesizers: Mapping[str, PerlinSynthesizer], task: TaskType | str | None = None,
+        augmentations: Transform | None = None, name: str = "synthetic",
     ) -> None:
         for column, fill in SYNTHETIC_COLUMNS.items():
             values = samples[column] if column in samples else pd.Series(fill, index=samples.index)
@@ -266,14 +232,8 @@ def _datamodule_normals(datamodule: AnomalibDataModule) -> pd.DataFrame:
         datamodule.setup()
     table = datamodule.train_data.samples
     category = str(_datamodule_category(datamodule))
-    rows = table.assign(
-        path=table.get("path", ""),
-        split="train",
-        label="good",
-        mask_path="",
-        category=category,
-        pixel_labels=True,
-    )
+    rows = table.assign(path=table.get("path", ""), split="train", label="good", mask_path="", category=category,
+                        pixel_labels=True)
     return rows[SAMPLE_COLUMNS].reset_index(drop=True)
 
 

@@ -1,9 +1,7 @@
-"""Where synthetic samples are stored: one folder per fingerprint of everything that decides their pixels.
+"""Where synthetic samples are stored: ``<cache_dir>/<name>-<fingerprint>/`` with PNG images and masks.
 
-Anomalib checks that every sample's ``image_path`` exists, so each synthetic sample is written as a PNG (and its
-mask as another) into ``<cache_dir>/<name>-<fingerprint>/``. The fingerprint covers the source images (path, size,
-modification time), the seed, the generator options and the textures, so the files are drawn once per seed and
-reused by every later run; changing any input gives a new folder. Old folders can be deleted at any time.
+The fingerprint covers everything that decides the pixels (source images' path, size and mtime, seed, options,
+textures), so samples are drawn once per seed and reused; old folders can be deleted at any time.
 """
 
 from __future__ import annotations
@@ -26,10 +24,7 @@ CACHE_ENV = "ANOMALIB_GLOCALCLIP_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set, else ``~/.cache/anomalib_glocalclip/synthetic``.
-
-    ``~/.cache`` is ``$XDG_CACHE_HOME`` when that is set.
-    """
+    """``$ANOMALIB_GLOCALCLIP_CACHE/synthetic`` if set, else ``~/.cache/anomalib_glocalclip/synthetic`` (XDG)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser() / "synthetic"
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "anomalib_glocalclip" / "synthetic"
@@ -52,8 +47,7 @@ def write_sample(image: torch.Tensor, mask: torch.Tensor, image_path: Path, mask
 
 def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
     """``synthetic.json``: what the samples of ``folder`` were drawn from, for people looking at the cache."""
-    path = folder / "synthetic.json"
-    atomic_write_json(path, content, default=str)
+    atomic_write_json(folder / "synthetic.json", content, default=str)
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:

@@ -1,8 +1,6 @@
 """Dataset layouts: each reads one dataset from its official download layout into Anomalib's samples table.
 
-Every layout defined in this package's modules is registered under its name in :data:`LAYOUTS`; the dataset
-catalogue (``data/catalogue.py``) names its datasets' layouts by these names, and the generic ones
-(``folder``, ``normal_folder``) read the user's own folders.
+Every layout of this package's modules is registered under its name in :data:`LAYOUTS` (see ``data/README.md``).
 """
 
 from __future__ import annotations

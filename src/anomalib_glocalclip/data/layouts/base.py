@@ -1,9 +1,7 @@
 """What a dataset layout is: how to list a dataset's categories and its samples from the official folders.
 
-A layout turns a dataset root in its *official download layout* into Anomalib's samples table, so no
-dataset has to be renamed by hand. The table has Anomalib's columns (``path``, ``split``, ``label``,
-``image_path``, ``mask_path``, ``label_index``) plus ``category`` and ``pixel_labels`` (whether the row's
-anomalies come with masks); ``samples.attrs["task"]`` is ``"segmentation"`` or ``"classification"``.
+The samples table has Anomalib's columns plus ``category`` and ``pixel_labels`` (whether the row's anomalies come
+with masks); ``samples.attrs["task"]`` is ``"segmentation"`` or ``"classification"``.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -77,6 +76,11 @@ class DatasetLayout:
         return samples
 
 
+def layout_of(name: str, description: str, reader: Any, pixel_labels: bool = True) -> DatasetLayout:
+    """A layout listing its categories and samples with ``reader.list_categories`` and ``reader.make_samples``."""
+    return DatasetLayout(name, description, reader.list_categories, reader.make_samples, pixel_labels)
+
+
 def _unrecognised_folders(root: Path, shown: int = 10) -> str:
     """A sentence naming the sub-folders of ``root``, none of which is a category (empty if there are none)."""
     folders = sorted(path.name for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
@@ -132,12 +136,7 @@ def make_table(rows: list[dict], pixel_labels: bool) -> pd.DataFrame:
 
 
 def sample_row(
-    category_dir: Path,
-    split: str,
-    label: str,
-    image: Path,
-    anomalous: bool,
-    mask: Path | None = None,
+    category_dir: Path, split: str, label: str, image: Path, anomalous: bool, mask: Path | None = None,
     category: str | None = None,
 ) -> dict:
     """One row of a samples table."""

@@ -1,10 +1,4 @@
-"""Finding a dataset's folders inside an official download, which may come with an extra top-level folder.
-
-Archives of the same dataset come in slightly different shapes (``btad.zip`` holds
-``BTech_Dataset_transformed/``, Kaggle archives often repeat the dataset folder, ISIC's folders carry the
-archive's name). These helpers accept the dataset folder itself or a folder up to ``depth`` levels above
-it, match folder names case-insensitively with shell patterns, and pair masks with images by name.
-"""
+"""Finding a dataset's folders inside an official download, which may come with an extra top-level folder."""
 
 from __future__ import annotations
 
@@ -32,10 +26,7 @@ def child_folder(folder: Path, patterns: Iterable[str]) -> Path | None:
 
 
 def find_dataset_folder(
-    root: Path,
-    is_dataset_folder: Callable[[Path], bool],
-    prefer: Iterable[str] = (),
-    depth: int = 1,
+    root: Path, is_dataset_folder: Callable[[Path], bool], prefer: Iterable[str] = (), depth: int = 1,
 ) -> Path | None:
     """``root`` if it is the dataset folder, else the dataset folder found up to ``depth`` levels below it.
 
@@ -69,6 +60,11 @@ def _preferred(root: Path, found: list[Path], prefer: tuple[str, ...]) -> Path:
     listed = ", ".join(str(folder) for folder in found)
     msg = f"Several dataset folders found under {root}: {listed}. Point the dataset root at one of them."
     raise DatasetLayoutError(msg)
+
+
+def one_category(category: str, find_root: Callable[[Path], Path | None], root: Path) -> list[str]:
+    """``[category]`` if ``find_root`` finds the dataset under ``root``, else ``[]`` (with ``partial``: a lister)."""
+    return [category] if find_root(root) is not None else []
 
 
 def index_by_stem(folder: Path | None) -> dict[str, Path]:

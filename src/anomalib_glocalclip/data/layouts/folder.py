@@ -1,7 +1,7 @@
 """A plain folder of images: ``good/`` (normal), optional ``bad/`` (anomalous) and ``masks/`` (named as the images).
 
-The whole folder is one category (its name); ``train`` and ``test`` are the same images. Masks are used
-when a ``masks`` folder exists; otherwise the anomalies carry image labels only.
+The folder is one category (its name); ``train`` and ``test`` are the same images. Without ``masks/`` the
+anomalies carry image labels only.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Industrial datasets of the paper besides MVTec AD and VisA: MPDD, BTAD, KolektorSDD, DTD-Synthetic and DAGM 2007.
-
-Each layout reads the dataset as its official archive extracts, accepting the dataset folder itself or the
-folder the archive was extracted into (one level above). Masks are paired with images by file name.
-"""
+"""Industrial datasets besides MVTec AD and VisA: MPDD, BTAD, KolektorSDD, DTD-Synthetic and DAGM 2007."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .base import DatasetLayout, image_files, make_table, require_mask, sample_row, subfolders
-from .discovery import child_folder, find_dataset_folder, index_by_stem, mask_for, mask_has_defect
+from .discovery import child_folder, find_dataset_folder, index_by_stem, mask_for, mask_has_defect, one_category
 from .mvtec import mvtec_style_categories, mvtec_style_samples
 
 
@@ -26,14 +22,8 @@ def _mvtec_style_categories_below(root: Path) -> list[str]:
     return mvtec_style_categories(mvtec_style_root(root))
 
 
-def _mvtec_style_samples_below(
-    root: Path,
-    category: str,
-    split: str,
-    good_labels: tuple[str, ...] = ("good",),
-    mask_suffixes: tuple[str, ...] = ("_mask", ""),
-) -> pd.DataFrame:
-    return mvtec_style_samples(mvtec_style_root(root), category, split, good_labels, mask_suffixes)
+def _mvtec_style_samples_below(root: Path, category: str, split: str, **options: tuple[str, ...]) -> pd.DataFrame:
+    return mvtec_style_samples(mvtec_style_root(root), category, split, **options)
 
 
 MPDD = DatasetLayout(
@@ -73,7 +63,7 @@ DTD_SYNTHETIC = DatasetLayout(
 
 # KolektorSDD: every image PartN.jpg of a kosNN folder comes with PartN_label.bmp, empty for defect-free parts.
 KSDD_CATEGORY = "ksdd"
-KSDD_LABEL_SUFFIX = "_label"
+LABEL_SUFFIX = "_label"  # masks of KolektorSDD and DAGM: <image stem>_label.<ext>
 
 
 def _is_ksdd_folder(folder: Path) -> bool:
@@ -85,27 +75,18 @@ def ksdd_root(root: Path) -> Path | None:
     return find_dataset_folder(root, _is_ksdd_folder)
 
 
-def ksdd_categories(root: Path) -> list[str]:
-    """KolektorSDD is one category, ``ksdd``, when its ``kos*`` folders are found."""
-    return [KSDD_CATEGORY] if ksdd_root(root) is not None else []
-
-
 def ksdd_samples(root: Path, category: str, split: str) -> pd.DataFrame:
-    """Every image is a test image (the paper tests zero-shot); defective when its label mask is not empty.
-
-    KolektorSDD has no official train/test split, so the ``train`` split is empty.
-    """
+    """Every image is a test image (no official split; ``train`` is empty); defective when its mask is not empty."""
     base = ksdd_root(root)
     rows = []
     if split == "test" and base is not None:
-        for item in [name for name in subfolders(base) if name.lower().startswith("kos")]:
-            folder = base / item
+        for folder in [base / name for name in subfolders(base) if name.lower().startswith("kos")]:
             masks = index_by_stem(folder)
             for image in image_files(folder):
-                if image.stem.lower().endswith(KSDD_LABEL_SUFFIX):
+                if image.stem.lower().endswith(LABEL_SUFFIX):
                     continue
-                mask = mask_for(masks, image, (KSDD_LABEL_SUFFIX,))
-                mask = require_mask(mask, image, folder / f"{image.stem}{KSDD_LABEL_SUFFIX}.bmp")
+                mask = mask_for(masks, image, (LABEL_SUFFIX,))
+                mask = require_mask(mask, image, folder / f"{image.stem}{LABEL_SUFFIX}.bmp")
                 defective = mask_has_defect(mask)
                 label = "defect" if defective else "good"
                 rows.append(sample_row(base, split, label, image, defective, mask if defective else None, category))
@@ -119,7 +100,7 @@ KSDD = DatasetLayout(
         "with PartN.jpg and its mask PartN_label.bmp (empty for defect-free parts); one category 'ksdd', all "
         "images in the test split."
     ),
-    list_categories=ksdd_categories,
+    list_categories=partial(one_category, KSDD_CATEGORY, ksdd_root),
     make_samples=ksdd_samples,
 )
 
@@ -127,7 +108,6 @@ KSDD = DatasetLayout(
 # DAGM 2007: <ClassN>/{Train,Test}/NNNN.PNG, defective images have Label/NNNN_label.PNG.
 DAGM_SPLIT_FOLDERS = {"train": ("Train",), "test": ("Test",)}
 DAGM_LABEL_FOLDER = ("Label",)
-DAGM_LABEL_SUFFIX = "_label"
 
 
 def _is_dagm_class(folder: Path) -> bool:
@@ -154,7 +134,7 @@ def dagm_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     if folder is not None:
         masks = index_by_stem(child_folder(folder, DAGM_LABEL_FOLDER))
         for image in image_files(folder):
-            mask = mask_for(masks, image, (DAGM_LABEL_SUFFIX,))
+            mask = mask_for(masks, image, (LABEL_SUFFIX,))
             label = "defect" if mask is not None else "good"
             rows.append(sample_row(category_dir, split, label, image, mask is not None, mask))
     return make_table(rows, pixel_labels=True)

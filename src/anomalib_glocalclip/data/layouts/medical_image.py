@@ -1,20 +1,16 @@
-"""Medical datasets with image labels only: HeadCT, BrainMRI and Br35H.
-
-They have no masks, so their samples tables are ``classification`` tables (``pixel_labels=False``) and the
-paper evaluates them with image metrics only. Each is one category named after the dataset, with every image
-in the test split (none of them has an official train/test split).
-"""
+"""Medical datasets with image labels only (``classification`` tables): HeadCT, BrainMRI and Br35H."""
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from .base import DatasetLayout, DatasetLayoutError, image_files, make_table, sample_row
-from .discovery import child_folder, find_dataset_folder
+from .base import DatasetLayout, DatasetLayoutError, image_files, layout_of, make_table, sample_row
+from .discovery import child_folder, find_dataset_folder, one_category
 
 NORMAL_LABEL = "good"
 
@@ -56,11 +52,6 @@ def read_headct_labels(path: Path) -> dict[int, bool]:
         raise DatasetLayoutError(msg) from exc
 
 
-def headct_categories(root: Path) -> list[str]:
-    """HeadCT is one category, ``headct``, when ``labels.csv`` and ``head_ct/`` are found."""
-    return [HEADCT_CATEGORY] if headct_root(root) is not None else []
-
-
 def headct_samples(root: Path, category: str, split: str) -> pd.DataFrame:
     """Every image of ``head_ct/`` (test split), labelled by ``labels.csv`` matched on the image number."""
     base = headct_root(root)
@@ -90,7 +81,7 @@ HEADCT = DatasetLayout(
         "(columns id, hemorrhage) and <root>/head_ct/NNN.png (or head_ct/head_ct/NNN.png, as Kaggle nests it); "
         "image labels only."
     ),
-    list_categories=headct_categories,
+    list_categories=partial(one_category, HEADCT_CATEGORY, headct_root),
     make_samples=headct_samples,
     pixel_labels=False,
 )
@@ -138,29 +129,20 @@ class YesNoFolders:
         return make_table(rows, pixel_labels=False)
 
 
-def yes_no_layout(name: str, description: str, folders: YesNoFolders) -> DatasetLayout:
-    """A ``DatasetLayout`` reading ``folders``."""
-    return DatasetLayout(
-        name=name,
-        description=description,
-        list_categories=folders.list_categories,
-        make_samples=folders.make_samples,
-        pixel_labels=False,
-    )
-
-
-BRAINMRI = yes_no_layout(
+BRAINMRI = layout_of(
     "brainmri",
     "BrainMRI (https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection): "
     "<root>/brain_tumor_dataset/{yes,no}/*.{jpg,jpeg,png} (read instead of the archive's top-level copies), or "
     "<root>/{yes,no}; image labels only.",
     YesNoFolders(category="brainmri", prefer=("brain_tumor_dataset",)),
+    pixel_labels=False,
 )
 
-BR35H = yes_no_layout(
+BR35H = layout_of(
     "br35h",
     "Br35H (https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection): <root>/yes/yN.jpg and "
     "<root>/no/noN.jpg (the unlabelled pred/ folder is ignored); <root> may also be the folder holding them; "
     "image labels only.",
     YesNoFolders(category="br35h"),
+    pixel_labels=False,
 )

@@ -1,10 +1,7 @@
-"""Medical datasets with pixel labels: ISIC 2016, CVC-ColonDB, CVC-ClinicDB, Kvasir-SEG, EndoTect 2021 and TN3K.
+"""Medical datasets with pixel labels: ISIC 2016, CVC-ColonDB, CVC-ClinicDB, Kvasir-SEG, EndoTect and TN3K.
 
-Each is a folder of images and a sibling folder of masks, every image showing a lesion (polyp, skin lesion or
-thyroid nodule), so the test split has anomalous images only and the paper evaluates it with pixel metrics only.
-Each dataset is one category named after the dataset. The image and mask folders are found by name at the
-dataset root or up to two levels below it (archives add a top folder, Kaggle's CVC-ClinicDB adds ``PNG/`` and
-``TIF/``), and masks are paired with images by file name, never by position.
+Each is one category (named after the dataset) of anomalous images only, in a folder with a sibling folder of
+masks, found by name up to two levels below the root (archives add a top folder, Kaggle's ClinicDB ``PNG/``, ``TIF/``).
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import DatasetLayout, image_files, make_table, require_mask, sample_row
+from .base import image_files, layout_of, make_table, require_mask, sample_row
 from .discovery import child_folder, find_dataset_folder, index_by_stem, mask_for
 
 SEARCH_DEPTH = 2
@@ -79,30 +76,14 @@ class ImageMaskFolders:
                     continue
                 expected = mask_dir / f"{image.stem}{self.mask_suffixes[0]}.png"
                 mask = require_mask(mask_for(masks, image, self.mask_suffixes), image, expected)
-                rows.append(
-                    sample_row(
-                        image_dir.parent, split, self.anomaly_label, image, anomalous=True, mask=mask, category=category
-                    )
-                )
+                folder, label = image_dir.parent, self.anomaly_label
+                rows.append(sample_row(folder, split, label, image, anomalous=True, mask=mask, category=category))
         return make_table(rows, pixel_labels=True)
 
 
-def image_mask_layout(name: str, description: str, folders: ImageMaskFolders) -> DatasetLayout:
-    """A ``DatasetLayout`` reading ``folders``."""
-    return DatasetLayout(
-        name=name,
-        description=description,
-        list_categories=folders.list_categories,
-        make_samples=folders.make_samples,
-    )
+POLYP_FOLDERS = FolderPair(("images", "image", "Original"), ("masks", "mask", "Ground Truth", "GroundTruth"))
 
-
-POLYP_FOLDERS = FolderPair(
-    images=("images", "image", "Original"),
-    masks=("masks", "mask", "Ground Truth", "GroundTruth"),
-)
-
-ISIC2016 = image_mask_layout(
+ISIC2016 = layout_of(
     "isic2016",
     "ISIC 2016 lesion segmentation, task 1 (https://challenge.isic-archive.com/data/#2016): the test set's two "
     "archives extracted side by side, <root>/ISBI2016_ISIC_Part1_Test_Data/ISIC_NNNNNNN.jpg and "
@@ -120,7 +101,7 @@ ISIC2016 = image_mask_layout(
     ),
 )
 
-CVC_COLONDB = image_mask_layout(
+CVC_COLONDB = layout_of(
     "cvc_colondb",
     "CVC-ColonDB (380 images; https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579, the polyp "
     "collection AnomalyCLIP and GlocalCLIP link): <root>/images/N.png and <root>/masks/N.png (same names); "
@@ -128,7 +109,7 @@ CVC_COLONDB = image_mask_layout(
     ImageMaskFolders(category="cvc_colondb", splits={"test": POLYP_FOLDERS}, anomaly_label="polyp"),
 )
 
-CVC_CLINICDB = image_mask_layout(
+CVC_CLINICDB = layout_of(
     "cvc_clinicdb",
     "CVC-ClinicDB (612 images; https://polyp.grand-challenge.org/CVCClinicDB/): <root>/Original/N.tif and "
     "<root>/Ground Truth/N.tif (same names); also the Kaggle copy's PNG/ and TIF/ sub-folders (TIF preferred) "
@@ -136,14 +117,14 @@ CVC_CLINICDB = image_mask_layout(
     ImageMaskFolders(category="cvc_clinicdb", splits={"test": POLYP_FOLDERS}, anomaly_label="polyp", prefer=("TIF",)),
 )
 
-KVASIR_SEG = image_mask_layout(
+KVASIR_SEG = layout_of(
     "kvasir_seg",
     "Kvasir-SEG (1000 images; https://datasets.simula.no/kvasir-seg/, kvasir-seg.zip): <root>/Kvasir-SEG/images/"
     "<id>.jpg and <root>/Kvasir-SEG/masks/<id>.jpg (same names), or <root> = Kvasir-SEG/ itself.",
     ImageMaskFolders(category="kvasir_seg", splits={"test": POLYP_FOLDERS}, anomaly_label="polyp"),
 )
 
-ENDOTECT = image_mask_layout(
+ENDOTECT = layout_of(
     "endotect",
     "EndoTect 2021 segmentation test set (200 images; https://endotect.com, or the copy AnomalyCLIP links: "
     "https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view): <root>/images/<id>.jpg and "
@@ -151,7 +132,7 @@ ENDOTECT = image_mask_layout(
     ImageMaskFolders(category="endotect", splits={"test": POLYP_FOLDERS}, anomaly_label="polyp"),
 )
 
-TN3K = image_mask_layout(
+TN3K = layout_of(
     "tn3k",
     "TN3K thyroid nodules (https://github.com/haifangong/TRFE-Net-for-thyroid-nodule-segmentation): "
     "<root>/test-image/NNNN.jpg and <root>/test-mask/NNNN.jpg (same names; 614 test images), "

@@ -1,12 +1,4 @@
-"""MVTec AD and every dataset that copies its folder layout (MPDD, pre-split VisA, DTD-Synthetic, ...).
-
-::
-
-    <root>/<category>/train/good/*.png
-    <root>/<category>/test/good/*.png
-    <root>/<category>/test/<defect>/*.png
-    <root>/<category>/ground_truth/<defect>/<stem>_mask.png   (or <stem>.png)
-"""
+"""MVTec AD and every dataset that copies its folder layout (MPDD, pre-split VisA, DTD-Synthetic, ...)."""
 
 from __future__ import annotations
 
@@ -23,10 +15,7 @@ def mvtec_style_categories(root: Path) -> list[str]:
 
 
 def mvtec_style_samples(
-    root: Path,
-    category: str,
-    split: str,
-    good_labels: tuple[str, ...] = ("good",),
+    root: Path, category: str, split: str, good_labels: tuple[str, ...] = ("good",),
     mask_suffixes: tuple[str, ...] = ("_mask", ""),
 ) -> pd.DataFrame:
     """Samples of ``<root>/<category>/<split>/<label>/``; masks from ``ground_truth/<label>/``."""

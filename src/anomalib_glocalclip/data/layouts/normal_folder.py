@@ -1,9 +1,4 @@
-"""A flat folder of normal images, e.g. good images of a user's own product: ``<root>/*.png``.
-
-The folder is one category (its name); ``train`` and ``test`` are the same images, all normal. It is the usual
-input of synthetic-anomaly training (``anomalib_glocalclip.data.SyntheticSource``). Sub-folders are not read, so
-a folder with ``good/`` and ``bad/`` inside is read by the ``folder`` layout instead.
-"""
+"""A flat folder of normal images (``<root>/*.png``; sub-folders not read), the usual ``SyntheticSource`` input."""
 
 from __future__ import annotations
 

@@ -1,15 +1,4 @@
-"""VisA, raw (as downloaded, split by ``split_csv/1cls.csv``) or pre-split (``visa_pytorch``).
-
-Raw layout, read in place (nothing is copied)::
-
-    <root>/split_csv/1cls.csv                      object,split,label,image,mask
-    <root>/<category>/Data/Images/{Normal,Anomaly}/*.JPG
-    <root>/<category>/Data/Masks/Anomaly/*.png
-
-Pre-split layout (Anomalib's ``Visa`` datamodule writes it)::
-
-    <root>/visa_pytorch/<category>/{train,test}/{good,bad}, ground_truth/bad/<stem>.png
-"""
+"""VisA, raw (as downloaded, split by ``split_csv/1cls.csv``, read in place) or pre-split (``visa_pytorch``)."""
 
 from __future__ import annotations
 
