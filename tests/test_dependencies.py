@@ -36,6 +36,10 @@ def test_runtime_dependencies_equal_imports() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower() for requirement in project["dependencies"]}
     declared_modules = {IMPORT_NAMES.get(name, name) for name in declared}
+    app_extra = {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower()
+                 for requirement in project["optional-dependencies"]["app"]}
     own = {"anomalib_glocalclip", "_anomalib_glocalclip_hook", "__future__"}
     third_party = imported_top_level_modules() - set(sys.stdlib_module_names) - own
-    assert declared_modules == third_party
+    # The page's Gradio is the app extra's: only `anomalib-glocalclip app` needs it (and says how to install it).
+    assert declared_modules == third_party - app_extra
+    assert app_extra == {"gradio"} <= third_party
