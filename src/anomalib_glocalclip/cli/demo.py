@@ -1,6 +1,7 @@
 """``anomalib-glocalclip demo``: its options, and the command (which imports Anomalib only when it runs)."""
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from anomalib_glocalclip.demo.options import DemoOptions
@@ -37,5 +38,6 @@ def main(argv: Sequence[str]) -> int:
     """``anomalib-glocalclip demo``."""
     from anomalib_glocalclip.demo.run import run_demo
 
+    os.environ.setdefault("ANOMALIB_GLOCALCLIP_OFFLINE", "1")  # the command's process: the demo never downloads
     run_demo(parse_args(argv))
     return 0

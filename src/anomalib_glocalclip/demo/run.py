@@ -6,7 +6,6 @@ runs a tiny random backbone. Seeded: the same options give the same data, prompt
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -38,7 +37,6 @@ def _choose_backbone(args: DemoOptions) -> tuple[str, str | None, int, str]:
 def run_demo(options: DemoOptions | None = None) -> dict[str, float]:
     """Run the demo and return the zero-shot test metrics (on Anomalib's normalised scores, as ``anomalib test``)."""
     args = options or DemoOptions()
-    os.environ.setdefault("ANOMALIB_GLOCALCLIP_OFFLINE", "1")
     backbone, pretrained, image_size, note = _choose_backbone(args)
     note = textwrap.fill(note, width=79)
     banner = "=" * 79
