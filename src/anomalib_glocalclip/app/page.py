@@ -7,6 +7,7 @@ Every handler shows its error's message on the page, never a traceback (unexpect
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def _image_inputs() -> tuple[Any, ...]:
 
 def build_page(options: AppOptions, cache: ModelCache, workdir: Path) -> gr.Blocks:
     """The page, its handlers scoring with the models of ``cache`` and writing their results under ``workdir``."""
-    handlers = Handlers(options, cache or ModelCache(), workdir)
+    handlers = Handlers(options, cache, workdir)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as page:
         gr.Markdown(f"## {TITLE}")
         if options.tiny:
@@ -229,4 +230,6 @@ def serve(options: AppOptions, cache: ModelCache | None = None, block: bool = Tr
         allowed_paths=[str(workdir)],
         footer_links=["settings"],
     )
+    if block:  # the server has stopped: its uploads, heatmaps and tables go with it
+        shutil.rmtree(workdir, ignore_errors=True)
     return page

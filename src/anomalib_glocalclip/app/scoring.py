@@ -97,14 +97,13 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
         PluginError: missing weights, a bad prompt file, an unreadable reference image (the message says which).
     """
     from anomalib_glocalclip.anoclip import AnoCLIP
-    from anomalib_glocalclip.anoclip.prompts import clean_class_name, default_domain
+    from anomalib_glocalclip.anoclip.prompts import clean_class_name
     from anomalib_glocalclip.glocalclip import GlocalCLIP
 
     arguments = choice.model_arguments()
     if choice.method == "AnoCLIP":
-        name = clean_class_name(choice.object_name) or "object"
-        model = AnoCLIP(class_name=name, **arguments)
-        model.model.setup_prompts(name, default_domain(name))
+        model = AnoCLIP(class_name=clean_class_name(choice.object_name) or None, **arguments)
+        model.setup("predict")  # the model's own prompt encoding: its class name and domain rules
     elif choice.method == "GlocalCLIP":
         if not choice.prompt_file and not choice.tiny:
             msg = "GlocalCLIP scores with learned prompts: give its prompt file (prompts.pt), or choose AnoCLIP."
