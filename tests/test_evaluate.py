@@ -248,6 +248,8 @@ def test_results_of_another_model_are_not_mixed(sweep: dict[str, Any], data: dic
         run_sweep(other, output, data["mvtec"], categories=["bottle"])
     run_sweep(other, output, data["mvtec"], categories=["bottle"], overwrite=True, heatmaps=False)
     assert [path.stem for path in (output / "categories").glob("*.json")] == ["bottle"]
+    # The earlier sweep's report data went with its results.
+    assert sorted(path.name for path in (output / "categories").iterdir()) == ["bottle.json", "bottle.report.npz"]
 
 
 # ----- metrics per dataset level, and both AUPROs -----

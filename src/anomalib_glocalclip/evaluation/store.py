@@ -100,9 +100,10 @@ class ResultStore:
         return [result for result in results if result is not None]
 
     def clear(self) -> None:
-        """Delete every stored result and the settings (start the sweep over)."""
-        for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
-            path.unlink()
+        """Delete every stored result, what is kept beside it (report data) and the settings (start over)."""
+        for path in self.folder.iterdir() if self.folder.is_dir() else ():
+            if path.is_file():
+                path.unlink()
         (self.output / SETTINGS_FILE).unlink(missing_ok=True)
 
     def check_settings(self, settings: dict[str, Any]) -> None:
