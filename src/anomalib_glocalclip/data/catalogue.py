@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from anomalib.data import AnomalibDataModule
@@ -150,7 +150,7 @@ def list_categories(name: str | DatasetEntry, root: str | Path) -> list[str]:
 
 
 def make_datamodule(
-    entry_or_name: str | DatasetEntry, root: str | Path, category: str | None = None, **kwargs: Any,
+    entry_or_name: str | DatasetEntry, root: str | Path, category: str | None = None, **kwargs: object,
 ) -> AnomalibDataModule:
     """The datamodule (not yet set up) testing on ``category`` (optional for single-category sets) of a dataset.
 

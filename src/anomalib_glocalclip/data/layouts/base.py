@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import pandas as pd
 
@@ -76,7 +76,17 @@ class DatasetLayout:
         return samples
 
 
-def layout_of(name: str, description: str, reader: Any, pixel_labels: bool = True) -> DatasetLayout:
+class LayoutReader(Protocol):
+    """What ``layout_of`` makes a layout of: an object listing a dataset's categories and samples."""
+
+    def list_categories(self, root: Path) -> list[str]:
+        """``root -> sorted category names``."""
+
+    def make_samples(self, root: Path, category: str, split: str) -> pd.DataFrame:
+        """``(root, category, split) -> samples table``."""
+
+
+def layout_of(name: str, description: str, reader: LayoutReader, pixel_labels: bool = True) -> DatasetLayout:
     """A layout listing its categories and samples with ``reader.list_categories`` and ``reader.make_samples``."""
     return DatasetLayout(name, description, reader.list_categories, reader.make_samples, pixel_labels)
 
