@@ -164,7 +164,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         return
 
     @property
-    def trainer_arguments(self) -> dict[str, Any]:
+    def trainer_arguments(self) -> dict[str, object]:
         """With ``tta``, evaluate under ``no_grad`` instead of ``inference_mode`` (the adapter needs autograd)."""
         return {"inference_mode": False} if self.tta else {}
 
