@@ -1,4 +1,4 @@
-"""Any dataset layout as an Anomalib datamodule whose every file is read by the plugin's reader.
+"""A dataset of any layout as an Anomalib datamodule whose every file is read by the plugin's reader.
 
 The validation split is the test split (``same_as_test``) unless asked otherwise; a test split is the dataset's own
 (anomalous-only sets stay so, no normal images are borrowed).
