@@ -46,26 +46,26 @@ def check_inputs(section: dict[str, object], config_path: str | Path | None = No
 
 
 def _model_problems(spec: ClassSpec) -> list[str]:
-    spec = normalise_spec(spec)
+    entry = normalise_spec(spec)
     problems = []
     try:
-        resolve_class_path(spec["class_path"])
+        resolve_class_path(entry["class_path"])
     except ImportError as error:  # Anomalib's UnknownModelError is an ImportError
-        problems.append(f"model `{spec['class_path']}`: {error}")
-    prompts = spec["init_args"].get("prompt_weights")
+        problems.append(f"model `{entry['class_path']}`: {error}")
+    prompts = entry["init_args"].get("prompt_weights")
     if prompts and not Path(prompts).expanduser().is_file():
-        problems.append(f"model `{spec['class_path']}`: prompt_weights file {prompts} does not exist: {PROMPT_HINT}.")
+        problems.append(f"model `{entry['class_path']}`: prompt_weights file {prompts} does not exist: {PROMPT_HINT}.")
     return problems
 
 
 def _data_problems(spec: ClassSpec) -> list[str]:
-    spec = normalise_spec(spec)
+    entry = normalise_spec(spec)
     problems = []
     for key in DATA_PATH_KEYS:
-        folder = spec["init_args"].get(key)
+        folder = entry["init_args"].get(key)
         if folder and not Path(folder).expanduser().exists():
             problems.append(
-                f"data `{spec['class_path']}`: {key} {folder} does not exist: download or generate the dataset there, "
+                f"data `{entry['class_path']}`: {key} {folder} does not exist: download or generate the dataset there, "
                 f"or set `data.init_args.{key}` to its folder (relative paths start at the current folder, "
                 f"{Path.cwd()})."
             )

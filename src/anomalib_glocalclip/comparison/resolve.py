@@ -37,5 +37,4 @@ def build_model(spec: ClassSpec) -> AnomalibModule:
 
 def build_datamodule(spec: ClassSpec) -> AnomalibDataModule:
     """Instantiate a data entry through Anomalib's ``get_datamodule``."""
-    normalised = normalise_spec(spec)
-    return get_datamodule({"class_path": normalised["class_path"], "init_args": normalised["init_args"]})
+    return get_datamodule(dict(normalise_spec(spec)))

@@ -121,9 +121,7 @@ class FeatureCache:
 
         ``scratch`` holds ``disk`` storage (in a temporary folder inside it, removed by ``release``).
         """
-        if storage not in STORAGES:
-            msg = f"feature cache storage must be one of {STORAGES}, got {storage!r}."
-            raise ValueError(msg)
+        check_storage(storage)
         cache: FeatureCache | None = None
         start = 0
         for batch in batches:
