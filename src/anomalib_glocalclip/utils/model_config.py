@@ -12,11 +12,10 @@ if TYPE_CHECKING:
     from anomalib.models import AnomalibModule
 
 ClassSpec = str | dict[str, object]
-"""A model or data entry of a config: a class name or ``{class_path, init_args}`` (a model's may add ``name``)."""
 
 
 class ClassEntry(TypedDict):
-    """A normalised entry; the config entry's other keys (a model's ``name``) are kept beside these two."""
+    """A ``ClassSpec`` (a config's model or data entry) normalised; its other keys (a model's ``name``) are kept."""
 
     class_path: str
     init_args: dict[str, object]

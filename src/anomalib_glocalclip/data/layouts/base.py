@@ -76,17 +76,14 @@ class DatasetLayout:
         return samples
 
 
-class LayoutReader(Protocol):
-    """What ``layout_of`` makes a layout of: an object listing a dataset's categories and samples."""
+class _LayoutReader(Protocol):
+    """What ``layout_of`` makes a layout of: an object with the layout's ``list_categories`` and ``make_samples``."""
 
-    def list_categories(self, root: Path) -> list[str]:
-        """``root -> sorted category names``."""
-
-    def make_samples(self, root: Path, category: str, split: str) -> pd.DataFrame:
-        """``(root, category, split) -> samples table``."""
+    def list_categories(self, root: Path) -> list[str]: ...
+    def make_samples(self, root: Path, category: str, split: str) -> pd.DataFrame: ...
 
 
-def layout_of(name: str, description: str, reader: LayoutReader, pixel_labels: bool = True) -> DatasetLayout:
+def layout_of(name: str, description: str, reader: _LayoutReader, pixel_labels: bool = True) -> DatasetLayout:
     """A layout listing its categories and samples with ``reader.list_categories`` and ``reader.make_samples``."""
     return DatasetLayout(name, description, reader.list_categories, reader.make_samples, pixel_labels)
 
