@@ -1,9 +1,10 @@
 """The catalogue of datasets: one entry per dataset of the paper's cross-dataset protocol.
 
-Everything else about the datasets is derived from :data:`CATALOGUE`: the plugin's datamodule classes
-(``data/datamodules.py``), the package's exports, the ``evaluate --help`` list, the table of ``data/README.md``
-(:func:`markdown_table`) and the sweep's dataset choice. A new dataset is a layout (``data/layouts``, under the
-entry's name) and one entry here. This module imports neither torch nor Anomalib (command-line help reads it).
+Everything else about the datasets is derived from :data:`CATALOGUE`: the package's exports, the ``evaluate --help``
+list, the table of ``data/README.md`` (:func:`markdown_table`) and the sweep's dataset choice. A new dataset is a
+layout (``data/layouts``, under the entry's name), one entry here and, where the entry names one, a class in
+``data/datamodules.py`` (tests check that the classes are the catalogue's). This module imports neither torch nor
+Anomalib (command-line help reads it).
 """
 
 from __future__ import annotations
