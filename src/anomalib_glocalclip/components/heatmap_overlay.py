@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -9,6 +11,7 @@ from PIL import Image
 
 HEATMAP_MAX_SIDE = 1024
 """Longest side of a drawn heatmap, in pixels."""
+COLOUR_MAP = "jet"
 
 
 def draw_heatmap(
@@ -18,7 +21,7 @@ def draw_heatmap(
     long_side: int = HEATMAP_MAX_SIDE,
     enlarge: bool = False,
 ) -> Image.Image:
-    """The anomaly map in the jet colours over the image, half and half, at most ``long_side`` pixels long.
+    """The anomaly map in the ``COLOUR_MAP`` colours over the image, half and half, at most ``long_side`` pixels long.
 
     Args:
         image: ``[3, H, W]`` in [0, 1].
@@ -40,5 +43,17 @@ def draw_heatmap(
     anomaly_map = F.interpolate(anomaly_map[None, None].float(), size=size, mode="bilinear", align_corners=False)
     low, high = value_range
     levels = ((anomaly_map[0, 0] - low) / (high - low if high > low else 1.0)).clamp(0, 1).mul(255).round()
-    colours = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+    colours = (colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
     return Image.fromarray(((pixels.astype(np.uint16) + colours[levels.to(torch.uint8).numpy()]) // 2).astype(np.uint8))
+
+
+def colour_bar_html(value_range: tuple[float, float], scale: str) -> str:
+    """A colour bar of :func:`draw_heatmap`'s colours from ``value_range``'s low to its high score, saying ``scale``."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    stops = ", ".join(to_hex(colour) for colour in colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 9)))
+    bar = f"display:inline-block;width:12em;height:1em;vertical-align:middle;background:linear-gradient(90deg,{stops})"
+    low, high = value_range
+    return (f'<p class="colour-bar">{low:.4g} <span style="{bar}"></span> {high:.4g}: {html.escape(scale)} '
+            "(drawn half over the image; scores outside the range take its end colours)</p>")
