@@ -51,7 +51,10 @@ logger = logging.getLogger(__name__)
 TITLE = "GlocalCLIP / AnoCLIP: zero-shot anomaly detection"
 THRESHOLD_STEP = 0.0001
 """The slider's step: scores that differ in the third decimal are told apart."""
-CSS = "#heatmaps .caption-label { white-space: normal; overflow-wrap: anywhere; }"  # names shown whole
+CSS = (
+    "#heatmaps .caption-label { white-space: normal; overflow-wrap: anywhere; }"  # names shown whole
+    "#threshold input[type=number], #threshold button { display: none; }"  # the box beside it is the number
+)
 _FIXES: Mapping[type[Exception], str] = {
     WeightsNotFoundError: "In *CLIP weights*, give the path of a weight file on this machine or an open_clip tag "
     "whose file is in the cache folder; leave it empty for the method's default.",
@@ -216,8 +219,8 @@ def _threshold_inputs() -> tuple[gr.Number, gr.Slider]:
     """The threshold: a number box (any value) and a fine slider over [0, 1] tied to it."""
     label = f"Threshold: anomalous above this raw image score ({UNREADABLE}: not read)"
     number = gr.Number(value=FALLBACK_THRESHOLD, label=label, elem_id="threshold-box", step=THRESHOLD_STEP)
-    slider = gr.Slider(0.0, 1.0, value=FALLBACK_THRESHOLD, step=THRESHOLD_STEP, label="slide it finely",
-                       elem_id="threshold", show_reset_button=False)
+    slider = gr.Slider(0.0, 1.0, value=FALLBACK_THRESHOLD, step=THRESHOLD_STEP, elem_id="threshold",
+                       label=f"or slide it (steps of {THRESHOLD_STEP})")
     return number, slider
 
 

@@ -292,11 +292,11 @@ def scoring_steps(
 
 
 def _read(result: ImageResult) -> torch.Tensor | None:
-    """The image ``[3, H, W]`` in [0, 1], or ``None`` with the reader's message in ``result.error``."""
+    """The image ``[3, H, W]`` in [0, 1], or ``None`` with the reader's message (the file by its name) in ``error``."""
     try:
         return read_image(result.path)
     except (PluginError, OSError) as error:
-        result.error = str(error)
+        result.error = str(error).replace(result.path, result.name)  # an upload's path is the page's temporary one
         return None
 
 
