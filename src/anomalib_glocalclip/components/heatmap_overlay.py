@@ -52,8 +52,7 @@ def colour_bar_html(value_range: tuple[float, float], scale: str) -> str:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    stops = ", ".join(to_hex(colour) for colour in colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 9)))
+    stops = ",".join(map(to_hex, colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 9))))
     bar = f"display:inline-block;width:12em;height:1em;vertical-align:middle;background:linear-gradient(90deg,{stops})"
-    low, high = value_range
-    return (f'<p class="colour-bar">{low:.4g} <span style="{bar}"></span> {high:.4g}: {html.escape(scale)} '
-            "(drawn half over the image; scores outside the range take its end colours)</p>")
+    return (f'<p class="colour-bar">{value_range[0]:.4g} <span style="{bar}"></span> {value_range[1]:.4g}: '
+            f"{html.escape(scale)} (drawn half over the image; scores beyond take the end colours)</p>")
