@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 TILE_SIZE = 200
 NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
+CODE_SPAN = re.compile(r"`([^`]+)`")  # the footnotes' only Markdown
 RANDOM_WEIGHTS = re.compile(r"pretrained'?\s*[=:]\s*(None|'(none|null|random)?')", re.IGNORECASE)  # in sweep.json
 RANDOM_BANNER = ("Random CLIP weights (pretrained: none): the numbers, curves and heatmaps of this report mean "
                  "nothing; they show the report working. Run with real weights for results.")
@@ -152,7 +153,7 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
     return plots
 
 
-def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float) -> str:
+def _heatmap_uri(path: str, heatmap: np.ndarray | None, value_range: tuple[float, float]) -> str:
     """A JPEG data URI of the image at ``path`` (re-read by the plugin's reader) with ``heatmap`` over it."""
     try:
         image = read_image(path)
@@ -160,32 +161,26 @@ def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float)
         image = torch.full((3, TILE_SIZE, TILE_SIZE), 128 / 255)
     heatmap = None if heatmap is None else torch.from_numpy(heatmap)
     buffer = io.BytesIO()
-    draw_heatmap(image, heatmap, (low, high), TILE_SIZE, enlarge=True).save(buffer, format="JPEG", quality=85)
+    draw_heatmap(image, heatmap, value_range, TILE_SIZE, enlarge=True).save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _cases(data: ReportData, anomalous: bool) -> str:
     kind = "negatives (anomalous images at or below" if anomalous else "positives (normal images above"
     header = f"<h3>Worst false {kind} the threshold)</h3>"
-    if math.isnan(data.threshold):
-        return header + '<p class="muted">No image threshold was fitted.</p>'
     chosen = data.worst(anomalous)
     if not chosen:
-        return header + '<p class="muted">None.</p>'
-    low, high = (float(value) for value in data.map_range)
+        reason = "No image threshold was fitted." if math.isnan(data.threshold) else "None."
+        return header + f'<p class="muted">{reason}</p>'
     tiles = []
     for index in chosen:
         path = data.paths[index]
         name = "/".join(Path(path).parts[-3:])
-        uri = _heatmap_uri(path, data.map_of(index), low, high)
+        uri = _heatmap_uri(path, data.map_of(index), (float(data.map_range[0]), float(data.map_range[1])))
         tiles.append(f'<figure class="case"><img src="{uri}" alt="heatmap of {html.escape(name)}">'
                      f'<figcaption>score {data.scores[index]:.4g}<br><span title="{html.escape(path)}">'
                      f"{html.escape(name)}</span></figcaption></figure>")
     return header + f'<div class="cases">{"".join(tiles)}</div>'
-
-
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f} s"
 
 
 def _anchor(category: str) -> str:
@@ -196,7 +191,7 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     """The HTML of one category: its error line, or its numbers, plots and worst cases."""
     head = (f'<section class="category" id="{_anchor(result.category)}"><h2>{html.escape(result.category)}</h2>'
             f"<p>{result.status}; {result.n_images or 0} test images, {result.n_anomalous or 0} anomalous; "
-            f"took {_seconds(result.duration_s)}</p>")
+            f"took {'–' if result.duration_s is None else f'{result.duration_s:.1f} s'}</p>")
     if not result.ok:
         return head + f'<p class="error">{html.escape(f"{result.status}: {result.error}")}</p></section>'
     path = report_data_path(output, result.category)
@@ -216,11 +211,6 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     return head + body + "</section>"
 
 
-def _markdown(text: str) -> str:
-    """``text`` in HTML, its Markdown code spans (`code`, the footnotes' only markup) rendered."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-
-
 def _random_weights(output: Path) -> bool:
     """Whether the model that the sweep in ``output`` describes in its settings file has random CLIP weights."""
     settings = output / SETTINGS_FILE
@@ -238,7 +228,7 @@ def write_report(
     """
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)
-    notes = "".join(f"<li>{_markdown(note)}</li>" for note in footnotes)
+    notes = "".join("<li>" + CODE_SPAN.sub(r"<code>\1</code>", html.escape(note)) + "</li>" for note in footnotes)
     banner = f'<p class="banner" id="random-weights">{RANDOM_BANNER}</p>' if _random_weights(output) else ""
     paper = table.rename(columns=COLUMN_TITLES).reset_index().to_html(
         classes="paper", index=False, na_rep="–", float_format=lambda value: f"{value:.1f}", border=0
