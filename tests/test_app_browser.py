@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from anomalib_glocalclip.app import AppOptions, ModelCache
+from anomalib_glocalclip.app.scoring import CSV_COLUMNS
 from anomalib_glocalclip.demo.products import make_image
 from browser import PageWatch, chromium  # noqa: F401
 
@@ -165,21 +166,33 @@ def test_page_scores_names_the_broken_file_and_re_decides_without_the_model(chro
     assert watch.console_errors == []
 
 
-def test_folder_rows_are_named_by_relative_path_and_duplicates_scored_once(chromium, app, tmp_path) -> None:  # noqa: F811
-    _product(tmp_path / "good" / "000.png", 5)
-    _product(tmp_path / "crack" / "000.png", 6, anomalous=True)
-    (tmp_path / "crack" / "copy.png").write_bytes((tmp_path / "good" / "000.png").read_bytes())
+def test_rows_are_named_by_relative_path_or_upload_name_and_duplicates_scored_once(chromium, app, tmp_path) -> None:  # noqa: F811
+    folder = tmp_path / "folder"
+    _product(folder / "good" / "000.png", 5)
+    _product(folder / "crack" / "000.png", 6, anomalous=True)
+    (folder / "crack" / "copy.png").write_bytes((folder / "good" / "000.png").read_bytes())
+    uploads = [_product(tmp_path / "a" / "000.png", 7), _product(tmp_path / "b" / "000.png", 8)]  # one name, twice
     page, _ = _open(chromium, app)
-    page.locator("#folder textarea, #folder input").first.fill(str(tmp_path))
-    page.locator("#score").click()
-    page.locator("#heatmaps img").nth(1).wait_for()
-    rows = page.locator("#results").inner_text()
-    assert "crack/000.png" in rows
-    assert "good/000.png" in rows
-    assert len(_decisions(page)) == 2
-    assert "the same content as" in page.locator("#messages").inner_text()
-    assert "crack/copy.png" in page.locator("#messages").inner_text()
+    page.locator("#method").get_by_text("GlocalCLIP").click()
+    assert "untrained prompts" in page.locator("#prompt-note").inner_text()
+    assert "Learn prompts from your own normal images" in page.locator("#prompt-note").inner_text()
+    page.locator("#method").get_by_text("AnoCLIP").click()
+    page.locator("#images input[type=file]").set_input_files([str(path) for path in uploads])
+    page.wait_for_function("document.querySelectorAll('#images .file-name, #images tr').length >= 2")
+    page.locator("#folder textarea, #folder input").first.fill(str(folder))
     assert "sub-folders" in page.locator("#folder").inner_text()
+    page.locator("#score").click()
+    page.locator("#heatmaps img").nth(3).wait_for()
+    rows = page.locator("#results").inner_text()
+    for name in ("000.png", "000 (2).png", "crack/000.png", "good/000.png"):
+        assert name in rows
+    assert len(_decisions(page)) == 4  # crack/copy.png: the same content as good/000.png, scored once
+    assert "crack/copy.png" in page.locator("#messages").inner_text()
+    assert "the same content as" in page.locator("#messages").inner_text()
+    csv_link = page.locator("#downloads a[href*='results.csv']").first.get_attribute("href")
+    header = page.request.get(csv_link if csv_link.startswith("http") else app.url.rstrip("/") + csv_link).text()
+    assert header.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert "AnoCLIP,tiny-clip,random (tiny CLIP)" in header
 
 
 def test_cancel_and_reload_stop_the_run(chromium, app, tmp_path) -> None:  # noqa: F811

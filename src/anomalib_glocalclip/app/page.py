@@ -53,6 +53,7 @@ THRESHOLD_STEP = 0.0001
 """The slider's step: scores that differ in the third decimal are told apart."""
 CSS = (
     "#heatmaps .caption-label { white-space: normal; overflow-wrap: anywhere; }"  # names shown whole
+    "#heatmaps .grid-wrap { height: auto; max-height: none; }"  # every heatmap in sight, no inner scrolling
     "#threshold input[type=number], #threshold button { display: none; }"  # the box beside it is the number
 )
 _FIXES: Mapping[type[Exception], str] = {
