@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -48,11 +46,10 @@ def draw_heatmap(
 
 
 def colour_bar_html(value_range: tuple[float, float], scale: str) -> str:
-    """A colour bar of :func:`draw_heatmap`'s colours from ``value_range``'s low to its high score, saying ``scale``."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
+    """A colour bar of :func:`draw_heatmap`'s colours from ``value_range``'s low to its high score; ``scale``: HTML."""
+    from matplotlib import colormaps, colors
 
-    stops = ",".join(map(to_hex, colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 9))))
+    stops = ",".join(map(colors.to_hex, colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, 9))))
     bar = f"display:inline-block;width:12em;height:1em;vertical-align:middle;background:linear-gradient(90deg,{stops})"
     return (f'<p class="colour-bar">{value_range[0]:.4g} <span style="{bar}"></span> {value_range[1]:.4g}: '
-            f"{html.escape(scale)} (drawn half over the image; scores beyond take the end colours)</p>")
+            f"{scale} (drawn half over the image; scores beyond take the end colours)</p>")

@@ -38,8 +38,7 @@ TILE_SIZE = 200
 NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
 CODE_SPAN = re.compile(r"`([^`]+)`")  # the footnotes' only Markdown
 RANDOM_WEIGHTS = re.compile(r"pretrained'?\s*[=:]\s*(None|'(none|null|random)?')", re.IGNORECASE)  # in sweep.json
-RANDOM_BANNER = ("Random CLIP weights (pretrained: none): the numbers, curves and heatmaps of this report mean "
-                 "nothing; they show the report working. Run with real weights for results.")
+RANDOM_BANNER = "Random CLIP weights (pretrained: none): the numbers, curves and heatmaps of this report mean nothing."
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -211,12 +210,6 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     return head + body + "</section>"
 
 
-def _random_weights(output: Path) -> bool:
-    """Whether the model that the sweep in ``output`` describes in its settings file has random CLIP weights."""
-    settings = output / SETTINGS_FILE
-    return settings.is_file() and RANDOM_WEIGHTS.search(settings.read_text(encoding="utf-8")) is not None
-
-
 def write_report(
     output: str | Path, results: Sequence[CategoryResult], table: pd.DataFrame, title: str,
     footnotes: Sequence[str] = ()
@@ -229,7 +222,9 @@ def write_report(
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)
     notes = "".join("<li>" + CODE_SPAN.sub(r"<code>\1</code>", html.escape(note)) + "</li>" for note in footnotes)
-    banner = f'<p class="banner" id="random-weights">{RANDOM_BANNER}</p>' if _random_weights(output) else ""
+    settings = output / SETTINGS_FILE  # the sweep's model description: random CLIP weights get a banner
+    random = settings.is_file() and RANDOM_WEIGHTS.search(settings.read_text(encoding="utf-8")) is not None
+    banner = f'<p class="banner" id="random-weights">{RANDOM_BANNER}</p>' if random else ""
     paper = table.rename(columns=COLUMN_TITLES).reset_index().to_html(
         classes="paper", index=False, na_rep="–", float_format=lambda value: f"{value:.1f}", border=0
     )

@@ -215,18 +215,15 @@ class ReportCollector(Callback):
         small = small.to(torch.float16).cpu().numpy()
         for offset, (score, label) in enumerate(zip(scores, labels, strict=True)):
             self._candidates.append((float(score), int(label), first + offset, small[offset]))
-        self._trim_candidates()
+        # Only the n_worst highest-scored normal and lowest-scored anomalous images' maps are kept.
+        normal = sorted((each for each in self._candidates if each[1] == 0), key=lambda each: -each[0])
+        anomalous = sorted((each for each in self._candidates if each[1] == 1), key=lambda each: each[0])
+        self._candidates = normal[: self.n_worst] + anomalous[: self.n_worst]
         if outputs.gt_mask is not None:
             masks = outputs.gt_mask.reshape(len(scores), 1, *outputs.gt_mask.shape[-2:])
             if masks.shape != maps.shape:
                 masks = functional.interpolate(masks.float(), size=maps.shape[-2:], mode="nearest")
             self._pixels.add(maps, masks > 0)
-
-    def _trim_candidates(self) -> None:
-        """Keep the ``n_worst`` highest-scored normal and lowest-scored anomalous images' maps."""
-        normal = sorted((each for each in self._candidates if each[1] == 0), key=lambda each: -each[0])
-        anomalous = sorted((each for each in self._candidates if each[1] == 1), key=lambda each: each[0])
-        self._candidates = normal[: self.n_worst] + anomalous[: self.n_worst]
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Read the image threshold the post-processor holds after the test (fitted by then)."""
