@@ -229,8 +229,16 @@ def test_handler_errors_speak_the_pages_words_and_keep_earlier_results(cache, fi
     prompts.parent.mkdir(parents=True)
     prompts.write_bytes(b"not a prompt file")
     *_, last = _score(handlers, method="GlocalCLIP", prompt=str(prompts), images=[str(files[0])])
-    assert last[3] == ("**Error:** Could not read prompt file prompts.pt. Give the prompt file (prompts.pt) a "
-                       "GlocalCLIP training run wrote, or choose AnoCLIP.")
+    assert last[3] == ("**Error:** Could not read prompt file prompts.pt. Is it complete and written by GlocalCLIP? "
+                       "Give the prompt file (prompts.pt) a GlocalCLIP training run wrote, or choose AnoCLIP.")
+    from anomalib_glocalclip.backbone import WeightsNotFoundError
+
+    offline = WeightsNotFoundError("CLIP weights 'B' / 't' are not available offline.\n  Cache folder:  /c\n"
+                                   "Fix: put it there, or pass --model.pretrained /x.pt.")
+    assert page.error_message(offline, {}) == (
+        "**Error:** CLIP weights 'B' / 't' are not available offline. Cache folder: /c. In *CLIP weights*, give the "
+        "path of a weight file on this machine or an open_clip tag whose file is in the cache folder; leave it "
+        "empty for the method's default.")
     unexpected = page.error_message(IndexError("pop from empty list"), {})
     assert "pop from empty list" not in unexpected
     assert "IndexError" in unexpected

@@ -76,25 +76,28 @@ class Run:
 
 
 def error_message(error: BaseException, shown: Mapping[str, str], workdir: Path | None = None) -> str:
-    """What the page says about ``error``, in its words and with the fix, each path of ``shown`` by its name.
+    """What the page says about ``error``: in its words, each path of ``shown`` by its name, with the page's fix.
 
-    A plugin error's first sentence is kept (not its command-line advice), a copy in ``workdir`` named as the user
-    named it; other errors go to the log.
+    A plugin error's message is kept without its command-line advice (``Pass ...``, options, ``Fix:``) and
+    without the words of the library error it was raised from; a copy in ``workdir`` is named as the user named it.
+    Other errors go to the log.
     """
     if not isinstance(error, PluginError):
         logger.error("The page's request failed", exc_info=error)
         return (f"**Error:** scoring failed unexpectedly ({type(error).__name__}; the details are in the log of "
                 "the terminal running the page). Check the inputs and press Score again.")
-    text = str(error)
+    text = str(error).split("\nFix:")[0]
+    if error.__cause__ is not None:  # e.g. torch.load's own explanation
+        text = text.replace(f": {error.__cause__}", "")
     for path, name in sorted(shown.items(), key=lambda item: -len(item[0])):
         text = text.replace(path, name)
     if workdir is not None:  # a few-shot image, copied as <workdir>/references-<digest>/<index>_<name>
         text = re.sub(re.escape(str(workdir)) + r"/references-\w+/\d+_", "", text)
+    sentences = re.split(r"(?<=[.?])\s+", text)
+    text = " ".join(each for each in sentences if not each.startswith("Pass ") and "--" not in each)
+    text = " ".join(text.split())
     fix = next((fix for kind, fix in _FIXES.items() if isinstance(error, kind)), "")
-    if fix:  # the sentences before the fix and other advice of the command line
-        text = " ".join(re.split(r"(?<=[.\]])\s+(?=Pass |Fix:|Please |Check )", text.split("\nFix:")[0])[:1])
-        text = text.split(": Weights only load failed")[0].rstrip(".") + "."
-    return f"**Error:** {' '.join(text.split())} {fix}".rstrip()
+    return f"**Error:** {text}{'' if text.endswith(('.', '?')) else '.'} {fix}".rstrip()
 
 
 def _caption(result: ImageResult, decision: str) -> str:
