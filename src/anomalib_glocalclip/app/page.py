@@ -185,8 +185,8 @@ class Handlers:
     def show_method(method: str) -> tuple[gr.Textbox, gr.Textbox, gr.File, gr.Markdown]:
         """AnoCLIP asks for the object's name, GlocalCLIP for a prompt file (and says what none means)."""
         glocal = method == "GlocalCLIP"
-        return gr.Textbox(visible=not glocal), gr.Textbox(visible=glocal), gr.File(visible=glocal), gr.Markdown(
-            visible=glocal)
+        return (gr.Textbox(visible=not glocal), gr.Textbox(visible=glocal), gr.File(visible=glocal),
+                gr.Markdown(visible=glocal))
 
 
 def _model_inputs(options: AppOptions) -> tuple[gr.Radio, gr.Textbox, gr.Textbox, gr.File, gr.Markdown, gr.Textbox]:

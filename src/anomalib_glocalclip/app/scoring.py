@@ -355,9 +355,9 @@ def write_csv(
 ) -> Path:
     """Write the results (``CSV_COLUMNS``: full-precision scores, the threshold, ``settings``) to ``path``."""
     path = Path(path)
-    settings = [(settings or {}).get(column, "") for column in SETTING_COLUMNS]
+    described = [(settings or {}).get(column, "") for column in SETTING_COLUMNS]
     with path.open("w", newline="", encoding="utf-8") as file:
-        rows = ([*row[:2], threshold, *row[2:], *settings] for row in result_rows(results, threshold, digits=None))
+        rows = ([*row[:2], threshold, *row[2:], *described] for row in result_rows(results, threshold, digits=None))
         csv.writer(file).writerows([CSV_COLUMNS, *rows])
     return path
 
