@@ -199,7 +199,7 @@ def _model_inputs(options: AppOptions) -> tuple[gr.Radio, gr.Textbox, gr.Textbox
     )
     prompt_path = gr.Textbox(value=options.prompt_file or "", label="Prompt file (GlocalCLIP): path", visible=glocal)
     prompt_upload = gr.File(label="or upload the prompt file", type="filepath", visible=glocal)
-    prompt_note = gr.Markdown(f"Without a prompt file: {UNTRAINED_NOTE}", visible=glocal, elem_id="prompt-note")
+    prompt_note = gr.Markdown(UNTRAINED_NOTE, visible=glocal, elem_id="prompt-note")
     weights = gr.Textbox(
         value=options.weights or "", label="CLIP weights: open_clip tag or local file (empty: the method's default)",
         visible=not options.tiny,
@@ -258,7 +258,7 @@ def build_page(options: AppOptions, cache: ModelCache, workdir: Path) -> gr.Bloc
                               api_name="score", show_progress="minimal")
         cancel.click(lambda: "Cancelled: the results shown are the earlier run's.", None, message, cancels=[scoring])
         slider.input(lambda value: value, slider, number, show_progress="hidden", queue=False)
-        number.change(lambda value: value if value is not None else gr.skip(), number, slider,
+        number.change(lambda value: gr.skip() if value is None else min(max(value, 0.0), 1.0), number, slider,
                       show_progress="hidden", queue=False)
         number.change(handlers.redecide, [state, number], [gallery, table, message, downloads],
                       api_name="decide", show_progress="hidden")

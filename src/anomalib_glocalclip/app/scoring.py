@@ -46,8 +46,8 @@ TINY_NOTE = (
 )
 PROMPTS_SECTION = '"Learn prompts from your own normal images" (or "GlocalCLIP, 1. Learn prompts on auxiliary data")'
 UNTRAINED_NOTE = (
-    "GlocalCLIP has no prompt file, so it scores with untrained prompts: its scores mean little. The README's "
-    f"section {PROMPTS_SECTION} makes a prompt file (prompts.pt); give it here, or choose AnoCLIP."
+    "Without a prompt file GlocalCLIP scores with untrained prompts: its scores mean little. The README's section "
+    f"{PROMPTS_SECTION} makes one (prompts.pt); give it here, or choose AnoCLIP."
 )
 TABLE_COLUMNS = ("file", "score", "decision", "same content as", "error")
 SETTING_COLUMNS = ("method", "backbone", "weights", "prompt file", "references")
