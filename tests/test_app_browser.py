@@ -154,13 +154,14 @@ def test_page_scores_names_the_broken_file_and_re_decides_without_the_model(chro
     assert _decisions(page) == ["normal", "normal", "unreadable"]
     assert app.calls == scored  # the threshold never called the model
 
+    _set_threshold(page, 0.5)
+    page.wait_for_timeout(500)
+    _screenshot(page, "app.png")
+
     page.locator("#folder textarea, #folder input").first.fill("/no/such/folder")
     page.locator("#score").click()
     page.locator("#messages").get_by_text("Image folder not found").wait_for()
     assert _decisions(page) == ["normal", "normal", "unreadable"]  # an error leaves the results shown
-    _set_threshold(page, 0.5)
-    page.wait_for_timeout(500)
-    _screenshot(page, "app.png")
     assert watch.page_errors == []
     assert watch.external_requests == []  # nothing leaves the machine: no fonts, analytics or CDN
     assert watch.console_errors == []
