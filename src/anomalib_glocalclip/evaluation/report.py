@@ -175,7 +175,7 @@ def _cases(data: ReportData, anomalous: bool) -> str:
     for index in chosen:
         path = data.paths[index]
         name = "/".join(Path(path).parts[-3:])
-        uri = _heatmap_uri(path, data.map_of(index), (float(data.map_range[0]), float(data.map_range[1])))
+        uri = _heatmap_uri(path, data.map_of(index), tuple(map(float, data.map_range)))
         tiles.append(f'<figure class="case"><img src="{uri}" alt="heatmap of {html.escape(name)}">'
                      f'<figcaption>score {data.scores[index]:.4g}<br><span title="{html.escape(path)}">'
                      f"{html.escape(name)}</span></figcaption></figure>")
