@@ -287,8 +287,8 @@ def run_sweep(
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
     from anomalib_glocalclip.evaluation import sweep
+    from anomalib_glocalclip.evaluation.heatmap_writer import HeatmapWriter
     from anomalib_glocalclip.evaluation.store import ResultStore
 
     spans = Spans()

@@ -9,13 +9,14 @@ import pytest
 from anomalib.data import MVTecAD
 from anomalib.post_processing import PostProcessor
 
+from anomalib_glocalclip.components import FittedThresholdPostProcessor
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.evaluation.engine import evaluation_engine, runs_in_one_pass
 
 
 def _model(normalize: bool = False, post_processor: object = None) -> SimpleNamespace:
     """What the engine path reads of a model: its post-processor, and the visualizer it may replace."""
-    post_processor = post_processor or PostProcessor(enable_normalization=normalize)
+    post_processor = post_processor or FittedThresholdPostProcessor(enable_normalization=normalize)
     return SimpleNamespace(post_processor=post_processor, visualizer="own")
 
 
@@ -25,7 +26,8 @@ def _model(normalize: bool = False, post_processor: object = None) -> SimpleName
         (False, "same_as_test", None, True),
         (True, "same_as_test", None, False),  # normalised: the test pass cannot fit the ranges the metrics see
         (False, "from_test", None, False),  # validation on other files
-        (False, "same_as_test", PostProcessor(enable_thresholding=False), False),
+        (False, "same_as_test", FittedThresholdPostProcessor(enable_thresholding=False), False),
+        (False, "same_as_test", PostProcessor(), False),  # Anomalib's labels raw scores at 0.5, not at the fit
         (False, "same_as_test", object(), False),  # not Anomalib's post-processor
     ],
 )

@@ -623,6 +623,47 @@ def test_one_pass_sweep_equals_the_legacy_sweep(
             assert new.read_bytes() == old.read_bytes(), new
 
 
+def test_sweep_draws_its_masks_at_the_threshold_its_report_states(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Normalisation off (the default): heatmap masks and labels use the thresholds fitted on the target, the image
+    one being what report.html states, not Anomalib's raw 0.5; the masks on the synthetic defects are not empty."""
+    from anomalib_glocalclip.components import FittedThresholdPostProcessor
+    from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
+    from anomalib_glocalclip.evaluation.report_data import ReportData, report_data_path
+
+    drawn: list[Any] = []
+    thresholds: list[tuple[float, float]] = []
+    draw, label = PluginImageVisualizer.visualize_item, FittedThresholdPostProcessor.post_process_batch
+
+    def recording_draw(self: PluginImageVisualizer, item: Any) -> Any:
+        drawn.append(item)
+        return draw(self, item)
+
+    def recording_label(self: FittedThresholdPostProcessor, batch: Any) -> None:
+        thresholds.append((self.image_threshold.item(), self.pixel_threshold.item()))
+        label(self, batch)
+
+    monkeypatch.setattr(PluginImageVisualizer, "visualize_item", recording_draw)
+    monkeypatch.setattr(FittedThresholdPostProcessor, "post_process_batch", recording_label)
+    output = tmp_path / "sweep"
+    run_sweep(glocalclip(data), output, data["mvtec"], categories=["bottle"])
+
+    stated = ReportData.load(report_data_path(output, "bottle")).threshold
+    assert f"image threshold {stated:.4g} (raw score)" in (output / "report.html").read_text(encoding="utf-8")
+    image_threshold, pixel_threshold = thresholds[-1]  # the pictures' (the test pass labelled at the natural ones)
+    assert image_threshold == pytest.approx(stated)
+    assert (image_threshold, pixel_threshold) != (0.5, 2.0)  # fitted, not the natural thresholds
+    assert len(drawn) == 4
+    for item in drawn:
+        assert bool(item.pred_label) == bool(item.pred_score > stated)
+        assert torch.equal(item.pred_mask, item.anomaly_map > pixel_threshold)
+    defects = [item for item in drawn if item.gt_label == 1]
+    assert len(defects) == 2
+    assert all(item.pred_mask.any() for item in defects)
+    assert not all(torch.equal(item.pred_mask, item.anomaly_map > 0.5) for item in drawn)  # Anomalib's raw 0.5
+
+
 # ----- every file read right or refused by name -----
 
 
@@ -844,7 +885,7 @@ def test_heatmap_writer_writes_in_the_background_and_reraises(tmp_path: Path) ->
     from anomalib.data import ImageBatch
     from PIL import Image
 
-    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+    from anomalib_glocalclip.evaluation.heatmap_writer import HeatmapWriter
 
     class Drawer:
         def __init__(self, fail_on: str | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Public arguments only. Where the validation split is the test split and the post-processor thresholds raw scores
 (the sweep's default), validation is off (``limit_val_batches=0``) and
-:class:`~anomalib_glocalclip.components.one_pass.ThresholdsFromTest` fits the thresholds on the test pass, then
+:class:`~anomalib_glocalclip.evaluation.one_pass.ThresholdsFromTest` fits the thresholds on the test pass, then
 draws the heatmaps on background threads; elsewhere Anomalib validates first, as in ``anomalib test``. On one
 CUDA device the model stays there between runs (``evaluation/device.py``).
 """
@@ -17,11 +17,10 @@ from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
 from lightning.pytorch import Callback
 
-from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
-from anomalib_glocalclip.components.one_pass import ThresholdsFromTest, can_fit_on_test_pass
-
 from .device import sweep_strategy
+from .heatmap_writer import HeatmapWriter
 from .models import heatmap_visualizer
+from .one_pass import ThresholdsFromTest, can_fit_on_test_pass
 
 QUIET = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
 """Trainer arguments of the plugin's commands: they print their own progress and results."""

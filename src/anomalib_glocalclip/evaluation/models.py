@@ -22,6 +22,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
 from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.components.post_processor import fitted_threshold_post_processor
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
 
@@ -45,7 +46,8 @@ def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
     """Anomalib's image visualizer (images read by the plugin's reader) writing into ``output_dir``.
 
     The sweep scores raw (see :func:`prepare_model`), so each map (GlocalCLIP's lie in [0, 4]) is min-max scaled
-    per image for the colour map, as the reference code does for its pictures.
+    per image for the colour map, as the reference code does for its pictures; the predicted masks are drawn at
+    the fitted pixel threshold.
     """
     return PluginImageVisualizer(
         fields_config={"anomaly_map": {"colormap": True, "normalize": True}},
@@ -58,14 +60,18 @@ def prepare_model(
 ) -> AnomalibModule:
     """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
 
+    Anomalib's own ``PostProcessor`` becomes a ``FittedThresholdPostProcessor`` (same settings and buffers), so that
+    labels and masks use the fitted thresholds whether or not scores are normalised.
+
     Args:
         model: the model (from a factory).
         evaluator: the sweep's evaluator (set again in case the factory ignored it).
         visualizer: heatmap writer, or ``None``.
         normalize: keep Anomalib's min-max/threshold normalisation of scores and maps. ``False`` (the default)
             evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
-            validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Thresholds are
-            still set on validation, for the predicted labels and masks.
+            validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Either way the
+            thresholds are fitted on the target (on the test pass where it is the validation split, see
+            ``one_pass.py``) and label the images and draw the masks.
 
     Raises:
         TypeError: the model is not zero- or few-shot (it would be tested untrained).
@@ -80,6 +86,7 @@ def prepare_model(
         model.evaluator = evaluator
     model.visualizer = visualizer
     if isinstance(model.post_processor, PostProcessor):
+        model.post_processor = fitted_threshold_post_processor(model.post_processor)
         model.post_processor.enable_normalization = normalize
     return model
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .visualizer import save_pictures
+from anomalib_glocalclip.components.visualizer import save_pictures
 
 if TYPE_CHECKING:
     from anomalib.data import ImageBatch
