@@ -13,7 +13,6 @@ from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import (
     ExportRefusedError,
     FittedThresholdPostProcessor,
@@ -63,8 +62,9 @@ def test_pre_processor_is_a_classmethod() -> None:
 
 def test_natural_thresholds(models) -> None:
     glocal, anoclip = models
-    assert post_processor_thresholds(glocal.post_processor) == (0.5, 0.5 * len(glocal.model.feature_layers))
-    assert post_processor_thresholds(anoclip.post_processor) == (0.5, 0.5)
+    for model, pixel_threshold in ((glocal, 0.5 * len(glocal.model.feature_layers)), (anoclip, 0.5)):
+        assert model.post_processor.image_threshold.item() == 0.5
+        assert model.post_processor.pixel_threshold.item() == pixel_threshold
     assert anoclip.post_processor.pixel_max.item() == 1.0
 
 

@@ -9,7 +9,7 @@ files Anomalib's own datasets would read wrong.
 from .base import ZeroShotCLIPMixin
 from .evaluator import zero_shot_evaluator
 from .export import ExportRefusedError
-from .post_processor import FittedThresholdPostProcessor, no_validation_data, set_natural_thresholds
+from .post_processor import FittedThresholdPostProcessor, set_natural_thresholds
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
 from .predict_input import check_predict_files
 from .prediction_table import PredictionTable, SkippedImagesError
@@ -28,7 +28,6 @@ __all__ = [
     "ZeroShotCLIPMixin",
     "check_predict_files",
     "clip_pre_processor",
-    "no_validation_data",
     "set_natural_thresholds",
     "zero_shot_evaluator",
 ]

@@ -1,11 +1,10 @@
 """The models' post-processor: Anomalib's, with labels and masks drawn at the thresholds it holds.
 
-Anomalib 2.7's ``PostProcessor`` labels scores above ``1 - sensitivity`` whether or not it normalises them: on
-normalised scores (where the fitted threshold maps to 0.5) that is the fitted threshold, on raw scores it is a
-raw 0.5 that nothing fitted. :class:`FittedThresholdPostProcessor` overrides the two public properties that
-Anomalib's ``forward`` and ``threshold_batch`` compare with, so that raw scores are labelled at the fitted
-``image_threshold``/``pixel_threshold``. Either way those two are the raw-score thresholds applied (with the default
-sensitivity 0.5). Runs without validation data use the natural thresholds of :func:`set_natural_thresholds`.
+Anomalib 2.7's ``PostProcessor`` labels scores above ``1 - sensitivity`` whether or not it normalises them: the
+fitted threshold on normalised scores, a raw 0.5 that nothing fitted on raw ones. :class:`FittedThresholdPostProcessor`
+overrides the two public properties Anomalib's ``forward`` and ``threshold_batch`` compare with, so that raw scores
+are labelled at ``image_threshold``/``pixel_threshold``: either way those are the raw-score thresholds applied (with
+the default sensitivity 0.5). Without validation data the natural thresholds (:func:`set_natural_thresholds`) apply.
 """
 
 from __future__ import annotations
@@ -39,15 +38,6 @@ class FittedThresholdPostProcessor(PostProcessor):
         return super().normalized_pixel_threshold if self.enable_normalization else self.pixel_threshold
 
 
-def fitted_threshold_post_processor(post_processor: PostProcessor) -> FittedThresholdPostProcessor:
-    """``post_processor`` if it is one, else a ``FittedThresholdPostProcessor`` with its settings and buffers."""
-    if isinstance(post_processor, FittedThresholdPostProcessor):
-        return post_processor
-    replacement = FittedThresholdPostProcessor(**post_processor.checkpoint_config())
-    replacement.load_state_dict(post_processor.state_dict())
-    return replacement.to(post_processor.image_min.device)
-
-
 def set_natural_thresholds(post_processor: object, pixel_scale: float = 1.0) -> None:
     """Thresholds and ranges for runs without validation data, for scores that are probabilities.
 
@@ -64,31 +54,11 @@ def set_natural_thresholds(post_processor: object, pixel_scale: float = 1.0) -> 
     post_processor.pixel_max.fill_(pixel_scale)
 
 
-def no_validation_data(model_name: str, validated_before: bool = False) -> list:
-    """What a zero-shot model's own ``val_dataloader`` returns: nothing, with a warning when that matters.
-
-    Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
-    (e.g. ``anomalib predict`` on a folder) Lightning falls back to the model's ``val_dataloader``; an empty
-    one skips validation, so the natural thresholds of ``set_natural_thresholds`` apply, unless an earlier
-    validation on data already set thresholds (``validated_before``), which then stay.
-    """
-    if validated_before:
-        logger.info("No validation data: %s keeps the thresholds of its earlier validation.", model_name)
-        return []
-    logger.warning(
-        "No validation data: %s uses natural thresholds (anomalous probability 0.5). Pass a datamodule of the "
-        "target to set thresholds and normalisation from its validation split.",
-        model_name,
-    )
-    return []
-
-
 class ValidationThresholds:
     """Mixin before ``AnomalibModule``: thresholds fitted on the target's validation split, natural without one.
 
-    ``configure_post_processor`` gives :class:`FittedThresholdPostProcessor`, which fits on the validation
-    batches; ``val_dataloader`` (Lightning's fallback without a datamodule) is empty, so the natural thresholds the
-    model set with :meth:`set_natural_thresholds` stay, or those of an earlier validation on data.
+    ``FittedThresholdPostProcessor`` fits on the validation batches; ``val_dataloader`` (Lightning's fallback
+    without a datamodule) is empty, so the natural thresholds, or those of an earlier validation on data, stay.
     """
 
     validated_on_data = False
@@ -104,8 +74,18 @@ class ValidationThresholds:
         set_natural_thresholds(self.post_processor, pixel_scale=pixel_scale)
 
     def val_dataloader(self) -> list:
-        """Nothing: without a datamodule validation is skipped and the natural thresholds apply."""
-        return no_validation_data(self.name, validated_before=self.validated_on_data)
+        """Nothing, with a warning where the natural thresholds apply (no earlier validation on data).
+
+        Anomalib validates zero-shot models before ``test``/``predict`` to set thresholds. Without a datamodule
+        (e.g. ``anomalib predict`` on a folder) Lightning falls back to this, and an empty one skips validation.
+        """
+        if self.validated_on_data:
+            logger.info("No validation data: %s keeps the thresholds of its earlier validation.", self.name)
+        else:
+            logger.warning("No validation data: %s uses natural thresholds (anomalous probability 0.5). Pass a "
+                           "datamodule of the target to set thresholds and normalisation from its validation split.",
+                           self.name)
+        return []
 
     def validation_step(self, batch: Batch, *args: object, **kwargs: object) -> Batch:
         """Score the target's validation batch; the post-processor fits thresholds and normalisation on it."""

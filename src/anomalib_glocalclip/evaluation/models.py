@@ -12,7 +12,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from anomalib import LearningType
@@ -21,8 +20,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
-from anomalib_glocalclip.components import zero_shot_evaluator
-from anomalib_glocalclip.components.post_processor import fitted_threshold_post_processor
+from anomalib_glocalclip.components import FittedThresholdPostProcessor, zero_shot_evaluator
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
 
@@ -60,8 +58,8 @@ def prepare_model(
 ) -> AnomalibModule:
     """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
 
-    Anomalib's own ``PostProcessor`` becomes a ``FittedThresholdPostProcessor`` (same settings and buffers), so that
-    labels and masks use the fitted thresholds whether or not scores are normalised.
+    Anomalib's own ``PostProcessor`` becomes a ``FittedThresholdPostProcessor`` with its settings, so that labels
+    and masks use the fitted thresholds whether or not scores are normalised.
 
     Args:
         model: the model (from a factory).
@@ -85,8 +83,9 @@ def prepare_model(
     if model.evaluator is not evaluator:
         model.evaluator = evaluator
     model.visualizer = visualizer
+    if type(model.post_processor) is PostProcessor:  # labels raw scores at 0.5: not the thresholds it fits
+        model.post_processor = FittedThresholdPostProcessor(**model.post_processor.checkpoint_config())
     if isinstance(model.post_processor, PostProcessor):
-        model.post_processor = fitted_threshold_post_processor(model.post_processor)
         model.post_processor.enable_normalization = normalize
     return model
 
@@ -131,7 +130,7 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
+def glocalclip_factory(prompt_weights: str | Path, **init_args: object) -> ModelFactory:
     """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights`` (and their backbone unless given).
 
     Args:
@@ -149,14 +148,14 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
 
 
-def anoclip_factory(**init_args: Any) -> ModelFactory:
+def anoclip_factory(**init_args: object) -> ModelFactory:
     """AnoCLIP (training-free; ``tta=True`` for AnoCLIP+) with ``init_args``."""
     from anomalib_glocalclip.anoclip import AnoCLIP
 
     return functools.partial(AnoCLIP, **init_args)
 
 
-def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
+def _model_section(config: Mapping[str, object], path: Path) -> dict[str, object]:
     """The ``model`` part of an Anomalib config (full config, or one holding only ``class_path``/``init_args``)."""
     section = config.get("model", config) if isinstance(config, Mapping) else None
     if isinstance(section, str):
@@ -167,7 +166,7 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return copy.deepcopy(dict(section))
 
 
-def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
+def config_factory(config: str | Path, **init_args: object) -> ModelFactory:
     """The model of an Anomalib config file (its ``model:`` section), built as the benchmark does (``build_model``).
 
     Args:

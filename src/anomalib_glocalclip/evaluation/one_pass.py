@@ -1,20 +1,18 @@
 """``ThresholdsFromTest``: a model's thresholds fitted on the test pass, for runs whose validation split is the test's.
 
-There a validation pass only repeats the test pass's forward on the same files; the plugin's engine path
-(``engine.py``) switches it off (``limit_val_batches=0``) and adds this callback. It feeds each test batch's raw
-predictions to Anomalib's ``F1AdaptiveThreshold`` metrics (the ones the post-processor fits on validation, so the
-thresholds equal those of the validation pass it replaces; gathered over every process under DDP), gives the
-fitted thresholds to the post-processor at the end of the test epoch, and thresholds host copies of the predictions
-with it for the background :class:`~anomalib_glocalclip.evaluation.heatmap_writer.HeatmapWriter`. Only for a
-:class:`~anomalib_glocalclip.components.post_processor.FittedThresholdPostProcessor` on raw scores, which labels at
-the thresholds it holds (normalised scores would need the fitted range before the test).
+There validation would repeat the test's forward on the same files; the plugin's engine path (``engine.py``) turns
+it off and adds this callback. It feeds the test batches' raw predictions to Anomalib's ``F1AdaptiveThreshold``
+metrics (the post-processor's own on validation, so the thresholds are those validation would fit; synced over the
+processes under DDP), sets the fitted thresholds on the post-processor, labels host copies of the predictions with
+them and draws their heatmaps on a few threads. Only for a ``FittedThresholdPostProcessor`` on raw scores.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,13 +21,15 @@ from lightning.pytorch import Callback
 
 from anomalib_glocalclip.compat import set_post_processor_thresholds
 from anomalib_glocalclip.components.post_processor import FittedThresholdPostProcessor
+from anomalib_glocalclip.components.visualizer import save_pictures
 
 if TYPE_CHECKING:
     from anomalib.data import ImageBatch
     from anomalib.models import AnomalibModule
+    from anomalib.visualization import ImageVisualizer
     from lightning.pytorch import Trainer
 
-    from .heatmap_writer import HeatmapWriter
+DRAWING_THREADS = min(4, os.cpu_count() or 1)
 
 
 def can_fit_on_test_pass(post_processor: object) -> bool:
@@ -61,30 +61,27 @@ def _fitted(metric: F1AdaptiveThreshold) -> float:
 
 
 class ThresholdsFromTest(Callback):
-    """Fit a model's thresholds on the test pass itself, then write its heatmaps in the background.
+    """Fit a model's thresholds on the test pass itself, then draw its heatmaps with ``visualizer`` (if given).
 
-    Acts where :func:`can_fit_on_test_pass` holds for the model's post-processor, else does nothing. ``heatmaps``:
-    factory of the run's heatmap writer (called at test start), or ``None`` for no heatmaps.
+    Acts where :func:`can_fit_on_test_pass` holds for the model's post-processor, else does nothing. The pictures go
+    to the visualizer's ``output_dir``, under Anomalib's file names.
     """
 
-    def __init__(self, heatmaps: Callable[[], HeatmapWriter] | None = None) -> None:
-        self.heatmaps = heatmaps
+    def __init__(self, visualizer: ImageVisualizer | None = None) -> None:
+        self.visualizer = visualizer
         self.active = False
         self._image = F1AdaptiveThreshold(fields=["pred_score", "gt_label"], strict=False)
         self._pixel = F1AdaptiveThreshold(fields=["anomaly_map", "gt_mask"], strict=False)
         self._kept: list[ImageBatch] = []
-        self._writer: HeatmapWriter | None = None
 
     def on_test_start(self, trainer: Trainer, pl_module: AnomalibModule) -> None:
-        """Decide whether to act; if so, reset the metrics and open the heatmap writer."""
+        """Decide whether to act; if so, reset the metrics."""
         del trainer
         self.active = can_fit_on_test_pass(pl_module.post_processor)
         self._kept = []
-        if self.active:
-            for metric in (self._image, self._pixel):
-                metric.reset()
-                metric.to(pl_module.device)
-        self._writer = self.heatmaps() if self.active and self.heatmaps is not None else None
+        for metric in (self._image, self._pixel):
+            metric.reset()
+            metric.to(pl_module.device)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: AnomalibModule, outputs: ImageBatch,
                           batch: ImageBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -94,43 +91,33 @@ class ThresholdsFromTest(Callback):
             return
         self._image.update(outputs)
         self._pixel.update(outputs)
-        if self._writer is not None:
+        if self.visualizer is not None:
             self._kept.append(_host_copy(outputs))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: AnomalibModule) -> None:
-        """Give the post-processor the fitted thresholds; label the kept batches with it and queue their heatmaps."""
-        del trainer
+        """Give the post-processor the fitted thresholds; label the kept batches with it and draw their heatmaps."""
         if not self.active:
             return
         post_processor = pl_module.post_processor
         set_post_processor_thresholds(post_processor, image=_fitted(self._image), pixel=_fitted(self._pixel))
         pl_module.validated_on_data = True  # thresholds from data: a later run without data keeps them
         kept, self._kept = self._kept, []
-        if self._writer is None:
+        if self.visualizer is None:
             return
         post_processor.to("cpu")  # where the kept copies are
         try:
-            for batch in kept:
-                post_processor.post_process_batch(batch)
+            for each in kept:
+                post_processor.post_process_batch(each)
         finally:
             post_processor.to(pl_module.device)
-        for batch in kept:
-            self._writer.submit(batch)
-
-    def on_test_end(self, trainer: Trainer, pl_module: AnomalibModule) -> None:
-        """Wait for the heatmaps; a drawing error fails the test."""
-        del trainer, pl_module
-        self._close()
+        datamodule = getattr(trainer, "datamodule", None)
+        name, category = getattr(datamodule, "name", None), getattr(datamodule, "category", None)
+        output = Path(self.visualizer.output_dir or Path(trainer.default_root_dir) / "images")
+        with ThreadPoolExecutor(DRAWING_THREADS, thread_name_prefix="heatmaps") as pool:
+            for _ in pool.map(lambda each: save_pictures(self.visualizer, each, output, name, category), kept):
+                pass  # re-raises the first drawing error
 
     def on_exception(self, trainer: Trainer, pl_module: AnomalibModule, exception: BaseException) -> None:
-        """Stop the writer's threads (pictures already drawn stay) when the run fails."""
+        """Drop the kept predictions when the run fails."""
         del trainer, pl_module, exception
         self._kept = []
-        with contextlib.suppress(Exception):  # the run's own error is the one to report
-            self._close()
-
-    def _close(self) -> None:
-        self.active = False
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
