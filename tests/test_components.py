@@ -68,6 +68,21 @@ def test_natural_thresholds(models) -> None:
     assert anoclip.post_processor.pixel_max.item() == 1.0
 
 
+def test_natural_thresholds_label_the_same_normalised_or_not(models) -> None:
+    """Without validation data: anomalous above probability 0.5, pixels above half the map's scale (GlocalCLIP's 4)."""
+    import copy
+
+    glocal = models[0]
+    scale = float(len(glocal.model.feature_layers))
+    scores, maps = torch.tensor([0.2, 0.5, 0.7]), torch.linspace(0, scale, 16).reshape(1, 4, 4).repeat(3, 1, 1)
+    for normalize in (False, True):
+        post_processor = copy.deepcopy(glocal.post_processor)
+        post_processor.enable_normalization = normalize
+        labelled = post_processor(InferenceBatch(pred_score=scores, anomaly_map=maps))
+        assert labelled.pred_label.tolist() == [False, False, True]
+        assert torch.equal(labelled.pred_mask, maps > scale / 2)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_labels_and_masks_use_the_fitted_thresholds(normalize: bool) -> None:
     """Thresholds fitted by validation (F1-optimal: 0.95, 0.35) label raw scores and maps, normalised or not."""
