@@ -57,3 +57,21 @@ def test_two_pass_path_draws_with_the_visualizer(tmp_path: Path) -> None:
     kept = _model(normalize=True)
     evaluation_engine(tmp_path, kept, datamodule, accelerator="cpu")
     assert kept.visualizer == "own"  # no heatmap folder asked: the model's own visualizer stays
+
+
+def test_the_sweep_gives_anomalibs_post_processor_the_fitted_threshold_one() -> None:
+    """A model with Anomalib's own post-processor (e.g. WinCLIP's) would label raw scores at 0.5 in the sweep."""
+    from anomalib import LearningType
+
+    from anomalib_glocalclip.evaluation import prepare_model, sweep_evaluator
+
+    evaluator = sweep_evaluator()
+    model = SimpleNamespace(learning_type=LearningType.ZERO_SHOT, evaluator=evaluator, visualizer=None,
+                            post_processor=PostProcessor(image_sensitivity=0.3))
+    prepare_model(model, evaluator, None)
+    assert type(model.post_processor) is FittedThresholdPostProcessor
+    assert model.post_processor.image_sensitivity == 0.3  # its settings kept
+    assert not model.post_processor.enable_normalization  # raw scores, as the sweep's metrics
+    own = FittedThresholdPostProcessor()
+    model.post_processor = own
+    assert prepare_model(model, evaluator, None).post_processor is own

@@ -91,7 +91,7 @@ def set_post_processor_thresholds(post_processor: PostProcessor, image: float, p
 
 
 def teardown_keeping_model(strategy: Strategy) -> None:
-    """Lightning 2.6's ``Strategy.teardown`` without its move of the model (and optimizers) to the host."""
+    """Lightning 2.6's ``Strategy.teardown`` of a run without optimizers, without its move of the model to the host."""
     strategy.precision_plugin.teardown()
     strategy.accelerator.teardown()
     strategy.checkpoint_io.teardown()
