@@ -13,11 +13,7 @@ class ExportRefusedError(PluginError, RuntimeError):
 
 
 class ExportGuard:
-    """Mixin before ``AnomalibModule``: Anomalib's ``to_torch``/``to_onnx``/``to_openvino``, guarded.
-
-    Each first raises :class:`ExportRefusedError` with :meth:`export_refusal`'s reason, if any, then calls
-    :meth:`prepare_export` and Anomalib's export with the same arguments.
-    """
+    """Mixin before ``AnomalibModule``: Anomalib's exports, refused (:meth:`export_refusal`) or prepared first."""
 
     def export_refusal(self) -> str | None:
         """Why this model cannot be exported, or ``None`` if it can (subclasses override)."""

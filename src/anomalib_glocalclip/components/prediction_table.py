@@ -1,12 +1,16 @@
-"""``predictions.csv``: image path, score, label and status of every image of a ``predict`` run, in the run folder."""
+"""``predictions.csv``: image path, score, label and status of every image of a ``predict`` run, in the run folder.
+
+Under DDP every process predicts its share; the table gathers them all (rank by rank) and rank zero writes it.
+"""
 
 from __future__ import annotations
 
 import csv
 import logging
 from pathlib import Path
-from typing import Any
 
+import torch
+from anomalib.data import ImageBatch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_glocalclip.utils.errors import PluginError
@@ -18,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 STATUS_OK = "ok"
 MAX_LISTED = 5
+Row = tuple[str, float | str, int | str, str]
+"""A table row: image path, score, label and status (score and label empty for a skipped file)."""
 
 
 class SkippedImagesError(PluginError, RuntimeError):
@@ -53,7 +59,7 @@ class PredictionTable(Callback):
 
     def __init__(self, fail_on_skipped: bool = True) -> None:
         self.fail_on_skipped = fail_on_skipped
-        self._rows: list[tuple[str, float | str, int | str, str]] = []
+        self._rows: list[Row] = []
         self.skipped: list[tuple[Path, str]] = []
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -62,7 +68,9 @@ class PredictionTable(Callback):
         self._rows = []
         self.skipped = check_predict_files(trainer)
 
-    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:
+    def on_predict_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: ImageBatch, *args: object
+    ) -> None:
         """Collect the batch's paths, scores, labels (after post-processing) and status ``ok``."""
         del trainer, pl_module, args
         paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
@@ -77,7 +85,7 @@ class PredictionTable(Callback):
 
     def _finish(self, trainer: Trainer) -> None:
         skipped_rows = [(str(path), "", "", f"skipped: {' '.join(reason.split())}") for path, reason in self.skipped]
-        rows = self._rows + skipped_rows
+        rows = gather_rows(trainer, self._rows) + skipped_rows  # every process skipped the same files
         table = None
         if trainer.is_global_zero and rows:
             table = Path(trainer.default_root_dir) / self.file_name
@@ -89,3 +97,11 @@ class PredictionTable(Callback):
         if self.skipped and self.fail_on_skipped:
             raise SkippedImagesError(self.skipped, table)
 
+
+def gather_rows(trainer: Trainer, rows: list[Row]) -> list[Row]:
+    """Every process's ``rows``, rank by rank (``rows`` itself in a single process)."""
+    if trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return rows
+    gathered: list[list[Row]] = [[] for _ in range(trainer.world_size)]
+    torch.distributed.all_gather_object(gathered, rows)
+    return [row for part in gathered for row in part]
