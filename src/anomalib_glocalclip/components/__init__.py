@@ -11,8 +11,7 @@ from .evaluator import zero_shot_evaluator
 from .export import ExportRefusedError
 from .post_processor import FittedThresholdPostProcessor, set_natural_thresholds
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
-from .predict_input import check_predict_files
-from .prediction_table import PredictionTable, SkippedImagesError
+from .prediction_table import PredictionTable
 from .reader_check import ReaderCheck
 from .reference_resize import ReferenceResize
 
@@ -24,9 +23,7 @@ __all__ = [
     "PredictionTable",
     "ReaderCheck",
     "ReferenceResize",
-    "SkippedImagesError",
     "ZeroShotCLIPMixin",
-    "check_predict_files",
     "clip_pre_processor",
     "set_natural_thresholds",
     "zero_shot_evaluator",

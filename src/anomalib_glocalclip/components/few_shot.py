@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule, Trainer
+from anomalib.data import AnomalibDataModule
+from lightning.pytorch import Trainer
 
 from anomalib_glocalclip.few_shot import (
     ReferenceBank,
@@ -43,7 +44,8 @@ def check_few_shot_args(few_shot: int, reference_images: str | Path | None, weig
 
 
 def choose_reference_paths(
-    few_shot: int, reference_images: str | Path | None, seed: int, datamodule: LightningDataModule | None, name: str
+    few_shot: int, reference_images: str | Path | None, seed: int, datamodule: AnomalibDataModule | None,
+    model_name: str,
 ) -> list[Path]:
     """The ``few_shot`` seeded reference images: of ``reference_images`` (all for 0), else of the train split.
 
@@ -54,7 +56,7 @@ def choose_reference_paths(
         return reference_images_from_folder(reference_images, few_shot or None, seed)
     if datamodule is None:
         msg = (
-            f"{name} is few-shot (few_shot={few_shot}) but there is no datamodule to take normal reference "
+            f"{model_name} is few-shot (few_shot={few_shot}) but there is no datamodule to take normal reference "
             "images from (e.g. predict on a folder). Pass a folder of normal images: "
             "--model.reference_images ./good (GlocalCLIP/AnoCLIP(reference_images=...)), or a checkpoint of a "
             "few-shot run (--ckpt_path), whose bank is kept."
