@@ -64,7 +64,7 @@ def prepare_model(
     Args:
         model: the model (from a factory).
         evaluator: the sweep's evaluator (set again in case the factory ignored it).
-        visualizer: heatmap writer, or ``None``.
+        visualizer: the visualizer drawing heatmaps, or ``None``.
         normalize: keep Anomalib's min-max/threshold normalisation of scores and maps. ``False`` (the default)
             evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
             validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Either way the
