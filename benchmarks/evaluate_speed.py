@@ -21,17 +21,17 @@ than three categories), peak GPU memory, and seconds spent in
 * ``loading``: the main process waiting for the next batch (``DataLoader`` iterators);
 * ``model``: the torch model's forward;
 * ``metrics``: the evaluator's batch and epoch hooks (metric updates and ``compute``);
-* ``heatmaps``: the main process's share of the heatmaps: queueing batches for the background writer and waiting
-  for it at the end of a category (the visualizer's test-batch hook on the two-pass path of normalised scores);
-  ``heatmap drawing (threads)`` is the writer threads' own time (rendering and writing PNGs), which overlaps with
-  the rest and is not part of the total's split;
+* ``heatmaps``: the one-pass callback's end of the test epoch (thresholds fitted, the kept predictions labelled and
+  drawn on a few threads), or the visualizer's test-batch hook on the two-pass path of normalised scores;
+  ``heatmap drawing (threads)`` is the drawing threads' own time (rendering and writing PNGs), which overlaps and
+  is not part of the total's split;
 * ``tables``: writing the sweep's tables at the end;
-* ``other``: the rest (model building, Engine set-up, pre-processing, post-processing and the thresholds fitted
-  on the test pass, host-device copies, result files).
+* ``other``: the rest (model building, Engine set-up, pre-processing, post-processing, host-device copies, result
+  files).
 
 Then ``anomalib test``'s path (``Engine.test`` on the first category: Anomalib's validation pass, then the test,
 heatmaps drawn in the test loop) is timed against the sweep's one pass on the same category (thresholds fitted on
-the test pass, heatmaps on background threads), both on raw scores with the sweep's metrics; the ratio and the
+the test pass, heatmaps drawn after it on a few threads), both on raw scores with the sweep's metrics; the ratio and the
 largest metric difference (the same numbers are expected) are printed.
 
 Last, every pixel metric of the sweep is timed alone on a category-sized stack (``--metric-stack``, default 80
@@ -287,8 +287,7 @@ def run_sweep(
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
-    from anomalib_glocalclip.evaluation import sweep
+    from anomalib_glocalclip.evaluation import one_pass, sweep
     from anomalib_glocalclip.evaluation.store import ResultStore
 
     spans = Spans()
@@ -299,8 +298,8 @@ def run_sweep(
         *((Evaluator, hook, "metrics") for hook in ("on_validation_batch_end", "on_validation_epoch_end",
                                                     "on_test_batch_end", "on_test_epoch_end")),
         (ImageVisualizer, "on_test_batch_end", "heatmaps"),  # the two-pass path (normalised scores)
-        *((HeatmapWriter, method, "heatmaps") for method in ("submit", "close")),
-        (HeatmapWriter, "_write", "heatmap drawing (threads)"),
+        (one_pass.ThresholdsFromTest, "on_test_epoch_end", "heatmaps"),  # the one-pass path: fit, label, draw
+        (one_pass, "save_pictures", "heatmap drawing (threads)"),
         (sweep, "_write_tables", "tables"),
     ]
     if torch.cuda.is_available():

@@ -31,7 +31,6 @@ from PIL import Image
 
 import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
-from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import PredictionTable
 from anomalib_glocalclip.data import DatasetLayoutError, LayoutDataModule
 from anomalib_glocalclip.data.predict_input import PredictFilesError
@@ -448,9 +447,9 @@ def test_predict_after_test_keeps_the_thresholds_without_the_natural_threshold_w
     model = GlocalCLIP(**TINY, prompt_weights=str(prompts))  # zero-shot: Anomalib validates before test/predict
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
     engine.test(model, datamodule=MVTecAD(root=root, category="bottle", num_workers=0))
-    thresholds = post_processor_thresholds(model.post_processor)
+    thresholds = (model.post_processor.image_threshold.item(), model.post_processor.pixel_threshold.item())
     with caplog.at_level(logging.INFO):
         engine.predict(model, data_path=folder)
     assert "natural thresholds" not in caplog.text
     assert "keeps the thresholds of its earlier validation" in caplog.text
-    assert post_processor_thresholds(model.post_processor) == thresholds
+    assert (model.post_processor.image_threshold.item(), model.post_processor.pixel_threshold.item()) == thresholds

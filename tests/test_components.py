@@ -7,14 +7,15 @@ import logging
 import pytest
 import torch
 from anomalib import LearningType
+from anomalib.data import ImageBatch, InferenceBatch
 from anomalib.post_processing import PostProcessor
 from torchvision.transforms.v2 import InterpolationMode, Normalize, Resize
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.backbone import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import (
     ExportRefusedError,
+    FittedThresholdPostProcessor,
     PredictionTable,
     ReaderCheck,
     ZeroShotCLIPMixin,
@@ -39,11 +40,11 @@ def test_both_models_share_the_base(models) -> None:
         assert isinstance(normalize, Normalize)
         assert list(normalize.mean) == list(OPENAI_CLIP_MEAN)
         assert list(normalize.std) == list(OPENAI_CLIP_STD)
-        assert type(model.post_processor) is PostProcessor
+        assert type(model.post_processor) is FittedThresholdPostProcessor
         names = [metric.name for metric in model.evaluator.test_metrics]
         assert names == [metric.name for metric in zero_shot_evaluator().test_metrics]
         callbacks = model.configure_callbacks()
-        assert [type(c) for c in callbacks] == [ReaderCheck, type(model.pre_processor), PostProcessor,
+        assert [type(c) for c in callbacks] == [ReaderCheck, type(model.pre_processor), FittedThresholdPostProcessor,
                                                 type(model.evaluator), type(model.visualizer), PredictionTable]
 
 
@@ -61,9 +62,50 @@ def test_pre_processor_is_a_classmethod() -> None:
 
 def test_natural_thresholds(models) -> None:
     glocal, anoclip = models
-    assert post_processor_thresholds(glocal.post_processor) == (0.5, 0.5 * len(glocal.model.feature_layers))
-    assert post_processor_thresholds(anoclip.post_processor) == (0.5, 0.5)
+    for model, pixel_threshold in ((glocal, 0.5 * len(glocal.model.feature_layers)), (anoclip, 0.5)):
+        assert model.post_processor.image_threshold.item() == 0.5
+        assert model.post_processor.pixel_threshold.item() == pixel_threshold
     assert anoclip.post_processor.pixel_max.item() == 1.0
+
+
+def test_natural_thresholds_label_the_same_normalised_or_not(models) -> None:
+    """Without validation data: anomalous above probability 0.5, pixels above half the map's scale (GlocalCLIP's 4)."""
+    import copy
+
+    glocal = models[0]
+    scale = float(len(glocal.model.feature_layers))
+    scores, maps = torch.tensor([0.2, 0.5, 0.7]), torch.linspace(0, scale, 16).reshape(1, 4, 4).repeat(3, 1, 1)
+    for normalize in (False, True):
+        post_processor = copy.deepcopy(glocal.post_processor)
+        post_processor.enable_normalization = normalize
+        labelled = post_processor(InferenceBatch(pred_score=scores, anomaly_map=maps))
+        assert labelled.pred_label.tolist() == [False, False, True]
+        assert torch.equal(labelled.pred_mask, maps > scale / 2)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_labels_and_masks_use_the_fitted_thresholds(normalize: bool) -> None:
+    """Thresholds fitted by validation (F1-optimal: 0.95, 0.35) label raw scores and maps, normalised or not."""
+    post_processor = FittedThresholdPostProcessor(enable_normalization=normalize)
+    scores = torch.tensor([0.2, 0.6, 0.9])
+    maps = torch.tensor([[[0.1, 0.25], [0.35, 0.9]]]).repeat(3, 1, 1)
+    post_processor.on_validation_batch_end(None, None, ImageBatch(  # what Lightning's validation loop calls
+        image=torch.zeros(3, 3, 2, 2), pred_score=torch.tensor([0.1, 0.7, 0.95]), gt_label=torch.tensor([0, 0, 1]),
+        anomaly_map=torch.tensor([[[0.1, 0.3], [0.35, 0.9]]]).repeat(3, 1, 1),
+        gt_mask=torch.tensor([[[0, 0], [1, 1]]]).repeat(3, 1, 1).bool()))
+    post_processor.on_validation_epoch_end(None, None)
+    assert post_processor.image_threshold.item() == pytest.approx(0.95)  # the lowest score with F1 = 1
+    assert post_processor.pixel_threshold.item() == pytest.approx(0.35)
+    batch = ImageBatch(image=torch.zeros(3, 3, 2, 2), pred_score=scores, anomaly_map=maps)
+    post_processor.post_process_batch(batch)
+    inferred = post_processor(InferenceBatch(pred_score=scores, anomaly_map=maps))
+    for labelled in (batch, inferred):
+        assert labelled.pred_label.tolist() == [False, False, False]  # none above 0.95
+        assert labelled.pred_mask[0].tolist() == [[False, False], [False, True]]  # above 0.35 only
+    if not normalize:  # Anomalib's post-processor labels raw scores at 0.5 instead (its 1 - sensitivity)
+        anomalib = PostProcessor(enable_normalization=False)
+        anomalib.load_state_dict(post_processor.state_dict())
+        assert anomalib(InferenceBatch(pred_score=scores, anomaly_map=maps)).pred_label.tolist() == [False, True, True]
 
 
 def test_no_validation_data_warns(models, caplog: pytest.LogCaptureFixture) -> None:

@@ -9,13 +9,14 @@ import pytest
 from anomalib.data import MVTecAD
 from anomalib.post_processing import PostProcessor
 
+from anomalib_glocalclip.components import FittedThresholdPostProcessor
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.evaluation.engine import evaluation_engine, runs_in_one_pass
 
 
 def _model(normalize: bool = False, post_processor: object = None) -> SimpleNamespace:
     """What the engine path reads of a model: its post-processor, and the visualizer it may replace."""
-    post_processor = post_processor or PostProcessor(enable_normalization=normalize)
+    post_processor = post_processor or FittedThresholdPostProcessor(enable_normalization=normalize)
     return SimpleNamespace(post_processor=post_processor, visualizer="own")
 
 
@@ -25,7 +26,8 @@ def _model(normalize: bool = False, post_processor: object = None) -> SimpleName
         (False, "same_as_test", None, True),
         (True, "same_as_test", None, False),  # normalised: the test pass cannot fit the ranges the metrics see
         (False, "from_test", None, False),  # validation on other files
-        (False, "same_as_test", PostProcessor(enable_thresholding=False), False),
+        (False, "same_as_test", FittedThresholdPostProcessor(enable_thresholding=False), False),
+        (False, "same_as_test", PostProcessor(), False),  # Anomalib's labels raw scores at 0.5, not at the fit
         (False, "same_as_test", object(), False),  # not Anomalib's post-processor
     ],
 )
@@ -55,3 +57,21 @@ def test_two_pass_path_draws_with_the_visualizer(tmp_path: Path) -> None:
     kept = _model(normalize=True)
     evaluation_engine(tmp_path, kept, datamodule, accelerator="cpu")
     assert kept.visualizer == "own"  # no heatmap folder asked: the model's own visualizer stays
+
+
+def test_the_sweep_gives_anomalibs_post_processor_the_fitted_threshold_one() -> None:
+    """A model with Anomalib's own post-processor (e.g. WinCLIP's) would label raw scores at 0.5 in the sweep."""
+    from anomalib import LearningType
+
+    from anomalib_glocalclip.evaluation import prepare_model, sweep_evaluator
+
+    evaluator = sweep_evaluator()
+    model = SimpleNamespace(learning_type=LearningType.ZERO_SHOT, evaluator=evaluator, visualizer=None,
+                            post_processor=PostProcessor(image_sensitivity=0.3))
+    prepare_model(model, evaluator, None)
+    assert type(model.post_processor) is FittedThresholdPostProcessor
+    assert model.post_processor.image_sensitivity == 0.3  # its settings kept
+    assert not model.post_processor.enable_normalization  # raw scores, as the sweep's metrics
+    own = FittedThresholdPostProcessor()
+    model.post_processor = own
+    assert prepare_model(model, evaluator, None).post_processor is own

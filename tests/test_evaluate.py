@@ -623,6 +623,47 @@ def test_one_pass_sweep_equals_the_legacy_sweep(
             assert new.read_bytes() == old.read_bytes(), new
 
 
+def test_sweep_draws_its_masks_at_the_threshold_its_report_states(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Normalisation off (the default): heatmap masks and labels use the thresholds fitted on the target, the image
+    one being what report.html states, not Anomalib's raw 0.5; the masks on the synthetic defects are not empty."""
+    from anomalib_glocalclip.components import FittedThresholdPostProcessor
+    from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
+    from anomalib_glocalclip.evaluation.report_data import ReportData, report_data_path
+
+    drawn: list[Any] = []
+    thresholds: list[tuple[float, float]] = []
+    draw, label = PluginImageVisualizer.visualize_item, FittedThresholdPostProcessor.post_process_batch
+
+    def recording_draw(self: PluginImageVisualizer, item: Any) -> Any:
+        drawn.append(item)
+        return draw(self, item)
+
+    def recording_label(self: FittedThresholdPostProcessor, batch: Any) -> None:
+        thresholds.append((self.image_threshold.item(), self.pixel_threshold.item()))
+        label(self, batch)
+
+    monkeypatch.setattr(PluginImageVisualizer, "visualize_item", recording_draw)
+    monkeypatch.setattr(FittedThresholdPostProcessor, "post_process_batch", recording_label)
+    output = tmp_path / "sweep"
+    run_sweep(glocalclip(data), output, data["mvtec"], categories=["bottle"])
+
+    stated = ReportData.load(report_data_path(output, "bottle")).threshold
+    assert f"image threshold {stated:.4g} (raw score)" in (output / "report.html").read_text(encoding="utf-8")
+    image_threshold, pixel_threshold = thresholds[-1]  # the pictures' (the test pass labelled at the natural ones)
+    assert image_threshold == pytest.approx(stated)
+    assert (image_threshold, pixel_threshold) != (0.5, 2.0)  # fitted, not the natural thresholds
+    assert len(drawn) == 4
+    for item in drawn:
+        assert bool(item.pred_label) == bool(item.pred_score > stated)
+        assert torch.equal(item.pred_mask, item.anomaly_map > pixel_threshold)
+    defects = [item for item in drawn if item.gt_label == 1]
+    assert len(defects) == 2
+    assert all(item.pred_mask.any() for item in defects)
+    assert not all(torch.equal(item.pred_mask, item.anomaly_map > 0.5) for item in drawn)  # Anomalib's raw 0.5
+
+
 # ----- every file read right or refused by name -----
 
 
@@ -840,15 +881,18 @@ def test_models_draw_with_the_plugin_visualizer(data: dict[str, Path]) -> None:
     assert old_location.PluginImageVisualizer is PluginImageVisualizer
 
 
-def test_heatmap_writer_writes_in_the_background_and_reraises(tmp_path: Path) -> None:
+def test_one_pass_heatmaps_are_drawn_on_threads_and_a_drawing_error_fails_the_test(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
     from anomalib.data import ImageBatch
     from PIL import Image
 
-    from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
+    from anomalib_glocalclip.components import FittedThresholdPostProcessor
+    from anomalib_glocalclip.evaluation.one_pass import ThresholdsFromTest
 
     class Drawer:
         def __init__(self, fail_on: str | None = None) -> None:
-            self.fail_on = fail_on
+            self.fail_on, self.output_dir = fail_on, tmp_path / (fail_on or "out")
 
         def visualize_item(self, item: Any) -> Image.Image:
             if item.image_path.endswith(self.fail_on or "-"):
@@ -856,16 +900,20 @@ def test_heatmap_writer_writes_in_the_background_and_reraises(tmp_path: Path) ->
                 raise ValueError(msg)
             return Image.new("RGB", (4, 4))
 
-    def batch(names: list[str]) -> ImageBatch:
-        return ImageBatch(image=torch.zeros(len(names), 3, 4, 4), image_path=[str(tmp_path / n) for n in names])
+    def run(drawer: Drawer, batches: list[list[str]]) -> None:
+        model = SimpleNamespace(post_processor=FittedThresholdPostProcessor(enable_normalization=False),
+                                device=torch.device("cpu"))
+        trainer = SimpleNamespace(datamodule=None, default_root_dir=tmp_path)
+        callback = ThresholdsFromTest(drawer)
+        callback.on_test_start(trainer, model)
+        for names in batches:
+            outputs = ImageBatch(image=torch.zeros(len(names), 3, 4, 4), pred_score=torch.rand(len(names)),
+                                 gt_label=torch.tensor([0, 1] * len(names))[: len(names)],
+                                 image_path=[str(tmp_path / name) for name in names])
+            callback.on_test_batch_end(trainer, model, outputs, outputs, 0)
+        callback.on_test_epoch_end(trainer, model)
 
-    writer = HeatmapWriter(Drawer(), tmp_path / "out", threads=2, max_pending=1)
-    for names in (["a.png", "b.png"], ["c.png"], ["d.png"]):
-        writer.submit(batch(names))
-    writer.close()
+    run(Drawer(), [["a.png", "b.png"], ["c.png"], ["d.png"]])
     assert sorted(path.name for path in (tmp_path / "out").rglob("*.png")) == ["a.png", "b.png", "c.png", "d.png"]
-
-    writer = HeatmapWriter(Drawer(fail_on="b.png"), tmp_path / "bad", threads=2)
-    writer.submit(batch(["a.png", "b.png"]))
     with pytest.raises(ValueError, match=r"cannot draw .*b\.png"):
-        writer.close()
+        run(Drawer(fail_on="b.png"), [["a.png", "b.png"]])

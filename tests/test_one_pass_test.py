@@ -14,11 +14,11 @@ import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
-from anomalib.post_processing import PostProcessor
 from lightning.pytorch import seed_everything
 
 from anomalib_glocalclip import AnoCLIP, GlocalCLIP
 from anomalib_glocalclip.compat import set_post_processor_thresholds
+from anomalib_glocalclip.components import FittedThresholdPostProcessor
 from anomalib_glocalclip.evaluation import evaluate, sweep_evaluator
 from anomalib_glocalclip.evaluation.models import heatmap_visualizer
 from anomalib_glocalclip.testing import OFFICIAL_LAYOUT_GENERATORS, TINY_CLIP_CONFIG
@@ -66,7 +66,7 @@ def test_engine_test_validates_then_tests_with_the_metrics_of_the_one_pass_sweep
     factory = _factory(model_name, data)
     seed_everything(111, verbose=False)  # the sweep's default seed, set before it builds its model
     model = factory(
-        post_processor=PostProcessor(enable_normalization=False),
+        post_processor=FittedThresholdPostProcessor(enable_normalization=False),
         evaluator=sweep_evaluator(),
         visualizer=heatmap_visualizer(tmp_path / "test_heatmaps"),
     )

@@ -5,6 +5,8 @@ Each reach into a private name lives here, as a small function that says why, te
 
 * ``set_post_processor_thresholds``: Anomalib's ``PostProcessor`` keeps its thresholds in the private
   buffers ``_image_threshold``/``_pixel_threshold`` (no setter; validation overwrites them).
+* ``teardown_keeping_model``: Lightning's ``Strategy.teardown`` moves the model to the host, with no switch; the
+  sweep's strategy tears down the rest of it, copied.
 * ``set_anomaly_sources``: ``PerlinAnomalyGenerator.anomaly_source_paths`` is set after construction, since
   the generator's own file search follows the file system's order.
 * ``check_text_layout``: open_clip's text blocks take sequence-first ``[L, B, D]`` input up to 2.26; later
@@ -28,10 +30,15 @@ import os
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from packaging.version import Version
+
+if TYPE_CHECKING:
+    from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
+    from anomalib.post_processing import PostProcessor
+    from lightning.pytorch.strategies import Strategy
 
 SUPPORTED_VERSIONS = {
     "anomalib": ("2.7.0", "2.8.0"),  # [min, max): 2.7.x
@@ -80,18 +87,20 @@ def _installed_version(name: str) -> str | None:
         return None
 
 
-def set_post_processor_thresholds(post_processor: Any, image: float, pixel: float) -> None:
+def set_post_processor_thresholds(post_processor: PostProcessor, image: float, pixel: float) -> None:
     """Set Anomalib ``PostProcessor``'s image and pixel thresholds (private buffers: there is no setter)."""
     post_processor._image_threshold.fill_(image)  # noqa: SLF001
     post_processor._pixel_threshold.fill_(pixel)  # noqa: SLF001
 
 
-def post_processor_thresholds(post_processor: Any) -> tuple[float, float]:
-    """Anomalib ``PostProcessor``'s image and pixel thresholds (read from its private buffers)."""
-    return post_processor._image_threshold.item(), post_processor._pixel_threshold.item()  # noqa: SLF001
+def teardown_keeping_model(strategy: Strategy) -> None:
+    """Lightning 2.6's ``Strategy.teardown`` of a run without optimizers, without its move of the model to the host."""
+    strategy.precision_plugin.teardown()
+    strategy.accelerator.teardown()
+    strategy.checkpoint_io.teardown()
 
 
-def set_anomaly_sources(generator: Any, paths: Sequence[Path]) -> None:
+def set_anomaly_sources(generator: PerlinAnomalyGenerator, paths: Sequence[Path]) -> None:
     """Give Anomalib's ``PerlinAnomalyGenerator`` its texture files in our order (no constructor argument for it)."""
     generator.anomaly_source_paths = list(paths)
 

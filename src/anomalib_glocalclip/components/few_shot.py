@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from anomalib.data import AnomalibDataModule
+from lightning.pytorch import Trainer
 
 from anomalib_glocalclip.few_shot import (
     ReferenceBank,
@@ -81,3 +83,79 @@ def fill_reference_bank(
     for start in range(0, len(paths), batch_size):
         images = read_reference_images(paths[start : start + batch_size], transform)
         bank.add(encode(images.to(device)))
+
+
+class FewShotMixin:
+    """Mixin before ``AnomalibModule``: few-shot settings, and the reference bank filled before the first batch.
+
+    The model calls :meth:`init_few_shot` before building ``self.model``, which has a ``reference_bank`` and
+    ``reference_features``; checkpoints also record the reference images' paths.
+    """
+
+    def init_few_shot(self, few_shot: int, reference_images: str | Path | None, seed: int, weight: float) -> None:
+        """Record (and check) the few-shot settings; ``prepare_references`` fills the bank.
+
+        ``few_shot = 0`` with no ``reference_images`` folder is zero-shot; ``reference_images`` ``None`` takes the
+        references from the datamodule's train split; ``weight`` (the few-shot scores' share) is used by ``self.model``.
+        """
+        check_few_shot_args(few_shot, reference_images, weight)
+        self.few_shot = few_shot
+        self.reference_images = str(reference_images) if reference_images is not None else None
+        self.few_shot_seed = int(seed)
+        self.reference_paths: list[str] = []
+
+    @property
+    def is_few_shot(self) -> bool:
+        """Whether the model scores with reference images (``few_shot > 0`` or a reference folder)."""
+        # getattr: Anomalib may ask an instance made by __new__ (before __init__) for its learning type.
+        return getattr(self, "few_shot", 0) > 0 or getattr(self, "reference_images", None) is not None
+
+    @property
+    def attached_trainer(self) -> Trainer | None:
+        """The trainer running this model, or ``None`` outside a run (where Lightning's ``trainer`` raises)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
+    def prepare_references(self) -> None:
+        """Fill the reference bank once, if few-shot and not already filled (by a run or a checkpoint)."""
+        bank = self.model.reference_bank
+        if not self.is_few_shot or not bank.is_empty:
+            return
+        datamodule = getattr(self.attached_trainer, "datamodule", None)
+        paths = choose_reference_paths(self.few_shot, self.reference_images, self.few_shot_seed, datamodule, self.name)
+        transform = getattr(self.pre_processor, "transform", None)
+        if transform is None:
+            transform = self.configure_pre_processor((self.image_size, self.image_size)).transform
+        fill_reference_bank(bank, paths, transform, self.model.reference_features, self.device)
+        self.reference_paths = [str(path) for path in paths]
+        logger.info(
+            "%s few-shot: %d reference images (seed %d): %s", self.name, len(paths), self.few_shot_seed,
+            ", ".join(self.reference_paths)
+        )
+
+    def on_validation_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_validation_start()
+        self.prepare_references()
+
+    def on_test_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_test_start()
+        self.prepare_references()
+
+    def on_predict_start(self) -> None:
+        """Take the few-shot references before the first batch."""
+        super().on_predict_start()
+        self.prepare_references()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also record the paths of the reference images in the bank."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[REFERENCE_PATHS_KEY] = list(self.reference_paths)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the paths of the reference images in the loaded bank."""
+        super().on_load_checkpoint(checkpoint)
+        self.reference_paths = list(checkpoint.get(REFERENCE_PATHS_KEY) or [])

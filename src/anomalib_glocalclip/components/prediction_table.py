@@ -1,4 +1,7 @@
-"""``predictions.csv``: image path, score and label of every image of a ``predict`` run, in the run folder."""
+"""``predictions.csv``: image path, score and label of every image of a ``predict`` run, in the run folder.
+
+Under DDP every process predicts its share; the table gathers them all (rank by rank) and rank zero writes it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import csv
 import logging
 from pathlib import Path
 
+import torch
 from anomalib.data import ImageBatch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -13,6 +17,9 @@ from anomalib_glocalclip.data.predict_input import check_predict_files
 from anomalib_glocalclip.utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
+
+Row = tuple[str, float, int | str]
+"""A table row: image path, score and label (empty without thresholds)."""
 
 
 class PredictionTable(Callback):
@@ -26,7 +33,7 @@ class PredictionTable(Callback):
     file_name = "predictions.csv"
 
     def __init__(self) -> None:
-        self._rows: list[tuple[str, float, int | str]] = []
+        self._rows: list[Row] = []
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Before the first batch: refuse the folders' unreadable and misread files (see ``predict_input``)."""
@@ -50,11 +57,21 @@ class PredictionTable(Callback):
         self._finish(trainer)
 
     def _finish(self, trainer: Trainer) -> None:
-        if not trainer.is_global_zero or not self._rows:
+        rows = gather_rows(trainer, self._rows)
+        if not trainer.is_global_zero or not rows:
             return
         table = Path(trainer.default_root_dir) / self.file_name
         with atomic_path(table) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(["image_path", "pred_score", "pred_label"])
-            writer.writerows(self._rows)
+            writer.writerows(rows)
         logger.info("Predictions written to %s", table)
+
+
+def gather_rows(trainer: Trainer, rows: list[Row]) -> list[Row]:
+    """Every process's ``rows``, rank by rank (``rows`` itself in a single process)."""
+    if trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return rows
+    gathered: list[list[Row]] = [[] for _ in range(trainer.world_size)]
+    torch.distributed.all_gather_object(gathered, rows)
+    return [row for part in gathered for row in part]

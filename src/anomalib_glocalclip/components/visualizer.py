@@ -1,20 +1,22 @@
 """The models' default visualizer: Anomalib's image visualizer with the "Image" panel read by the plugin's reader.
 
 Anomalib's ``visualize_image_item`` re-reads each item's ``image_path`` with ``Image.open(path).convert("RGB")``,
-which shows 16-bit and float images as (mostly) white. :class:`PluginImageVisualizer` hands it the file read by
-:func:`~anomalib_glocalclip.data.io.read_image` instead; panels, overlays and output file names are Anomalib's.
+which shows 16-bit and float images as (mostly) white. :class:`PluginImageVisualizer` hands Anomalib's public
+``visualize`` a copy of the item holding the file read by :func:`~anomalib_glocalclip.data.io.read_image` instead,
+and overrides the public ``on_test_batch_end`` hook (Anomalib's calls the drawing function directly) to save those
+pictures; panels, overlays and output file names are Anomalib's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from anomalib.utils.path import generate_output_filename
 from anomalib.visualization import ImageVisualizer
-from anomalib.visualization.image.item_visualizer import visualize_image_item
 from PIL import Image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from anomalib_glocalclip.data.io import read_image
 
@@ -22,22 +24,6 @@ if TYPE_CHECKING:
     from anomalib.data import ImageBatch, ImageItem
     from anomalib.models import AnomalibModule
     from lightning.pytorch import Trainer
-
-
-class _ItemWithImage:
-    """An item whose ``image`` is a given picture and whose ``image_path`` is hidden from Anomalib's visualizer.
-
-    ``visualize_image_item`` reads ``image`` only when ``image_path`` is ``None``; every other field is the item's.
-    """
-
-    image_path = None
-
-    def __init__(self, item: ImageItem, image: Image.Image) -> None:
-        self._item = item
-        self.image = image
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._item, name)
 
 
 def read_display_image(path: str | Path) -> Image.Image:
@@ -61,19 +47,20 @@ class PluginImageVisualizer(ImageVisualizer):
 
     def visualize_item(self, item: ImageItem) -> Image.Image | None:
         """Draw one item's panels side by side (``None`` when there is nothing to draw)."""
-        if item.image_path:
-            item = _ItemWithImage(item, read_display_image(item.image_path))
-        return visualize_image_item(
-            item, fields=self.fields, overlay_fields=self.overlay_fields, field_size=self.field_size,
-            fields_config=self.fields_config, overlay_fields_config=self.overlay_fields_config,
-            text_config=self.text_config
-        )
+        if item.image_path:  # Anomalib's visualize draws the item's image when it has no path
+            image = pil_to_tensor(read_display_image(item.image_path))
+            item = item.update(in_place=False, image=image, image_path=None)
+        return self.visualize(item)
 
     def on_test_batch_end(
-        self, trainer: Trainer, pl_module: AnomalibModule, outputs: ImageBatch, batch: ImageBatch, *args: Any
+        self, trainer: Trainer, pl_module: AnomalibModule, outputs: ImageBatch, batch: ImageBatch, batch_idx: int,
+        dataloader_idx: int = 0
     ) -> None:
-        """Save each item's panels under ``output_dir`` (default ``<trainer root>/images``), named as Anomalib does."""
-        del pl_module, outputs, args
+        """Save :meth:`visualize_item` of each item under ``output_dir`` (default ``<trainer root>/images``).
+
+        Anomalib's hook draws with its reader; the folder and file names are Anomalib's.
+        """
+        del pl_module, outputs, batch_idx, dataloader_idx
         if self.output_dir is None:
             self.output_dir = Path(trainer.default_root_dir) / "images"
         datamodule = getattr(trainer, "datamodule", None)

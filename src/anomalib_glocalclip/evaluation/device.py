@@ -6,10 +6,10 @@ category that would copy the whole model twice per category (ViT-L-14-336 in fp3
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
+
+from anomalib_glocalclip.compat import teardown_keeping_model
 
 
 class KeepModelOnDevice(SingleDeviceStrategy):
@@ -19,13 +19,11 @@ class KeepModelOnDevice(SingleDeviceStrategy):
         """Tear down the plugins and the accelerator; keep the (evaluated) model where it is."""
         if self.optimizers:
             super().teardown()
-            return
-        self.precision_plugin.teardown()
-        self.accelerator.teardown()
-        self.checkpoint_io.teardown()
+        else:
+            teardown_keeping_model(self)
 
 
-def sweep_strategy(accelerator: str, devices: int | str | list[int]) -> dict[str, Any]:
+def sweep_strategy(accelerator: str, devices: int | str | list[int]) -> dict[str, KeepModelOnDevice]:
     """Engine arguments: ``{"strategy": KeepModelOnDevice(cuda:i)}`` on exactly one CUDA device, else nothing."""
     if accelerator not in {"auto", "gpu", "cuda"} or not torch.cuda.is_available():
         return {}

@@ -2,8 +2,8 @@
 
 Public arguments only. Where the validation split is the test split and the post-processor thresholds raw scores
 (the sweep's default), validation is off (``limit_val_batches=0``) and
-:class:`~anomalib_glocalclip.components.one_pass.ThresholdsFromTest` fits the thresholds on the test pass, then
-draws the heatmaps on background threads; elsewhere Anomalib validates first, as in ``anomalib test``. On one
+:class:`~anomalib_glocalclip.evaluation.one_pass.ThresholdsFromTest` fits the thresholds on the test pass, then
+draws the heatmaps with them; elsewhere Anomalib validates first, as in ``anomalib test``. On one
 CUDA device the model stays there between runs (``evaluation/device.py``).
 """
 
@@ -11,23 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from anomalib.data import AnomalibDataModule
 from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
 from lightning.pytorch import Callback
 
-from anomalib_glocalclip.components.heatmap_writer import HeatmapWriter
-from anomalib_glocalclip.components.one_pass import ThresholdsFromTest, can_fit_on_test_pass
-
 from .device import sweep_strategy
 from .models import heatmap_visualizer
+from .one_pass import ThresholdsFromTest, can_fit_on_test_pass
 
 QUIET = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
 """Trainer arguments of the plugin's commands: they print their own progress and results."""
 
 
-def validation_is_test_split(datamodule: Any) -> bool:
+def validation_is_test_split(datamodule: AnomalibDataModule) -> bool:
     """Whether ``datamodule``'s validation items are its test items: same files, same augmentations.
 
     ``val_split_mode="same_as_test"`` (MVTec AD's, VisA's, the plugin's default) and one augmentations object.
@@ -40,20 +38,21 @@ def validation_is_test_split(datamodule: Any) -> bool:
     )
 
 
-def runs_in_one_pass(model: AnomalibModule, datamodule: Any) -> bool:
+def runs_in_one_pass(model: AnomalibModule, datamodule: AnomalibDataModule) -> bool:
     """Whether the test pass fits ``model``'s thresholds itself on ``datamodule`` (no validation pass)."""
     return validation_is_test_split(datamodule) and can_fit_on_test_pass(getattr(model, "post_processor", None))
 
 
 def evaluation_engine(
-    root: str | Path, model: AnomalibModule, datamodule: Any, *, accelerator: str = "auto",
+    root: str | Path, model: AnomalibModule, datamodule: AnomalibDataModule, *, accelerator: str = "auto",
     devices: int | str | list[int] = 1, heatmap_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
-    **trainer_args: Any
+    **trainer_args: object
 ) -> Engine:
     """An ``Engine`` that tests (or fits and tests) ``model`` on ``datamodule`` the plugin's way (see the module).
 
     Sets ``model.visualizer`` where ``heatmap_dir`` asks for heatmaps (to ``None`` on the one-pass path, whose
-    heatmaps the background writer draws); without ``heatmap_dir`` the two-pass path keeps the model's own.
+    heatmaps ``ThresholdsFromTest`` draws once it has fitted the thresholds); without ``heatmap_dir`` the two-pass
+    path keeps the model's own.
 
     Args:
         root: the Engine's ``default_root_dir``.
@@ -69,21 +68,8 @@ def evaluation_engine(
     arguments = {**QUIET, **trainer_args, **sweep_strategy(accelerator, devices)}
     if runs_in_one_pass(model, datamodule):
         model.visualizer = None
-        heatmaps = _writer_factory(Path(heatmap_dir), datamodule) if heatmap_dir is not None else None
-        callbacks.append(ThresholdsFromTest(heatmaps=heatmaps))
+        callbacks.append(ThresholdsFromTest(heatmap_visualizer(heatmap_dir) if heatmap_dir is not None else None))
         arguments["limit_val_batches"] = 0
     elif heatmap_dir is not None:
         model.visualizer = heatmap_visualizer(heatmap_dir)
     return Engine(default_root_dir=root, callbacks=callbacks, accelerator=accelerator, devices=devices, **arguments)
-
-
-def _writer_factory(heatmap_dir: Path, datamodule: Any) -> Any:
-    """Factory of a test run's background heatmap writer, with Anomalib's file names under ``heatmap_dir``."""
-
-    def build() -> HeatmapWriter:
-        return HeatmapWriter(
-            heatmap_visualizer(heatmap_dir), heatmap_dir, dataset_name=getattr(datamodule, "name", None),
-            category=getattr(datamodule, "category", None)
-        )
-
-    return build

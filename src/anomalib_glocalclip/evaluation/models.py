@@ -12,7 +12,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from anomalib import LearningType
@@ -21,7 +20,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.visualization import ImageVisualizer
 
-from anomalib_glocalclip.components import zero_shot_evaluator
+from anomalib_glocalclip.components import FittedThresholdPostProcessor, zero_shot_evaluator
 from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
 from anomalib_glocalclip.utils.model_config import build_model
 
@@ -45,7 +44,8 @@ def heatmap_visualizer(output_dir: str | Path) -> PluginImageVisualizer:
     """Anomalib's image visualizer (images read by the plugin's reader) writing into ``output_dir``.
 
     The sweep scores raw (see :func:`prepare_model`), so each map (GlocalCLIP's lie in [0, 4]) is min-max scaled
-    per image for the colour map, as the reference code does for its pictures.
+    per image for the colour map, as the reference code does for its pictures; the predicted masks are drawn at
+    the fitted pixel threshold.
     """
     return PluginImageVisualizer(
         fields_config={"anomaly_map": {"colormap": True, "normalize": True}},
@@ -58,14 +58,18 @@ def prepare_model(
 ) -> AnomalibModule:
     """Give a freshly built model the sweep's evaluator and visualizer, and score it the paper's way.
 
+    Anomalib's own ``PostProcessor`` becomes a ``FittedThresholdPostProcessor`` with its settings, so that labels
+    and masks use the fitted thresholds whether or not scores are normalised.
+
     Args:
         model: the model (from a factory).
         evaluator: the sweep's evaluator (set again in case the factory ignored it).
-        visualizer: heatmap writer, or ``None``.
+        visualizer: the visualizer drawing heatmaps, or ``None``.
         normalize: keep Anomalib's min-max/threshold normalisation of scores and maps. ``False`` (the default)
             evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
-            validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Thresholds are
-            still set on validation, for the predicted labels and masks.
+            validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Either way the
+            thresholds are fitted on the target (on the test pass where it is the validation split, see
+            ``one_pass.py``) and label the images and draw the masks.
 
     Raises:
         TypeError: the model is not zero- or few-shot (it would be tested untrained).
@@ -79,6 +83,8 @@ def prepare_model(
     if model.evaluator is not evaluator:
         model.evaluator = evaluator
     model.visualizer = visualizer
+    if type(model.post_processor) is PostProcessor:  # labels raw scores at 0.5: not the thresholds it fits
+        model.post_processor = FittedThresholdPostProcessor(**model.post_processor.checkpoint_config())
     if isinstance(model.post_processor, PostProcessor):
         model.post_processor.enable_normalization = normalize
     return model
@@ -124,7 +130,7 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFactory:
+def glocalclip_factory(prompt_weights: str | Path, **init_args: object) -> ModelFactory:
     """GlocalCLIP in zero-shot mode with the learned prompts of ``prompt_weights`` (and their backbone unless given).
 
     Args:
@@ -142,14 +148,14 @@ def glocalclip_factory(prompt_weights: str | Path, **init_args: Any) -> ModelFac
     return functools.partial(GlocalCLIP, prompt_weights=str(path), **init_args)
 
 
-def anoclip_factory(**init_args: Any) -> ModelFactory:
+def anoclip_factory(**init_args: object) -> ModelFactory:
     """AnoCLIP (training-free; ``tta=True`` for AnoCLIP+) with ``init_args``."""
     from anomalib_glocalclip.anoclip import AnoCLIP
 
     return functools.partial(AnoCLIP, **init_args)
 
 
-def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
+def _model_section(config: Mapping[str, object], path: Path) -> dict[str, object]:
     """The ``model`` part of an Anomalib config (full config, or one holding only ``class_path``/``init_args``)."""
     section = config.get("model", config) if isinstance(config, Mapping) else None
     if isinstance(section, str):
@@ -160,7 +166,7 @@ def _model_section(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return copy.deepcopy(dict(section))
 
 
-def config_factory(config: str | Path, **init_args: Any) -> ModelFactory:
+def config_factory(config: str | Path, **init_args: object) -> ModelFactory:
     """The model of an Anomalib config file (its ``model:`` section), built as the benchmark does (``build_model``).
 
     Args:

@@ -12,7 +12,6 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from anomalib_glocalclip.utils.files import atomic_write_json
 
@@ -53,7 +52,7 @@ class CategoryResult:
         return self.status == "ok"
 
 
-def _finite_or_none(value: Any) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     """A JSON-safe metric value: NaN and infinities (undefined metrics) become ``None``."""
     if value is None:
         return None
@@ -106,7 +105,7 @@ class ResultStore:
                 path.unlink()
         (self.output / SETTINGS_FILE).unlink(missing_ok=True)
 
-    def check_settings(self, settings: dict[str, Any]) -> None:
+    def check_settings(self, settings: dict[str, str | int]) -> None:
         """Record ``settings`` for a new sweep, or check that they match the sweep already in the folder.
 
         Raises:

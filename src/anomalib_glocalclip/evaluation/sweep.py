@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from lightning.pytorch import Callback
@@ -52,8 +52,11 @@ from .store import INTERRUPTED, CategoryResult, ResultStore
 from .tables import order_results, write_tables
 
 if TYPE_CHECKING:
+    from anomalib.data import ImageBatch
     from anomalib.metrics import Evaluator
     from anomalib.models.components import AnomalibModule
+    from lightning.pytorch import LightningModule, Trainer
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def is_config(model: str | Path) -> bool:
     return Path(model).suffix.lower() in {".yaml", ".yml", ".json"}
 
 
-def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, Any] | None = None) -> ModelFactory:
+def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, object] | None = None) -> ModelFactory:
     """The model factory of ``model``.
 
     Args:
@@ -103,13 +106,11 @@ class _ImageProgress(Callback):
         self.bar = tqdm(total=total, desc=f"  {category}", unit="image", disable=not enabled, leave=False,
                         dynamic_ncols=True)
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: ImageBatch, batch: ImageBatch, *args: object
+    ) -> None:
         del trainer, pl_module, outputs, args
         self.bar.update(len(batch))
-
-
-def _has_masks(dataset: Any) -> bool:
-    return str(getattr(dataset, "task", "")).lower().endswith("segmentation")
 
 
 @dataclass
@@ -125,16 +126,17 @@ class _CategoryRun:
     entry: DatasetEntry
     root: Path
     output: Path
-    engine_args: dict[str, Any]
-    datamodule_args: dict[str, Any]
+    engine_args: dict[str, str | int]
+    datamodule_args: dict[str, int]
     heatmaps: bool
     normalize: bool
     seed: int | None
     resize_masks: bool = False
     progress: bool = False
     few_shot: int = 0
+    processes: int = 1
     _model: AnomalibModule | None = field(default=None, init=False)
-    _pristine_post_processor: Any = field(default=None, init=False)
+    _pristine_post_processor: nn.Module | None = field(default=None, init=False)
 
     def model_for(self, evaluator: Evaluator) -> AnomalibModule:
         """The sweep's model readied for one category: built on first use, reused where it can be."""
@@ -175,7 +177,8 @@ class _CategoryRun:
             # Image metrics need both classes; pixel metrics need masks.
             evaluator = sweep_evaluator(
                 image_metrics=self.entry.image_metrics and labels == {0, 1},
-                pixel_metrics=self.entry.pixel_metrics and _has_masks(datamodule.test_data),
+                pixel_metrics=self.entry.pixel_metrics
+                and str(datamodule.test_data.task).lower().endswith("segmentation"),
             )
         except Exception as error:  # noqa: BLE001 - a broken category is reported, the sweep goes on
             return self._failed(result, error, start)
@@ -200,7 +203,9 @@ class _CategoryRun:
             with silence_log_message("anomalib.metrics.threshold.f1_adaptive_threshold",
                                      "does not contain any normal images", active=labels == {1}):
                 metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
-            report.save(report_data_path(self.output, category))
+            self.processes = engine.trainer.world_size
+            if engine.trainer.is_global_zero:  # under DDP the report data hold process 0's share (see _write_tables)
+                report.save(report_data_path(self.output, category))
         except Exception as error:  # noqa: BLE001
             return self._failed(result, error, start)
         finally:
@@ -235,9 +240,10 @@ def _release_memory() -> None:
 def evaluate(
     model: ModelFactory | str | Path, dataset: str | DatasetEntry, root: str | Path,
     categories: Sequence[str] | None = None, output: str | Path = DEFAULT_OUTPUT, *,
-    model_args: Mapping[str, Any] | None = None, accelerator: str = "auto", devices: int | str = 1, batch_size: int = 8,
-    num_workers: int = 4, heatmaps: bool = True, normalize: bool = False, resize_masks: bool = False,
-    overwrite: bool = False, seed: int | None = 111, progress: bool = True, few_shot: int = 0
+    model_args: Mapping[str, object] | None = None, accelerator: str = "auto", devices: int | str = 1,
+    batch_size: int = 8, num_workers: int = 4, heatmaps: bool = True, normalize: bool = False,
+    resize_masks: bool = False, overwrite: bool = False, seed: int | None = 111, progress: bool = True,
+    few_shot: int = 0
 ) -> pd.DataFrame:
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
@@ -294,7 +300,7 @@ def evaluate(
 
 
 def _sweep(
-    run: _CategoryRun, chosen: list[str], available: list[str], store: ResultStore, settings: dict[str, Any]
+    run: _CategoryRun, chosen: list[str], available: list[str], store: ResultStore, settings: dict[str, str | int]
 ) -> pd.DataFrame:
     """Run the chosen categories, logging to the output's ``evaluate.log``; write the tables, even when stopped."""
     output = run.output
@@ -307,7 +313,7 @@ def _sweep(
         finally:
             run.release()
             # Also after an interruption: the tables show everything finished so far.
-            table = _write_tables(store, run.entry, available, output, settings)
+            table = _write_tables(store, run.entry, available, output, settings, run.processes)
     table.attrs["failed"] = failed
     return table
 
@@ -326,9 +332,9 @@ def _chosen_categories(
 
 def _settings(
     entry: DatasetEntry, root: Path, factory: ModelFactory, normalize: bool, few_shot: int
-) -> dict[str, Any]:
+) -> dict[str, str | int]:
     """What a sweep's results depend on; stored with them, so that a resume with other settings is refused."""
-    settings: dict[str, Any] = {
+    settings: dict[str, str | int] = {
         "dataset": entry.name,
         "root": str(root.resolve()),
         "model": describe_factory(factory),
@@ -372,7 +378,8 @@ def _run_categories(
 
 
 def _write_tables(
-    store: ResultStore, entry: DatasetEntry, available: Sequence[str], output: Path, settings: Mapping[str, str]
+    store: ResultStore, entry: DatasetEntry, available: Sequence[str], output: Path, settings: Mapping[str, str | int],
+    processes: int = 1
 ) -> pd.DataFrame:
     results = order_results(store.all(), available)
     k = settings.get("few_shot", 0)
@@ -386,6 +393,9 @@ def _write_tables(
         footnotes.append("Image metrics are not reported: every test image of this dataset is anomalous.")
     if not entry.pixel_metrics:
         footnotes.append("Pixel metrics are not reported: this dataset has image labels only.")
+    if processes > 1:
+        footnotes.append(f"Run on {processes} processes (DDP): the report's images and score plots are process 0's "
+                         "share; metrics, thresholds and heatmaps cover every image.")
     footnotes += [f"{result.category} {result.status}: {result.error}" for result in results if not result.ok]
     scores = "raw scores" if settings["scores"] == "raw" else "Anomalib-normalised scores"
     title = f"{settings['title']}, {'few' if k else 'zero'}-shot on {entry.title} ({scores})"
