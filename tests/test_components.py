@@ -16,10 +16,10 @@ from anomalib_glocalclip.compat import post_processor_thresholds
 from anomalib_glocalclip.components import (
     ExportRefusedError,
     PredictionTable,
-    ReaderCheck,
     ZeroShotCLIPMixin,
     zero_shot_evaluator,
 )
+from anomalib_glocalclip.data.reader_check import ReaderCheck
 from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
 
 

@@ -2,8 +2,7 @@
 
 ``ZeroShotCLIPMixin`` (``base``) is what GlocalCLIP and AnoCLIP share; the other modules each hold one component
 of it (pre-processor, reference resize, evaluator, visualizer, prediction table, few-shot references) or of the
-plugin's engine path (``one_pass``, ``heatmap_writer``), and ``ReaderCheck`` (``reader_check``), which refuses by name
-the files Anomalib's own datasets would read wrong.
+plugin's engine path (``one_pass``, ``heatmap_writer``).
 """
 
 from .base import ExportRefusedError, ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds
@@ -11,7 +10,6 @@ from .evaluator import zero_shot_evaluator
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
 from .predict_input import check_predict_files
 from .prediction_table import PredictionTable, SkippedImagesError
-from .reader_check import ReaderCheck
 from .reference_resize import ReferenceResize
 
 __all__ = [
@@ -19,7 +17,6 @@ __all__ = [
     "CLIPPreProcessor",
     "ExportRefusedError",
     "PredictionTable",
-    "ReaderCheck",
     "ReferenceResize",
     "SkippedImagesError",
     "ZeroShotCLIPMixin",

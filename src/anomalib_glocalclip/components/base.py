@@ -26,13 +26,13 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
 from anomalib_glocalclip.compat import check_versions, set_post_processor_thresholds
+from anomalib_glocalclip.data.reader_check import ReaderCheck
 from anomalib_glocalclip.utils.errors import PluginError
 
 from .evaluator import zero_shot_evaluator
 from .few_shot import REFERENCE_PATHS_KEY, check_few_shot_args, choose_reference_paths, fill_reference_bank
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
-from .reader_check import ReaderCheck
 from .visualizer import PluginImageVisualizer
 
 logger = logging.getLogger(__name__)
