@@ -64,6 +64,7 @@ def test_reader_check_speed_times_the_run_with_and_without_the_check(cli, tmp_pa
     without, with_check = (float(seconds) for seconds in re.findall(r"reader check: +([\d.]+) s", result.stdout))
     ratio = float(re.search(r"ratio with/without: ([\d.]+)", result.stdout).group(1))
     assert ratio == pytest.approx(with_check / without, abs=0.01)
+    assert "decoding the same files once, serially" in result.stdout
 
 
 def test_gpu_session_script_names_only_existing_options(cli) -> None:
