@@ -158,7 +158,7 @@ def test_broken_dataset_image_is_refused_by_name(tmp_path: Path, name: str) -> N
         _item(dataset, name)
     assert str(path) in str(caught.value)
     assert _CORRUPT_FIX in str(caught.value)
-    problems = check_samples(dataset.samples, full_decode=True)
+    problems = check_samples(dataset.samples, verify=True)
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (path,))]
 
 
@@ -286,4 +286,4 @@ def test_image_level_table_needs_no_masks(tmp_path: Path) -> None:
     save_rgb(path)
     samples = pd.DataFrame({"image_path": [str(path)], "mask_path": [""], "label_index": [1]})
     samples.attrs["task"] = "classification"
-    assert check_samples(samples, full_decode=True) == []
+    assert check_samples(samples, verify=True) == []

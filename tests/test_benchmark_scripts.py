@@ -56,6 +56,17 @@ def test_training_speed_compiled_step_and_operation_counts(cli, tmp_path: Path) 
         assert totals["compile=True (inductor)", layers] < batched <= loop
 
 
+def test_reader_check_speed_times_the_run_with_and_without_the_check(cli, tmp_path: Path) -> None:
+    result = cli("python", str(BENCHMARKS / "reader_check_speed.py"), "--tiny", "--workers", "0", "--accelerator",
+                 "cpu", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Engine.test on 6 test images of 64 px" in result.stdout
+    without, with_check = (float(seconds) for seconds in re.findall(r"reader check: +([\d.]+) s", result.stdout))
+    ratio = float(re.search(r"ratio with/without: ([\d.]+)", result.stdout).group(1))
+    assert ratio == pytest.approx(with_check / without, abs=0.01)
+    assert "decoding the same files once, serially" in result.stdout
+
+
 def test_gpu_session_script_names_only_existing_options(cli) -> None:
     """``gpu_session.sh`` is valid bash and every option it passes exists in the script it calls."""
     script = BENCHMARKS / "gpu_session.sh"

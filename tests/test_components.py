@@ -17,10 +17,10 @@ from anomalib_glocalclip.components import (
     ExportRefusedError,
     FittedThresholdPostProcessor,
     PredictionTable,
-    ReaderCheck,
     ZeroShotCLIPMixin,
     zero_shot_evaluator,
 )
+from anomalib_glocalclip.data.reader_check import ReaderCheck
 from anomalib_glocalclip.glocalclip.feature_cache import FeatureCacheCallback
 
 

@@ -143,7 +143,7 @@ def test_check_samples_finds_every_problem_by_name(tmp_path: Path) -> None:
             (str(deep), None, 0),
         ]
     )
-    problems = check_samples(samples, full_decode=False)
+    problems = check_samples(samples, verify=False)
     found = [(problem.kind, tuple(path.name for path in problem.paths)) for problem in problems]
     assert found == [
         (ProblemKind.MISSING_FILE, ("gone.png",)),
@@ -155,9 +155,9 @@ def test_check_samples_finds_every_problem_by_name(tmp_path: Path) -> None:
     ]
     assert "64x64" in str(problems[4])
     assert "32x32" in str(problems[4])
-    decoded = check_samples(samples, full_decode=True, anomalib_reader=False)
+    decoded = check_samples(samples, verify=True, anomalib_reader=False)
     kinds = [(problem.kind, problem.paths[0].name) for problem in decoded]
-    assert (ProblemKind.UNREADABLE, "cut.png") in kinds  # truncated pixel data needs a full decode
+    assert (ProblemKind.UNREADABLE, "cut.png") in kinds  # truncated pixel data is found by verifying it
     assert all(kind != ProblemKind.ANOMALIB_MISREAD for kind, _ in kinds)
 
 

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from anomalib_glocalclip import AnoCLIP
-from anomalib_glocalclip.components.reader_check import EmptySplitError, ReaderCheck, check_test_split
 from anomalib_glocalclip.data import LayoutDataModule
-from anomalib_glocalclip.data.checks import DataCheckError
+from anomalib_glocalclip.data.checks import DataCheckError, ProblemKind, check_samples
 from anomalib_glocalclip.data.dataset import SampleDataset
+from anomalib_glocalclip.data.reader_check import EmptySplitError, ReaderCheck, check_test_split
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG
 from image_files import gray16_array, save, save_rgb, truncated_bytes, write_mvtec_set
 
@@ -69,6 +69,26 @@ def test_truncated_file_under_anomalibs_mvtec_is_refused_before_any_batch(tmp_pa
         _engine(tmp_path).test(AnoCLIP(**TINY), datamodule=MVTecAD(root=root, category="bottle", num_workers=0))
     assert f"{broken}: cannot read image (Cannot read image {broken}" in str(caught.value)
     assert "re-export the file, or remove the sample from the dataset" in str(caught.value)
+
+
+def test_png_data_is_verified_by_its_checksums_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check leaves the one decode to the run: no PNG is decoded, yet a byte flipped in the pixel data of a
+    whole file with a sound header is refused by name."""
+    good, damaged = tmp_path / "good.png", tmp_path / "damaged.png"
+    save_rgb(good)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the IDAT chunk of a 64 x 64 RGB PNG
+    damaged.write_bytes(bytes(data))
+    samples = pd.DataFrame({"image_path": [str(good), str(damaged)], "mask_path": "", "label_index": [0, 0]})
+    samples.attrs["task"] = "classification"
+
+    def no_decode(self: PngImagePlugin.PngImageFile) -> None:
+        raise AssertionError(self.filename)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decode)
+    problems = check_samples(samples, verify=True)
+    assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (damaged,))]
+    assert "checksum in b'IDAT'" in str(problems[0])
 
 
 def test_category_without_test_folder_is_refused_with_its_counts(tmp_path: Path) -> None:

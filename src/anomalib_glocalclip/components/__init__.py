@@ -2,8 +2,7 @@
 
 ``ZeroShotCLIPMixin`` (``base``) is what GlocalCLIP and AnoCLIP share, made of the mixins of ``few_shot``,
 ``post_processor`` and ``export``; the other modules each hold one component of it (pre-processor, reference
-resize, evaluator, visualizer, prediction table), and ``ReaderCheck`` (``reader_check``), which refuses by name the
-files Anomalib's own datasets would read wrong.
+resize, evaluator, visualizer, prediction table).
 """
 
 from .base import ZeroShotCLIPMixin
@@ -12,7 +11,6 @@ from .export import ExportRefusedError
 from .post_processor import FittedThresholdPostProcessor, set_natural_thresholds
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
 from .prediction_table import PredictionTable
-from .reader_check import ReaderCheck
 from .reference_resize import ReferenceResize
 
 __all__ = [
@@ -21,7 +19,6 @@ __all__ = [
     "ExportRefusedError",
     "FittedThresholdPostProcessor",
     "PredictionTable",
-    "ReaderCheck",
     "ReferenceResize",
     "ZeroShotCLIPMixin",
     "clip_pre_processor",

@@ -22,6 +22,7 @@ from lightning.pytorch import Callback
 from torch import nn
 
 from anomalib_glocalclip.compat import check_versions
+from anomalib_glocalclip.data.reader_check import ReaderCheck
 
 from .evaluator import zero_shot_evaluator
 from .export import ExportGuard
@@ -29,7 +30,6 @@ from .few_shot import FewShotMixin
 from .post_processor import ValidationThresholds
 from .pre_processor import check_preprocessing, clip_pre_processor
 from .prediction_table import PredictionTable
-from .reader_check import ReaderCheck
 from .visualizer import PluginImageVisualizer
 
 DEFAULT_IMAGE_SIZE = 224
