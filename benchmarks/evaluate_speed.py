@@ -59,6 +59,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from anomalib.metrics import Evaluator
 
 # MVTec AD's test split: (normal, anomalous) images per category, 467 + 1,258 = 1,725.
 MVTEC_AD_TEST_COUNTS: dict[str, tuple[int, int]] = {
@@ -166,13 +167,13 @@ class Spans:
             self.seconds[name] += time.perf_counter() - start
 
     @contextlib.contextmanager
-    def wrapping(self, owner: type | Any, attribute: str, name: str) -> Iterator[None]:
+    def wrapping(self, owner: object, attribute: str, name: str) -> Iterator[None]:
         """Time every call of ``owner.attribute`` into ``name`` while the block runs; restored afterwards."""
         own = attribute in vars(owner)
         original = getattr(owner, attribute)
 
         @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
+        def timed(*args: object, **kwargs: object) -> object:
             with self.span(name):
                 return original(*args, **kwargs)
 
@@ -186,7 +187,7 @@ class Spans:
                 delattr(owner, attribute)
 
 
-def metrics_on_host(evaluator: Any) -> Any:
+def metrics_on_host(evaluator: Evaluator) -> Evaluator:
     """``evaluator`` as the sweep had it before issue 14: states on the host, Anomalib's own AUPRO.
 
     The plugin's ``AUPRO`` (the sweep's) gives Anomalib's values with regions labelled on the host in one call;
@@ -214,7 +215,7 @@ def host_metrics_in_sweep() -> Iterator[None]:
     original = sweep.sweep_evaluator
 
     @functools.wraps(original)
-    def on_host(*args: Any, **kwargs: Any) -> Any:
+    def on_host(*args: object, **kwargs: object) -> Evaluator:
         return metrics_on_host(original(*args, **kwargs))
 
     sweep.sweep_evaluator = on_host
@@ -234,7 +235,7 @@ class TimedFactory:
 
     title = "GlocalCLIP"
 
-    def __init__(self, spans: Spans, **model_args: Any) -> None:
+    def __init__(self, spans: Spans, **model_args: object) -> None:
         self.spans = spans
         self.model_args = model_args
         self.description = f"GlocalCLIP({model_args}) timed by benchmarks/evaluate_speed.py"
@@ -248,7 +249,7 @@ class TimedFactory:
         _sync()
         self.spans.seconds["model"] += time.perf_counter() - self._start
 
-    def __call__(self, evaluator: Any) -> torch.nn.Module:
+    def __call__(self, evaluator: Evaluator) -> torch.nn.Module:
         """A GlocalCLIP with forward timing hooks on its torch model (the sweep builds one)."""
         from anomalib_glocalclip import GlocalCLIP
 
