@@ -210,3 +210,17 @@ def test_the_default_post_processor_keeps_scores_and_maps_as_they_are() -> None:
     assert not post_processor.enable_thresholding
 
 
+
+
+@pytest.mark.parametrize(("config", "rscin_k", "datamodule"),
+                         [("musc_mvtec.yaml", (1, 2, 3), "MVTecAD"), ("musc_visa.yaml", (1, 8, 9), "Visa")])
+def test_shipped_presets_build_through_the_cli_parser(tmp_path: Path, config: str, rscin_k, datamodule: str) -> None:
+    overrides = {"model.backbone": str(TINY_CLIP_CONFIG), "model.pretrained": "null", "model.image_size": 64,
+                 "data.root": str(tmp_path), "trainer.accelerator": "cpu", "default_root_dir": str(tmp_path / "r")}
+    _, model, data = Engine.from_config(Path(__file__).resolve().parents[1] / "configs" / config, **overrides)
+    assert isinstance(model, MuSc)
+    assert model.model.rscin_k == rscin_k
+    assert model.model.feature_layers == (6, 12, 18, 24)
+    assert model.model.interval == (0.0, 0.3)
+    assert model.pre_processor.transform.transforms[0].image_filter == "bicubic"  # the reference's PIL squash
+    assert type(data).__name__ == datamodule
