@@ -58,3 +58,20 @@ def test_anomalib_predict_on_a_folder_scores_the_readable_images_and_names_the_o
     assert [row["status"] for row in rows[:8]] == ["ok"] * 8
     assert rows[8]["status"].startswith("skipped")
     assert all(0.0 <= float(row["pred_score"]) <= 1.0 for row in rows[:8])
+
+
+@pytest.mark.slow
+def test_ddp_scores_the_whole_set_on_every_rank(cli, category: Path, tmp_path: Path) -> None:
+    """Two CPU processes: each scores the whole set and tests its share; the gathered metrics are one process's."""
+    from test_ddp import DDP_ARGS, SINGLE_ARGS, printed_metrics
+
+    def run_test(devices: list[str], root: str) -> dict[str, float]:
+        result = cli("anomalib", "test", *TINY_ARGS[:-2], "--data", "MVTecAD", "--data.root", str(category.parent),
+                     "--data.category", "bottle", "--data.num_workers", "0", *devices, "--default_root_dir", root,
+                     cwd=tmp_path, env=ONE_THREAD)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return printed_metrics(result.stdout)
+
+    ddp, single = run_test(DDP_ARGS, "ddp"), run_test(SINGLE_ARGS, "single")
+    assert {"image_AUROC", "pixel_AUROC", "pixel_AUPRO"} <= set(single), single
+    assert ddp == pytest.approx(single, abs=1e-6), (ddp, single)
