@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from PIL import Image
 
 from anomalib_glocalclip import MuSc
 from anomalib_glocalclip.components.base import ExportRefusedError
-from anomalib_glocalclip.components.prediction_table import SkippedImagesError
+from anomalib_glocalclip.data.predict_input import PredictFilesError
 from anomalib_glocalclip.musc.lightning_model import SetTooSmallError
 from anomalib_glocalclip.musc.rscin import rscin
 from anomalib_glocalclip.musc.torch_model import MuScModel, outlier_threshold, split_set
@@ -103,15 +102,15 @@ def test_validation_then_test_encodes_once_and_predict_agrees_with_test(mvtec: P
 
 
 @pytest.mark.integration
-def test_predict_on_a_folder_scores_the_readable_images_and_names_the_unreadable(tmp_path: Path) -> None:
+def test_predict_on_a_folder_with_an_unreadable_file_names_it_before_scoring(tmp_path: Path) -> None:
     folder = _write_folder(tmp_path / "images", 5)
     (folder / "broken.png").write_bytes(b"not an image")
+    model = _musc()
+    calls = _count_encodes(model)
     engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
-    with pytest.raises(SkippedImagesError, match=r"broken\.png"):
-        engine.predict(_musc(), data_path=folder)
-    rows = list(csv.DictReader(next((tmp_path / "run").rglob("predictions.csv")).open()))
-    assert [Path(row["image_path"]).name for row in rows if row["status"] == "ok"] == [f"{i:03d}.png" for i in range(5)]
-    assert any(row["status"].startswith("skipped") and row["image_path"].endswith("broken.png") for row in rows)
+    with pytest.raises(PredictFilesError, match=r"broken\.png"):
+        engine.predict(model, data_path=folder)
+    assert calls == []  # refused before the set was encoded
 
 
 @pytest.mark.integration

@@ -32,7 +32,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.components.few_shot import choose_reference_paths
@@ -70,7 +70,7 @@ class ScoredSet:
         return torch.tensor([positions[key] for key in keys])
 
 
-def _dataset_paths(dataset: Any) -> list[str] | None:
+def _dataset_paths(dataset: Dataset) -> list[str] | None:
     """The image paths of an Anomalib dataset without reading its images, if it lists them."""
     samples = getattr(dataset, "samples", None)
     if samples is not None and "image_path" in getattr(samples, "columns", ()):
