@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from anomalib.data import Batch
@@ -184,7 +183,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         return
 
     @property
-    def trainer_arguments(self) -> dict[str, Any]:
+    def trainer_arguments(self) -> dict[str, object]:
         """No special trainer arguments."""
         return {}
 
