@@ -196,9 +196,13 @@ def test_export_is_refused_by_name(tmp_path: Path) -> None:
         _musc().to_torch(export_root=tmp_path)
 
 
-def test_bf16_and_too_small_split_are_refused() -> None:
+def test_bad_settings_are_refused_when_built() -> None:
     with pytest.raises(ValueError, match="bf16"):
         MuScModel(**TINY, precision="bf16")
+    with pytest.raises(ValueError, match="odd"):
+        MuScModel(**{**TINY, "r_list": (1, 2)})
+    with pytest.raises(ValueError, match="feature_layers"):
+        MuScModel(**{**TINY, "feature_layers": (0, 25)})
     with pytest.raises(ValueError, match="max_set_size"):
         _musc(max_set_size=1)
 

@@ -148,7 +148,10 @@ class MuScModel(nn.Module):
         if not feature_layers or any(not 1 <= layer <= layers for layer in feature_layers):
             msg = f"feature_layers must be 1-indexed blocks in 1..{layers} of {backbone}, got {tuple(feature_layers)}."
             raise ValueError(msg)
-        self.feature_layers, self.r_list = tuple(feature_layers), tuple(r_list)
+        if not r_list or any(int(r) < 1 or int(r) % 2 == 0 for r in r_list):
+            msg = f"r_list must hold odd neighbourhood sizes >= 1 (the reference's (1, 3, 5)), got {tuple(r_list)}."
+            raise ValueError(msg)
+        self.feature_layers, self.r_list = tuple(feature_layers), tuple(int(r) for r in r_list)
         self.interval = (float(interval[0]), float(interval[1]))
         self.rscin_k = None if rscin_k is None else tuple(int(k) for k in rscin_k)
         self.precision, self.max_elements, self.encoder_batch_size = precision, int(max_elements), encoder_batch_size
