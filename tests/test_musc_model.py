@@ -227,3 +227,18 @@ def test_shipped_presets_build_through_the_cli_parser(tmp_path: Path, config: st
     assert model.model.interval == (0.0, 0.3)
     assert model.pre_processor.transform.transforms[0].image_filter == "bicubic"  # the reference's PIL squash
     assert type(data).__name__ == datamodule
+
+
+@pytest.mark.integration
+def test_labels_and_masks_compare_distances_with_the_label_threshold(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "four", 4)
+    engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
+    _, maps = _concatenated(engine.predict(_musc(), data_path=folder))
+    maxima = maps.amax((-2, -1)).sort().values
+    threshold = float(maxima[1:3].mean())  # halfway between the images' maxima
+    predictions = engine.predict(_musc(label_threshold=threshold), data_path=folder)
+    labels = torch.cat([batch.pred_label for batch in predictions])
+    masks = torch.cat([batch.pred_mask for batch in predictions])
+    torch.testing.assert_close(labels, maps.amax((-2, -1)) > threshold)
+    torch.testing.assert_close(masks, maps > threshold)
+    assert int(labels.sum()) == 2
