@@ -53,11 +53,13 @@ class SetTooSmallError(PluginError, ValueError):
 
 @dataclass
 class ScoredSet:
-    """One dataloader's set, scored: its image keys (paths) and ``SetScores``, and its label threshold."""
+    """One dataloader's set, scored: its image keys (paths), ``SetScores``, label threshold and augmentations."""
 
     keys: list[str]
     scores: SetScores | None
     label_threshold: float
+    augmentations: str = "None"
+    """``repr`` of the dataset's augmentations: a set is kept only for the same files read the same way."""
 
     def index(self, keys: list[str]) -> torch.Tensor:
         """Positions of ``keys`` in the set; a clear error for a key the set does not hold."""
@@ -242,18 +244,19 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         own loader here would exhaust its sampler) and the pre-processor's transform.
         """
         loaders = [] if loaders is None else list(loaders) if isinstance(loaders, list | tuple) else [loaders]
-        previous = {frozenset(scored.keys): scored for scored in self.scored_sets}
+        previous = {(frozenset(scored.keys), scored.augmentations): scored for scored in self.scored_sets}
         scored_sets = []
         for loader in loaders:
             paths = _dataset_paths(loader.dataset)
-            kept = previous.get(frozenset(paths)) if paths else None
+            augmentations = repr(getattr(loader.dataset, "augmentations", None))
+            kept = previous.get((frozenset(paths), augmentations)) if paths else None
             if kept is not None:
                 logger.info("MuSc: the set of %d images was scored earlier in this run; its scores are kept.",
                             len(paths))
-            scored_sets.append(kept or self.score_loader(loader))
+            scored_sets.append(kept or self.score_loader(loader, augmentations))
         self.scored_sets = scored_sets
 
-    def score_loader(self, loader: DataLoader) -> ScoredSet:
+    def score_loader(self, loader: DataLoader, augmentations: str = "None") -> ScoredSet:
         """Encode every image of ``loader``'s dataset once and score them as one set."""
         fresh = DataLoader(loader.dataset, batch_size=loader.batch_size or 1, shuffle=False,
                            num_workers=loader.num_workers, collate_fn=loader.collate_fn)
@@ -262,7 +265,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
             keys += _batch_keys(batch)
             parts.append(self.model.encode(transform(batch.image)))
         if not parts:
-            return ScoredSet([], None, float("nan"))
+            return ScoredSet([], None, float("nan"), augmentations)
         encoded = EncodedImages.cat(parts)
         self._check_set_size(keys)
         scores = self.model.score_set(encoded, self.references, self.max_set_size, self.set_split_seed)
@@ -272,7 +275,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         logger.info("MuSc: scored a set of %d images%s; label threshold %.4g (distance units, %s).", len(keys),
                     f" with {self.references.count} references" if self.references is not None else "", threshold,
                     "label_threshold" if self.label_threshold is not None else "the set's outlier threshold")
-        return ScoredSet(keys, scores, threshold)
+        return ScoredSet(keys, scores, threshold, augmentations)
 
     def _check_set_size(self, keys: list[str]) -> None:
         references = 0 if self.references is None else self.references.count
