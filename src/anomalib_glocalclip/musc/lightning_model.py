@@ -61,9 +61,13 @@ class ScoredSet:
     augmentations: str = "None"
     """``repr`` of the dataset's augmentations: a set is kept only for the same files read the same way."""
 
+    def __post_init__(self) -> None:
+        """Index the keys once: ``positions[key]`` is the image's place in the set."""
+        self.positions = {key: position for position, key in enumerate(self.keys)}
+
     def index(self, keys: list[str]) -> torch.Tensor:
         """Positions of ``keys`` in the set; a clear error for a key the set does not hold."""
-        positions = {key: position for position, key in enumerate(self.keys)}
+        positions = self.positions
         missing = [key for key in keys if key not in positions]
         if missing:
             msg = f"MuSc: images {missing[:3]} were not in the set scored at the start of the run."
