@@ -176,6 +176,8 @@ def test_max_set_size_scores_random_subsets_apart_and_rscin_over_all(tiny_musc, 
     assert sorted(torch.cat(subsets).tolist()) == list(range(7))
     assert [len(s) for s in subsets] == [3, 2, 2]
     assert [s.tolist() for s in split_set(7, 3, seed=5)] == [s.tolist() for s in subsets]
+    assert [len(s) for s in split_set(3, 2, seed=0)] == [3]  # never a subset of one image
+    assert [len(s) for s in split_set(5, 2, seed=0)] == [3, 2]
     with caplog.at_level(logging.INFO):
         split = tiny_musc.score_set(encoded, max_set_size=3, split_seed=5)
     assert "3 random subsets (seed 5)" in caplog.text

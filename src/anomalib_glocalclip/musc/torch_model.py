@@ -76,10 +76,13 @@ class SetScores(NamedTuple):
 
 
 def split_set(count: int, max_set_size: int | None, seed: int) -> list[torch.Tensor]:
-    """Indices of ``ceil(count / max_set_size)`` random subsets of near-equal size (one subset: all, in order)."""
-    if max_set_size is None or count <= max_set_size:
+    """Indices of ``ceil(count / max_set_size)`` random subsets of near-equal size (one subset: all, in order).
+
+    Never a subset of one image (it would have no other image to be scored against): fewer, larger subsets then.
+    """
+    parts = 1 if max_set_size is None else min(math.ceil(count / max_set_size), count // 2)
+    if parts <= 1:
         return [torch.arange(count)]
-    parts = math.ceil(count / max_set_size)
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     return [part.sort().values for part in order.tensor_split(parts)]
 
