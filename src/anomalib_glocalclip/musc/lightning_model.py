@@ -114,7 +114,8 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         precision: ``"auto"``/``"fp16"``: fp16 autocast backbone and fp16 mutual-scoring inputs (fp32 accumulation)
             on CUDA, fp32 on CPUs; ``"fp32"``: fp32 everywhere. Never bf16.
         max_set_size: sets larger than this are split into random subsets (seeded by ``set_split_seed``, never by
-            label), each scored apart; RsCIN runs over all of them (the reference's ``divide_num``).
+            label; never of one image), each scored apart; RsCIN runs over all of them (the reference's
+            ``divide_num``).
         set_split_seed: seed of that split.
         few_shot: ``k`` normal reference images (of the datamodule's train split, or of ``reference_images``): they
             join every image's "other images" but are never scored and take no part in RsCIN.
