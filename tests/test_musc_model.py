@@ -203,6 +203,8 @@ def test_bad_settings_are_refused_when_built() -> None:
         MuScModel(**TINY, precision="bf16")
     with pytest.raises(ValueError, match="odd"):
         MuScModel(**{**TINY, "r_list": (1, 2)})
+    with pytest.raises(ValueError, match="interval"):
+        MuScModel(**{**TINY, "interval": (-0.1, 0.3)})
     with pytest.raises(ValueError, match="feature_layers"):
         MuScModel(**{**TINY, "feature_layers": (0, 25)})
     with pytest.raises(ValueError, match="max_set_size"):

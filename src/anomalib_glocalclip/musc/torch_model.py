@@ -154,6 +154,9 @@ class MuScModel(nn.Module):
         if not r_list or any(int(r) < 1 or int(r) % 2 == 0 for r in r_list):
             msg = f"r_list must hold odd neighbourhood sizes >= 1 (the reference's (1, 3, 5)), got {tuple(r_list)}."
             raise ValueError(msg)
+        if len(interval) != 2 or min(interval) < 0:
+            msg = f"interval must be two bounds >= 0 (fractions below 1, counts from 1), got {tuple(interval)}."
+            raise ValueError(msg)
         self.feature_layers, self.r_list = tuple(feature_layers), tuple(int(r) for r in r_list)
         self.interval = (float(interval[0]), float(interval[1]))
         self.rscin_k = None if rscin_k is None else tuple(int(k) for k in rscin_k)
