@@ -246,3 +246,15 @@ def test_labels_and_masks_compare_distances_with_the_label_threshold(tmp_path: P
     torch.testing.assert_close(labels, maps.amax((-2, -1)) > threshold)
     torch.testing.assert_close(masks, maps > threshold)
     assert int(labels.sum()) == 2
+
+
+@pytest.mark.integration
+def test_few_shot_references_come_from_the_train_split_and_are_not_scored(mvtec: Path, tmp_path: Path) -> None:
+    model = _musc(few_shot=2)
+    outputs = Outputs()
+    engine = Engine(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, callbacks=[outputs])
+    engine.test(model, datamodule=MVTecAD(root=mvtec, category="bottle", num_workers=0, eval_batch_size=4))
+    assert len(model.reference_paths) == 2
+    assert all("/train/good/" in path for path in model.reference_paths)
+    assert len(outputs.by_path) == 9  # the test images only
+    assert not set(model.reference_paths) & set(outputs.by_path)
