@@ -917,3 +917,72 @@ def test_one_pass_heatmaps_are_drawn_on_threads_and_a_drawing_error_fails_the_te
     assert sorted(path.name for path in (tmp_path / "out").rglob("*.png")) == ["a.png", "b.png", "c.png", "d.png"]
     with pytest.raises(ValueError, match=r"cannot draw .*b\.png"):
         run(Drawer(fail_on="b.png"), [["a.png", "b.png"]])
+
+
+# ----- MuSc: each category one set, labelled at its own threshold -----
+
+MUSC_CLI = ["--model", "musc", "--backbone", str(TINY_CLIP_CONFIG), "--pretrained", "none", "--image-size", "64",
+            "--model-arg", "feature_layers=[3, 6, 9, 12]", "--dataset", "mvtec_ad", "--workers", "0",
+            "--batch-size", "3", "--accelerator", "cpu", "--no-progress"]
+
+
+def test_musc_sweep_scores_each_category_once_and_reports_the_threshold_its_masks_use(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``evaluate --model musc``: each category's test split is one set, encoded once (validation's set is kept for
+    the test); labels and masks are at the set's distance threshold, which report.html states (not on the scores)."""
+    from anomalib_glocalclip.components.visualizer import PluginImageVisualizer
+    from anomalib_glocalclip.evaluation.report_data import ReportData, report_data_path
+    from anomalib_glocalclip.musc.torch_model import outlier_threshold
+
+    drawn: list[Any] = []
+    draw = PluginImageVisualizer.visualize_item
+
+    def recording_draw(self: PluginImageVisualizer, item: Any) -> Any:
+        drawn.append(item)
+        return draw(self, item)
+
+    monkeypatch.setattr(PluginImageVisualizer, "visualize_item", recording_draw)
+    caplog.set_level("INFO", logger="anomalib_glocalclip.musc")
+    output = tmp_path / "musc"
+    assert main([*MUSC_CLI, "--root", str(data["mvtec"]), "--output", str(output)]) == 0
+
+    scored = [record for record in caplog.records if "MuSc: scored a set of 4 images" in record.getMessage()]
+    kept = [record for record in caplog.records if "scored earlier in this run" in record.getMessage()]
+    assert len(scored) == 2  # one set per category (4 test images each), not per batch of 3
+    assert len(kept) == 2  # the test reused validation's set: no second encode
+    assert "rscin_k=(1, 2, 3)" in (output / "sweep.json").read_text()
+    assert read_metrics(output).loc[["bottle", "carpet"], "image_AUROC"].notna().all()
+    report = (output / "report.html").read_text(encoding="utf-8")
+    for category in ("bottle", "carpet"):
+        stated = ReportData.load(report_data_path(output, category))
+        items = [item for item in drawn if f"/{category}/" in str(item.image_path)]
+        assert len(items) == 4
+        maxima = torch.stack([item.anomaly_map.amax() for item in items])
+        assert stated.threshold == pytest.approx(float(outlier_threshold(maxima)), rel=1e-4)
+        assert not stated.threshold_on_scores
+        assert f"image threshold {stated.threshold:.4g} (the model's own, in anomaly-map units" in report
+        for item in items:
+            assert bool(item.pred_label) == bool(item.anomaly_map.amax() > stated.threshold)
+            assert torch.equal(item.pred_mask.bool(), item.anomaly_map > stated.threshold)
+
+
+def test_musc_sweep_takes_each_categorys_own_references_and_the_visa_preset(
+    data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--few-shot 1``: each category's reference comes from its own train split (none carried into the next);
+    ``musc`` on VisA takes RsCIN's k = (1, 8, 9), elsewhere (1, 2, 3)."""
+    caplog.set_level("INFO", logger="anomalib_glocalclip.musc")
+    output = tmp_path / "musc"
+    command = [*MUSC_CLI, "--root", str(data["mvtec"]), "--output", str(output), "--few-shot", "1", "--no-heatmaps"]
+    assert main(command) == 0
+    references = [record.getMessage() for record in caplog.records if "reference images" in record.getMessage()]
+    assert len(references) == 2
+    assert "/bottle/train/good/" in references[0]
+    assert "/carpet/train/good/" in references[1]
+    assert "with 1 references" in caplog.text
+    from anomalib_glocalclip.evaluation.sweep import resolve_model
+
+    assert resolve_model("musc", {}, "visa").keywords["rscin_k"] == (1, 8, 9)
+    assert resolve_model("musc", {"rscin_k": None}, "visa").keywords["rscin_k"] is None
+    assert resolve_model("musc", {}, "mvtec_ad").keywords["rscin_k"] == (1, 2, 3)

@@ -96,6 +96,24 @@ def _batch(scores: list[float], labels: list[int], first: int) -> SimpleNamespac
     )
 
 
+def test_a_model_labelling_itself_has_its_own_labels_as_the_worst_cases(tmp_path: Path) -> None:
+    """A post-processor with thresholding off (MuSc's): the wrong cases are the model's own labels, and the stated
+    threshold (on the map's scale) is not drawn on the score histogram."""
+    scores, labels = [0.1, 0.9, 0.7, 0.2], [0, 0, 1, 1]
+    batch = _batch(scores, labels, 0)
+    batch.pred_label = torch.tensor([True, False, True, False])  # not ``score > 0.5``: 1 and 3 are not wrong
+    collector = ReportCollector(n_worst=3, map_size=8)
+    collector.on_test_start(None, None)  # type: ignore[arg-type]
+    collector.on_test_batch_end(None, None, batch)
+    post_processor = SimpleNamespace(image_threshold=torch.tensor(2.5), enable_thresholding=False)
+    collector.on_test_end(None, SimpleNamespace(post_processor=post_processor))  # type: ignore[arg-type]
+    data = ReportData.load(collector.save(tmp_path / "category.report.npz"))
+
+    assert (data.threshold, data.threshold_on_scores) == (2.5, False)
+    assert data.worst(anomalous=False) == [0]  # normal, labelled anomalous
+    assert data.worst(anomalous=True) == [3]  # anomalous, labelled normal
+
+
 def test_worst_cases_are_chosen_right(tmp_path: Path) -> None:
     #          image:   0    1    2    3    4    5    6    7    8    9   10   11
     scores = [0.1, 0.9, 0.7, 0.2, 0.95, 0.6, 0.3, 0.55, 0.8, 0.4, 0.45, 0.65]

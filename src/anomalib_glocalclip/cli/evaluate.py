@@ -33,14 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="glocalclip",
-                       help="glocalclip (needs --prompts), anoclip, or an Anomalib config file with a model: section")
+                       help="glocalclip (needs --prompts), anoclip, musc (the paper's preset for the dataset: RsCIN "
+                       "k 1,8,9 on VisA, 1,2,3 elsewhere), or an Anomalib config file with a model: section, e.g. "
+                       "configs/musc_visa.yaml")
     model.add_argument("--prompts", default=None, help="GlocalCLIP's learned prompt file (prompts.pt)")
     model.add_argument("--backbone", default=None, help="open_clip model name or config JSON (model default if unset)")
     model.add_argument("--pretrained", default=None,
                        help="open_clip pretrained tag or weight file; 'none' for random weights (tests only)")
     model.add_argument("--image-size", type=int, default=None, help="input size (model default if unset)")
     model.add_argument("--few-shot", type=int, default=0, metavar="K",
-                       help="K normal train images per category as references (GlocalCLIP, AnoCLIP; the same for "
+                       help="K normal train images per category as references (GlocalCLIP, AnoCLIP, MuSc; the same for "
                        "every model, seeded by category and --seed); default 0: zero-shot")
     model.add_argument("--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="further init argument of the model, value in YAML (e.g. sigma=8, tta=true); repeatable")

@@ -118,6 +118,10 @@ class FewShotMixin:
         except RuntimeError:
             return None
 
+    def forget_references(self) -> None:
+        """Drop the references taken so far: the next run takes them anew (e.g. of another category)."""
+        self.model.reference_bank.clear()
+
     def prepare_references(self) -> None:
         """Fill the reference bank once, if few-shot and not already filled (by a run or a checkpoint)."""
         bank = self.model.reference_bank

@@ -30,6 +30,10 @@ ModelFactory = Callable[..., AnomalibModule]
 """Called as ``factory(evaluator=...)``; returns a new model."""
 
 ZERO_SHOT_TYPES = (LearningType.ZERO_SHOT, LearningType.FEW_SHOT)
+MUSC_RSCIN_K = (1, 2, 3)
+"""MuSc's RsCIN neighbour counts in the paper (MVTec AD and every dataset but VisA)."""
+MUSC_VISA_RSCIN_K = (1, 8, 9)
+"""MuSc's RsCIN neighbour counts on VisA in the paper."""
 
 
 def sweep_evaluator(image_metrics: bool = True, pixel_metrics: bool = True) -> Evaluator:
@@ -69,7 +73,8 @@ def prepare_model(
             evaluates the raw scores, as the papers do: Anomalib's normalisation clips to [0, 1] around the
             validation threshold, which ties scores and shifts the reference AUPRO's thresholds. Either way the
             thresholds are fitted on the target (on the test pass where it is the validation split, see
-            ``one_pass.py``) and label the images and draw the masks.
+            ``one_pass.py``) and label the images and draw the masks. A post-processor with thresholding off
+            (MuSc's: the model labels with its set's own threshold) is left as it is.
 
     Raises:
         TypeError: the model is not zero- or few-shot (it would be tested untrained).
@@ -83,6 +88,8 @@ def prepare_model(
     if model.evaluator is not evaluator:
         model.evaluator = evaluator
     model.visualizer = visualizer
+    if isinstance(model.post_processor, PostProcessor) and not model.post_processor.enable_thresholding:
+        return model  # the model labels itself (MuSc: its set's threshold); nothing to fit, normalise or relabel
     if type(model.post_processor) is PostProcessor:  # labels raw scores at 0.5: not the thresholds it fits
         model.post_processor = FittedThresholdPostProcessor(**model.post_processor.checkpoint_config())
     if isinstance(model.post_processor, PostProcessor):
@@ -112,12 +119,13 @@ def apply_few_shot(model: AnomalibModule, k: int, category: str, seed: int | Non
         return model
     if not hasattr(model, "init_few_shot"):
         msg = (
-            f"--few-shot applies to GlocalCLIP and AnoCLIP; {type(model).__name__} takes its own few-shot "
+            f"--few-shot applies to GlocalCLIP, AnoCLIP and MuSc; {type(model).__name__} takes its own few-shot "
             "setting (e.g. WinClip's k_shot in its config)."
         )
         raise TypeError(msg)
-    model.init_few_shot(k, None, category_reference_seed(category, seed), model.model.few_shot_weight)
-    model.model.reference_bank.clear()  # the sweep reuses its model: the previous category's references go
+    weight = getattr(model.model, "few_shot_weight", 1.0)  # MuSc's references are other images, not weighted
+    model.init_few_shot(k, None, category_reference_seed(category, seed), weight)
+    model.forget_references()  # the sweep reuses its model: the previous category's references go
     return model
 
 
@@ -153,6 +161,17 @@ def anoclip_factory(**init_args: object) -> ModelFactory:
     from anomalib_glocalclip.anoclip import AnoCLIP
 
     return functools.partial(AnoCLIP, **init_args)
+
+
+def musc_factory(dataset: str | None = None, **init_args: object) -> ModelFactory:
+    """MuSc with ``init_args``; RsCIN's ``rscin_k`` is the paper's preset for ``dataset`` unless given.
+
+    ``(1, 8, 9)`` on VisA, ``(1, 2, 3)`` elsewhere (as ``configs/musc_visa.yaml`` and ``configs/musc_mvtec.yaml``).
+    """
+    from anomalib_glocalclip.musc import MuSc
+
+    init_args.setdefault("rscin_k", MUSC_VISA_RSCIN_K if dataset == "visa" else MUSC_RSCIN_K)
+    return functools.partial(MuSc, **init_args)
 
 
 def _model_section(config: Mapping[str, object], path: Path) -> dict[str, object]:

@@ -126,7 +126,7 @@ def _histogram_figure(data: ReportData) -> str:
         selected = data.scores[(data.labels == label) & np.isfinite(data.scores)]
         if len(selected):
             axes.hist(selected, bins=edges, alpha=0.6, color=colour, label=f"{name} ({len(selected)})")
-    if math.isfinite(data.threshold):
+    if math.isfinite(data.threshold) and data.threshold_on_scores:
         axes.axvline(data.threshold, color="#222", linestyle="--", linewidth=1.2,
                      label=f"threshold {data.threshold:.4g}")
     axes.set(xlabel="raw image score", ylabel="images")
@@ -199,10 +199,15 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     try:
         data = ReportData.load(path)
         threshold = f"{data.threshold:.4g}" if math.isfinite(data.threshold) else "none"
+        if data.threshold_on_scores:
+            threshold += " (raw score)"
+        else:  # MuSc: its scores are min-max scaled within the set; it labels on the distance scale
+            threshold += (" (the model's own, in anomaly-map units: an image is anomalous where its map's maximum "
+                          "is above it, a pixel where its map value is; the image scores are on another scale)")
         plots = "".join(f'<figure><img src="{uri}" alt="{alt}"></figure>' for alt, uri in _plots(data))
         scale = "raw anomaly-map score, one scale shared by every heatmap of this category"
         bar = colour_bar_html(tuple(map(float, data.map_range)), scale) if np.isfinite(data.map_range).all() else ""
-        body = (f"<p>image threshold {threshold} (raw score)</p><div class=\"plots\">{plots}</div>{bar}"
+        body = (f"<p>image threshold {threshold}</p><div class=\"plots\">{plots}</div>{bar}"
                 + _cases(data, anomalous=False) + _cases(data, anomalous=True))
     except Exception as error:  # noqa: BLE001 - one unreadable category leaves the rest of the report
         logger.warning("Report of category %s not drawn: %s", result.category, error)

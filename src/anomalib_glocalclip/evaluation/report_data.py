@@ -114,7 +114,10 @@ class ReportData:
         paths: image files, ``[N]``.
         scores: raw image scores, ``[N]`` float32.
         labels: ground-truth labels (1 anomalous), ``[N]`` int8.
-        threshold: the post-processor's image threshold on the same scale (``nan``: none fitted).
+        threshold: the post-processor's image threshold (``nan``: none fitted).
+        threshold_on_scores: whether the post-processor labelled ``scores`` at ``threshold``; ``False``: the model
+            labelled the images itself (MuSc: at ``threshold`` on the map's maximum, in distance units).
+        predicted: the predicted labels (1 anomalous, -1 none), ``[N]`` int8.
         kept: indices into ``paths`` of the images whose maps are kept (worst-case candidates), ``[K]``.
         maps: their anomaly maps, ``[K, MAP_SIZE, MAP_SIZE]`` float16 (empty without maps).
         map_range: lowest and highest anomaly-map value of the whole category, ``[2]``.
@@ -126,6 +129,8 @@ class ReportData:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     threshold: float = math.nan
+    threshold_on_scores: bool = True
+    predicted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     maps: np.ndarray = field(default_factory=lambda: np.zeros((0, MAP_SIZE, MAP_SIZE), np.float16))
     map_range: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
@@ -135,12 +140,14 @@ class ReportData:
     def worst(self, anomalous: bool, n: int = N_WORST) -> list[int]:
         """Indices (into ``paths``) of the worst false negatives (``anomalous``) or false positives, worst first.
 
-        Anomalib predicts anomalous where ``score > threshold``; none without a threshold.
+        Anomalib predicts anomalous where ``score > threshold``, a model labelling itself (``threshold_on_scores``
+        false) as ``predicted`` says; none without a threshold.
         """
         if math.isnan(self.threshold):
             return []
         labels, scores = self.labels, self.scores
-        wrong = (labels == 1) & (scores <= self.threshold) if anomalous else (labels == 0) & (scores > self.threshold)
+        predicted = scores > self.threshold if self.threshold_on_scores else self.predicted == 1
+        wrong = (labels == 1) & ~predicted if anomalous else (labels == 0) & predicted
         chosen = np.flatnonzero(wrong)
         # Ties in the order of the collector's candidates (the earlier image first), so their maps are kept.
         order = np.argsort(scores[chosen] if anomalous else -scores[chosen], kind="stable")
@@ -155,6 +162,7 @@ class ReportData:
         """Write the data to ``path`` (``.npz``) atomically."""
         with atomic_path(path) as temporary, temporary.open("wb") as file:
             np.savez_compressed(file, paths=np.asarray(self.paths, dtype=str), threshold=np.float64(self.threshold),
+                                threshold_on_scores=self.threshold_on_scores,
                                 **{name: getattr(self, name) for name in _ARRAYS})
         return Path(path)
 
@@ -163,10 +171,11 @@ class ReportData:
         """Read data written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as stored:
             return cls(paths=[str(each) for each in stored["paths"]], threshold=float(stored["threshold"]),
-                       **{name: stored[name] for name in _ARRAYS})
+                       threshold_on_scores=bool(stored.get("threshold_on_scores", True)),
+                       **{name: stored[name] for name in _ARRAYS if name in stored})
 
 
-_ARRAYS = ("scores", "labels", "kept", "maps", "map_range", "pixel_edges", "pixel_counts")
+_ARRAYS = ("scores", "labels", "predicted", "kept", "maps", "map_range", "pixel_edges", "pixel_counts")
 
 
 class ReportCollector(Callback):
@@ -182,10 +191,12 @@ class ReportCollector(Callback):
         self._paths: list[str] = []
         self._scores: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._predicted: list[np.ndarray] = []
         self._candidates: list[tuple[float, int, int, np.ndarray]] = []  # (score, label, index, map)
         self._map_range = [math.inf, -math.inf]
         self._pixels = PixelHistograms()
         self._threshold = math.nan
+        self._threshold_on_scores = True
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start afresh."""
@@ -203,6 +214,10 @@ class ReportCollector(Callback):
         labels = np.full(len(scores), -1, np.int8)  # unknown, should a batch come without labels
         if outputs.gt_label is not None:
             labels = outputs.gt_label.detach().flatten().cpu().numpy().astype(np.int8)
+        predicted = np.full(len(scores), -1, np.int8)
+        if getattr(outputs, "pred_label", None) is not None:
+            predicted = outputs.pred_label.detach().flatten().cpu().numpy().astype(np.int8)
+        self._predicted.append(predicted)
         first = len(self._paths)
         self._paths += [str(path) for path in outputs.image_path or [""] * len(scores)]
         self._scores.append(scores)
@@ -226,10 +241,12 @@ class ReportCollector(Callback):
             self._pixels.add(maps, masks > 0)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Read the image threshold the post-processor holds after the test (fitted by then)."""
+        """Read the image threshold the post-processor holds after the test (fitted by then), and what it labels."""
         del trainer
-        threshold = getattr(getattr(pl_module, "post_processor", None), "image_threshold", None)
+        post_processor = getattr(pl_module, "post_processor", None)
+        threshold = getattr(post_processor, "image_threshold", None)
         self._threshold = float(threshold) if isinstance(threshold, torch.Tensor) else math.nan
+        self._threshold_on_scores = getattr(post_processor, "enable_thresholding", True)
 
     @property
     def data(self) -> ReportData:
@@ -240,6 +257,8 @@ class ReportCollector(Callback):
             scores=np.concatenate(self._scores) if self._scores else np.zeros(0, np.float32),
             labels=np.concatenate(self._labels) if self._labels else np.zeros(0, np.int8),
             threshold=self._threshold,
+            threshold_on_scores=self._threshold_on_scores,
+            predicted=np.concatenate(self._predicted) if self._predicted else np.zeros(0, np.int8),
             kept=np.asarray([each[2] for each in self._candidates], dtype=np.int64),
             maps=np.stack([each[3] for each in self._candidates]) if self._candidates else ReportData().maps,
             map_range=np.asarray(self._map_range if self._candidates else [math.nan, math.nan]),

@@ -42,6 +42,7 @@ from .models import (
     describe_factory,
     glocalclip_factory,
     model_title,
+    musc_factory,
     prepare_model,
     sweep_evaluator,
 )
@@ -70,13 +71,16 @@ def is_config(model: str | Path) -> bool:
     return Path(model).suffix.lower() in {".yaml", ".yml", ".json"}
 
 
-def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, object] | None = None) -> ModelFactory:
+def resolve_model(
+    model: ModelFactory | str | Path, model_args: Mapping[str, object] | None = None, dataset: str | None = None
+) -> ModelFactory:
     """The model factory of ``model``.
 
     Args:
         model: a factory (returned as is), ``"glocalclip"`` (needs ``prompt_weights`` in ``model_args``),
-            ``"anoclip"``, or the path of an Anomalib config file.
+            ``"anoclip"``, ``"musc"``, or the path of an Anomalib config file.
         model_args: init arguments of a model named by string or config.
+        dataset: the catalogue name of the swept dataset (MuSc's preset: ``musc_factory``).
     """
     model_args = dict(model_args or {})
     if callable(model):
@@ -95,7 +99,9 @@ def resolve_model(model: ModelFactory | str | Path, model_args: Mapping[str, obj
         return glocalclip_factory(prompts, **model_args)
     if name == "anoclip":
         return anoclip_factory(**model_args)
-    msg = f"Unknown model {model!r}: use 'glocalclip' (with prompts), 'anoclip', or an Anomalib config file."
+    if name == "musc":
+        return musc_factory(dataset, **model_args)
+    msg = f"Unknown model {model!r}: use 'glocalclip' (with prompts), 'anoclip', 'musc', or an Anomalib config file."
     raise ValueError(msg)
 
 
@@ -248,7 +254,8 @@ def evaluate(
     """Test a model zero-shot on every category of a dataset; write the paper's tables into ``output``.
 
     Args:
-        model: a model factory (see ``models.py``), ``"glocalclip"``, ``"anoclip"``, or an Anomalib config file.
+        model: a model factory (see ``models.py``), ``"glocalclip"``, ``"anoclip"``, ``"musc"`` (the paper's
+            preset for the dataset), or an Anomalib config file.
         dataset: dataset name of the registry (``mvtec_ad``, ``visa``, ``headct``, ...; aliases allowed).
         root: the dataset's root in its official download layout.
         categories: categories to test; ``None``: every category found under ``root``.
@@ -278,7 +285,7 @@ def evaluate(
         ValueError: unknown dataset or model, or none of the categories exists.
     """
     entry = get_dataset(dataset)
-    factory = resolve_model(model, model_args)
+    factory = resolve_model(model, model_args, entry.name)
     root = Path(root).expanduser()
     output = Path(output).expanduser()
     available = list_categories(entry, root)

@@ -15,7 +15,9 @@ scored, and every step returns its images' share. ``Engine.predict`` / ``Engine.
 - ``pred_label`` / ``pred_mask``: the image's map maximum / the pixel above a threshold in distance units, either
   ``label_threshold`` or, by default, the set's robust outlier threshold (``torch_model.outlier_threshold``). The
   default post-processor neither normalises nor re-thresholds (no threshold or range carries from one set to
-  another); the evaluator's AUROC, AUPR, F1Max and AUPRO do not depend on thresholds.
+  another); the evaluator's AUROC, AUPR, F1Max and AUPRO do not depend on thresholds. The post-processor's
+  ``image_threshold``/``pixel_threshold`` state the last scored set's threshold (so reports and the page show the
+  one the labels and masks used); with its thresholding off Anomalib never applies them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from anomalib_glocalclip.compat import set_post_processor_thresholds
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.components.few_shot import choose_reference_paths
 from anomalib_glocalclip.few_shot import read_reference_images
@@ -199,6 +202,10 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         return []
 
     # ----- references -----
+    def forget_references(self) -> None:
+        """Drop the encoded references: the next run encodes them anew (e.g. of another category)."""
+        self.references = None
+
     def prepare_references(self) -> None:
         """Encode the few-shot reference images once (they join every set's "other images")."""
         if not self.is_few_shot or self.references is not None:
@@ -277,6 +284,8 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         threshold = self.label_threshold
         if threshold is None:
             threshold = outlier_threshold(scores.image_scores)
+        if isinstance(self.post_processor, PostProcessor):  # states the threshold used (its thresholding is off)
+            set_post_processor_thresholds(self.post_processor, image=threshold, pixel=threshold)
         logger.info("MuSc: scored a set of %d images%s; label threshold %.4g (distance units, %s).", len(keys),
                     f" with {self.references.count} references" if self.references is not None else "", threshold,
                     "label_threshold" if self.label_threshold is not None else "the set's outlier threshold")
