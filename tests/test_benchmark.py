@@ -132,6 +132,19 @@ def test_glocalclip_anoclip_and_winclip_in_one_table(
     assert len(table) == 3 * (len(CATEGORIES) + 1)
 
 
+def test_musc_beside_anoclip_in_one_table(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """``class_path: MuSc`` in a grid: each category's test split is scored as one set; its row says its scores
+    are its own (its post-processor normalises nothing), AnoCLIP's that they are normalised."""
+    musc = {"class_path": "MuSc", "init_args": {**anoclip_args(workspace["config"]), "feature_layers": [2, 4]}}
+    config = write_config(tmp_path / "bench.yaml", [model_entries(workspace, winclip=False)[1], musc], workspace)
+    ZeroShotBenchmark(output_dir=tmp_path / "out").run(argparse.Namespace(config=config))
+    table = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False, na_values=[""]).set_index("model")
+    assert (table.loc["MuSc", "status"].iloc[:-1] == "ok").all(), table.loc["MuSc", "error"]
+    assert table.loc["MuSc", "image_AUROC"].notna().all()
+    assert set(table.loc["MuSc", "scores"]) == {"own"}
+    assert set(table.loc["AnoCLIP", "scores"]) == {"normalised"}
+
+
 def test_a_failing_model_is_a_row_and_the_others_still_run(workspace: dict[str, Path], tmp_path: Path) -> None:
     broken = {"class_path": "GlocalCLIP", "name": "GlocalCLIP-no-weights",
               "init_args": {**glocalclip_args(workspace["config"]), "pretrained": str(tmp_path / "missing.pt")}}
@@ -225,15 +238,16 @@ def test_the_printed_table_fits_80_columns_and_names_its_scores(capsys: pytest.C
     assert "normalised scores" in " ".join(lines)
 
 
-def test_example_config_expands_to_four_models_on_two_categories() -> None:
+def test_example_config_expands_to_five_models_on_two_categories() -> None:
     config = yaml.safe_load((CONFIGS / "benchmark_zero_shot.yaml").read_text())
     assert config["accelerator"] == "auto"
     jobs = list(ZeroShotBenchmarkJobGenerator(config["accelerator"]).generate_jobs(config["benchmark"], None))
     pairs = [(job.flat_cfg["model.class_path"], job.flat_cfg["data.init_args.category"]) for job in jobs]
-    models = ("GlocalCLIP", "AnoCLIP", "AnoCLIP", "WinClip")  # AnoCLIP zero-shot, then 4-shot
+    models = ("GlocalCLIP", "AnoCLIP", "AnoCLIP", "MuSc", "WinClip")  # AnoCLIP zero-shot, then 4-shot
     assert pairs == [(model, category) for model in models for category in CATEGORIES]
     assert jobs[2 * len(CATEGORIES)].model_spec["init_args"]["few_shot"] == 4
     assert jobs[0].model_spec["init_args"]["prompt_weights"].endswith("prompts.pt")
+    assert jobs[3 * len(CATEGORIES)].model_spec["init_args"]["rscin_k"] == [1, 2, 3]  # MVTec AD's preset
 
 
 def test_rows_with_different_metrics_make_one_table() -> None:

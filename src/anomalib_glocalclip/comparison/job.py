@@ -23,7 +23,7 @@ from anomalib_glocalclip.utils.errors import describe_error
 from anomalib_glocalclip.utils.model_config import ClassSpec
 
 from .resolve import build_datamodule, build_model, class_name, model_label
-from .table import STATUS_FAILED, STATUS_OK, collect_rows
+from .table import OWN_SCORES, SCORES, STATUS_FAILED, STATUS_OK, collect_rows
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,10 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
             test_start = time.time()
             results = engine.test(model, datamodule=datamodule, verbose=False)
             test_end = time.time()
+        normalises = getattr(model.post_processor, "enable_normalization", True)
         return {
             "category": category or getattr(datamodule, "category", "") or "",
+            "scores": SCORES if normalises else OWN_SCORES,
             "fit_duration": test_start - fit_start + validation.seconds,
             "test_duration": test_end - test_start - validation.seconds,
             **(results[0] if results else {}),

@@ -23,9 +23,12 @@ CSV_NAME = "results.csv"
 MARKDOWN_NAME = "results.md"
 SCORES = "normalised"
 """Value of the ``scores`` column: the metrics are on Anomalib's normalised scores, not the models' raw ones."""
+OWN_SCORES = "own"
+"""Value of the ``scores`` column for a model whose post-processor normalises nothing (MuSc)."""
 SCORES_NOTE = (
     "Metrics on Anomalib's normalised scores (min-max from the validation split, clipped to [0, 1]), as "
-    "`anomalib test` reports them; `anomalib-glocalclip evaluate` reports raw scores, as the papers do."
+    "`anomalib test` reports them (`scores` own: the model's, which its post-processor leaves as they are, e.g. "
+    "MuSc's); `anomalib-glocalclip evaluate` reports raw scores, as the papers do."
 )
 SCORES_CAPTION = "Metrics on normalised scores, as `anomalib test` (raw scores: `anomalib-glocalclip evaluate`)."
 
@@ -39,7 +42,7 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
 def collect_rows(rows: list[dict[str, object]]) -> pd.DataFrame:
     """Rows of the jobs as a table with the union of their keys, main columns first, config columns last."""
     frame = pd.DataFrame(rows, dtype=object)  # config values keep their types (an int stays an int)
-    frame["scores"] = SCORES
+    frame["scores"] = frame["scores"].fillna(SCORES) if "scores" in frame.columns else SCORES
     for column in IDENTITY_COLUMNS + METRIC_ORDER + DURATION_COLUMNS + TRAILING_COLUMNS:
         if column not in frame.columns:
             frame[column] = math.nan if column in METRIC_ORDER + DURATION_COLUMNS else ""
@@ -66,7 +69,7 @@ def with_means(frame: pd.DataFrame) -> pd.DataFrame:
         mean.update({column: pd.to_numeric(succeeded[column], errors="coerce").mean() for column in numeric})
         mean.update({key: rows[key].iloc[0] for key in keys})
         status = f"{len(succeeded)}/{len(rows)} {STATUS_OK}"
-        mean.update(data=rows["data"].iloc[0], category=MEAN_CATEGORY, status=status, scores=SCORES)
+        mean.update(data=rows["data"].iloc[0], category=MEAN_CATEGORY, status=status, scores=rows["scores"].iloc[0])
         parts += [rows, pd.DataFrame([mean], columns=frame.columns)]
     return pd.concat(parts, ignore_index=True) if parts else frame
 
