@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from anomalib_glocalclip.app import AppInputError, AppOptions, ImageResult, ModelCache, ModelChoice, decide
@@ -17,6 +18,7 @@ from anomalib_glocalclip.app.scoring import (
     ANOMALOUS,
     CSV_COLUMNS,
     NORMAL,
+    ONE_IMAGE,
     SETTING_COLUMNS,
     UNREADABLE,
     image_inputs,
@@ -31,6 +33,7 @@ from anomalib_glocalclip.app.scoring import (
     write_heatmap_zip,
 )
 from anomalib_glocalclip.components.heatmap_overlay import HEATMAP_MAX_SIDE
+from anomalib_glocalclip.data.io import read_image
 from anomalib_glocalclip.demo.products import make_image
 
 TINY = ModelChoice(tiny=True, object_name="bottle")
@@ -325,3 +328,51 @@ def test_app_help_imports_neither_torch_nor_gradio(cli) -> None:
     assert result.returncode == 0, result.stderr
     assert "--share" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+# ----- MuSc: the images of a run scored together as one set -----
+@pytest.fixture
+def product_folder(tmp_path: Path) -> Path:
+    """Six product images of one view, the last anomalous."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "products"
+    folder.mkdir()
+    for index in range(6):
+        image = make_image(rng, (64, 64), "bottle", anomalous=index == 5)[0]
+        Image.fromarray(image).save(folder / f"{index}.png")
+    return folder
+
+
+def test_musc_scores_the_images_together_and_starts_from_its_sets_threshold(product_folder: Path,
+                                                                             tmp_path: Path) -> None:
+    from anomalib_glocalclip.musc.torch_model import outlier_threshold
+
+    cache = ModelCache()
+    _page, handlers = _handlers(tmp_path, cache, AppOptions(tiny=True))
+    *_, (state, gallery, table, message, _downloads, threshold, _bar) = _score(
+        handlers, method="MuSc", folder=str(product_folder), threshold=0.5)
+    model = cache.get(ModelChoice(method="MuSc", tiny=True, object_name="bottle"))
+    images = torch.cat([model.pre_processor.transform(read_image(path)[None])
+                        for path in sorted(product_folder.iterdir())])
+    with torch.inference_mode():
+        expected = model.model.score_set(model.model.encode(images), None).image_scores
+    scores = torch.tensor([row[1] for row in table], dtype=torch.float64)
+    torch.testing.assert_close(scores, expected.double(), rtol=1e-4, atol=1e-4)  # one set, in the folder's order
+    assert threshold == pytest.approx(outlier_threshold(expected), rel=1e-6)  # the threshold MuSc labels with
+    assert [row[2] for row in table] == decide(state.results, threshold)
+    assert "relative to this set" in message
+    assert len(gallery) == 6
+    *_, rerun = _score(handlers, method="MuSc", folder=str(product_folder), threshold=0.123, last=state)
+    assert rerun[5] == pytest.approx(threshold)  # a new set starts from its own threshold, not the user's
+
+
+def test_musc_refuses_one_image_alone_in_the_pages_words_and_scores_it_with_normals(product_folder: Path,
+                                                                                 tmp_path: Path) -> None:
+    _page, handlers = _handlers(tmp_path, ModelCache(), AppOptions(tiny=True))
+    one = [str(product_folder / "5.png")]
+    *_, last = _score(handlers, method="MuSc", images=one)
+    assert last[3] == f"**Error:** {ONE_IMAGE}"
+    normals = [str(product_folder / f"{index}.png") for index in range(3)]
+    *_, last = _score(handlers, method="MuSc", images=one, normals=normals)
+    assert len(last[2]) == 1
+    assert isinstance(last[2][0][1], float)

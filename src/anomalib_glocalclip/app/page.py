@@ -27,6 +27,7 @@ from .scoring import (
     FALLBACK_THRESHOLD,
     MAX_REFERENCES,
     METHODS,
+    SET_NOTE,
     TABLE_COLUMNS,
     TINY_NOTE,
     UNREADABLE,
@@ -37,6 +38,7 @@ from .scoring import (
     decide,
     heatmap_range,
     image_inputs,
+    is_set_level,
     model_settings,
     model_threshold,
     reference_folder,
@@ -48,7 +50,7 @@ from .scoring import (
 
 logger = logging.getLogger(__name__)
 
-TITLE = "GlocalCLIP / AnoCLIP: zero-shot anomaly detection"
+TITLE = "GlocalCLIP / AnoCLIP / MuSc: zero-shot anomaly detection"
 THRESHOLD_STEP = 0.0001
 """The slider's step: scores that differ in the third decimal are told apart."""
 CSS = (
@@ -105,9 +107,11 @@ def _caption(result: ImageResult, decision: str) -> str:
     return f"{result.name}{same}: {result.score:.4f}, {decision}"
 
 
-def _notes(results: Sequence[ImageResult], choice: ModelChoice) -> str:
-    """The run's notes: untrained prompts, duplicates scored once, files that could not be read."""
+def _notes(results: Sequence[ImageResult], choice: ModelChoice, set_threshold: float | None = None) -> str:
+    """The run's notes: untrained prompts, a set's scores (``set_threshold``: MuSc's), duplicates, unread files."""
     notes = [f"**{UNTRAINED_NOTE}**"] if choice.method == "GlocalCLIP" and not choice.prompt_file else []
+    if set_threshold is not None:
+        notes.append(f"**{SET_NOTE.format(threshold=set_threshold)}**")
     notes += [f"- **{', '.join(result.same_as)}**: the same content as **{result.name}**, scored once"
               for result in results if result.same_as]
     failed = [result for result in results if result.error is not None]
@@ -143,7 +147,8 @@ class Handlers:
         """Build (or reuse) the chosen model and score the images, yielding progress, then the run's views.
 
         Each yield is (state, gallery, table, message, downloads, threshold, colour bar); an error changes the
-        message only. A new model starts from the threshold it applies, a rerun of the same one keeps the user's.
+        message only. A new model starts from the threshold it applies, a rerun of the same one keeps the user's;
+        a set-level model (MuSc) starts every run from its set's threshold (none carries to another set).
         """
         keep = (gr.skip(),) * 3
         shown = {path: Path(path).name for path in [*(images or []), *(normals or []), prompt_upload or ""] if path}
@@ -160,9 +165,11 @@ class Handlers:
             prompt_name = shown.get(prompt_upload or "", choice.prompt_file or "")
             settings = model_settings(choice, model, prompt_name, [Path(path).name for path in normals or []])
             scale = "pixel score, one scale for every heatmap of this model"
-            run = Run(results, run_dir, choice, settings, _notes(results, choice),
+            set_level = is_set_level(model)
+            run = Run(results, run_dir, choice, settings,
+                      _notes(results, choice, model_threshold(model) if set_level else None),
                       colour_bar_html(heatmap_range(model), scale))
-            if last is None or last.choice != choice:
+            if last is None or last.choice != choice or set_level:
                 threshold = model_threshold(model)
             gallery, table, files = views(run, threshold)
         except Exception as error:  # noqa: BLE001 - the page's boundary: a message, never a traceback
@@ -183,9 +190,9 @@ class Handlers:
 
     @staticmethod
     def show_method(method: str) -> tuple[gr.Textbox, gr.Textbox, gr.File, gr.Markdown]:
-        """AnoCLIP asks for the object's name, GlocalCLIP for a prompt file (and says what none means)."""
+        """AnoCLIP asks for the object's name, GlocalCLIP for a prompt file (and says what none means), MuSc neither."""
         glocal = method == "GlocalCLIP"
-        return (gr.Textbox(visible=not glocal), gr.Textbox(visible=glocal), gr.File(visible=glocal),
+        return (gr.Textbox(visible=method == "AnoCLIP"), gr.Textbox(visible=glocal), gr.File(visible=glocal),
                 gr.Markdown(visible=glocal))
 
 
@@ -195,7 +202,7 @@ def _model_inputs(options: AppOptions) -> tuple[gr.Radio, gr.Textbox, gr.Textbox
     method = gr.Radio(list(METHODS), value=options.method, label="Method", elem_id="method")
     object_name = gr.Textbox(
         value=options.object_name, label="Object name (AnoCLIP: the only input, e.g. pcb, screw)",
-        visible=not glocal, elem_id="object-name",
+        visible=options.method == "AnoCLIP", elem_id="object-name",
     )
     prompt_path = gr.Textbox(value=options.prompt_file or "", label="Prompt file (GlocalCLIP): path", visible=glocal)
     prompt_upload = gr.File(label="or upload the prompt file", type="filepath", visible=glocal)

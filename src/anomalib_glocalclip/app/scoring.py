@@ -1,7 +1,8 @@
 """What the local page does, without gradio: build a model per choice, score images, decide, write results.
 
 Images are read by the plugin's reader, passed through the model's own pre-processor transform and scored by its
-torch model in batches; the raw scores and heatmaps are kept, so ``decide`` re-decides without scoring again.
+torch model in batches (MuSc: encoded in batches, then scored together as one set); the raw scores and heatmaps are
+kept, so ``decide`` re-decides without scoring again.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from anomalib_glocalclip.utils.errors import PluginError
 if TYPE_CHECKING:
     from anomalib.models.components import AnomalibModule
 
+    from anomalib_glocalclip.musc import MuSc
+
 logger = logging.getLogger(__name__)
 
-METHODS = ("AnoCLIP", "GlocalCLIP")
+METHODS = ("AnoCLIP", "GlocalCLIP", "MuSc")
 FALLBACK_THRESHOLD = 0.5
 """The threshold of a model whose post-processor holds none: the scores are anomalous probabilities."""
 MAX_REFERENCES = 8
@@ -45,6 +48,15 @@ TINY_NOTE = (
     "without --tiny for real CLIP weights."
 )
 PROMPTS_SECTION = '"Learn prompts from your own normal images" (or "GlocalCLIP, 1. Learn prompts on auxiliary data")'
+SET_NOTE = (
+    "MuSc scores the images together as one set: each image's score is its anomaly map's maximum, its distance to "
+    "the other images (and the normal images, if given), so scores and threshold are relative to this set. The "
+    "threshold starts at the set's own ({threshold:.4g}, an outlier of the set); it does not carry to another set."
+)
+ONE_IMAGE = (
+    "MuSc scores images against each other: one image alone cannot be scored. Give two or more images of one "
+    "product and view (or a folder of them), or add normal images of the product (few-shot)."
+)
 UNTRAINED_NOTE = (
     "Without a prompt file GlocalCLIP scores with untrained prompts: its scores mean little. The README's section "
     f"{PROMPTS_SECTION} makes one (prompts.pt); give it here, or choose AnoCLIP."
@@ -63,7 +75,8 @@ class ModelChoice:
     """One model the page can build; equal choices share one built model (``ModelCache``'s key).
 
     Args:
-        method: ``"AnoCLIP"`` (training-free: the object's name is the only input) or ``"GlocalCLIP"``.
+        method: ``"AnoCLIP"`` (training-free: the object's name is the only input), ``"GlocalCLIP"`` or
+            ``"MuSc"`` (the images of a run scored together as one set).
         object_name: the object in AnoCLIP's prompts (``"pcb"``, ``"screw"``).
         prompt_file: GlocalCLIP's learned prompt file (``prompts.pt``).
         backbone: open_clip model name or config file; ``None`` (as ``weights``, ``image_size``): the method's.
@@ -108,6 +121,7 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
     from anomalib_glocalclip.anoclip import AnoCLIP
     from anomalib_glocalclip.anoclip.prompts import clean_class_name
     from anomalib_glocalclip.glocalclip import GlocalCLIP
+    from anomalib_glocalclip.musc import MuSc
 
     arguments = choice.model_arguments()
     if choice.method == "AnoCLIP":
@@ -115,6 +129,8 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
         model.setup("predict")  # the model's own prompt encoding: its class name and domain rules
     elif choice.method == "GlocalCLIP":  # without a prompt file: untrained prompts (the page says so)
         model = GlocalCLIP(prompt_weights=choice.prompt_file or None, **arguments)
+    elif choice.method == "MuSc":
+        model = MuSc(**arguments)
     else:
         msg = f"Unknown method {choice.method!r}; choose one of {', '.join(METHODS)}."
         raise AppInputError(msg)
@@ -273,6 +289,9 @@ def scoring_steps(
     """
     heatmap_dir = Path(heatmap_dir)
     heatmap_dir.mkdir(parents=True, exist_ok=True)
+    if is_set_level(model):
+        yield from set_scoring_steps(model, results, heatmap_dir, batch_size)
+        return
     value_range = heatmap_range(model)
     for start in range(0, len(results), batch_size):
         chunk = list(enumerate(results[start : start + batch_size], start))
@@ -289,6 +308,48 @@ def scoring_steps(
                 result.heatmap = str(heatmap_dir / f"{index:04d}.jpg")
                 draw_heatmap(image, anomaly_map, value_range).save(result.heatmap, quality=HEATMAP_JPEG_QUALITY)
         yield min(start + batch_size, len(results))
+
+
+def is_set_level(model: AnomalibModule) -> bool:
+    """Whether ``model`` scores the images of a run together as one set (MuSc), not one by one."""
+    from anomalib_glocalclip.musc import MuSc
+
+    return isinstance(model, MuSc)
+
+
+def set_scoring_steps(
+    model: MuSc, results: Sequence[ImageResult], heatmap_dir: Path, batch_size: int = 8
+) -> Iterator[int]:
+    """Encode the readable images batch by batch (yielding the number done), then score them together as one set.
+
+    Each result's score is its map's maximum, the value MuSc labels at its set's threshold (``model_threshold``).
+
+    Raises:
+        AppInputError: fewer than two readable images and no normal reference images.
+    """
+    from anomalib_glocalclip.musc.torch_model import EncodedImages, upsample_maps
+
+    images = {index: image for index, result in enumerate(results) if (image := _read(result)) is not None}
+    if len(images) + (0 if model.references is None else model.references.count) < 2:
+        raise AppInputError(ONE_IMAGE)
+    indices, parts = list(images), []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        with torch.inference_mode():
+            batch = torch.cat([model.pre_processor.transform(images[index][None]) for index in chunk])
+            parts.append(model.model.encode(batch.to(model.device)))
+        yield start + len(chunk)
+    with torch.inference_mode():
+        scored = model.score_encoded([results[index].path for index in indices], EncodedImages.cat(parts))
+    value_range = heatmap_range(model)
+    for position, index in enumerate(indices):
+        result, image = results[index], images[index]
+        result.score = float(scored.scores.image_scores[position])
+        size = (model.image_size, model.image_size)
+        anomaly_map = upsample_maps(scored.scores.patch_maps[position : position + 1].float(), size)
+        result.heatmap = str(heatmap_dir / f"{index:04d}.jpg")
+        draw_heatmap(image, anomaly_map[0].cpu(), value_range).save(result.heatmap, quality=HEATMAP_JPEG_QUALITY)
+    yield len(results)
 
 
 def _read(result: ImageResult) -> torch.Tensor | None:

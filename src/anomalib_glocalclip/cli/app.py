@@ -13,13 +13,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The options of ``anomalib-glocalclip app``."""
     parser = argparse.ArgumentParser(
         prog="anomalib-glocalclip app",
-        description="A local web page: drop images, see heatmaps, scores and decisions of AnoCLIP or GlocalCLIP.",
+        description="A local web page: drop images, see heatmaps, scores and decisions of AnoCLIP, GlocalCLIP or "
+        "MuSc (which scores the images of a run together, as one set).",
     )
     parser.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--share", action="store_true", help="also ask gradio for a PUBLIC share link (off by default)")
     parser.add_argument("--tiny", action="store_true", help="tiny random CLIP, offline (scores mean nothing)")
-    parser.add_argument("--model", dest="method", choices=("anoclip", "glocalclip"), default="anoclip",
+    parser.add_argument("--model", dest="method", choices=("anoclip", "glocalclip", "musc"), default="anoclip",
                         help="method shown first")
     parser.add_argument("--object", dest="object_name", default="object", help="AnoCLIP's object name (pcb, screw ...)")
     parser.add_argument("--prompts", dest="prompt_file", metavar="PROMPTS",
@@ -45,6 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anomalib_glocalclip.app import AppOptions
     from anomalib_glocalclip.app.page import serve
 
-    method = {"anoclip": "AnoCLIP", "glocalclip": "GlocalCLIP"}[arguments.method]
+    method = {"anoclip": "AnoCLIP", "glocalclip": "GlocalCLIP", "musc": "MuSc"}[arguments.method]
     serve(AppOptions(**{**vars(arguments), "method": method}))
     return 0

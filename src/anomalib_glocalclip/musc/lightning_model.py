@@ -16,8 +16,9 @@ scored, and every step returns its images' share. ``Engine.predict`` / ``Engine.
   ``label_threshold`` or, by default, the set's robust outlier threshold (``torch_model.outlier_threshold``). The
   default post-processor neither normalises nor re-thresholds (no threshold or range carries from one set to
   another); the evaluator's AUROC, AUPR, F1Max and AUPRO do not depend on thresholds. The post-processor's
-  ``image_threshold``/``pixel_threshold`` state the last scored set's threshold (so reports and the page show the
-  one the labels and masks used); with its thresholding off Anomalib never applies them.
+  ``image_threshold``/``pixel_threshold`` and ``pixel_min``/``pixel_max`` state the last scored set's threshold and
+  map range (so reports and the page show the threshold the labels and masks used); with its thresholding and
+  normalisation off Anomalib applies neither.
 """
 
 from __future__ import annotations
@@ -278,14 +279,26 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
             parts.append(self.model.encode(transform(batch.image)))
         if not parts:
             return ScoredSet([], None, float("nan"), augmentations)
-        encoded = EncodedImages.cat(parts)
+        return self.score_encoded(keys, EncodedImages.cat(parts), augmentations)
+
+    def score_encoded(self, keys: list[str], encoded: EncodedImages, augmentations: str = "None") -> ScoredSet:
+        """Score the encoded images (named by ``keys``) as one set, with the references; its label threshold.
+
+        The post-processor is given the set's threshold and map range to state (the page's threshold box and
+        colour bar, the sweep's report); with its thresholding and normalisation off Anomalib applies neither.
+
+        Raises:
+            SetTooSmallError: one image and no references.
+        """
         self._check_set_size(keys)
         scores = self.model.score_set(encoded, self.references, self.max_set_size, self.set_split_seed)
         threshold = self.label_threshold
         if threshold is None:
             threshold = outlier_threshold(scores.image_scores)
-        if isinstance(self.post_processor, PostProcessor):  # states the threshold used (its thresholding is off)
+        if isinstance(self.post_processor, PostProcessor):
             set_post_processor_thresholds(self.post_processor, image=threshold, pixel=threshold)
+            self.post_processor.pixel_min.fill_(float(scores.patch_maps.min()))
+            self.post_processor.pixel_max.fill_(float(scores.patch_maps.max()))
         logger.info("MuSc: scored a set of %d images%s; label threshold %.4g (distance units, %s).", len(keys),
                     f" with {self.references.count} references" if self.references is not None else "", threshold,
                     "label_threshold" if self.label_threshold is not None else "the set's outlier threshold")
