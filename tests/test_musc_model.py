@@ -14,7 +14,7 @@ from lightning.pytorch import Callback
 from PIL import Image
 
 from anomalib_glocalclip import MuSc
-from anomalib_glocalclip.components.base import ExportRefusedError
+from anomalib_glocalclip.components import ExportRefusedError
 from anomalib_glocalclip.data.predict_input import PredictFilesError
 from anomalib_glocalclip.musc.lightning_model import SetTooSmallError
 from anomalib_glocalclip.musc.rscin import rscin

@@ -67,7 +67,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor bicubic resize)
             or ``"reference"`` (the reference code's PIL resize: 8-bit bilinear images, bilinear masks > 0.5).
         pre_processor: pre-processor, ``True`` for the default (``preprocessing``'s resize + CLIP normalisation).
-        post_processor: post-processor, ``True`` for ``PostProcessor()``.
+        post_processor: post-processor, ``True`` for ``FittedThresholdPostProcessor()`` (fitted thresholds).
         evaluator: evaluator, ``True`` for the plugin's zero-shot evaluator.
         visualizer: visualizer, ``True`` for Anomalib's default.
     """

@@ -15,10 +15,10 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def check_precision(precision: str) -> str:
-    """``precision`` if it is one of ``PRECISIONS``, else a clear error."""
-    if precision not in PRECISIONS:
-        msg = f"precision must be one of {PRECISIONS}, got {precision!r}."
+def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
+    """``precision`` if it is one of ``allowed``, else a clear error."""
+    if precision not in allowed:
+        msg = f"precision must be one of {allowed}, got {precision!r}."
         raise ValueError(msg)
     return precision
 

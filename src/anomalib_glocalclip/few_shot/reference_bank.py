@@ -49,7 +49,7 @@ class ReferenceBank(nn.Module):
             msg = f"max_elements must be positive, got {max_elements}."
             raise ValueError(msg)
         self.max_elements = max_elements
-        self.precision = check_precision(precision)
+        self.precision = check_precision(precision, allowed=("auto", "fp32", "bf16"))  # fp16 is MuSc's
         empty = torch.empty(0, 0, 0, dtype=bank_dtype(self.precision, torch.device("cpu")))
         self.register_buffer("features", empty)  # [L, K * N, E]
 

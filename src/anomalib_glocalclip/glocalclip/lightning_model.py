@@ -100,7 +100,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         preprocessing: resize of the default pre-processor: ``"anomalib"`` (torchvision's tensor resize) or
             ``"reference"`` (the reference code's PIL resize: 8-bit bicubic images, bilinear masks > 0.5).
         pre_processor: pre-processor, or ``True`` for bicubic resize + CLIP normalisation.
-        post_processor: post-processor, or ``True`` for Anomalib's default.
+        post_processor: post-processor, or ``True`` for ``FittedThresholdPostProcessor()`` (fitted thresholds).
         evaluator: evaluator, or ``True`` for image AUROC/AUPR/F1Max and pixel AUROC/AUPRO/F1Max.
         visualizer: visualizer, or ``True`` for Anomalib's image visualizer.
     """
