@@ -3,7 +3,8 @@
 Public arguments only. Where the validation split is the test split and the post-processor thresholds raw scores
 (the sweep's default), validation is off (``limit_val_batches=0``) and
 :class:`~anomalib_glocalclip.evaluation.one_pass.ThresholdsFromTest` fits the thresholds on the test pass, then
-draws the heatmaps with them; elsewhere Anomalib validates first, as in ``anomalib test``. On one
+draws the heatmaps with them; elsewhere Anomalib validates first, as in ``anomalib test`` (MuSc's post-processor
+fits nothing; MuSc keeps the set it scored at validation for the test of the same files, so it encodes once). On one
 CUDA device the model stays there between runs (``evaluation/device.py``).
 """
 
