@@ -352,7 +352,7 @@ def test_evaluate_few_shot_refuses_other_models() -> None:
 
     other = torch.nn.Module()
     assert apply_few_shot(other, 0, "bottle", 1) is other
-    with pytest.raises(TypeError, match="GlocalCLIP and AnoCLIP"):
+    with pytest.raises(TypeError, match="GlocalCLIP, AnoCLIP and MuSc"):
         apply_few_shot(other, 2, "bottle", 1)
 
 
