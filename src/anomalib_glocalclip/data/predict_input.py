@@ -30,9 +30,7 @@ MISREAD = "Anomalib's reader would clip its 16-bit or float data, or cannot conv
 
 
 class PredictFilesError(PluginError, ValueError):
-    """Files of a ``predict`` folder that cannot be left out: all of them, or in a loader with worker processes.
-
-    Each worker holds its own copy of the file list, so none can be left out there.
+    """Files of a ``predict`` folder that cannot be left out: all of them, or any in a loader with workers.
 
     Args:
         left_out: each file that cannot be predicted and why (the reason names the file).
