@@ -174,8 +174,8 @@ def test_prediction_table_write_failure_keeps_the_earlier_table(
 
     monkeypatch.setattr(Path, "open", failing_open)
     table = PredictionTable()
-    table._rows = [("new.png", 0.9, 1)]
-    trainer = type("Trainer", (), {"is_global_zero": True, "default_root_dir": str(tmp_path)})()
+    table._rows = [("new.png", 0.9, 1, "ok")]
+    trainer = type("Trainer", (), {"is_global_zero": True, "world_size": 1, "default_root_dir": str(tmp_path)})()
     with pytest.raises(OutputWriteError) as caught:
         table._finish(trainer)
     monkeypatch.undo()
