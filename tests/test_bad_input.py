@@ -19,7 +19,7 @@ import torch
 from anomalib.data import Folder, MVTecAD, PredictDataset
 from anomalib.data.dataclasses import ImageItem
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Mask
 
@@ -162,10 +162,14 @@ def test_broken_dataset_image_is_refused_by_name(tmp_path: Path, name: str) -> N
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (path,))]
 
 
-def _check_predict_folder(folder: Path, num_workers: int = 0) -> tuple[PredictDataset, list[tuple[Path, str]]]:
-    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, checked."""
+def _check_predict_folder(
+    folder: Path, num_workers: int = 0, replicas: int = 1
+) -> tuple[PredictDataset, list[tuple[Path, str]]]:
+    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, checked; with
+    ``replicas`` > 1 as Lightning shares it among processes."""
     dataset = PredictDataset(folder)
-    loader = DataLoader(dataset, collate_fn=dataset.collate_fn, num_workers=num_workers)
+    sampler = DistributedSampler(dataset, num_replicas=replicas, rank=0, shuffle=False) if replicas > 1 else None
+    loader = DataLoader(dataset, collate_fn=dataset.collate_fn, num_workers=num_workers, sampler=sampler)
     return dataset, check_predict_files(SimpleNamespace(predict_dataloaders=[loader]))
 
 
@@ -192,12 +196,15 @@ def test_predict_leaves_a_broken_file_out_and_names_it_with_the_fix(
     assert "0.png" not in message
 
 
-def test_predict_with_loader_workers_refuses_broken_files_by_name(tmp_path: Path) -> None:
-    """Workers hold their own copy of the file list, so a file cannot be left out there: refused, with the fix."""
+@pytest.mark.parametrize(("num_workers", "replicas"), [(1, 1), (0, 2)])
+def test_predict_with_loader_workers_or_processes_refuses_broken_files_by_name(
+    tmp_path: Path, num_workers: int, replicas: int
+) -> None:
+    """Workers copy the file list and a distributed sampler fixes its length: nothing can be left out there."""
     save_rgb(tmp_path / "0.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(PredictFilesError, match=r"num_workers=0") as caught:
-        _check_predict_folder(tmp_path, num_workers=1)
+    with pytest.raises(PredictFilesError, match=r"num_workers=0 on one device") as caught:
+        _check_predict_folder(tmp_path, num_workers=num_workers, replicas=replicas)
     assert [path for path, _ in caught.value.left_out] == [tmp_path / "broken.png"]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anomalib.data import PredictDataset
+from torch.utils.data import DistributedSampler
 
 from anomalib_glocalclip.compat import leave_out_predict_files
 from anomalib_glocalclip.data.checks import anomalib_reads_correctly, inspect_image_file
@@ -30,7 +31,7 @@ MISREAD = "Anomalib's reader would clip its 16-bit or float data, or cannot conv
 
 
 class PredictFilesError(PluginError, ValueError):
-    """Files of a ``predict`` folder that cannot be left out: all of them, or any in a loader with workers.
+    """Files of a ``predict`` folder that cannot be left out: all of them, or any in a distributed or worker loader.
 
     Args:
         left_out: each file that cannot be predicted and why (the reason names the file).
@@ -67,7 +68,7 @@ def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
         ``(path, reason)`` of every file left out, in the folders' order.
 
     Raises:
-        PredictFilesError: no file of a folder can be predicted, or its loader has worker processes.
+        PredictFilesError: no file of a folder can be predicted, or its loader has workers or runs distributed.
     """
     loaders = trainer.predict_dataloaders
     left_out: list[tuple[Path, str]] = []
@@ -82,9 +83,9 @@ def check_predict_files(trainer: Trainer) -> list[tuple[Path, str]]:
         folder = Path(os.path.commonpath([str(path) for path in paths]))  # the file itself for one
         if len(bad) == len(paths):
             raise PredictFilesError(bad, folder, "no image of it can be read right")
-        if loader.num_workers > 0:
-            raise PredictFilesError(bad, folder, "its DataLoader's workers hold their own copy of the file list, so "
-                                    "these cannot be left out; predict with num_workers=0 to leave them out")
+        if loader.num_workers > 0 or isinstance(loader.sampler, DistributedSampler):
+            raise PredictFilesError(bad, folder, "its DataLoader's workers or distributed sampler have the file list "
+                                    "already; predict with num_workers=0 on one device to leave these out")
         leave_out_predict_files(dataset, [path for path, _ in bad])
         logger.warning("%d image(s) of %s left out of predict, named with status 'left out' in predictions.csv; the "
                        "other %d are predicted (a set-level model such as MuSc scores them as a set without these, "
