@@ -59,7 +59,7 @@ class PredictionTable(Callback):
         self._finish(trainer)
 
     def _finish(self, trainer: Trainer) -> None:
-        rows = gather_rows(trainer, self._rows) + self._left_out  # every process leaves the same files out
+        rows = gather_rows(trainer, self._rows) + self._left_out  # none left out under DDP: refused there
         if not trainer.is_global_zero or not rows:
             return
         table = Path(trainer.default_root_dir) / self.file_name
