@@ -3,7 +3,7 @@
 Datasets: the samples of an Anomalib ``Folder`` datamodule over a small set, read by the plugin's ``SampleDataset``
 (the dataset of the plugin's datamodules); prediction: a folder's ``PredictDataset`` checked by
 ``check_predict_files``. Each case asserts the exact outcome: the right pixels, or an error naming the file and a fix
-(for prediction, all of them before the first batch).
+(for prediction: the file left out before the first batch, named with the fix; a folder of none readable refused).
 
 Decision on EXIF orientation: like Anomalib, readers ignore it, because masks are drawn on the stored pixels; an
 EXIF-rotated image is read as stored.
@@ -19,7 +19,7 @@ import torch
 from anomalib.data import Folder, MVTecAD, PredictDataset
 from anomalib.data.dataclasses import ImageItem
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Mask
 
@@ -162,48 +162,73 @@ def test_broken_dataset_image_is_refused_by_name(tmp_path: Path, name: str) -> N
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (path,))]
 
 
-def _check_predict_folder(folder: Path) -> PredictDataset:
-    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, checked."""
+def _check_predict_folder(
+    folder: Path, num_workers: int = 0, replicas: int = 1
+) -> tuple[PredictDataset, list[tuple[Path, str]]]:
+    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, checked; with
+    ``replicas`` > 1 as Lightning shares it among processes."""
     dataset = PredictDataset(folder)
-    check_predict_files(SimpleNamespace(predict_dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)]))
-    return dataset
+    sampler = DistributedSampler(dataset, num_replicas=replicas, rank=0, shuffle=False) if replicas > 1 else None
+    loader = DataLoader(dataset, collate_fn=dataset.collate_fn, num_workers=num_workers, sampler=sampler)
+    return dataset, check_predict_files(SimpleNamespace(predict_dataloaders=[loader]))
 
 
 @pytest.mark.parametrize("name", list(_broken_files()))
-def test_predict_refuses_a_broken_file_by_name_and_leaves_the_dataset_alone(tmp_path: Path, name: str) -> None:
-    for index in range(2):
-        save_rgb(tmp_path / f"{index}.png", seed=index)
+def test_predict_leaves_a_broken_file_out_and_names_it_with_the_fix(
+    tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    arrays = [save_rgb(tmp_path / f"{index}.png", seed=index) for index in range(2)]
     broken = tmp_path / name
     broken.write_bytes(_broken_files()[name])
-    dataset = PredictDataset(tmp_path)
-    with pytest.raises(PredictFilesError) as caught:
-        check_predict_files(SimpleNamespace(predict_dataloaders=DataLoader(dataset, collate_fn=dataset.collate_fn)))
-    assert [path for path, _ in caught.value.unreadable] == [broken]
-    assert caught.value.misread == []
-    message = str(caught.value)
+    with caplog.at_level("WARNING"):
+        dataset, left_out = _check_predict_folder(tmp_path)
+    assert [path for path, _ in left_out] == [broken]
+    assert str(broken) in left_out[0][1]
+    assert [Path(dataset[index].image_path).name for index in range(len(dataset))] == ["0.png", "1.png"]
+    for index, array in enumerate(arrays):
+        assert torch.equal(dataset[index].image.as_subclass(torch.Tensor), _expected(array))
+    message = caplog.text
+    assert f"1 image(s) of {tmp_path} left out of predict" in message
+    assert "the other 2 are predicted" in message
     assert str(broken) in message
     assert _CORRUPT_FIX in message
+    assert "Fix: replace or remove the unreadable files." in message
     assert "0.png" not in message
-    assert "replace or remove the unreadable files" in message
-    assert len(dataset.image_filenames) == 3  # Anomalib's file list is Anomalib's
+
+
+@pytest.mark.parametrize(("num_workers", "replicas"), [(1, 1), (0, 2)])
+def test_predict_with_loader_workers_or_processes_refuses_broken_files_by_name(
+    tmp_path: Path, num_workers: int, replicas: int
+) -> None:
+    """Workers copy the file list and a distributed sampler fixes its length: nothing can be left out there."""
+    save_rgb(tmp_path / "0.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(PredictFilesError, match=r"num_workers=0 on one device") as caught:
+        _check_predict_folder(tmp_path, num_workers=num_workers, replicas=replicas)
+    assert [path for path, _ in caught.value.left_out] == [tmp_path / "broken.png"]
 
 
 def test_predict_passes_a_readable_folder(tmp_path: Path) -> None:
     arrays = [save_rgb(tmp_path / f"{index}.png", seed=index) for index in range(2)]
-    dataset = _check_predict_folder(tmp_path)
+    dataset, left_out = _check_predict_folder(tmp_path)
+    assert left_out == []
     for index, array in enumerate(arrays):
         assert torch.equal(dataset[index].image.as_subclass(torch.Tensor), _expected(array))
 
 
-def test_predict_refuses_files_anomalib_reads_wrong_by_name(tmp_path: Path) -> None:
+def test_predict_leaves_files_anomalib_reads_wrong_out_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     save_rgb(tmp_path / "a.png")
     save(tmp_path / "deep.png", Image.fromarray(gray16_array()))
-    with pytest.raises(PredictFilesError) as caught:
-        _check_predict_folder(tmp_path)
-    assert caught.value.misread == [tmp_path / "deep.png"]
-    message = str(caught.value)
-    assert str(tmp_path / "deep.png") in message
+    with caplog.at_level("WARNING"):
+        dataset, left_out = _check_predict_folder(tmp_path)
+    assert [path for path, _ in left_out] == [tmp_path / "deep.png"]
+    assert dataset.image_filenames == [tmp_path / "a.png"]
+    message = caplog.text
+    assert f"{tmp_path / 'deep.png'}: Anomalib's reader would clip its 16-bit" in message
     assert "a.png" not in message
+    assert "replace or remove" not in message
     assert f"--data LayoutDataModule --data.layout normal_folder --data.root {tmp_path}" in message
 
 
@@ -276,9 +301,10 @@ def test_empty_or_missing_predict_folder_is_refused_by_anomalib_naming_it(tmp_pa
 def test_only_broken_files_are_refused_all_together(tmp_path: Path) -> None:
     for name, content in _broken_files().items():
         (tmp_path / name).write_bytes(content)
-    with pytest.raises(PredictFilesError) as caught:
+    with pytest.raises(PredictFilesError, match="no image of it can be read right") as caught:
         _check_predict_folder(tmp_path)
-    assert sorted(path.name for path, _ in caught.value.unreadable) == sorted(_broken_files())
+    assert sorted(path.name for path, _ in caught.value.left_out) == sorted(_broken_files())
+    assert "Fix: replace or remove the unreadable files." in str(caught.value)
 
 
 def test_image_level_table_needs_no_masks(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.components import PredictionTable
 from anomalib_glocalclip.data import DatasetLayoutError, LayoutDataModule
-from anomalib_glocalclip.data.predict_input import PredictFilesError
+from anomalib_glocalclip.data.predict_input import MISREAD, PredictFilesError
 from anomalib_glocalclip.glocalclip import NoAnomaliesError, PromptFileError, read_prompt_file
 from anomalib_glocalclip.glocalclip.training_data import check_training_labels
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder, generate_mvtec_ad
@@ -83,40 +83,48 @@ def read_table(path: Path) -> dict[str, dict[str, str]]:
 
 
 # ----- predict on a folder -----
-def test_predict_on_a_folder_with_unreadable_files_names_them_and_predicts_nothing(tmp_path: Path) -> None:
+def test_predict_on_a_folder_with_unreadable_files_predicts_the_others_and_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder, contents = predict_folder(tmp_path)
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(PredictFilesError) as caught:
-        engine.predict(GlocalCLIP(**TINY), data_path=folder)
-    message = str(caught.value)
-    assert message.startswith(f"3 image(s) of {folder} cannot be predicted with Anomalib's PredictDataset")
-    assert all(f"- Cannot read image {folder / name}" in message for name in UNREADABLE)
-    assert "Fix: replace or remove the unreadable files." in message
-    assert sorted(path.name for path, _ in caught.value.unreadable) == sorted(UNREADABLE)
-    assert not list((tmp_path / "results").rglob("predictions.csv"))
-    assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents  # inputs untouched
-
-    for name in UNREADABLE:  # without them, the folder is predicted, each image in the table
-        (folder / name).unlink()
-    engine.predict(GlocalCLIP(**TINY), data_path=folder)
+    with caplog.at_level(logging.WARNING):
+        predictions = engine.predict(GlocalCLIP(**TINY), data_path=folder)
+    predicted = sorted(Path(path).name for batch in predictions for path in batch.image_path)
+    assert predicted == ["a.png", "b.png", "c8.png", "white.png"]
+    assert f"3 image(s) of {folder} left out of predict" in caplog.text
+    assert all(f"- Cannot read image {folder / name}" in caplog.text for name in UNREADABLE)
+    assert "Fix: replace or remove the unreadable files." in caplog.text
     (table,) = (tmp_path / "results").rglob("predictions.csv")
     rows = read_table(table)
-    assert set(rows) == {"a.png", "b.png", "c8.png", "white.png"}
-    assert all(0.0 <= float(row["pred_score"]) <= 1.0 and row["pred_label"] in {"0", "1"} for row in rows.values())
+    assert set(rows) == {*predicted, *UNREADABLE}
+    for name in predicted:
+        row = rows[name]
+        assert 0.0 <= float(row["pred_score"]) <= 1.0
+        assert row["pred_label"] in {"0", "1"}
+        assert row["status"] == "ok"
+    for name in UNREADABLE:
+        assert rows[name]["pred_score"] == rows[name]["pred_label"] == ""
+        assert rows[name]["status"].startswith(f"left out: Cannot read image {folder / name}")
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents  # inputs untouched
 
 
-def test_predict_on_a_folder_refuses_16_bit_files_and_names_the_datamodule_that_reads_them(tmp_path: Path) -> None:
-    """Anomalib's ``PredictDataset`` would read ``c16.png`` white: refused before any batch, by name, with the fix;
+def test_predict_on_a_folder_leaves_16_bit_files_out_and_names_the_datamodule_that_reads_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anomalib's ``PredictDataset`` would read ``c16.png`` white: left out before any batch, by name, with the fix;
     the fix (``LayoutDataModule``, layout ``normal_folder``) predicts every image, ``c16.png`` as its 8-bit twin."""
     folder, _ = predict_folder(tmp_path, sixteen_bit=True)
     for name in UNREADABLE:
         (folder / name).unlink()
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(PredictFilesError) as caught:
+    with caplog.at_level(logging.WARNING):
         engine.predict(GlocalCLIP(**TINY), data_path=folder)
-    assert caught.value.misread == [folder / "c16.png"]
-    assert f"--data LayoutDataModule --data.layout normal_folder --data.root {folder}" in str(caught.value)
-    assert not list((tmp_path / "results").rglob("predictions.csv"))
+    assert f"--data LayoutDataModule --data.layout normal_folder --data.root {folder}" in caplog.text
+    (table,) = (tmp_path / "results").rglob("predictions.csv")
+    rows = read_table(table)
+    assert rows["c16.png"]["status"] == f"left out: {folder / 'c16.png'}: {MISREAD}"
+    assert {name for name, row in rows.items() if row["status"] == "ok"} == {"a.png", "b.png", "c8.png", "white.png"}
 
     datamodule = LayoutDataModule(root=str(folder), layout="normal_folder", num_workers=0)
     model = GlocalCLIP(**TINY)
@@ -139,9 +147,9 @@ def test_predict_on_a_folder_of_only_unreadable_files_lists_them_all(tmp_path: P
         (folder / name).write_bytes(content)
     (folder / "bomb.png").write_bytes(png_header_only(20_000, 20_000))
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(PredictFilesError) as caught:
+    with pytest.raises(PredictFilesError, match=f"4 image.s. of {folder} cannot be predicted") as caught:
         engine.predict(GlocalCLIP(**TINY), data_path=folder)
-    reasons = dict(caught.value.unreadable)
+    reasons = dict(caught.value.left_out)
     assert {path.name for path in reasons} == {*UNREADABLE, "bomb.png"}
     # 400 million declared pixels: PIL's decompression-bomb guard, named with the file and the fix.
     assert f"The image {folder / 'bomb.png'} is too large to read safely" in reasons[folder / "bomb.png"]
@@ -166,7 +174,7 @@ def test_prediction_table_write_failure_keeps_the_earlier_table(
 
     monkeypatch.setattr(Path, "open", failing_open)
     table = PredictionTable()
-    table._rows = [("new.png", 0.9, 1)]
+    table._rows = [("new.png", 0.9, 1, "ok")]
     trainer = type("Trainer", (), {"is_global_zero": True, "world_size": 1, "default_root_dir": str(tmp_path)})()
     with pytest.raises(OutputWriteError) as caught:
         table._finish(trainer)
@@ -409,16 +417,19 @@ WIDE_TRACEBACK = {"COLUMNS": "1000"}  # Anomalib's rich traceback wraps long lin
 
 
 @pytest.mark.slow
-def test_cli_predict_on_a_folder_with_unreadable_files_exits_1(tmp_path: Path, cli) -> None:
+def test_cli_predict_on_a_folder_with_unreadable_files_predicts_the_others_and_names_them(tmp_path: Path, cli) -> None:
     folder, contents = predict_folder(tmp_path)
     result = cli("anomalib", "predict", "--model", "GlocalCLIP", *TINY_CLI, "--data", str(folder),
                  "--trainer.accelerator", "cpu", "--default_root_dir", str(tmp_path / "results"), cwd=tmp_path,
                  env={"OMP_NUM_THREADS": "1", **WIDE_TRACEBACK})
-    # Anomalib's command: Python's traceback, ending in the plugin's message.
-    assert result.returncode != 0, result.stderr[-3000:]
-    assert f"PredictFilesError: 3 image(s) of {folder} cannot be predicted" in result.stderr
-    assert all(f"- Cannot read image {folder / name}" in result.stderr for name in UNREADABLE)
-    assert not list((tmp_path / "results").rglob("predictions.csv"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert f"3 image(s) of {folder} left out of predict" in output
+    assert all(f"- Cannot read image {folder / name}" in output for name in UNREADABLE)
+    (table,) = (tmp_path / "results").rglob("predictions.csv")
+    statuses = {name: row["status"].split(":")[0] for name, row in read_table(table).items()}
+    assert statuses == {"a.png": "ok", "b.png": "ok", "c8.png": "ok", "white.png": "ok"} | dict.fromkeys(
+        UNREADABLE, "left out")
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents
 
 

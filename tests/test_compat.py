@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from anomalib.data import PredictDataset
 from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 from anomalib.post_processing import PostProcessor
+from PIL import Image
+from torch.utils.data import DataLoader
 
 from anomalib_glocalclip import compat
 
@@ -73,6 +76,20 @@ def test_perlin_sources_are_the_given_list(tmp_path: Path) -> None:
     paths = [tmp_path / "b.png", tmp_path / "a.png"]
     compat.set_anomaly_sources(generator, paths)
     assert generator.anomaly_source_paths == paths
+
+
+def test_predict_files_left_out_are_neither_counted_nor_read(tmp_path: Path) -> None:
+    """Anomalib's ``PredictDataset`` counts and reads its files through ``image_filenames`` (the list ``compat``
+    rewrites): after the call, its length, its items and a loader over it follow the kept files only."""
+    for index, name in enumerate(["a.png", "b.png", "c.png"]):
+        Image.new("RGB", (8, 8), (index * 100, 0, 0)).save(tmp_path / name)
+    dataset = PredictDataset(tmp_path)
+    compat.leave_out_predict_files(dataset, [tmp_path / "b.png"])
+    assert len(dataset) == 2
+    assert [Path(dataset[index].image_path).name for index in range(len(dataset))] == ["a.png", "c.png"]
+    assert [float(dataset[index].image[0, 0, 0]) for index in range(2)] == [0.0, pytest.approx(200 / 255)]
+    loader = DataLoader(dataset, batch_size=2, collate_fn=dataset.collate_fn)
+    assert [Path(path).name for batch in loader for path in batch.image_path] == ["a.png", "c.png"]
 
 
 def test_text_layout_check() -> None:

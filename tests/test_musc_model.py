@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from PIL import Image
 
 from anomalib_glocalclip import MuSc
 from anomalib_glocalclip.components import ExportRefusedError
-from anomalib_glocalclip.data.predict_input import PredictFilesError
 from anomalib_glocalclip.musc.lightning_model import SetTooSmallError
 from anomalib_glocalclip.musc.rscin import rscin
 from anomalib_glocalclip.musc.torch_model import MuScModel, outlier_threshold, split_set
@@ -102,15 +102,43 @@ def test_validation_then_test_encodes_once_and_predict_agrees_with_test(mvtec: P
 
 
 @pytest.mark.integration
-def test_predict_on_a_folder_with_an_unreadable_file_names_it_before_scoring(tmp_path: Path) -> None:
+def test_predict_on_a_folder_with_an_unreadable_file_scores_the_readable_set_and_names_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The set is the readable images: their scores are those of the same images without the broken file."""
+    clean = _write_folder(tmp_path / "clean", 5)
     folder = _write_folder(tmp_path / "images", 5)
     (folder / "broken.png").write_bytes(b"not an image")
     model = _musc()
     calls = _count_encodes(model)
     engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
-    with pytest.raises(PredictFilesError, match=r"broken\.png"):
-        engine.predict(model, data_path=folder)
-    assert calls == []  # refused before the set was encoded
+    with caplog.at_level(logging.INFO):
+        predictions = engine.predict(model, data_path=folder)
+    assert sum(calls) == 5  # the set: the readable images, each encoded once
+    assert f"1 image(s) of {folder} left out of predict" in caplog.text
+    assert "MuSc scores them as a set without these" in caplog.text
+    assert f"Cannot read image {folder / 'broken.png'}" in caplog.text
+    assert "MuSc: scored a set of 5 images" in caplog.text
+    (table,) = (tmp_path / "run").rglob("predictions.csv")
+    with table.open(newline="", encoding="utf-8") as file:
+        statuses = {Path(row["image_path"]).name: row["status"] for row in csv.DictReader(file)}
+    assert statuses.pop("broken.png").startswith(f"left out: Cannot read image {folder / 'broken.png'}")
+    assert statuses == {f"{index:03d}.png": "ok" for index in range(5)}
+    scores = {Path(path).name: float(score) for batch in predictions
+              for path, score in zip(batch.image_path, batch.pred_score, strict=True)}
+    clean_scores = {Path(path).name: float(score) for batch in engine.predict(model, data_path=clean)
+                    for path, score in zip(batch.image_path, batch.pred_score, strict=True)}
+    assert len(scores) == 5
+    assert scores == pytest.approx(clean_scores, rel=1e-6)
+
+
+@pytest.mark.integration
+def test_predict_on_a_folder_of_one_readable_image_is_refused_by_name(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "images", 1)
+    (folder / "broken.png").write_bytes(b"not an image")
+    engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
+    with pytest.raises(SetTooSmallError, match=r"000\.png.*reference_images"):
+        engine.predict(_musc(), data_path=folder)
 
 
 @pytest.mark.integration

@@ -20,6 +20,7 @@ Each reach into a private name lives here, as a small function that says why, te
 * ``open_clip_cached_weights``: open_clip has no public look-up of its download cache that stays off the network
   (``download_pretrained`` downloads what is missing), which the offline switch and the missing-weights message need.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
+* ``leave_out_predict_files``: Anomalib's ``PredictDataset`` has no public way to drop a file it listed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ import torch
 from packaging.version import Version
 
 if TYPE_CHECKING:
+    from anomalib.data import PredictDataset
     from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
     from anomalib.post_processing import PostProcessor
     from lightning.pytorch.strategies import Strategy
@@ -182,3 +184,14 @@ def open_clip_cached_weights(pretrained_config: dict[str, str], cache_dir: str |
     model_id, file_name = os.path.split(pretrained_config.get("hf_hub", ""))
     cached = try_to_load_from_cache(model_id, file_name or "open_clip_pytorch_model.bin", cache_dir=cache_dir)
     return (Path(cached) if isinstance(cached, str) else None), Path(cache_dir or HF_HUB_CACHE)
+
+
+def leave_out_predict_files(dataset: PredictDataset, paths: Collection[Path]) -> None:
+    """Drop ``paths`` from Anomalib's ``PredictDataset`` before its first item is read.
+
+    Anomalib 2.7's ``PredictDataset`` lists its folder once, in ``image_filenames``, which ``__len__`` and
+    ``__getitem__`` read, and has no public way to drop a file: ``predict`` on a folder leaves out the files it cannot
+    read (or that Anomalib's reader would read wrong) by rewriting that list, so that the others are predicted.
+    """
+    left_out = set(paths)
+    dataset.image_filenames = [name for name in dataset.image_filenames if Path(name) not in left_out]

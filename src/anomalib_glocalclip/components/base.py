@@ -92,8 +92,8 @@ class ZeroShotCLIPMixin(FewShotMixin, ValidationThresholds, ExportGuard):
     def configure_callbacks(self) -> list[Callback]:
         """Anomalib's components, ``ReaderCheck`` and ``predictions.csv`` of ``predict``.
 
-        ``ReaderCheck`` refuses the files Anomalib's datasets would read wrong; ``PredictionTable`` also checks
-        ``predict`` folders.
+        ``ReaderCheck`` refuses the files Anomalib's datasets would read wrong; ``PredictionTable`` leaves those of
+        ``predict`` folders out, named.
         """
         return [ReaderCheck(), *super().configure_callbacks(), PredictionTable()]
 

@@ -1,4 +1,4 @@
-"""``predictions.csv``: image path, score and label of every image of a ``predict`` run, in the run folder.
+"""``predictions.csv``: image path, score, label and status of every image of a ``predict`` run, in the run folder.
 
 Under DDP every process predicts its share; the table gathers them all (rank by rank) and rank zero writes it.
 """
@@ -18,38 +18,40 @@ from anomalib_glocalclip.utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
-Row = tuple[str, float, int | str]
-"""A table row: image path, score and label (empty without thresholds)."""
+Row = tuple[str, float | str, int | str, str]
+"""A table row: image path, score, label (empty without thresholds or when left out) and status."""
 
 
 class PredictionTable(Callback):
     """Check ``predict``'s folders, and write ``predictions.csv`` into the run folder after ``predict``.
 
     Files of a folder given to ``predict`` are checked first (``data/predict_input``): unreadable or misread files
-    stop the run before its first batch, each named. The table is written atomically at the end, so an interrupted
-    run leaves no half table.
+    are left out before the first batch, each listed with status ``left out: <reason>`` (the others: ``ok``). The
+    table is written atomically at the end, so an interrupted run leaves no half table.
     """
 
     file_name = "predictions.csv"
 
     def __init__(self) -> None:
         self._rows: list[Row] = []
+        self._left_out: list[Row] = []
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Before the first batch: refuse the folders' unreadable and misread files (see ``predict_input``)."""
+        """Before the first batch: leave the folders' unreadable and misread files out (see ``predict_input``)."""
         del pl_module
         self._rows = []
-        check_predict_files(trainer)
+        left_out = check_predict_files(trainer)
+        self._left_out = [(str(path), "", "", f"left out: {' '.join(reason.split())}") for path, reason in left_out]
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: ImageBatch, *args: object
     ) -> None:
-        """Collect the batch's paths, scores and labels (after post-processing)."""
+        """Collect the batch's paths, scores, labels (after post-processing) and status ``ok``."""
         del trainer, pl_module, args
         paths = getattr(outputs, "image_path", None) or [""] * len(outputs.pred_score)
         labels = outputs.pred_label if outputs.pred_label is not None else [""] * len(paths)
         for path, score, label in zip(paths, outputs.pred_score.flatten().tolist(), labels, strict=True):
-            self._rows.append((str(path), float(score), int(label) if label != "" else ""))
+            self._rows.append((str(path), float(score), int(label) if label != "" else "", "ok"))
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Write the table (rank zero only)."""
@@ -57,13 +59,13 @@ class PredictionTable(Callback):
         self._finish(trainer)
 
     def _finish(self, trainer: Trainer) -> None:
-        rows = gather_rows(trainer, self._rows)
+        rows = gather_rows(trainer, self._rows) + self._left_out  # none left out under DDP: refused there
         if not trainer.is_global_zero or not rows:
             return
         table = Path(trainer.default_root_dir) / self.file_name
         with atomic_path(table) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
-            writer.writerow(["image_path", "pred_score", "pred_label"])
+            writer.writerow(["image_path", "pred_score", "pred_label", "status"])
             writer.writerows(rows)
         logger.info("Predictions written to %s", table)
 

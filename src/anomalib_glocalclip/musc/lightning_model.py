@@ -236,7 +236,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         self.prepare_sets(self.trainer.test_dataloaders)
 
     def on_predict_start(self) -> None:
-        """Score each predict dataloader's set (after ``PredictionTable`` checked the folder's files)."""
+        """Score each predict dataloader's set: its readable images (``PredictionTable`` left the others out first)."""
         super().on_predict_start()
         self.prepare_sets(self.trainer.predict_dataloaders)
 
