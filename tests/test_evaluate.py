@@ -967,14 +967,16 @@ def test_musc_sweep_scores_each_category_once_and_reports_the_threshold_its_mask
             assert torch.equal(item.pred_mask.bool(), item.anomaly_map > stated.threshold)
 
 
+@pytest.mark.parametrize("few_shot", [["--few-shot", "1"],
+                                      ["--model", str(CONFIGS / "musc_visa.yaml"), "--model-arg", "few_shot=1"]])
 def test_musc_sweep_takes_each_categorys_own_references_and_the_visa_preset(
-    data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    few_shot: list[str], data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """``--few-shot 1``: each category's reference comes from its own train split (none carried into the next);
-    ``musc`` on VisA takes RsCIN's k = (1, 8, 9), elsewhere (1, 2, 3)."""
+    """``--few-shot 1``, or a preset config's ``few_shot``: each category's reference comes from its own train split
+    (none carried into the next); ``musc`` on VisA takes RsCIN's k = (1, 8, 9), elsewhere (1, 2, 3)."""
     caplog.set_level("INFO", logger="anomalib_glocalclip.musc")
     output = tmp_path / "musc"
-    command = [*MUSC_CLI, "--root", str(data["mvtec"]), "--output", str(output), "--few-shot", "1", "--no-heatmaps"]
+    command = [*MUSC_CLI, "--root", str(data["mvtec"]), "--output", str(output), "--no-heatmaps", *few_shot]
     assert main(command) == 0
     references = [record.getMessage() for record in caplog.records if "reference images" in record.getMessage()]
     assert len(references) == 2

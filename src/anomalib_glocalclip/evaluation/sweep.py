@@ -124,8 +124,8 @@ class _CategoryRun:
     """Everything one category's run needs from the sweep (so the loop stays readable).
 
     The plugin's models (``ZeroShotCLIPMixin``) are built once and reused: per category they get a fresh
-    evaluator, a fresh copy of the post-processor as built (no thresholds carried over) and the category's
-    heatmap folder. Other models are built anew for every category, as they may keep per-category state.
+    evaluator, a fresh copy of the post-processor as built (no thresholds carried over), no references of the
+    previous category and the category's heatmap folder. Other models are built anew for every category, as they may keep per-category state.
     """
 
     factory: ModelFactory
@@ -157,6 +157,7 @@ class _CategoryRun:
         model = self._model
         model.evaluator = evaluator
         model.post_processor = copy.deepcopy(self._pristine_post_processor)
+        model.forget_references()  # few-shot by its config: the next category's references are its own
         return model
 
     def release(self) -> None:
