@@ -125,7 +125,8 @@ class _CategoryRun:
 
     The plugin's models (``ZeroShotCLIPMixin``) are built once and reused: per category they get a fresh
     evaluator, a fresh copy of the post-processor as built (no thresholds carried over), no references of the
-    previous category and the category's heatmap folder. Other models are built anew for every category, as they may keep per-category state.
+    previous category and the category's heatmap folder. Other models are built anew for every category, as they
+    may keep per-category state.
     """
 
     factory: ModelFactory
