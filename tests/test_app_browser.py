@@ -226,3 +226,28 @@ def test_cancel_and_reload_stop_the_run(chromium, app, tmp_path) -> None:  # noq
         assert _settled(page, app) - cancelled < 8
     finally:
         app.delay_s[0] = 0.0
+
+
+def test_musc_scores_the_uploads_as_one_set_from_its_threshold(chromium, app, tmp_path) -> None:  # noqa: F811
+    """MuSc: no object name; the uploads are scored together, the threshold box starts at the set's threshold (which
+    the notes state), and one image alone gets the page's message."""
+    uploads = [_product(tmp_path / f"{index}.png", 20 + index, anomalous=index == 3) for index in range(4)]
+    page, watch = _open(chromium, app)
+    page.locator("#method").get_by_text("MuSc").click()
+    page.locator("#object-name").wait_for(state="hidden")
+    page.locator("#images input[type=file]").set_input_files([str(path) for path in uploads])
+    page.wait_for_function("document.querySelectorAll('#images .file-name, #images tr').length >= 4")
+    page.locator("#score").click()
+    page.locator("#heatmaps img").nth(3).wait_for()
+    notes = page.locator("#messages").inner_text()
+    assert "relative to this set" in notes
+    stated = float(re.search(r"set's own \(([-\d.e]+),", notes).group(1))
+    assert float(page.locator("#threshold-box input").input_value()) == pytest.approx(stated, rel=1e-3)
+    assert len(_decisions(page)) == 4
+    page.locator("#images button[aria-label='Clear']").first.click()
+    page.locator("#images input[type=file]").set_input_files([str(uploads[3])])
+    page.wait_for_function("document.querySelectorAll('#images .file-name, #images tr').length === 1")
+    page.locator("#score").click()
+    page.locator("#messages").get_by_text("one image alone cannot be scored").wait_for()
+    assert len(_decisions(page)) == 4  # an error leaves the results shown
+    assert watch.page_errors == []
