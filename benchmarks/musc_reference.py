@@ -17,9 +17,9 @@ code is left out and its outputs can be read:
 After the timed call, the reference's ``RsCIN`` is run again on the recorded inputs for VisA's ``K = [1, 8, 9]``
 and for ``[0]`` (RsCIN off). The ``.npz`` holds ``paths`` (the reference's order), ``maps`` ``[N, S, S]``
 (float64), ``raw_scores`` ``[N]``, ``class_tokens`` ``[N, E]``, ``scores_1_2_3``, ``scores_1_8_9``,
-``scores_off``, ``seconds`` (the timed call), ``peak_bytes`` (peak RSS of the process, or peak CUDA memory
-allocated on a GPU) and ``device``. ``--device cpu`` hides CUDA from the reference (it picks ``cuda:<device>``
-whenever CUDA is available).
+``scores_off``, ``seconds`` and ``cpu_seconds`` (wall and CPU time of the timed call), ``peak_bytes`` (peak
+RSS of the process, or peak CUDA memory allocated on a GPU) and ``device``. ``--device cpu`` hides CUDA from
+the reference (it picks ``cuda:<device>`` whenever CUDA is available).
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ def main() -> None:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     model.make_category_data(args.category)
     if cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
 
     paths = [row[2] for row in model.load_datasets(args.category).data_to_iterate]
     raw, tokens = recorded["raw_scores"], list(recorded["class_tokens"])
@@ -118,6 +118,7 @@ def main() -> None:
         scores_1_8_9=reference_rscin(raw, tokens, k_list=[1, 8, 9]),
         scores_off=reference_rscin(raw, tokens, k_list=[0]),
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         peak_bytes=_peak_bytes(cuda),
         device=str(model.device),
     )
