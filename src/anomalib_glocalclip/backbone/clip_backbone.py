@@ -68,11 +68,13 @@ class CLIPBackbone(nn.Module):
         quick_gelu: force QuickGELU on or off; ``None`` decides from the weights.
         cache_dir: open_clip download cache.
         persist_weights: keep the CLIP weights in ``state_dict`` (off: checkpoints stay small).
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``. Encoders then return
-            bf16 tensors under bf16; callers convert what they keep to fp32.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16``, ``fp16`` (CUDA only) or ``fp32``.
+            Encoders then return bf16 (fp16) tensors; callers convert what they keep to fp32.
         compile: run the vision pass under ``torch.compile`` (compiled on first use, per input shape).
         cuda_graphs: with ``compile`` on a CUDA device, also replay CUDA graphs (``mode="reduce-overhead"``;
             for fixed input shapes; outputs are copied out of the graph's memory). Ignored elsewhere.
+        quick_gelu_at_native_size_only: ``build_clip``'s rule for ``quick_gelu=None`` as in MuSc's reference.
+        positional_embedding_mode: interpolation of the positional-embedding resize (``build_clip``).
     """
 
     def __init__(
@@ -86,12 +88,18 @@ class CLIPBackbone(nn.Module):
         precision: str = "auto",
         compile: bool = False,  # noqa: A002 - the name of the option everywhere (torch.compile)
         cuda_graphs: bool = False,
+        quick_gelu_at_native_size_only: bool = False,
+        positional_embedding_mode: str = "bilinear",
     ) -> None:
         super().__init__()
         self.precision = check_precision(precision)
         self.use_compile = compile  # not `self.compile`: that is nn.Module.compile
         self.cuda_graphs = cuda_graphs
-        self.clip = build_clip(model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir)
+        self.clip = build_clip(
+            model, pretrained, image_size=image_size, quick_gelu=quick_gelu, cache_dir=cache_dir,
+            quick_gelu_at_native_size_only=quick_gelu_at_native_size_only,
+            positional_embedding_mode=positional_embedding_mode,
+        )
         self.clip.requires_grad_(requires_grad=False)
         check_vision_tower(self.clip.visual)
         self.persist_weights = persist_weights

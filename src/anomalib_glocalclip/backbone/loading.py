@@ -83,6 +83,8 @@ def build_clip(
     image_size: int | None = None,
     quick_gelu: bool | None = None,
     cache_dir: str | Path | None = None,
+    quick_gelu_at_native_size_only: bool = False,
+    positional_embedding_mode: str = "bilinear",
 ) -> nn.Module:
     """Build an open_clip ``CLIP`` model in eval mode.
 
@@ -94,6 +96,11 @@ def build_clip(
             decided from the weights: OpenAI weights need it (the ``openai`` tag, a TorchScript archive, or a
             plain state dict in OpenAI's layout, see ``is_openai_state_dict``), others get GELU.
         cache_dir: open_clip download cache (default ``~/.cache/clip``, or the Hugging Face cache).
+        quick_gelu_at_native_size_only: with ``quick_gelu=None``, OpenAI weights get QuickGELU only at the config's
+            own image size; at another size the config decides (GELU unless it says ``quick_gelu``). This is the
+            rule of the open_clip that MuSc's reference ships, which rebuilds a resized OpenAI model from its config.
+        positional_embedding_mode: ``F.interpolate`` mode of the positional-embedding resize (no antialias);
+            ``"bicubic"`` as open_clip's (and MuSc's) ``resize_pos_embed``.
     """
     import open_clip
 
@@ -111,6 +118,9 @@ def build_clip(
     state_dict, openai_layout = _read_checkpoint(weights_path) if weights_path is not None else (None, False)
     if quick_gelu is None and "quick_gelu" in config:  # the config says so explicitly
         quick_gelu = bool(config["quick_gelu"])
+    resized = image_size is not None and int(image_size) != vision_config.get("image_size")
+    if quick_gelu is None and quick_gelu_at_native_size_only and resized:
+        quick_gelu = False
     if quick_gelu is None:  # OpenAI's weights were trained with QuickGELU, whatever file they come in
         quick_gelu = openai_layout or _is_openai_weights(pretrained, weights_path)
     config["quick_gelu"] = quick_gelu
@@ -125,7 +135,7 @@ def build_clip(
         torch.manual_seed(RANDOM_INIT_SEED)
         clip = clip_class(**config)
     if state_dict is not None:
-        _load_weights(clip, state_dict, weights_path, model_name=str(model))
+        _load_weights(clip, state_dict, weights_path, model_name=str(model), mode=positional_embedding_mode)
     clip.eval()
     return clip
 
@@ -262,7 +272,8 @@ def resize_positional_embedding(
 ) -> torch.Tensor:
     """Resize a ViT positional embedding ``[1 + h*w, D]`` to ``[1 + H*W, D]`` for a new patch grid.
 
-    The class-token row is kept; the grid rows are interpolated with ``align_corners=False``.
+    The class-token row is kept; the grid rows are interpolated with ``align_corners=False`` and no antialias
+    (``mode`` ``"bicubic"``: as open_clip's ``resize_pos_embed`` in MuSc's reference).
     """
     class_row, grid_rows = positional_embedding[:1], positional_embedding[1:]
     old_side = round(grid_rows.shape[0] ** 0.5)
@@ -277,14 +288,16 @@ def resize_positional_embedding(
     return torch.cat([class_row, grid.to(positional_embedding.dtype)], dim=0)
 
 
-def _load_weights(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, model_name: str) -> None:
+def _load_weights(
+    clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, model_name: str, mode: str = "bilinear"
+) -> None:
     import open_clip
 
     if "positional_embedding" in state_dict and not hasattr(clip, "positional_embedding"):
         state_dict = open_clip.model.convert_to_custom_text_state_dict(state_dict)
     key = "visual.positional_embedding"
     if key in state_dict and state_dict[key].shape != clip.visual.positional_embedding.shape:
-        state_dict[key] = resize_positional_embedding(state_dict[key], tuple(clip.visual.grid_size))
+        state_dict[key] = resize_positional_embedding(state_dict[key], tuple(clip.visual.grid_size), mode=mode)
     if getattr(clip, "logit_bias", None) is None:
         state_dict.pop("logit_bias", None)
     # TorchScript archives also hold buffers the model rebuilds itself (e.g. the causal ``attn_mask``).

@@ -1,4 +1,4 @@
-"""Numeric precision of the frozen backbone: bf16 autocast on GPUs, fp32 elsewhere unless asked."""
+"""Numeric precision of the frozen backbone: bf16 autocast on GPUs, fp32 elsewhere unless asked (fp16 for MuSc)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
@@ -24,10 +24,13 @@ def check_precision(precision: str) -> str:
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast context for ``precision`` on ``device``.
 
-    ``auto`` is bf16 on CUDA only (CPUs run bf16 slowly and exports need fp32), ``bf16`` on any device, ``fp32`` never.
+    ``auto`` is bf16 on CUDA only (CPUs run bf16 slowly and exports need fp32), ``bf16`` on any device, ``fp32`` never,
+    ``fp16`` on CUDA only (as MuSc's reference, ``torch.cuda.amp.autocast()``).
     """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    if precision == "fp32" or (precision in {"auto", "fp16"} and device.type != "cuda"):
         return contextlib.nullcontext()
+    if precision == "fp16":
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
