@@ -169,7 +169,7 @@ def test_pyproject_entry_points_are_the_models_and_the_catalogues_datamodules() 
 
     models = _pyproject_entry_points("anomalib.models")
     datamodules = _pyproject_entry_points("anomalib.data")
-    assert set(models) == {"GlocalCLIP", "AnoCLIP"}
+    assert set(models) == {"GlocalCLIP", "AnoCLIP", "MuSc"}
     assert list(datamodules) == ["AuxiliaryTransfer", "LayoutDataModule", *PLUGIN_DATAMODULE_NAMES]
     assert [_load(value) for value in datamodules.values()] == list(DATAMODULES)
     for name, value in {**models, **datamodules}.items():

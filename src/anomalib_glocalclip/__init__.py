@@ -1,4 +1,4 @@
-"""GlocalCLIP and AnoCLIP zero-shot anomaly detection for Anomalib.
+"""GlocalCLIP, AnoCLIP and MuSc zero-shot anomaly detection for Anomalib.
 
 Installing the package registers its models and datamodules with Anomalib (entry points of the groups
 ``anomalib.models`` and ``anomalib.data``, loaded by the start-up hook ``_anomalib_glocalclip_hook`` once
@@ -19,11 +19,13 @@ _MODULES = {
     "AuxiliarySource": "anomalib_glocalclip.data.auxiliary",
     "AuxiliaryTransfer": "anomalib_glocalclip.data.auxiliary",
     "GlocalCLIP": "anomalib_glocalclip.glocalclip.lightning_model",
+    "MuSc": "anomalib_glocalclip.musc.lightning_model",
     "SyntheticSource": "anomalib_glocalclip.data.synthetic",
 }
 """Public name -> the module that defines it."""
 
-__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "SyntheticSource"]  # _MODULES' names
+# _MODULES' names
+__all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "MuSc", "SyntheticSource"]
 
 
 def __getattr__(name: str) -> Any:

@@ -84,6 +84,17 @@ def split_set(count: int, max_set_size: int | None, seed: int) -> list[torch.Ten
     return [part.sort().values for part in order.tensor_split(parts)]
 
 
+def outlier_threshold(image_scores: torch.Tensor, deviations: float = 3.0) -> float:
+    """The set's robust outlier threshold of raw image scores: ``median + deviations * 1.4826 * MAD``.
+
+    MuSc's premise is that most images of a set are normal, so the median and the median absolute deviation describe
+    the normal images; a score above the threshold is an outlier of its set, in distance units.
+    """
+    median = image_scores.median()
+    spread = (image_scores - median).abs().median()
+    return float(median + deviations * 1.4826 * spread)
+
+
 def upsample_maps(patch_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``[N, h, w]`` -> ``[N, H, W]`` bilinear with ``align_corners=True`` (the reference's), no smoothing."""
     return F.interpolate(patch_maps[:, None], size=size, mode="bilinear", align_corners=True)[:, 0]
