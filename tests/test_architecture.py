@@ -6,10 +6,14 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "anomalib_glocalclip"
 MAX_FUNCTION_LINES = 80
 MAX_NOQA = 40
+MAX_ANY_LINES = 50
+"""Issue 28: ``Any`` stays only where the Lightning or Anomalib signature being implemented has it."""
 
 
 def _modules() -> dict[str, Path]:
@@ -134,3 +138,38 @@ def test_no_call_stack_reading_private_loop_attributes_or_excepthook() -> None:
 def test_noqa_comments_are_few() -> None:
     count = sum(path.read_text().count("# noqa") for path in SRC.rglob("*.py"))
     assert count <= MAX_NOQA
+
+
+def _lines_naming_any(root: Path = SRC) -> list[str]:
+    """``path:line`` of each source line outside import statements with the word ``Any`` (as ``grep -w`` finds)."""
+    word, import_line = re.compile(r"\bAny\b"), re.compile(r"^\s*(from|import) ")
+    return [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if word.search(line) and not import_line.match(line)
+    ]
+
+
+def test_any_line_counter_skips_imports_and_names_the_lines(tmp_path: Path) -> None:
+    package = tmp_path / PACKAGE
+    package.mkdir()
+    (package / "m.py").write_text(
+        "from typing import Any\nimport typing\n\ndef f(x: Any) -> int:\n    return 1  # Anything goes\n"
+        "y: dict[str, Any] = {}\n"
+    )
+    assert _lines_naming_any(tmp_path) == [f"{PACKAGE}/m.py:4", f"{PACKAGE}/m.py:6"]
+
+
+@pytest.mark.xfail(reason="until the other branches merge", strict=False)
+def test_any_is_rare_and_ann401_is_on_without_exceptions() -> None:
+    lines = _lines_naming_any()
+    assert len(lines) <= MAX_ANY_LINES, lines
+    silenced = [
+        f"{path.relative_to(SRC)}:{number}"
+        for path in SRC.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"#\s*noqa:.*\bANN401\b", line)
+    ]
+    assert silenced == []
+    assert '"ANN401"' not in (SRC.parent / "pyproject.toml").read_text(), "ruff's ANN401 is still ignored"

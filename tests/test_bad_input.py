@@ -3,7 +3,7 @@
 Datasets: the samples of an Anomalib ``Folder`` datamodule over a small set, read by the plugin's ``SampleDataset``
 (the dataset of the plugin's datamodules); prediction: a folder's ``PredictDataset`` checked by
 ``check_predict_files``. Each case asserts the exact outcome: the right pixels, or an error naming the file and a fix
-(and, for prediction, that the other files are still read, unchanged).
+(for prediction, all of them before the first batch).
 
 Decision on EXIF orientation: like Anomalib, readers ignore it, because masks are drawn on the stored pixels; an
 EXIF-rotated image is read as stored.
@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Mask
 
-from anomalib_glocalclip.components.predict_input import MisreadPredictFilesError, check_predict_files
 from anomalib_glocalclip.data.checks import ProblemKind, check_samples
 from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
+from anomalib_glocalclip.data.predict_input import PredictFilesError, check_predict_files
 from image_files import (
     SIZE,
     exif_rotated_jpeg,
@@ -162,32 +162,45 @@ def test_broken_dataset_image_is_refused_by_name(tmp_path: Path, name: str) -> N
     assert [(problem.kind, problem.paths) for problem in problems] == [(ProblemKind.UNREADABLE, (path,))]
 
 
-def _checked_predict_dataset(folder: Path) -> tuple[PredictDataset, list[tuple[Path, str]]]:
-    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, once checked."""
+def _check_predict_folder(folder: Path) -> PredictDataset:
+    """Anomalib's ``PredictDataset`` over ``folder`` as ``Engine.predict(data_path=...)`` loads it, checked."""
     dataset = PredictDataset(folder)
-    trainer = SimpleNamespace(predict_dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)])
-    return dataset, check_predict_files(trainer)
+    check_predict_files(SimpleNamespace(predict_dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)]))
+    return dataset
 
 
 @pytest.mark.parametrize("name", list(_broken_files()))
-def test_predict_skips_a_broken_file_and_reads_the_rest(tmp_path: Path, name: str) -> None:
-    arrays = {f"{index}.png": save_rgb(tmp_path / f"{index}.png", seed=index) for index in range(2)}
+def test_predict_refuses_a_broken_file_by_name_and_leaves_the_dataset_alone(tmp_path: Path, name: str) -> None:
+    for index in range(2):
+        save_rgb(tmp_path / f"{index}.png", seed=index)
     broken = tmp_path / name
     broken.write_bytes(_broken_files()[name])
-    dataset, skipped = _checked_predict_dataset(tmp_path)
-    assert [path for path, _ in skipped] == [broken]
-    assert str(broken) in skipped[0][1]
-    assert _CORRUPT_FIX in skipped[0][1]
-    assert [path.name for path in dataset.image_filenames] == ["0.png", "1.png"]
-    for index, array in enumerate(arrays.values()):
+    dataset = PredictDataset(tmp_path)
+    with pytest.raises(PredictFilesError) as caught:
+        check_predict_files(SimpleNamespace(predict_dataloaders=DataLoader(dataset, collate_fn=dataset.collate_fn)))
+    assert [path for path, _ in caught.value.unreadable] == [broken]
+    assert caught.value.misread == []
+    message = str(caught.value)
+    assert str(broken) in message
+    assert _CORRUPT_FIX in message
+    assert "0.png" not in message
+    assert "replace or remove the unreadable files" in message
+    assert len(dataset.image_filenames) == 3  # Anomalib's file list is Anomalib's
+
+
+def test_predict_passes_a_readable_folder(tmp_path: Path) -> None:
+    arrays = [save_rgb(tmp_path / f"{index}.png", seed=index) for index in range(2)]
+    dataset = _check_predict_folder(tmp_path)
+    for index, array in enumerate(arrays):
         assert torch.equal(dataset[index].image.as_subclass(torch.Tensor), _expected(array))
 
 
 def test_predict_refuses_files_anomalib_reads_wrong_by_name(tmp_path: Path) -> None:
     save_rgb(tmp_path / "a.png")
     save(tmp_path / "deep.png", Image.fromarray(gray16_array()))
-    with pytest.raises(MisreadPredictFilesError) as caught:
-        _checked_predict_dataset(tmp_path)
+    with pytest.raises(PredictFilesError) as caught:
+        _check_predict_folder(tmp_path)
+    assert caught.value.misread == [tmp_path / "deep.png"]
     message = str(caught.value)
     assert str(tmp_path / "deep.png") in message
     assert "a.png" not in message
@@ -260,12 +273,12 @@ def test_empty_or_missing_predict_folder_is_refused_by_anomalib_naming_it(tmp_pa
         PredictDataset(tmp_path / "nowhere")
 
 
-def test_only_broken_files_leaves_nothing_and_records_all(tmp_path: Path) -> None:
+def test_only_broken_files_are_refused_all_together(tmp_path: Path) -> None:
     for name, content in _broken_files().items():
         (tmp_path / name).write_bytes(content)
-    dataset, skipped = _checked_predict_dataset(tmp_path)
-    assert len(dataset) == 0
-    assert sorted(path.name for path, _ in skipped) == sorted(_broken_files())
+    with pytest.raises(PredictFilesError) as caught:
+        _check_predict_folder(tmp_path)
+    assert sorted(path.name for path, _ in caught.value.unreadable) == sorted(_broken_files())
 
 
 def test_image_level_table_needs_no_masks(tmp_path: Path) -> None:

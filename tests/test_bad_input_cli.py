@@ -32,9 +32,9 @@ from PIL import Image
 import anomalib_glocalclip.glocalclip.prompt_file as prompt_file_module
 from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer, GlocalCLIP
 from anomalib_glocalclip.compat import post_processor_thresholds
-from anomalib_glocalclip.components import PredictionTable, SkippedImagesError
-from anomalib_glocalclip.components.predict_input import MisreadPredictFilesError
+from anomalib_glocalclip.components import PredictionTable
 from anomalib_glocalclip.data import DatasetLayoutError, LayoutDataModule
+from anomalib_glocalclip.data.predict_input import PredictFilesError
 from anomalib_glocalclip.glocalclip import NoAnomaliesError, PromptFileError, read_prompt_file
 from anomalib_glocalclip.glocalclip.training_data import check_training_labels
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_folder, generate_mvtec_ad
@@ -84,27 +84,26 @@ def read_table(path: Path) -> dict[str, dict[str, str]]:
 
 
 # ----- predict on a folder -----
-def test_predict_on_a_folder_skips_unreadable_files_and_predicts_the_rest(tmp_path: Path) -> None:
+def test_predict_on_a_folder_with_unreadable_files_names_them_and_predicts_nothing(tmp_path: Path) -> None:
     folder, contents = predict_folder(tmp_path)
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(SkippedImagesError) as caught:
+    with pytest.raises(PredictFilesError) as caught:
         engine.predict(GlocalCLIP(**TINY), data_path=folder)
     message = str(caught.value)
-    assert message.startswith("3 unreadable image(s) skipped")
-    assert all(str(folder / name) in message for name in UNREADABLE)
-    assert "Replace or remove these files" in message
-    assert sorted(path.name for path, _ in caught.value.skipped) == sorted(UNREADABLE)
-
-    rows = read_table(caught.value.table)
-    assert set(rows) == {"a.png", "b.png", "c8.png", "white.png", *UNREADABLE}
-    for name in ("a.png", "b.png", "c8.png", "white.png"):
-        assert rows[name]["status"] == "ok"
-        assert 0.0 <= float(rows[name]["pred_score"]) <= 1.0
-        assert rows[name]["pred_label"] in {"0", "1"}
-    for name in UNREADABLE:
-        assert rows[name]["status"].startswith(f"skipped: Cannot read image {folder / name}")
-        assert rows[name]["pred_score"] == rows[name]["pred_label"] == ""
+    assert message.startswith(f"3 image(s) of {folder} cannot be predicted with Anomalib's PredictDataset")
+    assert all(f"- Cannot read image {folder / name}" in message for name in UNREADABLE)
+    assert "Fix: replace or remove the unreadable files." in message
+    assert sorted(path.name for path, _ in caught.value.unreadable) == sorted(UNREADABLE)
+    assert not list((tmp_path / "results").rglob("predictions.csv"))
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents  # inputs untouched
+
+    for name in UNREADABLE:  # without them, the folder is predicted, each image in the table
+        (folder / name).unlink()
+    engine.predict(GlocalCLIP(**TINY), data_path=folder)
+    (table,) = (tmp_path / "results").rglob("predictions.csv")
+    rows = read_table(table)
+    assert set(rows) == {"a.png", "b.png", "c8.png", "white.png"}
+    assert all(0.0 <= float(row["pred_score"]) <= 1.0 and row["pred_label"] in {"0", "1"} for row in rows.values())
 
 
 def test_predict_on_a_folder_refuses_16_bit_files_and_names_the_datamodule_that_reads_them(tmp_path: Path) -> None:
@@ -114,9 +113,9 @@ def test_predict_on_a_folder_refuses_16_bit_files_and_names_the_datamodule_that_
     for name in UNREADABLE:
         (folder / name).unlink()
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(MisreadPredictFilesError) as caught:
+    with pytest.raises(PredictFilesError) as caught:
         engine.predict(GlocalCLIP(**TINY), data_path=folder)
-    assert caught.value.paths == [folder / "c16.png"]
+    assert caught.value.misread == [folder / "c16.png"]
     assert f"--data LayoutDataModule --data.layout normal_folder --data.root {folder}" in str(caught.value)
     assert not list((tmp_path / "results").rglob("predictions.csv"))
 
@@ -141,26 +140,13 @@ def test_predict_on_a_folder_of_only_unreadable_files_lists_them_all(tmp_path: P
         (folder / name).write_bytes(content)
     (folder / "bomb.png").write_bytes(png_header_only(20_000, 20_000))
     engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False)
-    with pytest.raises(SkippedImagesError) as caught:
+    with pytest.raises(PredictFilesError) as caught:
         engine.predict(GlocalCLIP(**TINY), data_path=folder)
-    rows = read_table(caught.value.table)
-    assert set(rows) == {*UNREADABLE, "bomb.png"}
-    assert all(row["status"].startswith("skipped: ") for row in rows.values())
+    reasons = dict(caught.value.unreadable)
+    assert {path.name for path in reasons} == {*UNREADABLE, "bomb.png"}
     # 400 million declared pixels: PIL's decompression-bomb guard, named with the file and the fix.
-    assert f"The image {folder / 'bomb.png'} is too large to read safely" in rows["bomb.png"]["status"]
-    assert "PIL.Image.MAX_IMAGE_PIXELS = None" in rows["bomb.png"]["status"]
-
-
-def test_prediction_table_can_record_skips_without_failing(tmp_path: Path) -> None:
-    folder, _ = predict_folder(tmp_path)
-    table = PredictionTable(fail_on_skipped=False)
-    engine = Engine(accelerator="cpu", logger=False, default_root_dir=tmp_path / "results", enable_progress_bar=False,
-                    callbacks=[table])
-    model = GlocalCLIP(**TINY)
-    model.configure_callbacks = list  # the engine's table only
-    predictions = engine.predict(model, data_path=folder)
-    assert sum(len(batch.pred_score) for batch in predictions) == 4
-    assert sorted(path.name for path, _ in table.skipped) == sorted(UNREADABLE)
+    assert f"The image {folder / 'bomb.png'} is too large to read safely" in reasons[folder / "bomb.png"]
+    assert "PIL.Image.MAX_IMAGE_PIXELS = None" in str(caught.value)
 
 
 # ----- result writers: read-only folder, full disk, interruption -----
@@ -170,7 +156,7 @@ def test_prediction_table_can_record_skips_without_failing(tmp_path: Path) -> No
 def test_prediction_table_write_failure_keeps_the_earlier_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, fix: str
 ) -> None:
-    earlier = atomic_write_text(tmp_path / "predictions.csv", "image_path,pred_score,pred_label,status\nold,0.1,0,ok\n")
+    earlier = atomic_write_text(tmp_path / "predictions.csv", "image_path,pred_score,pred_label\nold,0.1,0\n")
     before = earlier.read_bytes()
     original_open = Path.open
 
@@ -181,7 +167,7 @@ def test_prediction_table_write_failure_keeps_the_earlier_table(
 
     monkeypatch.setattr(Path, "open", failing_open)
     table = PredictionTable()
-    table._rows = [("new.png", 0.9, 1, "ok")]
+    table._rows = [("new.png", 0.9, 1)]
     trainer = type("Trainer", (), {"is_global_zero": True, "default_root_dir": str(tmp_path)})()
     with pytest.raises(OutputWriteError) as caught:
         table._finish(trainer)
@@ -431,12 +417,9 @@ def test_cli_predict_on_a_folder_with_unreadable_files_exits_1(tmp_path: Path, c
                  env={"OMP_NUM_THREADS": "1", **WIDE_TRACEBACK})
     # Anomalib's command: Python's traceback, ending in the plugin's message.
     assert result.returncode != 0, result.stderr[-3000:]
-    assert "SkippedImagesError: 3 unreadable image(s) skipped (status 'skipped: ...' in " in result.stderr
+    assert f"PredictFilesError: 3 image(s) of {folder} cannot be predicted" in result.stderr
     assert all(f"- Cannot read image {folder / name}" in result.stderr for name in UNREADABLE)
-    (table,) = (tmp_path / "results").rglob("predictions.csv")
-    rows = read_table(table)
-    ok = [name for name, row in sorted(rows.items()) if row["status"] == "ok"]
-    assert ok == ["a.png", "b.png", "c8.png", "white.png"]
+    assert not list((tmp_path / "results").rglob("predictions.csv"))
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == contents
 
 

@@ -65,6 +65,19 @@ def test_text_layout_check() -> None:
         compat.check_text_layout(BatchFirst())
 
 
+def test_open_clip_cached_weights_is_what_open_clip_returns_without_downloading(tmp_path: Path) -> None:
+    from open_clip.pretrained import download_pretrained
+
+    config = {"url": "https://example.invalid/weights/model.bin"}  # no checksum in the URL: the file is taken as is
+    assert compat.open_clip_cached_weights(config, str(tmp_path)) == (None, tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    cached, folder = compat.open_clip_cached_weights(config, str(tmp_path))
+    assert cached == Path(download_pretrained(config, cache_dir=str(tmp_path)))  # found, so nothing is downloaded
+    assert folder == tmp_path
+    hub_config = {"hf_hub": "someone/not-cached-model/"}
+    assert compat.open_clip_cached_weights(hub_config, str(tmp_path)) == (None, tmp_path)
+
+
 def test_silence_log_message_drops_only_the_given_text(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("anomalib_glocalclip.test_compat")
     with caplog.at_level(logging.WARNING), compat.silence_log_message(log.name, "drop me"):

@@ -61,6 +61,15 @@ def test_the_demos_own_lines_fit_80_columns(two_runs: list[tuple[dict[str, float
     assert max(len(line) for line in own) <= 80
 
 
+def test_the_demo_learns_prompts_for_the_epochs_it_is_given(two_runs: list[tuple[dict[str, float], str, Path]]) -> None:
+    import torch
+
+    (checkpoint,) = (two_runs[0][2] / "results").rglob("model.ckpt")  # the prompt-learning run's
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == DEMO_OPTIONS["epochs"] - 1  # the model sets no epoch count of its own
+    assert saved["global_step"] > 0
+
+
 def test_format_metrics_puts_image_metrics_first() -> None:
     text = format_metrics({"pixel_AUROC": 0.5, "image_F1Max": 0.25, "image_AUROC": 1.0})
     assert text.splitlines() == ["    image_AUROC     1.000", "    image_F1Max     0.250", "    pixel_AUROC     0.500"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from anomalib import LearningType
@@ -246,9 +248,10 @@ class _StopAtStart(Callback):
         trainer.should_stop = True
 
 
-@pytest.mark.parametrize(("engine_args", "expected"), [({}, 15), ({"max_epochs": 3}, 3), ({"max_epochs": 1000}, 1000),
+@pytest.mark.parametrize(("engine_args", "expected"), [({}, 1000), ({"max_epochs": 3}, 3), ({"max_epochs": 15}, 15),
                                                        ({"max_steps": 4}, -1)])
-def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, tmp_path, engine_args, expected) -> None:
+def test_the_epoch_count_is_the_users(tiny_config, tmp_path, caplog, engine_args, expected) -> None:
+    """The model leaves the epoch count alone (the paper's 15 are in the configs); Lightning's 1000 get a warning."""
     from anomalib.engine import Engine
 
     from anomalib_glocalclip import AuxiliarySource, AuxiliaryTransfer
@@ -259,5 +262,7 @@ def test_fifteen_epochs_unless_the_user_sets_them(tiny_config, tmp_path, engine_
     recorder = _StopAtStart()
     engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, callbacks=[recorder],
                     enable_progress_bar=False, enable_model_summary=False, **engine_args)
-    engine.fit(tiny_model(tiny_config, cache_features=False), datamodule=datamodule)
+    with caplog.at_level(logging.WARNING, logger="anomalib_glocalclip.glocalclip.lightning_model"):
+        engine.fit(tiny_model(tiny_config, cache_features=False), datamodule=datamodule)
     assert recorder.max_epochs == expected
+    assert ("pass max_epochs=15" in caplog.text) == (expected == 1000)

@@ -78,9 +78,11 @@ def build(kind: str, workspace: dict[str, Path]) -> tuple[GlocalCLIP | AnoCLIP, 
         auxiliary = AuxiliarySource("mvtec_ad", str(workspace["data"]))
         datamodule = AuxiliaryTransfer(auxiliary=auxiliary, target=target, train_batch_size=4, num_workers=0)
         return GlocalCLIP(**glocalclip_args(workspace["config"])), datamodule
-    if kind == "GlocalCLIP-zero-shot":
-        return GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"])), target
-    return AnoCLIP(**anoclip_args(workspace["config"])), target
+    if kind.startswith("GlocalCLIP-"):  # zero-shot, few-shot
+        few_shot = 1 if kind == "GlocalCLIP-few-shot" else 0
+        return GlocalCLIP(**glocalclip_args(workspace["config"]), prompt_weights=str(workspace["prompts"]),
+                          few_shot=few_shot), target
+    return AnoCLIP(**anoclip_args(workspace["config"], tta=kind == "AnoCLIP+")), target
 
 
 def engine_at(root: Path) -> Engine:
@@ -173,6 +175,23 @@ def test_fit_saves_a_checkpoint_and_learned_prompts(cycle: dict[str, Any], works
         assert reused.learning_type == LearningType.ZERO_SHOT
     if cycle["kind"] == "AnoCLIP":  # the class name comes from the datamodule's category
         assert cycle["model"]._prompted_for == ("bottle", "object")
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "GlocalCLIP-few-shot", "AnoCLIP+"])
+def test_predict_right_after_train_without_a_checkpoint(kind: str, workspace: dict[str, Path], tmp_path: Path) -> None:
+    """``Engine.predict`` without ``ckpt_path`` validates a zero-/few-shot model again, then predicts every image.
+
+    This stopped in Lightning's validation loop (``assert combined_loader is not None``) while the models switched
+    ``limit_val_batches`` off and on to skip a validation: the loop's batch counts from the earlier validation then
+    outlive its dataloaders. The models now leave their trainer alone, as the last assertion checks.
+    """
+    model, datamodule = build(kind, workspace)
+    engine = engine_at(tmp_path)
+    engine.train(model, datamodule=datamodule)
+    predictions = per_image(engine.predict(model, datamodule=datamodule))
+    assert sorted(Path(path).parent.name for path in predictions) == ["good"] * 3 + ["scratch"] * 3
+    assert all(np.isfinite(row["pred_score"]) for row in predictions.values())
+    assert engine.trainer.limit_val_batches == 1.0
 
 
 def test_validate_and_test_report_the_metrics(cycle: dict[str, Any]) -> None:

@@ -62,3 +62,15 @@ def test_fp16_precision_is_cuda_only() -> None:
     with autocast(torch.device("cpu"), "fp16"):
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("image_size", "expected"), [(64, True), (96, False)])
+def test_musc_builds_its_backbone_by_the_reference_rule(tiny_config, openai_layout_file, image_size, expected) -> None:
+    from anomalib_glocalclip.musc import MuScModel
+
+    model = MuScModel(tiny_config, openai_layout_file, image_size=image_size, feature_layers=(3, 6))
+    assert _is_quick_gelu(model.backbone.clip) is expected
+    if image_size == 96:  # resized bicubic, no antialias
+        old = torch.load(openai_layout_file, weights_only=True)["visual.positional_embedding"]
+        torch.testing.assert_close(model.backbone.clip.visual.positional_embedding.detach(),
+                                   resize_positional_embedding(old, (12, 12), mode="bicubic"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from PIL import Image
 
 from anomalib_glocalclip import MuSc
 from anomalib_glocalclip.components.base import ExportRefusedError
-from anomalib_glocalclip.components.prediction_table import SkippedImagesError
+from anomalib_glocalclip.data.predict_input import PredictFilesError
 from anomalib_glocalclip.musc.lightning_model import SetTooSmallError
 from anomalib_glocalclip.musc.rscin import rscin
 from anomalib_glocalclip.musc.torch_model import MuScModel, outlier_threshold, split_set
@@ -103,15 +102,15 @@ def test_validation_then_test_encodes_once_and_predict_agrees_with_test(mvtec: P
 
 
 @pytest.mark.integration
-def test_predict_on_a_folder_scores_the_readable_images_and_names_the_unreadable(tmp_path: Path) -> None:
+def test_predict_on_a_folder_with_an_unreadable_file_names_it_before_scoring(tmp_path: Path) -> None:
     folder = _write_folder(tmp_path / "images", 5)
     (folder / "broken.png").write_bytes(b"not an image")
+    model = _musc()
+    calls = _count_encodes(model)
     engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
-    with pytest.raises(SkippedImagesError, match=r"broken\.png"):
-        engine.predict(_musc(), data_path=folder)
-    rows = list(csv.DictReader(next((tmp_path / "run").rglob("predictions.csv")).open()))
-    assert [Path(row["image_path"]).name for row in rows if row["status"] == "ok"] == [f"{i:03d}.png" for i in range(5)]
-    assert any(row["status"].startswith("skipped") and row["image_path"].endswith("broken.png") for row in rows)
+    with pytest.raises(PredictFilesError, match=r"broken\.png"):
+        engine.predict(model, data_path=folder)
+    assert calls == []  # refused before the set was encoded
 
 
 @pytest.mark.integration
@@ -197,9 +196,13 @@ def test_export_is_refused_by_name(tmp_path: Path) -> None:
         _musc().to_torch(export_root=tmp_path)
 
 
-def test_bf16_and_too_small_split_are_refused() -> None:
+def test_bad_settings_are_refused_when_built() -> None:
     with pytest.raises(ValueError, match="bf16"):
         MuScModel(**TINY, precision="bf16")
+    with pytest.raises(ValueError, match="odd"):
+        MuScModel(**{**TINY, "r_list": (1, 2)})
+    with pytest.raises(ValueError, match="feature_layers"):
+        MuScModel(**{**TINY, "feature_layers": (0, 25)})
     with pytest.raises(ValueError, match="max_set_size"):
         _musc(max_set_size=1)
 
@@ -210,3 +213,17 @@ def test_the_default_post_processor_keeps_scores_and_maps_as_they_are() -> None:
     assert not post_processor.enable_thresholding
 
 
+
+
+@pytest.mark.parametrize(("config", "rscin_k", "datamodule"),
+                         [("musc_mvtec.yaml", (1, 2, 3), "MVTecAD"), ("musc_visa.yaml", (1, 8, 9), "Visa")])
+def test_shipped_presets_build_through_the_cli_parser(tmp_path: Path, config: str, rscin_k, datamodule: str) -> None:
+    overrides = {"model.backbone": str(TINY_CLIP_CONFIG), "model.pretrained": "null", "model.image_size": 64,
+                 "data.root": str(tmp_path), "trainer.accelerator": "cpu", "default_root_dir": str(tmp_path / "r")}
+    _, model, data = Engine.from_config(Path(__file__).resolve().parents[1] / "configs" / config, **overrides)
+    assert isinstance(model, MuSc)
+    assert model.model.rscin_k == rscin_k
+    assert model.model.feature_layers == (6, 12, 18, 24)
+    assert model.model.interval == (0.0, 0.3)
+    assert model.pre_processor.transform.transforms[0].image_filter == "bicubic"  # the reference's PIL squash
+    assert type(data).__name__ == datamodule

@@ -128,6 +128,20 @@ def test_cli_resolves_short_names(cli) -> None:
     assert "class_path: anomalib_glocalclip.AuxiliaryTransfer" in result.stdout
 
 
+def test_anomalib_commands_get_their_arguments_without_touching_sys_argv(monkeypatch, capsys) -> None:
+    import sys
+
+    from anomalib_glocalclip.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["anomalib-glocalclip"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "GlocalCLIP", "--data", "AuxiliaryTransfer",
+              "--data.auxiliary", "[{layout: visa, root: ./visa}]", "--print_config"])
+    assert exit_info.value.code == 0
+    assert "class_path: anomalib_glocalclip.GlocalCLIP" in capsys.readouterr().out
+    assert sys.argv == ["anomalib-glocalclip"]
+
+
 def test_console_script_lists_plugin_and_anomalib_commands(cli) -> None:
     result = cli("anomalib-glocalclip", "--help")
     assert result.returncode == 0, result.stderr

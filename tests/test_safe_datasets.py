@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from anomalib.data import Folder, MVTecAD, PredictDataset
+from anomalib.data import Folder, MVTecAD
 from anomalib.data.dataclasses import ImageBatch, ImageItem
 from anomalib.utils.path import generate_output_filename
 from anomalib.visualization import ImageVisualizer
-from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Compose, RandomHorizontalFlip, Resize
@@ -25,7 +24,7 @@ from anomalib_glocalclip.components.visualizer import PluginImageVisualizer, rea
 from anomalib_glocalclip.data import LayoutDataModule
 from anomalib_glocalclip.data.dataset import SampleDataset
 from anomalib_glocalclip.data.io import ImageReadError
-from image_files import gray16_as_8_bit, save, save_rgb, write_folder_set, write_mvtec_set
+from image_files import gray16_as_8_bit, save, write_folder_set, write_mvtec_set
 
 _AUGMENTATIONS = Compose([Resize((48, 40)), RandomHorizontalFlip(p=1.0)])
 
@@ -92,28 +91,6 @@ def test_subsample_keeps_the_plugins_reader(tmp_path: Path) -> None:
     subset = datamodule.test_data.subsample([1, 3])
     assert isinstance(subset, SampleDataset)
     assert list(subset.samples.image_path) == list(datamodule.test_data.samples.image_path.iloc[[1, 3]])
-
-
-def test_a_predict_file_list_filtered_at_predict_start_is_what_the_loop_reads(tmp_path: Path) -> None:
-    """The public route ``PredictionTable`` takes: ``trainer.predict_dataloaders`` in ``on_predict_start``, before
-    the loop reads its first batch, and the dataset's public ``image_filenames``."""
-    for index in range(4):
-        save_rgb(tmp_path / f"{index}.png", seed=index)
-
-    class Paths(LightningModule):
-        def predict_step(self, batch: ImageBatch, *args: object) -> list[str]:
-            return list(batch.image_path)
-
-    class Filter(Callback):
-        def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-            (loader,) = trainer.predict_dataloaders
-            loader.dataset.image_filenames = loader.dataset.image_filenames[1::2]
-
-    dataset = PredictDataset(tmp_path)
-    trainer = Trainer(accelerator="cpu", logger=False, callbacks=[Filter()], default_root_dir=tmp_path,
-                      enable_progress_bar=False)
-    outputs = trainer.predict(Paths(), dataloaders=[DataLoader(dataset, collate_fn=dataset.collate_fn)])
-    assert [Path(path).name for batch in outputs for path in batch] == ["1.png", "3.png"]
 
 
 def _gradient16() -> np.ndarray:

@@ -12,7 +12,6 @@ once: the names below are imported from the modules that define them on first ac
 """
 
 import importlib
-from typing import Any
 
 _MODULES = {
     "AnoCLIP": "anomalib_glocalclip.anoclip.lightning_model",
@@ -28,7 +27,7 @@ _MODULES = {
 __all__ = ["AnoCLIP", "AuxiliarySource", "AuxiliaryTransfer", "GlocalCLIP", "MuSc", "SyntheticSource"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name not in _MODULES:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)

@@ -15,6 +15,8 @@ Each reach into a private name lives here, as a small function that says why, te
   ``fullgraph`` function raises once dynamo's recompile limit is reached (the step then runs eagerly).
 * ``inductor_cpu_kernel_profiling``: ``torch._inductor.config.cpp.enable_kernel_profile``, which makes the C++
   kernels inductor generates show in ``torch.profiler`` traces (the training benchmark counts them).
+* ``open_clip_cached_weights``: open_clip has no public look-up of its download cache that stays off the network
+  (``download_pretrained`` downloads what is missing), which the offline switch and the missing-weights message need.
 * ``silence_log_message``: Anomalib's adaptive threshold warns through a log line, with no flag to turn it off.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -151,3 +154,22 @@ def silence_log_message(logger_name: str, text: str, active: bool = True) -> Ite
         yield
     finally:
         target.removeFilter(log_filter)
+
+
+def open_clip_cached_weights(pretrained_config: dict[str, str], cache_dir: str | None) -> tuple[Path | None, Path]:
+    """The file open_clip's ``download_pretrained`` would return without downloading (``None``: none), and its folder.
+
+    open_clip keeps a URL's file as ``<cache_dir or ~/.cache/clip>/<the URL's file name>``, a Hugging Face file in
+    the hub's cache.
+    """
+    url = pretrained_config.get("url", "")
+    if url:
+        folder = Path(cache_dir or "~/.cache/clip").expanduser()
+        path = folder / Path(url).name
+        return (path if path.is_file() else None), folder
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    model_id, file_name = os.path.split(pretrained_config.get("hf_hub", ""))
+    cached = try_to_load_from_cache(model_id, file_name or "open_clip_pytorch_model.bin", cache_dir=cache_dir)
+    return (Path(cached) if isinstance(cached, str) else None), Path(cache_dir or HF_HUB_CACHE)

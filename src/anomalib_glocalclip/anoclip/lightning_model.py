@@ -109,10 +109,8 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
                          evaluator=evaluator, visualizer=visualizer, preprocessing=preprocessing)
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
         self.class_name, self.domain, self.tta = class_name, domain, tta
-        adaptation = None
-        if tta:
-            adaptation = TestTimeAdaptation(steps=tta_steps, lr=tta_lr, weight_decay=tta_weight_decay,
-                                            noise_std=tta_noise_std, seed=tta_seed)
+        adaptation = TestTimeAdaptation(steps=tta_steps, lr=tta_lr, weight_decay=tta_weight_decay,
+                                        noise_std=tta_noise_std, seed=tta_seed) if tta else None
         self.model = AnoCLIPModel(
             backbone=backbone, pretrained=pretrained, image_size=image_size, feature_layer=feature_layer,
             image_score_views=image_score_views, adaptation=adaptation, encoder_batch_size=encoder_batch_size,
@@ -164,7 +162,7 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         return
 
     @property
-    def trainer_arguments(self) -> dict[str, Any]:
+    def trainer_arguments(self) -> dict[str, object]:
         """With ``tta``, evaluate under ``no_grad`` instead of ``inference_mode`` (the adapter needs autograd)."""
         return {"inference_mode": False} if self.tta else {}
 
@@ -173,10 +171,8 @@ class AnoCLIP(ZeroShotCLIPMixin, AnomalibModule):
         """AnoCLIP+ (``tta=True``) cannot be exported; AnoCLIP can."""
         if not self.tta:
             return None
-        return (
-            "AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
-            "Export AnoCLIP with tta=False instead."
-        )
+        return ("AnoCLIP+ (tta=True) optimises an adapter for every image, which cannot be exported. "
+                "Export AnoCLIP with tta=False instead.")
 
     def prepare_export(self) -> None:
         """Encode the prompts for ``class_name`` or ``"object"`` unless a run or a checkpoint already did."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @lru_cache(maxsize=4)
-def _tokenizer(context_length: int) -> Any:
+def _tokenizer(context_length: int) -> Callable[[list[str]], torch.Tensor]:
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -40,7 +39,7 @@ def compiled_vision_forward(device_type: str, cuda_graphs: bool) -> Callable[...
     return torch.compile(dual_stream_forward, dynamic=False, mode=mode)
 
 
-def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+def _drop_backbone_weights(module: CLIPBackbone, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     """State-dict hook: leave the frozen CLIP weights out."""
     del local_metadata
     if module.persist_weights:
@@ -49,7 +48,7 @@ def _drop_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, loc
         del state_dict[key]
 
 
-def _keep_backbone_weights(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+def _keep_backbone_weights(module: CLIPBackbone, state_dict: dict, prefix: str, *args: object) -> None:
     """Load-state-dict pre-hook: a state dict without CLIP weights keeps the ones already built."""
     del args
     if module.persist_weights:
@@ -106,7 +105,7 @@ class CLIPBackbone(nn.Module):
         self.register_state_dict_post_hook(_drop_backbone_weights)
         self.register_load_state_dict_pre_hook(_keep_backbone_weights)
 
-    def state_dict(self, *args: Any, persist_all: bool = False, **kwargs: Any) -> dict:
+    def state_dict(self, *args: object, persist_all: bool = False, **kwargs: object) -> dict:
         """Like ``nn.Module.state_dict``; ``persist_all=True`` keeps the CLIP weights in this one call."""
         if not persist_all:
             return super().state_dict(*args, **kwargs)

@@ -14,12 +14,12 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from anomalib_glocalclip.compat import open_clip_cached_weights
 from anomalib_glocalclip.utils.errors import PluginError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def is_offline() -> bool:
     return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in OFFLINE_ENV_VARS)
 
 
-def load_model_config(model: str | Path) -> dict[str, Any]:
+def load_model_config(model: str | Path) -> dict[str, object]:
     """Return the open_clip model config of a model name (``"ViT-L-14-336"``, ``"tiny-clip"``) or of a JSON file.
 
     Raises:
@@ -172,49 +172,31 @@ def resolve_weights(model_name: str, pretrained: str | Path | None, cache_dir: s
         )
         raise WeightsNotFoundError(msg)
 
-    expected, cache_folder, source = _cache_location(pretrained_config, cache_dir)
-    if expected is not None and expected.is_file():
-        return expected
+    cache = str(cache_dir) if cache_dir else None
+    cached, cache_folder = open_clip_cached_weights(pretrained_config, cache)
+    if cached is not None:
+        return cached
     if not is_offline():
         try:
-            cache = str(cache_dir) if cache_dir else None
             downloaded = open_clip.pretrained.download_pretrained(pretrained_config, cache_dir=cache)
         except Exception as error:  # noqa: BLE001 - any network failure ends in the same advice
             logger.debug("Downloading %s / %s failed: %s", model_name, tag, error)
         else:
             if downloaded and Path(downloaded).is_file():
                 return Path(downloaded)
-    file_name = expected.name if expected is not None else "open_clip_pytorch_model.bin"
+    url = pretrained_config.get("url", "")
+    hub_model, _, hub_file = pretrained_config.get("hf_hub", "").rpartition("/")
+    source = url or f"https://huggingface.co/{hub_model}"
+    file_name = url.rpartition("/")[2] or hub_file or "open_clip_pytorch_model.bin"
     msg = (
         f"CLIP weights {model_name!r} / {tag!r} are not available offline.\n"
-        f"  Expected file: {expected or file_name} (from {source})\n"
+        f"  Expected file: {file_name} (from {source})\n"
         f"  Cache folder:  {cache_folder}\n"
         f"Fix: put {file_name} into that folder, or pass the local file instead of the tag, e.g. "
         f"--model.pretrained /path/to/{file_name} (an OpenAI .pt archive, an open_clip state dict or a "
         f".safetensors file). For a random backbone (tests, speed runs) pass --model.pretrained null."
     )
     raise WeightsNotFoundError(msg)
-
-
-def _cache_location(pretrained_config: dict, cache_dir: str | Path | None) -> tuple[Path | None, Path, str]:
-    """Where open_clip keeps the file of a pretrained config: (file or None, folder, source address)."""
-    url = pretrained_config.get("url", "")
-    if url:
-        folder = Path(cache_dir).expanduser() if cache_dir else Path("~/.cache/clip").expanduser()
-        return folder / Path(url).name, folder, url
-    hub = pretrained_config.get("hf_hub", "")
-    model_id, file_name = os.path.split(hub)
-    file_name = file_name or "open_clip_pytorch_model.bin"
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        cached = try_to_load_from_cache(model_id, file_name, cache_dir=str(cache_dir) if cache_dir else None)
-        folder = Path(cache_dir) if cache_dir else Path(HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover - huggingface_hub ships with open_clip
-        cached, folder = None, Path(cache_dir or "~/.cache/huggingface/hub").expanduser()
-    expected = Path(cached) if isinstance(cached, str) else None
-    return expected, folder, f"https://huggingface.co/{model_id}"
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_Function = TypeVar("_Function", bound=Callable[..., Any])
+_Self = TypeVar("_Self", bound=torch.nn.Module)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def check_precision(precision: str) -> str:
@@ -34,12 +36,12 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def under_precision(method: _Function) -> _Function:
+def under_precision(method: Callable[Concatenate[_Self, _P], _R]) -> Callable[Concatenate[_Self, _P], _R]:
     """Run a ``CLIPBackbone`` method under the backbone's autocast (device taken from its weights)."""
 
     @wraps(method)
-    def wrapper(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+    def wrapper(self: _Self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with autocast(self.clip.visual.proj.device, self.precision):
             return method(self, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

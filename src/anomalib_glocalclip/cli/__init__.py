@@ -44,13 +44,14 @@ def run_anomalib_cli(argv: Sequence[str]) -> None:
     Args:
         argv: the arguments after ``anomalib-glocalclip`` (``train --model GlocalCLIP ...``).
     """
-    from anomalib.cli.cli import main as anomalib_main
+    from anomalib.cli import AnomalibCLI
+    from anomalib.loggers import configure_logger
 
     from anomalib_glocalclip.registry import register_with_anomalib
 
     register_with_anomalib()
-    sys.argv = ["anomalib", *argv]
-    anomalib_main()
+    configure_logger()  # as ``anomalib.cli.main`` does before building its CLI
+    AnomalibCLI(args=list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

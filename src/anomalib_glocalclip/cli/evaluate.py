@@ -7,7 +7,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from anomalib_glocalclip.data.catalogue import DATASETS
 
@@ -15,7 +14,7 @@ DATASET_HELP = f"dataset of the catalogue: {', '.join(DATASETS)} (aliases allowe
 """From the catalogue, which imports neither torch nor Anomalib (``--help`` answers at once)."""
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def _key_value(text: str) -> tuple[str, object]:
     import yaml
 
     key, separator, value = text.partition("=")
@@ -83,8 +82,8 @@ def evaluate_hints(message: str) -> str:
     return message
 
 
-def _model_args(args: argparse.Namespace) -> dict[str, Any]:
-    model_args: dict[str, Any] = dict(args.model_arg)
+def _model_args(args: argparse.Namespace) -> dict[str, object]:
+    model_args: dict[str, object] = dict(args.model_arg)
     if args.prompts is not None:
         model_args["prompt_weights"] = args.prompts
     if args.backbone is not None:

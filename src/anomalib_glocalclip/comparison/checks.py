@@ -8,11 +8,10 @@ a wrong init arg) still fail their job only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from anomalib.pipelines.components.utils import get_iterator_from_grid_dict
 
-from anomalib_glocalclip.utils.model_config import normalise_spec, resolve_class_path
+from anomalib_glocalclip.utils.model_config import ClassSpec, normalise_spec, resolve_class_path
 
 PROMPT_HINT = (
     "train the prompts first (e.g. `anomalib train -c configs/glocalclip_visa_to_mvtec.yaml` writes them, see the "
@@ -26,7 +25,7 @@ class BenchmarkConfigError(ValueError):
     """The benchmark config names a model, a file or a folder that does not exist; lists every such problem."""
 
 
-def check_inputs(section: dict[str, Any], config_path: str | Path | None = None) -> None:
+def check_inputs(section: dict[str, object], config_path: str | Path | None = None) -> None:
     """Check every model and data entry of the ``benchmark`` section (``config_path`` is named in the error).
 
     Checked: each model's class path resolves, a model's ``prompt_weights`` file exists, the data's ``root`` exists.
@@ -46,27 +45,27 @@ def check_inputs(section: dict[str, Any], config_path: str | Path | None = None)
         raise BenchmarkConfigError(msg)
 
 
-def _model_problems(spec: str | dict[str, Any]) -> list[str]:
-    spec = normalise_spec(spec)
+def _model_problems(spec: ClassSpec) -> list[str]:
+    entry = normalise_spec(spec)
     problems = []
     try:
-        resolve_class_path(spec["class_path"])
+        resolve_class_path(entry["class_path"])
     except ImportError as error:  # Anomalib's UnknownModelError is an ImportError
-        problems.append(f"model `{spec['class_path']}`: {error}")
-    prompts = spec["init_args"].get("prompt_weights")
+        problems.append(f"model `{entry['class_path']}`: {error}")
+    prompts = entry["init_args"].get("prompt_weights")
     if prompts and not Path(prompts).expanduser().is_file():
-        problems.append(f"model `{spec['class_path']}`: prompt_weights file {prompts} does not exist: {PROMPT_HINT}.")
+        problems.append(f"model `{entry['class_path']}`: prompt_weights file {prompts} does not exist: {PROMPT_HINT}.")
     return problems
 
 
-def _data_problems(spec: str | dict[str, Any]) -> list[str]:
-    spec = normalise_spec(spec)
+def _data_problems(spec: ClassSpec) -> list[str]:
+    entry = normalise_spec(spec)
     problems = []
     for key in DATA_PATH_KEYS:
-        folder = spec["init_args"].get(key)
+        folder = entry["init_args"].get(key)
         if folder and not Path(folder).expanduser().exists():
             problems.append(
-                f"data `{spec['class_path']}`: {key} {folder} does not exist: download or generate the dataset there, "
+                f"data `{entry['class_path']}`: {key} {folder} does not exist: download or generate the dataset there, "
                 f"or set `data.init_args.{key}` to its folder (relative paths start at the current folder, "
                 f"{Path.cwd()})."
             )

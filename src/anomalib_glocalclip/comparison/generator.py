@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
 
 from anomalib.pipelines.benchmark.generator import BenchmarkJobGenerator
 from anomalib.pipelines.components.utils import get_iterator_from_grid_dict
@@ -28,7 +27,7 @@ class ZeroShotBenchmarkJobGenerator(BenchmarkJobGenerator):
         return ZeroShotBenchmarkJob
 
     def generate_jobs(
-        self, args: dict[str, Any], previous_stage_result: PREV_STAGE_RESULT
+        self, args: dict[str, object], previous_stage_result: PREV_STAGE_RESULT
     ) -> Generator[ZeroShotBenchmarkJob, None, None]:
         """One job per combination of grid values in ``args`` (the config's ``benchmark`` section)."""
         del previous_stage_result
@@ -39,7 +38,7 @@ class ZeroShotBenchmarkJobGenerator(BenchmarkJobGenerator):
                                        flatten_dict(container))
 
 
-def check_section(args: dict[str, Any] | None) -> None:
+def check_section(args: dict[str, object] | None) -> None:
     """Fail early, with the expected layout, if the ``benchmark`` section lacks ``model`` or ``data``."""
     missing = [key for key in ("model", "data") if not (args or {}).get(key)]
     if missing:

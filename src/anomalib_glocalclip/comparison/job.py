@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from tempfile import TemporaryDirectory
-from typing import Any
 
 import pandas as pd
 from anomalib import LearningType
 from anomalib.pipelines.benchmark.job import BenchmarkJob
 from anomalib.utils.logging import hide_output
 from lightning import seed_everything
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_glocalclip.evaluation.engine import evaluation_engine
 from anomalib_glocalclip.utils.errors import describe_error
+from anomalib_glocalclip.utils.model_config import ClassSpec
 
 from .resolve import build_datamodule, build_model, class_name, model_label
 from .table import STATUS_FAILED, STATUS_OK, collect_rows
@@ -37,11 +37,11 @@ class _ValidationTime(Callback):
         self.seconds = 0.0
         self._start = 0.0
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del trainer, pl_module
         self._start = time.time()
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del trainer, pl_module
         self.seconds += time.time() - self._start
 
@@ -55,16 +55,16 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
 
     name = "benchmark"
 
-    def __init__(self, accelerator: str, model_spec: str | dict[str, Any], data_spec: str | dict[str, Any],
-                 seed: int, flat_cfg: dict[str, Any]) -> None:
+    def __init__(self, accelerator: str, model_spec: ClassSpec, data_spec: ClassSpec,
+                 seed: int, flat_cfg: dict[str, object]) -> None:
         super().__init__(accelerator=accelerator, model=None, datamodule=None, seed=seed, flat_cfg=flat_cfg)
         self.model_spec = model_spec
         self.data_spec = data_spec
 
-    def run(self, task_id: int | None = None) -> dict[str, Any]:
+    def run(self, task_id: int | None = None) -> dict[str, object]:
         """Fit (zero/few-shot: validate) and test; return the row: identity, status, metrics, durations, config."""
         data_args = (self.data_spec.get("init_args") or {}) if isinstance(self.data_spec, dict) else {}
-        row: dict[str, Any] = {"model": model_label(self.model_spec), "data": class_name(self.data_spec),
+        row: dict[str, object] = {"model": model_label(self.model_spec), "data": class_name(self.data_spec),
                                "category": data_args.get("category", ""), "status": STATUS_OK, "error": ""}
         devices: str | list[int] = "auto" if task_id is None else [task_id]
         start = time.time()
@@ -78,7 +78,7 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         logger.info("Benchmark job finished: %s", {key: row[key] for key in ("model", "category", "status")})
         return row
 
-    def _fit_and_test(self, devices: str | list[int], category: str) -> dict[str, Any]:
+    def _fit_and_test(self, devices: str | list[int], category: str) -> dict[str, object]:
         """Build, fit (one-class models only) and test; return durations, metrics and the datamodule's category.
 
         A zero- or few-shot model's validation before its test counts as its ``fit_duration``.
@@ -105,7 +105,7 @@ class ZeroShotBenchmarkJob(BenchmarkJob):
         }
 
     @staticmethod
-    def collect(results: list[dict[str, Any]]) -> pd.DataFrame:
+    def collect(results: list[dict[str, object]]) -> pd.DataFrame:
         """All rows, with the union of their columns (a missing metric is empty, not an error)."""
         return collect_rows(results)
 

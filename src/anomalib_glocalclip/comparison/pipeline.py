@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -40,7 +39,7 @@ class ZeroShotBenchmark(Benchmark):
         self.written: tuple[Path, Path] | None = None
 
     @staticmethod
-    def _setup_runners(args: dict[str, Any]) -> list[Runner]:
+    def _setup_runners(args: dict[str, object]) -> list[Runner]:
         """One runner per accelerator (``auto``: ``cuda`` if visible): serial, or parallel over several GPUs."""
         accelerators = args.get("accelerator", "auto")
         accelerators = accelerators if isinstance(accelerators, list) else [accelerators]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -37,7 +36,7 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
     return [name for name in METRIC_ORDER if name in found] + sorted(set(found) - set(METRIC_ORDER))
 
 
-def collect_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def collect_rows(rows: list[dict[str, object]]) -> pd.DataFrame:
     """Rows of the jobs as a table with the union of their keys, main columns first, config columns last."""
     frame = pd.DataFrame(rows, dtype=object)  # config values keep their types (an int stays an int)
     frame["scores"] = SCORES
@@ -72,7 +71,7 @@ def with_means(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else frame
 
 
-def _cell(value: Any, column: str) -> str:
+def _cell(value: object, column: str) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -120,7 +119,7 @@ def print_table(frame: pd.DataFrame, width: int | None = None) -> None:
     Console(width=width).print(table)
 
 
-def _short_cell(value: Any) -> str:
+def _short_cell(value: object) -> str:
     """A metric with three decimals for the terminal (the files keep four)."""
     number = pd.to_numeric(value, errors="coerce")
     return "" if pd.isna(number) else f"{float(number):.3f}"

@@ -9,8 +9,7 @@ the files Anomalib's own datasets would read wrong.
 from .base import ExportRefusedError, ZeroShotCLIPMixin, no_validation_data, set_natural_thresholds
 from .evaluator import zero_shot_evaluator
 from .pre_processor import PREPROCESSING_MODES, CLIPPreProcessor, clip_pre_processor
-from .predict_input import check_predict_files
-from .prediction_table import PredictionTable, SkippedImagesError
+from .prediction_table import PredictionTable
 from .reader_check import ReaderCheck
 from .reference_resize import ReferenceResize
 
@@ -21,9 +20,7 @@ __all__ = [
     "PredictionTable",
     "ReaderCheck",
     "ReferenceResize",
-    "SkippedImagesError",
     "ZeroShotCLIPMixin",
-    "check_predict_files",
     "clip_pre_processor",
     "no_validation_data",
     "set_natural_thresholds",

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
+from anomalib.data import AnomalibDataModule
 
 from anomalib_glocalclip.few_shot import (
     ReferenceBank,
@@ -42,7 +42,8 @@ def check_few_shot_args(few_shot: int, reference_images: str | Path | None, weig
 
 
 def choose_reference_paths(
-    few_shot: int, reference_images: str | Path | None, seed: int, datamodule: Any, model_name: str
+    few_shot: int, reference_images: str | Path | None, seed: int, datamodule: AnomalibDataModule | None,
+    model_name: str,
 ) -> list[Path]:
     """The ``few_shot`` seeded reference images: of ``reference_images`` (all for 0), else of the train split.
 

@@ -16,7 +16,6 @@ applies them to images in ``[0, 1]`` and to masks.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import torch
 from torchvision import tv_tensors
@@ -171,7 +170,7 @@ class ReferenceResize(Resize):
         # value / 255 > 0.5 on 8-bit values is value >= 128.
         return (self._resize_values(values, "bilinear") >= 128).to(mask.dtype)
 
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+    def transform(self, inpt: object, params: dict[str, object]) -> object:
         """Resize an image or a mask; other inputs (boxes, ...) go to torchvision's ``Resize``."""
         if isinstance(inpt, tv_tensors.Mask):
             return tv_tensors.wrap(self.resize_mask(inpt.as_subclass(torch.Tensor)), like=inpt)

@@ -5,7 +5,6 @@ so that reading the catalogue (``data.catalogue``, e.g. for command-line help) i
 """
 
 import importlib
-from typing import Any
 
 from .catalogue import (
     CATALOGUE,
@@ -34,7 +33,7 @@ __all__ = ["CATALOGUE", "DATASETS", "DatasetEntry", "get_dataset", "list_categor
 __all__ += list(_MODULES)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name not in _MODULES:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)

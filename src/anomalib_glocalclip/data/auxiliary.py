@@ -11,7 +11,7 @@ import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import pandas as pd
 from anomalib.data import AnomalibDataModule
@@ -26,6 +26,7 @@ from .layouts import get_layout
 from .synthetic import SyntheticDataset, SyntheticSource
 
 logger = logging.getLogger(__name__)
+_Source = TypeVar("_Source")
 
 
 @dataclass
@@ -87,7 +88,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def __init__(
         self,
         auxiliary: AuxiliarySource | Sequence[AuxiliarySource] | None = None,
-        target: AnomalibDataModule | dict[str, Any] | str | None = None,
+        target: AnomalibDataModule | dict[str, object] | str | None = None,
         train_batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 4,
@@ -158,7 +159,7 @@ class AuxiliaryTransfer(AnomalibDataModule):
     def _create_val_split(self) -> None:
         """The target datamodule made its own validation split."""
 
-    def train_dataloader(self) -> Any:
+    def train_dataloader(self) -> DataLoader:
         """The auxiliary images, or what a registered ``train_cache`` serves in their place.
 
         Only a deterministic train split (no augmentation, no anomaly redrawn every epoch) goes to ``train_cache``;
@@ -179,16 +180,16 @@ class AuxiliaryTransfer(AnomalibDataModule):
         """The epoch the trainer runs (0 without a trainer)."""
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def val_dataloader(self) -> Any:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """The target's validation data, or nothing without a target."""
         return super().val_dataloader() if self.target is not None else []
 
-    def test_dataloader(self) -> Any:
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """The target's test data, or nothing without a target."""
         return super().test_dataloader() if self.target is not None else []
 
 
-def _as_sources(sources: Any, cls: type) -> list:
+def _as_sources(sources: _Source | dict | Sequence[_Source | dict] | None, cls: type[_Source]) -> list[_Source]:
     """``None``, one source, or a sequence of sources (dataclass instances or dicts of their fields), as a list."""
     if sources is None:
         return []
@@ -196,7 +197,7 @@ def _as_sources(sources: Any, cls: type) -> list:
     return [cls(**source) if isinstance(source, dict) else source for source in sources]
 
 
-def _as_datamodule(target: Any) -> AnomalibDataModule | None:
+def _as_datamodule(target: object) -> AnomalibDataModule | None:
     """A datamodule as it is, or built from ``{"class_path": ..., "init_args": {...}}`` or a class name.
 
     Raises:

@@ -1,9 +1,10 @@
 """The catalogue of datasets: one entry per dataset of the paper's cross-dataset protocol.
 
-Everything else about the datasets is derived from :data:`CATALOGUE`: the plugin's datamodule classes
-(``data/datamodules.py``), the package's exports, the ``evaluate --help`` list, the table of ``data/README.md``
-(:func:`markdown_table`) and the sweep's dataset choice. A new dataset is a layout (``data/layouts``, under the
-entry's name) and one entry here. This module imports neither torch nor Anomalib (command-line help reads it).
+Everything else about the datasets is derived from :data:`CATALOGUE`: the package's exports, the ``evaluate --help``
+list, the table of ``data/README.md`` (:func:`markdown_table`) and the sweep's dataset choice. A new dataset is a
+layout (``data/layouts``, under the entry's name), one entry here and, where the entry names one, a class in
+``data/datamodules.py`` (tests check that the classes are the catalogue's). This module imports neither torch nor
+Anomalib (command-line help reads it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from anomalib.data import AnomalibDataModule
@@ -150,7 +151,7 @@ def list_categories(name: str | DatasetEntry, root: str | Path) -> list[str]:
 
 
 def make_datamodule(
-    entry_or_name: str | DatasetEntry, root: str | Path, category: str | None = None, **kwargs: Any,
+    entry_or_name: str | DatasetEntry, root: str | Path, category: str | None = None, **kwargs: object,
 ) -> AnomalibDataModule:
     """The datamodule (not yet set up) testing on ``category`` (optional for single-category sets) of a dataset.
 

@@ -1,4 +1,4 @@
-"""Any dataset layout as an Anomalib datamodule whose every file is read by the plugin's reader.
+"""A dataset of any layout as an Anomalib datamodule whose every file is read by the plugin's reader.
 
 The validation split is the test split (``same_as_test``) unless asked otherwise; a test split is the dataset's own
 (anomalous-only sets stay so, no normal images are borrowed).
@@ -6,10 +6,11 @@ The validation split is the test split (``same_as_test``) unless asked otherwise
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from anomalib.data import AnomalibDataModule
 from anomalib.data.utils import ValSplitMode
+from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Transform
 
 from .dataset import SampleDataset
@@ -89,7 +90,7 @@ class LayoutDataModule(AnomalibDataModule):
     def _create_test_split(self) -> None:
         """The test split is the dataset's own, as downloaded (anomalous-only sets stay anomalous-only)."""
 
-    def train_dataloader(self) -> Any:
+    def train_dataloader(self) -> DataLoader:
         """The train split, or a clear error for datasets that have none."""
         if not hasattr(self, "train_data"):
             msg = (

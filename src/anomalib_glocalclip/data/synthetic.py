@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -164,7 +164,7 @@ class SyntheticSource:
         return SyntheticDataset(self.samples(num_workers), {self.key(): self.synthesizer}, augmentations=augmentations,
                                 name=f"synthetic_{self.name}")
 
-    def _generator_options(self) -> dict[str, Any]:
+    def _generator_options(self) -> dict[str, object]:
         """Everything besides the source images that decides the drawn pixels."""
         textures = self.synthesizer.textures
         return {"seed": self.seed, "blend_factor": self.blend_factor, "rotation_range": list(self.rotation_range),

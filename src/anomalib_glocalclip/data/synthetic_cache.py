@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "anomalib_glocalclip" / "synthetic"
 
 
-def fingerprint(options: Mapping[str, Any], files: Iterable[str | Path]) -> str:
+def fingerprint(options: Mapping[str, object], files: Iterable[str | Path]) -> str:
     """16 hex digits naming ``options`` (JSON-serialisable) and the identity of ``files`` (path, size, mtime)."""
     digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, **options}, sort_keys=True).encode())
     for file in files:
@@ -45,7 +44,7 @@ def write_sample(image: torch.Tensor, mask: torch.Tensor, image_path: Path, mask
     _write_png(mask.numpy().astype(np.uint8) * 255, mask_path)
 
 
-def write_manifest(folder: Path, content: Mapping[str, Any]) -> None:
+def write_manifest(folder: Path, content: Mapping[str, object]) -> None:
     """``synthetic.json``: what the samples of ``folder`` were drawn from, for people looking at the cache."""
     atomic_write_json(folder / "synthetic.json", content, default=str)
 

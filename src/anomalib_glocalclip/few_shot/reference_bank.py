@@ -9,7 +9,6 @@ nearest-neighbour search runs on the bank's device in chunks, so that no similar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -159,7 +158,7 @@ class ReferenceBank(nn.Module):
         return self
 
     def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], strict: bool,
+        self, state_dict: dict[str, object], prefix: str, local_metadata: dict[str, object], strict: bool,
         missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str],
     ) -> None:
         """Resize the (possibly empty) buffer to the stored bank before loading it; keep the bank's dtype.

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from anomalib.data import AnomalibDataModule
 
 from anomalib_glocalclip.data.io import read_image
 from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES, image_files
@@ -40,7 +40,7 @@ def select_reference_indices(num_samples: int, k: int, seed: int = 0) -> list[in
 
 
 def reference_images_from_folder(
-    folder: str | Path, k: int | None, seed: int = 0, read: Callable[[Path], Any] = read_image
+    folder: str | Path, k: int | None, seed: int = 0, read: Callable[[Path], object] = read_image
 ) -> list[Path]:
     """``k`` seeded images of a flat folder of normal images, each checked by reading it.
 
@@ -82,7 +82,7 @@ def reference_images_from_folder(
     return chosen
 
 
-def reference_images_from_datamodule(datamodule: Any, k: int, seed: int = 0) -> list[Path]:
+def reference_images_from_datamodule(datamodule: AnomalibDataModule, k: int, seed: int = 0) -> list[Path]:
     """``k`` seeded normal images (label index 0, sorted) of a datamodule's train split (set up here if needed).
 
     Raises:

@@ -20,7 +20,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_glocalclip.backbone import DEFAULT_BACKBONE
@@ -38,6 +38,7 @@ from .training_step import glocal_losses, run_compiled_cached_losses
 logger = logging.getLogger(__name__)
 
 PROMPT_FILE_NAME = "prompts.pt"
+LIGHTNING_DEFAULT_EPOCHS = 1000  # what ``Trainer.fit`` runs when neither max_epochs nor max_steps is set
 
 
 def check_few_shot_source(prompt_weights: str | None, few_shot: int, reference_images: str | None) -> None:
@@ -80,8 +81,6 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         sigma: Gaussian smoothing of the anomaly map in pixels.
         learning_rate: Adam learning rate.
         betas: Adam betas.
-        max_epochs: epochs of prompt learning when neither ``--trainer.max_epochs`` nor ``max_steps`` is set
-            (an explicit value, 1000 included, is always honoured).
         round_deep_prompts_to_fp16: round deep prompts to fp16 as the reference does.
         precision: backbone precision: ``auto`` (bf16 autocast on GPUs, fp32 on CPUs), ``bf16`` or ``fp32``.
         compile: run the vision pass, and the loss of a training step on cached features, under
@@ -134,7 +133,6 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         sigma: float = 8.0,
         learning_rate: float = 1e-3,
         betas: Sequence[float] = (0.5, 0.999),
-        max_epochs: int = 15,
         round_deep_prompts_to_fp16: bool = True,
         precision: str = "auto",
         compile: bool = False,  # noqa: A002 - torch.compile's name, as the backbone's
@@ -155,7 +153,6 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
     ) -> None:
         self.prompt_weights = str(prompt_weights) if prompt_weights is not None else None
         self.uses_default_pre_processor = pre_processor is True
-        self.requested_max_epochs: int | None = None
         super().__init__(image_size=image_size, pre_processor=pre_processor, post_processor=post_processor,
                          evaluator=evaluator, visualizer=visualizer, preprocessing=preprocessing)
         self.init_few_shot(few_shot, reference_images, few_shot_seed, few_shot_weight)
@@ -173,7 +170,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
         if prompt_file is not None:
             self._load_prompts(prompt_file)
         self.gcl_weight, self.gcl_margin = gcl_weight, gcl_margin
-        self.learning_rate, self.betas, self.max_epochs = learning_rate, tuple(betas), max_epochs
+        self.learning_rate, self.betas = learning_rate, tuple(betas)
         self.cache_features, self.cache_storage = cache_features, check_storage(cache_storage)
         self.decode_on_device = decode_on_device
         self.model.refresh_text_features()
@@ -232,7 +229,7 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """No sanity validation; the epoch count stays the user's (see ``on_fit_start``)."""
+        """No sanity validation; the epoch count is the user's (the paper's 15 are in the configs)."""
         return {"num_sanity_val_steps": 0}
 
     def configure_callbacks(self) -> list[Callback]:
@@ -252,25 +249,18 @@ class GlocalCLIP(ZeroShotCLIPMixin, AnomalibModule):
             return None
         return torch.optim.Adam(self.model.prompt_learner.parameters(), lr=self.learning_rate, betas=self.betas)
 
-    @LightningModule.trainer.setter
-    def trainer(self, trainer: Trainer | None) -> None:
-        """Attach the trainer, and note its ``max_epochs`` before ``Trainer.fit`` replaces an unset one by 1000."""
-        LightningModule.trainer.fset(self, trainer)
-        if trainer is not None:
-            self.requested_max_epochs = trainer.max_epochs
-
     def on_fit_start(self) -> None:
-        """Refuse training data without anomalies; use ``max_epochs`` (15) unless the user set an epoch/step count.
+        """Refuse training data without anomalies; warn when the epoch count looks like Lightning's unset default.
 
         Raises:
             NoAnomaliesError: the train split holds no anomalous image (checked from its labels, no image read).
         """
         check_training_labels(self.trainer.datamodule)
-        if self.requested_max_epochs is None and self.trainer.max_steps == -1:
-            logger.info("max_epochs not set: GlocalCLIP learns prompts for %d epochs.", self.max_epochs)
-            self.trainer.fit_loop.max_epochs = self.max_epochs
+        if self.trainer.max_epochs == LIGHTNING_DEFAULT_EPOCHS and self.trainer.max_steps == -1:
+            logger.warning("GlocalCLIP learns prompts for 1000 epochs, Lightning's default when max_epochs is not set; "
+                           "the paper learns them for 15: pass max_epochs=15 (the configs do).")
 
-    def training_step(self, batch: Batch | CachedBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+    def training_step(self, batch: Batch | CachedBatch, *args: object, **kwargs: object) -> STEP_OUTPUT:
         """One step of prompt learning: global CE + local focal/dice on every map layer + α·GCL.
 
         With ``compile`` on, a step on cached features computes its losses in one compiled graph.

@@ -13,7 +13,7 @@ its unused ``compound_prompt_projections`` are dropped) and Lightning checkpoint
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -42,7 +42,7 @@ class PromptFile(NamedTuple):
 
     shape: PromptShape
     state_dict: dict[str, torch.Tensor]
-    metadata: dict[str, Any]
+    metadata: dict[str, object]
 
     @property
     def backbone(self) -> str | None:
@@ -66,7 +66,7 @@ def fitting_shape(prompt_file: PromptFile, path: str, requested: PromptShape, as
     return prompt_file.shape
 
 
-def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata: Any) -> Path:
+def save_prompt_file(learner: GlocalPromptLearner, path: str | Path, **metadata: object) -> Path:
     """Write the learner's parameters atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

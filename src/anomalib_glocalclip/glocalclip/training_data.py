@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from lightning.pytorch import LightningDataModule
 
 from anomalib_glocalclip.utils.errors import PluginError
 
@@ -11,7 +11,7 @@ class NoAnomaliesError(PluginError, ValueError):
     """GlocalCLIP was asked to learn prompts from training data without a single anomalous image."""
 
 
-def check_training_labels(datamodule: Any) -> None:
+def check_training_labels(datamodule: LightningDataModule | None) -> None:
     """Refuse training data that holds no anomalous image, from its samples table (no image is read).
 
     Image-level anomalies (without masks) are enough: they train the global prompts. A datamodule (set up) whose

@@ -17,7 +17,6 @@ above every threshold at once.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
@@ -209,7 +208,7 @@ class _ReferenceAUPRO(Metric):
     preds: list[Tensor]
     target: list[Tensor]
 
-    def __init__(self, fpr_limit: float = 0.3, num_thresholds: int = 200, **kwargs: Any) -> None:
+    def __init__(self, fpr_limit: float = 0.3, num_thresholds: int = 200, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.fpr_limit = float(fpr_limit)
         self.num_thresholds = int(num_thresholds)

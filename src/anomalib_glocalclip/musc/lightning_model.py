@@ -4,7 +4,7 @@ API (for scripts): ``MuSc(backbone="ViT-L-14-336", pretrained="openai", image_si
 24), r_list=(1, 3, 5), interval=(0.0, 0.3), rscin_k=(1, 2, 3), preprocessing="reference", quick_gelu=None,
 precision="auto", max_set_size=None, set_split_seed=0, few_shot=0, reference_images=None, few_shot_seed=0,
 pre_processor=True, post_processor=True, evaluator=True, visualizer=True, label_threshold=None,
-max_elements=2**28, encoder_batch_size=8)``.
+max_elements=2**28, encoder_batch_size=8, tokens_on_host=False)``.
 
 Each dataloader of a validation, test or predict run is one set: at the run's start the whole set is encoded once and
 scored, and every step returns its images' share. ``Engine.predict`` / ``Engine.test`` batches carry:
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from anomalib.data import Batch
@@ -32,7 +31,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from anomalib_glocalclip.components import ZeroShotCLIPMixin
 from anomalib_glocalclip.components.few_shot import choose_reference_paths
@@ -70,7 +69,7 @@ class ScoredSet:
         return torch.tensor([positions[key] for key in keys])
 
 
-def _dataset_paths(dataset: Any) -> list[str] | None:
+def _dataset_paths(dataset: Dataset) -> list[str] | None:
     """The image paths of an Anomalib dataset without reading its images, if it lists them."""
     samples = getattr(dataset, "samples", None)
     if samples is not None and "image_path" in getattr(samples, "columns", ()):
@@ -123,6 +122,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
             ``None``: the set's robust outlier threshold (median + 3 x 1.4826 x MAD of the image maxima).
         max_elements: element budget of the largest mutual-scoring temporary (2**28: 1 GiB of fp32).
         encoder_batch_size: images per backbone pass.
+        tokens_on_host: keep the set's tokens in host memory while scoring (sets too large for the device).
     """
 
     reference_image_filter = "bicubic"  # xrli-U/MuSc: open_clip's Resize((S, S), BICUBIC) on PIL images
@@ -151,6 +151,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         label_threshold: float | None = None,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         encoder_batch_size: int = 8,
+        tokens_on_host: bool = False,
     ) -> None:
         if max_set_size is not None and max_set_size < 2:
             msg = f"max_set_size must be at least 2 (or None for no split), got {max_set_size}."
@@ -161,7 +162,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         self.model = MuScModel(
             backbone=backbone, pretrained=pretrained, image_size=image_size, feature_layers=feature_layers,
             r_list=r_list, interval=interval, rscin_k=rscin_k, quick_gelu=quick_gelu, precision=precision,
-            max_elements=max_elements, encoder_batch_size=encoder_batch_size,
+            max_elements=max_elements, encoder_batch_size=encoder_batch_size, tokens_on_host=tokens_on_host,
         )
         self.max_set_size, self.set_split_seed, self.label_threshold = max_set_size, set_split_seed, label_threshold
         self.references: EncodedImages | None = None
@@ -182,7 +183,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         return
 
     @property
-    def trainer_arguments(self) -> dict[str, Any]:
+    def trainer_arguments(self) -> dict[str, object]:
         """No special trainer arguments."""
         return {}
 

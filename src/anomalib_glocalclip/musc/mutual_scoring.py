@@ -15,6 +15,10 @@ import torch
 
 DEFAULT_MAX_ELEMENTS = 2**28
 """Elements of the largest temporary (one block of patch-pair distances): 1 GiB in fp32."""
+SYMMETRY_BLOCKS = 4
+"""Blocks per side wanted: the diagonal blocks (computed whole) then add 1/8 to half of the N^2 pairs."""
+MIN_BLOCK_ROWS = 512
+"""Fewest patches per block side (smaller matrix products run well below their peak speed)."""
 
 
 def interval_bounds(num_others: int, interval: tuple[float, float]) -> tuple[int, int]:
@@ -77,7 +81,10 @@ def nearest_image_distances(
     count, length, _ = features.shape
     pool = features if references is None else torch.cat([features, references.to(features.dtype)])
     left, right = _squared_distance_operands(pool)
-    block = max(1, math.isqrt(max(1, max_elements)) // length)
+    # Diagonal blocks are computed whole: several blocks per side save most of the transposed half, and blocks of
+    # at least MIN_BLOCK_ROWS patches keep the matrix products efficient.
+    wanted = max(math.ceil(MIN_BLOCK_ROWS / length), math.ceil(count / SYMMETRY_BLOCKS))
+    block = max(1, min(math.isqrt(max(1, max_elements)) // length, wanted))
     nearest = torch.full((count, length, pool.shape[0]), torch.inf, device=features.device)
     for rows in _blocks(count, block):
         for columns in _blocks(pool.shape[0], block):

@@ -115,6 +115,9 @@ class MuScModel(nn.Module):
         precision: one of ``MUSC_PRECISIONS``.
         max_elements: element budget of the largest mutual-scoring temporary.
         encoder_batch_size: images per backbone pass.
+        tokens_on_host: keep the set's LayerNormed tokens in host memory (pinned on CUDA), moved to the device
+            a chunk at a time while scoring: for sets whose tokens do not fit the device (ViT-L at 518 px: 11.2 MB
+            per image in fp16).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class MuScModel(nn.Module):
         precision: str = "auto",
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         encoder_batch_size: int = 8,
+        tokens_on_host: bool = False,
     ) -> None:
         super().__init__()
         if precision not in MUSC_PRECISIONS:
@@ -144,10 +148,14 @@ class MuScModel(nn.Module):
         if not feature_layers or any(not 1 <= layer <= layers for layer in feature_layers):
             msg = f"feature_layers must be 1-indexed blocks in 1..{layers} of {backbone}, got {tuple(feature_layers)}."
             raise ValueError(msg)
-        self.feature_layers, self.r_list = tuple(feature_layers), tuple(r_list)
+        if not r_list or any(int(r) < 1 or int(r) % 2 == 0 for r in r_list):
+            msg = f"r_list must hold odd neighbourhood sizes >= 1 (the reference's (1, 3, 5)), got {tuple(r_list)}."
+            raise ValueError(msg)
+        self.feature_layers, self.r_list = tuple(feature_layers), tuple(int(r) for r in r_list)
         self.interval = (float(interval[0]), float(interval[1]))
         self.rscin_k = None if rscin_k is None else tuple(int(k) for k in rscin_k)
         self.precision, self.max_elements, self.encoder_batch_size = precision, int(max_elements), encoder_batch_size
+        self.tokens_on_host = tokens_on_host
 
     @property
     def device(self) -> torch.device:
@@ -166,16 +174,22 @@ class MuScModel(nn.Module):
             output = self.backbone.encode_image(
                 chunk.to(self.device), self.backbone.num_vision_layers + 1, self.feature_layers
             )
-            maps = [layer_norm_maps(tokens[:, 1:].float(), self.backbone.grid_size).to(store)
+            maps = [self._keep(layer_norm_maps(tokens[:, 1:].float(), self.backbone.grid_size).to(store))
                     for tokens in output.vv_tokens]
             features = F.normalize(self.backbone.project(output.class_token).float(), dim=-1)
             parts.append(EncodedImages(maps, features))
         return EncodedImages.cat(parts)
 
+    def _keep(self, maps: torch.Tensor) -> torch.Tensor:
+        """``maps`` where the set's tokens are kept: on the device, or in (pinned) host memory."""
+        if not self.tokens_on_host or maps.device.type == "cpu":
+            return maps
+        return maps.cpu().pin_memory()
+
     def _features(self, maps: torch.Tensor, r: int) -> torch.Tensor:
         """LNAMD features ``[N, L, C]`` of one layer's maps, aggregated in fp32, in the mutual-scoring dtype."""
         dtype = torch.float16 if self._half_on_device() else torch.float32
-        return torch.cat([aggregate_neighbourhoods(chunk.to(self.device).float(), r).to(dtype)
+        return torch.cat([aggregate_neighbourhoods(chunk.to(self.device, non_blocking=True).float(), r).to(dtype)
                           for chunk in maps.split(CHUNK_IMAGES)])
 
     def patch_maps(self, encoded: EncodedImages, references: EncodedImages | None = None) -> torch.Tensor:

@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from .errors import PluginError
 
@@ -77,7 +76,7 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", fsyn
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, data: Any, fsync: bool = False, **dump_args: Any) -> Path:
+def atomic_write_json(path: str | Path, data: object, fsync: bool = False, **dump_args: object) -> Path:
     """Write ``data`` as JSON (``json.dumps(**dump_args)``, indent 2 by default) atomically; return ``path``."""
     dump_args.setdefault("indent", 2)
     return atomic_write_text(path, json.dumps(data, **dump_args) + "\n", fsync=fsync)

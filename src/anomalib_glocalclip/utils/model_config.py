@@ -6,13 +6,22 @@ Anomalib is imported only when a model is built.
 """
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from anomalib.models import AnomalibModule
 
+ClassSpec = str | dict[str, object]
 
-def normalise_spec(spec: str | dict[str, Any]) -> dict[str, Any]:
+
+class ClassEntry(TypedDict):
+    """A ``ClassSpec`` (a config's model or data entry) normalised; its other keys (a model's ``name``) are kept."""
+
+    class_path: str
+    init_args: dict[str, object]
+
+
+def normalise_spec(spec: ClassSpec) -> ClassEntry:
     """``"WinClip"`` or ``{class_path, init_args, ...}`` as ``{"class_path": ..., "init_args": {...}, ...}``.
 
     Raises:
@@ -26,7 +35,7 @@ def normalise_spec(spec: str | dict[str, Any]) -> dict[str, Any]:
     return {**spec, "init_args": dict(spec.get("init_args") or {})}
 
 
-def class_name(spec: str | dict[str, Any]) -> str:
+def class_name(spec: ClassSpec) -> str:
     """The short class name of an entry (``anomalib.models.WinClip`` -> ``WinClip``)."""
     return normalise_spec(spec)["class_path"].rsplit(".", 1)[-1]
 
@@ -59,7 +68,7 @@ def resolve_class_path(class_path: str) -> str:
     raise UnknownModelError(msg)
 
 
-def _has_nested_classes(value: Any) -> bool:
+def _has_nested_classes(value: object) -> bool:
     if isinstance(value, dict):
         return "class_path" in value or any(_has_nested_classes(item) for item in value.values())
     if isinstance(value, list | tuple):
@@ -67,7 +76,7 @@ def _has_nested_classes(value: Any) -> bool:
     return False
 
 
-def build_model(spec: str | dict[str, Any]) -> "AnomalibModule":
+def build_model(spec: ClassSpec) -> "AnomalibModule":
     """Instantiate a model entry.
 
     Init args are passed as they are, as Anomalib's ``get_model`` does, so that an error of the model's constructor

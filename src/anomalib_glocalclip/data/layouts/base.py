@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import pandas as pd
 
@@ -76,7 +76,14 @@ class DatasetLayout:
         return samples
 
 
-def layout_of(name: str, description: str, reader: Any, pixel_labels: bool = True) -> DatasetLayout:
+class _LayoutReader(Protocol):
+    """What ``layout_of`` makes a layout of: an object with the layout's ``list_categories`` and ``make_samples``."""
+
+    def list_categories(self, root: Path) -> list[str]: ...
+    def make_samples(self, root: Path, category: str, split: str) -> pd.DataFrame: ...
+
+
+def layout_of(name: str, description: str, reader: _LayoutReader, pixel_labels: bool = True) -> DatasetLayout:
     """A layout listing its categories and samples with ``reader.list_categories`` and ``reader.make_samples``."""
     return DatasetLayout(name, description, reader.list_categories, reader.make_samples, pixel_labels)
 

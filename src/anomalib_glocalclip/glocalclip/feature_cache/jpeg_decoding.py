@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+from anomalib.data import ImageBatch
 from PIL import Image as PILImage
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2.functional import to_dtype
 from torchvision.tv_tensors import Image, Mask
 
@@ -70,7 +71,7 @@ def _jpeg_header(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Any = None) -> Any:
+def decode_samples(samples: list[JpegSample], device: torch.device, augmentations: Transform | None) -> ImageBatch:
     """An ``ImageBatch`` of ``samples``, their JPEGs decoded on ``device`` in one batched call.
 
     Decoded images are scaled to ``[0, 1]`` and augmented (with their masks) by the dataset's ``augmentations``,
@@ -79,8 +80,6 @@ def decode_samples(samples: list[JpegSample], device: torch.device, augmentation
     Raises:
         ImageReadError: a JPEG that cannot be decoded; the message names the file.
     """
-    from anomalib.data import ImageBatch
-
     encoded = [sample for sample in samples if sample.data is not None]
     decoded = iter(_decode_jpegs(encoded, device))
     images, masks = [], []

@@ -6,17 +6,19 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
+from anomalib.data import ImageBatch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.tv_tensors import Mask
 
 logger = logging.getLogger(__name__)
+_Batch = TypeVar("_Batch")
 
 STORAGES = ("auto", "device", "host", "disk")
 
@@ -51,7 +53,7 @@ class FeatureEncoder(Protocol):
 
     device: torch.device
 
-    def encode_for_cache(self, batch: Any) -> EncodedBatch:
+    def encode_for_cache(self, batch: ImageBatch) -> EncodedBatch:
         """Batch -> (global ``[B, E]``, patch ``[K, B, N, E]``, label ``[B]``, mask ``[B, H, W]`` or ``None``), raw."""
 
 
@@ -108,8 +110,8 @@ class FeatureCache:
     @classmethod
     def build(
         cls,
-        batches: Sequence | DataLoader,
-        encode: Callable[[Any], EncodedBatch],
+        batches: Iterable[_Batch],
+        encode: Callable[[_Batch], EncodedBatch],
         length: int,
         device: torch.device,
         storage: str = "auto",
@@ -119,9 +121,7 @@ class FeatureCache:
 
         ``scratch`` holds ``disk`` storage (in a temporary folder inside it, removed by ``release``).
         """
-        if storage not in STORAGES:
-            msg = f"feature cache storage must be one of {STORAGES}, got {storage!r}."
-            raise ValueError(msg)
+        check_storage(storage)
         cache: FeatureCache | None = None
         start = 0
         for batch in batches:
