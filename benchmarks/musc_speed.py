@@ -131,7 +131,10 @@ def _time_reference(args: argparse.Namespace, data: Path, out: Path) -> dict:
                "--backbone", config["backbone"], "--image-size", str(config["image_size"]),
                "--feature-layers", *[str(layer - 1) for layer in config["feature_layers"]],
                "--device", "0" if args.device == "cuda" else "cpu", "--out", str(out)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if run.returncode != 0:  # its progress bars fill stderr: shown only when it fails
+        msg = f"The reference failed (exit status {run.returncode}):\n{run.stderr[-3000:]}"
+        raise SystemExit(msg)
     with np.load(out) as saved:
         return {"seconds": float(saved["seconds"]), "cpu_seconds": float(saved["cpu_seconds"]),
                 "peak_bytes": int(saved["peak_bytes"]), "n": len(saved["paths"])}
