@@ -74,7 +74,7 @@ def _page_round_trip(
         from gradio_client import Client, handle_file
     except ImportError:
         handlers = Handlers(options, cache, workdir)
-        return (lambda: handlers.score(*inputs, [str(image)], "", None, 0.5, progress=lambda *_, **__: None),
+        return (lambda: list(handlers.score(*inputs, [str(image)], "", None, 0.5, None)),
                 "direct call of the page's handler (gradio_client not installed)")
     page = serve(options, cache, block=False)
     stack.callback(page.close)

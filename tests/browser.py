@@ -11,9 +11,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Request
 
 CHROMIUM_ENV = "ANOMALIB_GLOCALCLIP_CHROMIUM"
 _CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -40,14 +43,14 @@ class PageWatch:
     page_errors: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
 
-    def attach(self, page: Any) -> Any:
+    def attach(self, page: Page) -> Page:
         """Record ``page``'s console errors, page errors and non-local requests; returns the page."""
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("request", self._request)
         return page
 
-    def _request(self, request: Any) -> None:
+    def _request(self, request: Request) -> None:
         url = request.url
         local = url.startswith(("file:", "data:", "blob:", "about:")) or any(
             url.startswith(f"{scheme}://{host}") for scheme in ("http", "https", "ws")
@@ -58,7 +61,7 @@ class PageWatch:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
+def chromium() -> Iterator[Browser]:
     """A headless Chromium (Playwright ``Browser``); skipped, with the reason, where it cannot be had."""
     path = chromium_path()
     if path is None:

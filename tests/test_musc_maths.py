@@ -107,6 +107,14 @@ def test_distances_are_those_of_cdist_for_near_duplicates() -> None:
     torch.testing.assert_close(nearest[0, :, 1], expected, rtol=1e-4, atol=1e-7)
 
 
+def test_fp16_features_give_the_cosine_form_within_fp16_rounding() -> None:
+    features = _unit(5, 30, 64, seed=13)
+    exact = nearest_image_distances(features, max_elements=2 * 30 * 30)
+    half = nearest_image_distances(features.half(), max_elements=2 * 30 * 30)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, exact, rtol=0, atol=2e-3)
+
+
 def test_permuting_the_set_permutes_the_scores() -> None:
     features = _unit(6, 25, 8, seed=8)
     order = torch.tensor([3, 0, 5, 1, 4, 2])

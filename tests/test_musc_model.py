@@ -176,6 +176,8 @@ def test_max_set_size_scores_random_subsets_apart_and_rscin_over_all(tiny_musc, 
     assert sorted(torch.cat(subsets).tolist()) == list(range(7))
     assert [len(s) for s in subsets] == [3, 2, 2]
     assert [s.tolist() for s in split_set(7, 3, seed=5)] == [s.tolist() for s in subsets]
+    assert [len(s) for s in split_set(3, 2, seed=0)] == [3]  # never a subset of one image
+    assert [len(s) for s in split_set(5, 2, seed=0)] == [3, 2]
     with caplog.at_level(logging.INFO):
         split = tiny_musc.score_set(encoded, max_set_size=3, split_seed=5)
     assert "3 random subsets (seed 5)" in caplog.text
@@ -201,6 +203,8 @@ def test_bad_settings_are_refused_when_built() -> None:
         MuScModel(**TINY, precision="bf16")
     with pytest.raises(ValueError, match="odd"):
         MuScModel(**{**TINY, "r_list": (1, 2)})
+    with pytest.raises(ValueError, match="interval"):
+        MuScModel(**{**TINY, "interval": (-0.1, 0.3)})
     with pytest.raises(ValueError, match="feature_layers"):
         MuScModel(**{**TINY, "feature_layers": (0, 25)})
     with pytest.raises(ValueError, match="max_set_size"):
@@ -227,3 +231,30 @@ def test_shipped_presets_build_through_the_cli_parser(tmp_path: Path, config: st
     assert model.model.interval == (0.0, 0.3)
     assert model.pre_processor.transform.transforms[0].image_filter == "bicubic"  # the reference's PIL squash
     assert type(data).__name__ == datamodule
+
+
+@pytest.mark.integration
+def test_labels_and_masks_compare_distances_with_the_label_threshold(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "four", 4)
+    engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", devices=1, logger=False)
+    _, maps = _concatenated(engine.predict(_musc(), data_path=folder))
+    maxima = maps.amax((-2, -1)).sort().values
+    threshold = float(maxima[1:3].mean())  # halfway between the images' maxima
+    predictions = engine.predict(_musc(label_threshold=threshold), data_path=folder)
+    labels = torch.cat([batch.pred_label for batch in predictions])
+    masks = torch.cat([batch.pred_mask for batch in predictions])
+    torch.testing.assert_close(labels, maps.amax((-2, -1)) > threshold)
+    torch.testing.assert_close(masks, maps > threshold)
+    assert int(labels.sum()) == 2
+
+
+@pytest.mark.integration
+def test_few_shot_references_come_from_the_train_split_and_are_not_scored(mvtec: Path, tmp_path: Path) -> None:
+    model = _musc(few_shot=2)
+    outputs = Outputs()
+    engine = Engine(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, callbacks=[outputs])
+    engine.test(model, datamodule=MVTecAD(root=mvtec, category="bottle", num_workers=0, eval_batch_size=4))
+    assert len(model.reference_paths) == 2
+    assert all("/train/good/" in path for path in model.reference_paths)
+    assert len(outputs.by_path) == 9  # the test images only
+    assert not set(model.reference_paths) & set(outputs.by_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import re
@@ -155,7 +156,11 @@ def test_report_shows_what_each_category_allows(tmp_path: Path) -> None:
         CategoryResult("older", "ok", duration_s=1.0),  # finished before reports were kept
     ]
     table = paper_frame(results, get_dataset("mvtec_ad"))
-    sections = _sections(write_report(tmp_path, results, table, "hand-made").read_text(encoding="utf-8"))
+    page = write_report(tmp_path, results, table, "hand-made", ["Model: `AnoCLIP(pretrained='openai')`."]).read_text(
+        encoding="utf-8")
+    sections = _sections(page)
+    assert "<li>Model: <code>AnoCLIP(pretrained=&#x27;openai&#x27;)</code>.</li>" in page  # Markdown rendered
+    assert "random-weights" not in page  # no settings file: nothing said about the weights
 
     assert re.findall(r'<figure><img[^>]+alt="([^"]+)">', sections["polyps"]) == ["pixel ROC", "image score histogram"]
     assert re.findall(r'<figure><img[^>]+alt="([^"]+)">', sections["headct"]) == [
@@ -169,6 +174,21 @@ def test_report_shows_what_each_category_allows(tmp_path: Path) -> None:
     assert '<p class="error">failed: ImageReadError: /data/x.png is truncated</p>' in sections["broken"]
     assert "took 0.5 s" in sections["broken"]
     assert "No report data" in sections["older"]
+    for category in ("polyps", "headct"):  # the maps' range of the category, one scale for all its tiles
+        bar = r'<p class="colour-bar">0 <span[^>]+linear-gradient\(90deg,#000080,[^>]+,#800000\)"></span> 2: '
+        assert re.search(bar + "raw anomaly-map score, one scale shared by every heatmap", sections[category])
+
+
+@pytest.mark.parametrize(("model", "random"), [
+    ("AnoCLIP(backbone='tiny-clip', pretrained=None)", True),
+    ("config c.yaml: {'init_args': {'pretrained': 'none'}}", True),
+    ("AnoCLIP(pretrained='openai')", False),
+    ("GlocalCLIP(prompt_weights='p.pt')", False),  # the method's default weights
+])
+def test_report_says_when_the_weights_are_random(tmp_path: Path, model: str, random: bool) -> None:
+    (tmp_path / "sweep.json").write_text(json.dumps({"model": model}), encoding="utf-8")
+    page = write_report(tmp_path, [], paper_frame([], get_dataset("mvtec_ad")), "t").read_text(encoding="utf-8")
+    assert ('<p class="banner" id="random-weights">Random CLIP weights' in page) == random
 
 
 # ----- the sweep's report -----
@@ -214,6 +234,9 @@ def test_report_has_every_categorys_sections(sweep: Path) -> None:
     assert re.findall(r"<tr>\s*<td>([^<]+)</td>", page) == [*CATEGORIES, "mean"]  # the paper table's rows
     assert not re.search(r"https?://", page)  # nothing fetched
     assert "<script" not in page
+    assert "`" not in page  # the footnotes' Markdown rendered
+    assert "<code>" in page
+    assert "mean nothing" in page  # the tiny random CLIP's banner
     sections = _sections(page)
     assert list(sections) == list(CATEGORIES)
     metrics = {
@@ -234,6 +257,7 @@ def test_report_has_every_categorys_sections(sweep: Path) -> None:
         alts = re.findall(r'<figure><img src="data:image/png;base64,[^"]+" alt="([^"]+)">', section)
         assert alts == ["image ROC", "image precision-recall", "pixel ROC", "image score histogram"]
         assert "Worst false positives" in section
+        assert section.count('class="colour-bar"') == 1
         assert "Worst false negatives" in section
         worst = data.worst(anomalous=False) + data.worst(anomalous=True)
         assert _case_count(section) == len(worst)
@@ -298,6 +322,8 @@ def test_report_renders_offline_in_a_browser(sweep: Path, chromium: Any, tmp_pat
         assert page.locator("table.paper").count() == 1
         assert page.locator("table.paper tbody tr").count() == len(CATEGORIES) + 1  # categories and mean
         assert page.locator("section.category").count() == len(CATEGORIES)
+        assert page.locator("#random-weights").is_visible()
+        assert page.locator(".colour-bar").count() == len(CATEGORIES)
         for category in CATEGORIES:
             section = page.locator(f"#category-{category}")
             assert section.locator(".plots img").count() == 4

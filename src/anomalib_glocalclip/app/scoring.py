@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import logging
+import math
 import shutil
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import torch
 
 from anomalib_glocalclip.components.heatmap_overlay import draw_heatmap
 from anomalib_glocalclip.data.io import read_image
-from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES, image_files
+from anomalib_glocalclip.data.layouts.base import IMAGE_SUFFIXES
 from anomalib_glocalclip.utils.errors import PluginError
 
 if TYPE_CHECKING:
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METHODS = ("AnoCLIP", "GlocalCLIP")
-DEFAULT_THRESHOLD = 0.5
-"""Anomalous above this image score: the models' scores are anomalous probabilities (no validation data here)."""
+FALLBACK_THRESHOLD = 0.5
+"""The threshold of a model whose post-processor holds none: the scores are anomalous probabilities."""
 MAX_REFERENCES = 8
 HEATMAP_JPEG_QUALITY = 90
 """Heatmaps are JPEG files: an overlay on a photo, written several times faster than PNG and smaller."""
@@ -42,7 +44,14 @@ TINY_NOTE = (
     "Tiny random CLIP (--tiny): its scores mean nothing. It shows the page working offline; start the app "
     "without --tiny for real CLIP weights."
 )
-CSV_COLUMNS = ("file", "score", "threshold", "decision", "error")
+PROMPTS_SECTION = '"Learn prompts from your own normal images" (or "GlocalCLIP, 1. Learn prompts on auxiliary data")'
+UNTRAINED_NOTE = (
+    "Without a prompt file GlocalCLIP scores with untrained prompts: its scores mean little. The README's section "
+    f"{PROMPTS_SECTION} makes one (prompts.pt); give it here, or choose AnoCLIP."
+)
+TABLE_COLUMNS = ("file", "score", "decision", "same content as", "error")
+SETTING_COLUMNS = ("method", "backbone", "weights", "prompt file", "references")
+CSV_COLUMNS = ("file", "score", "threshold", "decision", "same content as", "error", *SETTING_COLUMNS)
 
 
 class AppInputError(PluginError, ValueError):
@@ -93,7 +102,7 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
     """Build the model of ``choice`` in eval mode, prompts encoded and few-shot references taken.
 
     Raises:
-        AppInputError: GlocalCLIP without a prompt file (allowed with the tiny CLIP only), or an unknown method.
+        AppInputError: an unknown method.
         PluginError: missing weights, a bad prompt file, an unreadable reference image (the message says which).
     """
     from anomalib_glocalclip.anoclip import AnoCLIP
@@ -104,10 +113,7 @@ def build_model(choice: ModelChoice) -> AnomalibModule:
     if choice.method == "AnoCLIP":
         model = AnoCLIP(class_name=clean_class_name(choice.object_name) or None, **arguments)
         model.setup("predict")  # the model's own prompt encoding: its class name and domain rules
-    elif choice.method == "GlocalCLIP":
-        if not choice.prompt_file and not choice.tiny:
-            msg = "GlocalCLIP scores with learned prompts: give its prompt file (prompts.pt), or choose AnoCLIP."
-            raise AppInputError(msg)
+    elif choice.method == "GlocalCLIP":  # without a prompt file: untrained prompts (the page says so)
         model = GlocalCLIP(prompt_weights=choice.prompt_file or None, **arguments)
     else:
         msg = f"Unknown method {choice.method!r}; choose one of {', '.join(METHODS)}."
@@ -144,17 +150,22 @@ class ModelCache:
 
 @dataclass
 class ImageResult:
-    """One scored (or unreadable) image: its raw score and heatmap file, or the reader's error."""
+    """One scored (or unreadable) image: its raw score and heatmap file, or the reader's error.
+
+    ``name`` is the file's path relative to the folder given, or the uploaded file's name (unique in a run);
+    ``same_as`` names the other files of the run with the same content, scored once as this one.
+    """
 
     name: str
     path: str
     score: float | None = None
     heatmap: str | None = None
     error: str | None = None
+    same_as: list[str] = field(default_factory=list)
 
 
 def image_paths_in(folder: str | Path) -> list[Path]:
-    """The image files directly inside ``folder``, sorted.
+    """The image files inside ``folder`` and its sub-folders, sorted by their relative path (hidden ones skipped).
 
     Raises:
         AppInputError: ``folder`` is not a folder, or holds no image.
@@ -163,11 +174,56 @@ def image_paths_in(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         msg = f"Image folder not found: {folder}. Give the path of a folder of images on this machine."
         raise AppInputError(msg)
-    paths = image_files(folder)
+    paths = sorted(
+        path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
     if not paths:
-        msg = f"No image in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})."
+        msg = f"No image in {folder} or its sub-folders (looked for {', '.join(sorted(IMAGE_SUFFIXES))})."
         raise AppInputError(msg)
     return paths
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with a repeated one numbered: ``a.png``, ``a (2).png``, ... (skipping numbers already in ``names``)."""
+    originals, unique = set(names), []
+    for name in names:
+        path, number, candidate = PurePosixPath(name), 1, name
+        while candidate in unique or (number > 1 and candidate in originals):
+            number += 1
+            candidate = str(path.with_name(f"{path.stem} ({number}){path.suffix}"))
+        unique.append(candidate)
+    return unique
+
+
+def image_inputs(uploads: Sequence[str | Path], folder: str | Path | None) -> list[ImageResult]:
+    """The results to fill, one per distinct file: uploads named as the browser sent them, then ``folder``'s images.
+
+    A folder's image is named by its path relative to ``folder`` (``good/000.png``); names are made unique. Files of
+    equal content are scored once: the first keeps its row and names the others in ``same_as``.
+
+    Raises:
+        AppInputError: neither uploads nor a folder, or a folder without images.
+    """
+    if not uploads and folder is None:
+        msg = "Drop one or more images, or give the path of a folder of images."
+        raise AppInputError(msg)
+    root = Path(folder).expanduser() if folder is not None else None
+    folder_paths = image_paths_in(root) if root is not None else []
+    names = [Path(path).name for path in uploads] + [path.relative_to(root).as_posix() for path in folder_paths]
+    results: list[ImageResult] = []
+    by_content: dict[str, ImageResult] = {}
+    for name, path in zip(unique_names(names), [*map(str, uploads), *map(str, folder_paths)], strict=True):
+        try:
+            content = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            content = f"unreadable:{path}"  # the reader names the problem when it is scored
+        if content in by_content:
+            by_content[content].same_as.append(name)
+            continue
+        by_content[content] = ImageResult(name=name, path=path)
+        results.append(by_content[content])
+    return results
 
 
 def reference_folder(paths: Sequence[str | Path], root: str | Path) -> Path:
@@ -199,18 +255,24 @@ def score_images(
     batch_size: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ImageResult]:
-    """Score ``paths`` with ``model``, one result per path; a file the reader cannot use gets its error.
+    """Score ``paths`` with ``model``, one result per path (named by the file's name); see :func:`scoring_steps`."""
+    results = [ImageResult(name=Path(path).name, path=str(path)) for path in paths]
+    for done in scoring_steps(model, results, heatmap_dir, batch_size):
+        if on_progress is not None:
+            on_progress(done, len(results))
+    return results
 
-    Args:
-        model: a model of ``build_model``.
-        paths: image files.
-        heatmap_dir: where the heatmaps are written (``<index>_<name>.jpg``).
-        batch_size: images per forward pass.
-        on_progress: called with (images done, images in all) after each batch.
+
+def scoring_steps(
+    model: AnomalibModule, results: Sequence[ImageResult], heatmap_dir: str | Path, batch_size: int = 8
+) -> Iterator[int]:
+    """Score ``results``' files with ``model`` batch by batch, yielding the number done after each batch.
+
+    Each result gets its raw score and heatmap file (``heatmap_dir/<index>.jpg``), or the reader's error. Stopping
+    the iteration stops the scoring (the page's Cancel).
     """
     heatmap_dir = Path(heatmap_dir)
     heatmap_dir.mkdir(parents=True, exist_ok=True)
-    results = [ImageResult(name=Path(path).name, path=str(path)) for path in paths]
     value_range = heatmap_range(model)
     for start in range(0, len(results), batch_size):
         chunk = list(enumerate(results[start : start + batch_size], start))
@@ -224,19 +286,17 @@ def score_images(
             ):
                 result = results[index]
                 result.score = float(score)
-                result.heatmap = str(heatmap_dir / f"{index:03d}_{Path(result.name).stem}.jpg")
+                result.heatmap = str(heatmap_dir / f"{index:04d}.jpg")
                 draw_heatmap(image, anomaly_map, value_range).save(result.heatmap, quality=HEATMAP_JPEG_QUALITY)
-        if on_progress is not None:
-            on_progress(min(start + batch_size, len(results)), len(results))
-    return results
+        yield min(start + batch_size, len(results))
 
 
 def _read(result: ImageResult) -> torch.Tensor | None:
-    """The image ``[3, H, W]`` in [0, 1], or ``None`` with the reader's message in ``result.error``."""
+    """The image ``[3, H, W]`` in [0, 1], or ``None`` with the reader's message (the file by its name) in ``error``."""
     try:
         return read_image(result.path)
     except (PluginError, OSError) as error:
-        result.error = str(error)
+        result.error = str(error).replace(result.path, result.name)  # an upload's path is the page's temporary one
         return None
 
 
@@ -255,28 +315,58 @@ def decide(results: Sequence[ImageResult], threshold: float) -> list[str]:
             for result in results]
 
 
+def model_threshold(model: AnomalibModule) -> float:
+    """The raw image-score threshold ``model`` applies: its post-processor's, else ``FALLBACK_THRESHOLD``."""
+    threshold = getattr(model.post_processor, "image_threshold", None)
+    value = float(threshold) if threshold is not None else math.nan
+    return value if math.isfinite(value) else FALLBACK_THRESHOLD
+
+
+def model_settings(
+    choice: ModelChoice, model: AnomalibModule, prompt_name: str = "", reference_names: Sequence[str] = ()
+) -> dict[str, str]:
+    """What produced a run's scores, ``SETTING_COLUMNS``: the method, backbone, weights, prompt file and references.
+
+    ``prompt_name`` and ``reference_names`` are the files as the user named them (not where the page keeps them).
+    """
+    from anomalib_glocalclip.backbone import TINY_CLIP_NAME
+
+    defaults = inspect.signature(type(model)).parameters
+    backbone = choice.backbone or getattr(model, "backbone_name", None) or defaults["backbone"].default
+    weights = choice.weights or f"{defaults['pretrained'].default} (the method's default)"
+    if choice.tiny:
+        backbone, weights = TINY_CLIP_NAME, "random (tiny CLIP): scores mean nothing"
+    prompts = prompt_name or ("none: untrained prompts" if choice.method == "GlocalCLIP" else "")
+    references = "; ".join(reference_names) or "none (zero-shot)"
+    return dict(zip(SETTING_COLUMNS, (choice.method, str(backbone), weights, prompts, references), strict=True))
+
+
 def result_rows(results: Sequence[ImageResult], threshold: float, digits: int | None = 4) -> list[list[object]]:
-    """One row per result, ``CSV_COLUMNS``: name, score (to ``digits``; empty if unread), threshold, decision, error."""
+    """One row per result, ``TABLE_COLUMNS``: name, score (to ``digits``; empty if unread), decision, ..."""
     return [
         [result.name, "" if result.score is None else round(result.score, digits) if digits else result.score,
-         threshold, decision, result.error or ""]
+         decision, "; ".join(result.same_as), result.error or ""]
         for result, decision in zip(results, decide(results, threshold), strict=True)
     ]
 
 
-def write_csv(results: Sequence[ImageResult], threshold: float, path: str | Path) -> Path:
-    """Write the results table (``CSV_COLUMNS``, full-precision scores) to ``path``; returns it."""
+def write_csv(
+    results: Sequence[ImageResult], threshold: float, path: str | Path, settings: Mapping[str, str] | None = None
+) -> Path:
+    """Write the results (``CSV_COLUMNS``: full-precision scores, the threshold, ``settings``) to ``path``."""
     path = Path(path)
+    described = [(settings or {}).get(column, "") for column in SETTING_COLUMNS]
     with path.open("w", newline="", encoding="utf-8") as file:
-        csv.writer(file).writerows([CSV_COLUMNS, *result_rows(results, threshold, digits=None)])
+        rows = ([*row[:2], threshold, *row[2:], *described] for row in result_rows(results, threshold, digits=None))
+        csv.writer(file).writerows([CSV_COLUMNS, *rows])
     return path
 
 
 def write_heatmap_zip(results: Sequence[ImageResult], path: str | Path) -> Path:
-    """Write the heatmaps of the scored results into the ZIP file ``path`` (by their file names); returns it."""
+    """Write the heatmaps of the scored results into the ZIP file ``path`` as ``<name>.jpg``; returns it."""
     path = Path(path)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for result in results:
             if result.heatmap is not None:
-                archive.write(result.heatmap, arcname=Path(result.heatmap).name)
+                archive.write(result.heatmap, arcname=f"{result.name}.jpg")
     return path

@@ -8,8 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-INSTALL_HINT = 'The app needs gradio: pip install "anomalib-glocalclip[app]"'
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``anomalib-glocalclip app``."""
@@ -40,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = build_parser().parse_args(argv)
     if importlib.util.find_spec("gradio") is None:
-        print(f"anomalib-glocalclip app: {INSTALL_HINT}", file=sys.stderr)
+        print('anomalib-glocalclip app: the app needs gradio: pip install "anomalib-glocalclip[app]"', file=sys.stderr)
         return 1
     # Gradio's documented switch for its usage statistics: nothing leaves the machine unless --share asks.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -1,9 +1,7 @@
 """A sweep's ``report.html`` (README, "The sweep's report"), drawn from what the sweep keeps on disk.
 
-One self-contained file that opens offline (pictures embedded as data URIs, inline style, no script), built from
-what the sweep keeps in ``categories/`` so that a resumed sweep's report covers earlier runs too (README "The
-sweep's report"). Plots use matplotlib's object API (``Figure`` on an Agg canvas): pyplot's global state is left
-alone.
+One file that opens offline (pictures as data URIs, inline style, no script), covering a resumed sweep's earlier
+runs too. Plots use matplotlib's object API (``Figure`` on an Agg canvas): pyplot's global state is left alone.
 """
 
 from __future__ import annotations
@@ -25,12 +23,12 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from anomalib_glocalclip.components.heatmap_overlay import draw_heatmap
+from anomalib_glocalclip.components.heatmap_overlay import colour_bar_html, draw_heatmap
 from anomalib_glocalclip.data.io import read_image
 from anomalib_glocalclip.utils.files import atomic_write_text
 
 from .report_data import PIXEL_BINS, ReportData, histogram_roc, report_data_path
-from .store import CategoryResult
+from .store import SETTINGS_FILE, CategoryResult
 from .tables import COLUMN_TITLES
 
 logger = logging.getLogger(__name__)
@@ -38,18 +36,18 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 TILE_SIZE = 200
 NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
+CODE_SPAN = re.compile(r"`([^`]+)`")  # the footnotes' only Markdown
+RANDOM_WEIGHTS = re.compile(r"pretrained'?\s*[=:]\s*(None|'(none|null|random)?')", re.IGNORECASE)  # in sweep.json
+RANDOM_BANNER = "Random CLIP weights (pretrained: none): the numbers, curves and heatmaps of this report mean nothing."
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-table.paper { border-collapse: collapse; margin: 0.5em 0; }
+table.paper { border-collapse: collapse; margin: 0.5em 0; } table.paper td:last-child { text-align: left; }
 table.paper th, table.paper td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-table.paper td:last-child { text-align: left; }
-section.category { border-top: 2px solid #ddd; margin-top: 1.5em; }
-.plots, .cases { display: flex; flex-wrap: wrap; gap: 8px; }
-figure { margin: 0; }
+section.category { border-top: 2px solid #ddd; margin-top: 1.5em; } figure { margin: 0; }
+.plots, .cases { display: flex; flex-wrap: wrap; gap: 8px; } .error { color: #b00020; } .muted { color: #666; }
 figure.case { width: 200px; font-size: 12px; word-break: break-all; }
-.error { color: #b00020; }
-.muted { color: #666; }
+.banner { background: #fff3cd; border: 1px solid #d4a000; padding: 6px 10px; font-weight: 600; }
 """
 
 
@@ -107,18 +105,16 @@ def _percent(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
-def _roc_figure(fpr: np.ndarray, tpr: np.ndarray, title: str) -> str:
+def _curve_figure(x: np.ndarray, y: np.ndarray, title: str, roc: bool = True) -> str:
+    """A ROC curve (``x`` false, ``y`` true positive rates) or a precision (``y``)-recall (``x``) step curve."""
     figure, axes = _figure(title)
-    axes.plot(fpr, tpr, color=ANOMALOUS_COLOUR)
-    axes.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.02))
-    return _png(figure)
-
-
-def _pr_figure(recall: np.ndarray, precision: np.ndarray, title: str) -> str:
-    figure, axes = _figure(title)
-    axes.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre", color=ANOMALOUS_COLOUR)
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    if roc:
+        axes.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
+        axes.plot(x, y, color=ANOMALOUS_COLOUR)
+    else:
+        axes.step(np.r_[0.0, x], np.r_[y[0], y], where="pre", color=ANOMALOUS_COLOUR)
+    labels = ("false positive rate", "true positive rate") if roc else ("recall", "precision")
+    axes.set(xlabel=labels[0], ylabel=labels[1], xlim=(0, 1), ylim=(0, 1.02))
     return _png(figure)
 
 
@@ -143,20 +139,20 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
     plots = []
     if {0, 1} <= set(data.labels.tolist()):
         curves = score_curves(data.scores, data.labels)
-        plots.append(("image ROC", _roc_figure(curves.fpr, curves.tpr, f"image ROC, AUROC {_percent(curves.auroc)}")))
+        plots.append(("image ROC", _curve_figure(curves.fpr, curves.tpr, f"image ROC, AUROC {_percent(curves.auroc)}")))
         title = f"image PR, AP {_percent(curves.ap)}"
-        plots.append(("image precision-recall", _pr_figure(curves.recall, curves.precision, title)))
+        plots.append(("image precision-recall", _curve_figure(curves.recall, curves.precision, title, roc=False)))
     counts = data.pixel_counts
     if counts.size and counts.sum(axis=1).all():
         fpr, tpr = histogram_roc(counts)
         title = f"pixel ROC, AUROC ≈ {_percent(roc_area(fpr, tpr))}"
-        plots.append(("pixel ROC", _roc_figure(fpr, tpr, title)))
+        plots.append(("pixel ROC", _curve_figure(fpr, tpr, title)))
     if len(data.scores):
         plots.append(("image score histogram", _histogram_figure(data)))
     return plots
 
 
-def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float) -> str:
+def _heatmap_uri(path: str, heatmap: np.ndarray | None, value_range: tuple[float, float]) -> str:
     """A JPEG data URI of the image at ``path`` (re-read by the plugin's reader) with ``heatmap`` over it."""
     try:
         image = read_image(path)
@@ -164,32 +160,26 @@ def _heatmap_uri(path: str, heatmap: np.ndarray | None, low: float, high: float)
         image = torch.full((3, TILE_SIZE, TILE_SIZE), 128 / 255)
     heatmap = None if heatmap is None else torch.from_numpy(heatmap)
     buffer = io.BytesIO()
-    draw_heatmap(image, heatmap, (low, high), TILE_SIZE, enlarge=True).save(buffer, format="JPEG", quality=85)
+    draw_heatmap(image, heatmap, value_range, TILE_SIZE, enlarge=True).save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _cases(data: ReportData, anomalous: bool) -> str:
     kind = "negatives (anomalous images at or below" if anomalous else "positives (normal images above"
     header = f"<h3>Worst false {kind} the threshold)</h3>"
-    if math.isnan(data.threshold):
-        return header + '<p class="muted">No image threshold was fitted.</p>'
     chosen = data.worst(anomalous)
     if not chosen:
-        return header + '<p class="muted">None.</p>'
-    low, high = (float(value) for value in data.map_range)
+        reason = "No image threshold was fitted." if math.isnan(data.threshold) else "None."
+        return header + f'<p class="muted">{reason}</p>'
     tiles = []
     for index in chosen:
         path = data.paths[index]
         name = "/".join(Path(path).parts[-3:])
-        uri = _heatmap_uri(path, data.map_of(index), low, high)
+        uri = _heatmap_uri(path, data.map_of(index), tuple(map(float, data.map_range)))
         tiles.append(f'<figure class="case"><img src="{uri}" alt="heatmap of {html.escape(name)}">'
                      f'<figcaption>score {data.scores[index]:.4g}<br><span title="{html.escape(path)}">'
                      f"{html.escape(name)}</span></figcaption></figure>")
     return header + f'<div class="cases">{"".join(tiles)}</div>'
-
-
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f} s"
 
 
 def _anchor(category: str) -> str:
@@ -200,7 +190,7 @@ def _category_section(output: Path, result: CategoryResult) -> str:
     """The HTML of one category: its error line, or its numbers, plots and worst cases."""
     head = (f'<section class="category" id="{_anchor(result.category)}"><h2>{html.escape(result.category)}</h2>'
             f"<p>{result.status}; {result.n_images or 0} test images, {result.n_anomalous or 0} anomalous; "
-            f"took {_seconds(result.duration_s)}</p>")
+            f"took {'–' if result.duration_s is None else f'{result.duration_s:.1f} s'}</p>")
     if not result.ok:
         return head + f'<p class="error">{html.escape(f"{result.status}: {result.error}")}</p></section>'
     path = report_data_path(output, result.category)
@@ -210,7 +200,9 @@ def _category_section(output: Path, result: CategoryResult) -> str:
         data = ReportData.load(path)
         threshold = f"{data.threshold:.4g}" if math.isfinite(data.threshold) else "none"
         plots = "".join(f'<figure><img src="{uri}" alt="{alt}"></figure>' for alt, uri in _plots(data))
-        body = (f"<p>image threshold {threshold} (raw score)</p><div class=\"plots\">{plots}</div>"
+        scale = "raw anomaly-map score, one scale shared by every heatmap of this category"
+        bar = colour_bar_html(tuple(map(float, data.map_range)), scale) if np.isfinite(data.map_range).all() else ""
+        body = (f"<p>image threshold {threshold} (raw score)</p><div class=\"plots\">{plots}</div>{bar}"
                 + _cases(data, anomalous=False) + _cases(data, anomalous=True))
     except Exception as error:  # noqa: BLE001 - one unreadable category leaves the rest of the report
         logger.warning("Report of category %s not drawn: %s", result.category, error)
@@ -229,14 +221,17 @@ def write_report(
     """
     output = Path(output)
     links = " · ".join(f'<a href="#{_anchor(each.category)}">{html.escape(each.category)}</a>' for each in results)
-    notes = "".join(f"<li>{html.escape(note)}</li>" for note in footnotes)
+    notes = "".join("<li>" + CODE_SPAN.sub(r"<code>\1</code>", html.escape(note)) + "</li>" for note in footnotes)
+    settings = output / SETTINGS_FILE  # the sweep's model description: random CLIP weights get a banner
+    random = settings.is_file() and RANDOM_WEIGHTS.search(settings.read_text(encoding="utf-8")) is not None
+    banner = f'<p class="banner" id="random-weights">{RANDOM_BANNER}</p>' if random else ""
     paper = table.rename(columns=COLUMN_TITLES).reset_index().to_html(
         classes="paper", index=False, na_rep="–", float_format=lambda value: f"{value:.1f}", border=0
     )
     sections = "".join(_category_section(output, result) for result in results)
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{banner}"
         f'<section id="table"><h2>Results</h2><p class="muted">Values x100, one decimal; the mean is over '
         f"categories.</p>{paper}<ul>{notes}</ul></section>"
         f'<p class="muted">Curves, their areas and the histograms use the model\'s raw scores, and the '

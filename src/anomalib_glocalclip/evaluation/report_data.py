@@ -1,9 +1,7 @@
 """What a sweep's report needs of one category, collected during its test pass and kept beside its result.
 
-:class:`ReportCollector` keeps, in bounded memory, each image's path, raw score and label, the small anomaly maps
-of the ``N_WORST`` worst-case candidates of either class, and pixel scores as fixed-width histograms
-(:class:`PixelHistograms`). It sees each batch before the post-processor (trainer callbacks come before the
-model's), so scores are raw, on the scale of the fitted image threshold read at the end of the test.
+:class:`ReportCollector` keeps, in bounded memory, each image's path, raw score and label, the maps of the worst
+cases and pixel-score histograms. Trainer callbacks see a batch before the model's post-processor: scores are raw.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ from anomalib_glocalclip.utils.files import atomic_path
 from .store import ResultStore
 
 if TYPE_CHECKING:
+    from anomalib.data import ImageBatch
     from lightning.pytorch import LightningModule, Trainer
 
 N_WORST = 4
@@ -193,9 +192,9 @@ class ReportCollector(Callback):
         del trainer, pl_module
         self.reset()
 
-    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any) -> None:
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: ImageBatch, *_: object) -> None:
         """Keep the batch's paths, scores, labels, worst-case candidates' maps and pixel counts."""
-        del trainer, pl_module, args
+        del trainer, pl_module
         maps = outputs.anomaly_map
         scores = outputs.pred_score
         if scores is None:  # as Anomalib's post-processor: the map's maximum
@@ -216,18 +215,15 @@ class ReportCollector(Callback):
         small = small.to(torch.float16).cpu().numpy()
         for offset, (score, label) in enumerate(zip(scores, labels, strict=True)):
             self._candidates.append((float(score), int(label), first + offset, small[offset]))
-        self._trim_candidates()
+        # Only the n_worst highest-scored normal and lowest-scored anomalous images' maps are kept.
+        normal = sorted((each for each in self._candidates if each[1] == 0), key=lambda each: -each[0])
+        anomalous = sorted((each for each in self._candidates if each[1] == 1), key=lambda each: each[0])
+        self._candidates = normal[: self.n_worst] + anomalous[: self.n_worst]
         if outputs.gt_mask is not None:
             masks = outputs.gt_mask.reshape(len(scores), 1, *outputs.gt_mask.shape[-2:])
             if masks.shape != maps.shape:
                 masks = functional.interpolate(masks.float(), size=maps.shape[-2:], mode="nearest")
             self._pixels.add(maps, masks > 0)
-
-    def _trim_candidates(self) -> None:
-        """Keep the ``n_worst`` highest-scored normal and lowest-scored anomalous images' maps."""
-        normal = sorted((each for each in self._candidates if each[1] == 0), key=lambda each: -each[0])
-        anomalous = sorted((each for each in self._candidates if each[1] == 1), key=lambda each: each[0])
-        self._candidates = normal[: self.n_worst] + anomalous[: self.n_worst]
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Read the image threshold the post-processor holds after the test (fitted by then)."""

@@ -53,15 +53,21 @@ class SetTooSmallError(PluginError, ValueError):
 
 @dataclass
 class ScoredSet:
-    """One dataloader's set, scored: its image keys (paths) and ``SetScores``, and its label threshold."""
+    """One dataloader's set, scored: its image keys (paths), ``SetScores``, label threshold and augmentations."""
 
     keys: list[str]
     scores: SetScores | None
     label_threshold: float
+    augmentations: str = "None"
+    """``repr`` of the dataset's augmentations: a set is kept only for the same files read the same way."""
+
+    def __post_init__(self) -> None:
+        """Index the keys once: ``positions[key]`` is the image's place in the set."""
+        self.positions = {key: position for position, key in enumerate(self.keys)}
 
     def index(self, keys: list[str]) -> torch.Tensor:
         """Positions of ``keys`` in the set; a clear error for a key the set does not hold."""
-        positions = {key: position for position, key in enumerate(self.keys)}
+        positions = self.positions
         missing = [key for key in keys if key not in positions]
         if missing:
             msg = f"MuSc: images {missing[:3]} were not in the set scored at the start of the run."
@@ -108,7 +114,8 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         precision: ``"auto"``/``"fp16"``: fp16 autocast backbone and fp16 mutual-scoring inputs (fp32 accumulation)
             on CUDA, fp32 on CPUs; ``"fp32"``: fp32 everywhere. Never bf16.
         max_set_size: sets larger than this are split into random subsets (seeded by ``set_split_seed``, never by
-            label), each scored apart; RsCIN runs over all of them (the reference's ``divide_num``).
+            label; never of one image), each scored apart; RsCIN runs over all of them (the reference's
+            ``divide_num``).
         set_split_seed: seed of that split.
         few_shot: ``k`` normal reference images (of the datamodule's train split, or of ``reference_images``): they
             join every image's "other images" but are never scored and take no part in RsCIN.
@@ -221,7 +228,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         self.prepare_sets(self.trainer.test_dataloaders)
 
     def on_predict_start(self) -> None:
-        """Score each predict dataloader's set (after ``PredictionTable`` left unreadable files out)."""
+        """Score each predict dataloader's set (after ``PredictionTable`` checked the folder's files)."""
         super().on_predict_start()
         self.prepare_sets(self.trainer.predict_dataloaders)
 
@@ -242,18 +249,19 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         own loader here would exhaust its sampler) and the pre-processor's transform.
         """
         loaders = [] if loaders is None else list(loaders) if isinstance(loaders, list | tuple) else [loaders]
-        previous = {frozenset(scored.keys): scored for scored in self.scored_sets}
+        previous = {(frozenset(scored.keys), scored.augmentations): scored for scored in self.scored_sets}
         scored_sets = []
         for loader in loaders:
             paths = _dataset_paths(loader.dataset)
-            kept = previous.get(frozenset(paths)) if paths else None
+            augmentations = repr(getattr(loader.dataset, "augmentations", None))
+            kept = previous.get((frozenset(paths), augmentations)) if paths else None
             if kept is not None:
                 logger.info("MuSc: the set of %d images was scored earlier in this run; its scores are kept.",
                             len(paths))
-            scored_sets.append(kept or self.score_loader(loader))
+            scored_sets.append(kept or self.score_loader(loader, augmentations))
         self.scored_sets = scored_sets
 
-    def score_loader(self, loader: DataLoader) -> ScoredSet:
+    def score_loader(self, loader: DataLoader, augmentations: str = "None") -> ScoredSet:
         """Encode every image of ``loader``'s dataset once and score them as one set."""
         # The encoder's batch, not the loader's: a predict folder comes in batches of one, and the backbone runs
         # ~2.5x slower per image at batch 1 on a CPU (scores do not depend on it: LayerNorm is per image).
@@ -264,7 +272,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
             keys += _batch_keys(batch)
             parts.append(self.model.encode(transform(batch.image)))
         if not parts:
-            return ScoredSet([], None, float("nan"))
+            return ScoredSet([], None, float("nan"), augmentations)
         encoded = EncodedImages.cat(parts)
         self._check_set_size(keys)
         scores = self.model.score_set(encoded, self.references, self.max_set_size, self.set_split_seed)
@@ -274,7 +282,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         logger.info("MuSc: scored a set of %d images%s; label threshold %.4g (distance units, %s).", len(keys),
                     f" with {self.references.count} references" if self.references is not None else "", threshold,
                     "label_threshold" if self.label_threshold is not None else "the set's outlier threshold")
-        return ScoredSet(keys, scores, threshold)
+        return ScoredSet(keys, scores, threshold, augmentations)
 
     def _check_set_size(self, keys: list[str]) -> None:
         references = 0 if self.references is None else self.references.count

@@ -43,26 +43,31 @@ def _blocks(count: int, size: int) -> Iterator[slice]:
 
 
 def _squared_distance_operands(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Operands whose product is ``||x - y||^2``, as ``torch.cdist`` computes it: ``[-2x, |x|^2, 1] . [y, 1, |y|^2]``.
+    """Operands whose product gives ``||x - y||^2`` (``_pair_distances``).
 
     Args:
         features: ``[M, L, C]`` unit patch features.
 
     Returns:
-        left and right operands, each ``[M, L, C + 2]``, in ``features``' dtype (in fp16 the norms round to 1,
-        which gives the cosine form ``2 - 2 x.y``).
+        fp32: ``[-2x, |x|^2, 1]`` and ``[y, 1, |y|^2]``, each ``[M, L, C + 2]``: ``torch.cdist``'s form (the
+        reference's distances, to rounding). fp16: the features themselves, for ``2 - 2 x.y`` (in fp16 the squared
+        norms of unit vectors round to 1, so cdist's form would only add two columns).
     """
-    squared_norms = features.float().square().sum(-1, keepdim=True).to(features.dtype)
+    if features.dtype == torch.float16:
+        return features, features
+    squared_norms = features.square().sum(-1, keepdim=True)
     ones = torch.ones_like(squared_norms)
     return torch.cat([-2 * features, squared_norms, ones], -1), torch.cat([features, ones, squared_norms], -1)
 
 
 def _pair_distances(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Squared distances ``[a*L, b*L]`` (fp32) of operand blocks ``[a, L, C+2]`` and ``[b, L, C+2]``."""
+    """Squared distances ``[a*L, b*L]`` (fp32) of operand blocks ``[a, L, *]`` and ``[b, L, *]``."""
     left, right = left.flatten(0, 1), right.flatten(0, 1)
-    if left.dtype == torch.float16:  # fp16 inputs, fp32 accumulation and output
-        return torch.mm(left, right.T, out_dtype=torch.float32)
-    return left.float() @ right.float().T
+    if left.dtype != torch.float16:
+        return left @ right.T
+    # fp16 inputs with fp32 accumulation and output on CUDA (CPUs have no such product: fp32 there)
+    products = torch.mm(left, right.T, out_dtype=torch.float32) if left.is_cuda else left.float() @ right.float().T
+    return products.mul_(-2).add_(2)
 
 
 def nearest_image_distances(

@@ -76,10 +76,13 @@ class SetScores(NamedTuple):
 
 
 def split_set(count: int, max_set_size: int | None, seed: int) -> list[torch.Tensor]:
-    """Indices of ``ceil(count / max_set_size)`` random subsets of near-equal size (one subset: all, in order)."""
-    if max_set_size is None or count <= max_set_size:
+    """Indices of ``ceil(count / max_set_size)`` random subsets of near-equal size (one subset: all, in order).
+
+    Never a subset of one image (it would have no other image to be scored against): fewer, larger subsets then.
+    """
+    parts = 1 if max_set_size is None else min(math.ceil(count / max_set_size), count // 2)
+    if parts <= 1:
         return [torch.arange(count)]
-    parts = math.ceil(count / max_set_size)
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     return [part.sort().values for part in order.tensor_split(parts)]
 
@@ -150,6 +153,9 @@ class MuScModel(nn.Module):
             raise ValueError(msg)
         if not r_list or any(int(r) < 1 or int(r) % 2 == 0 for r in r_list):
             msg = f"r_list must hold odd neighbourhood sizes >= 1 (the reference's (1, 3, 5)), got {tuple(r_list)}."
+            raise ValueError(msg)
+        if len(interval) != 2 or min(interval) < 0:
+            msg = f"interval must be two bounds >= 0 (fractions below 1, counts from 1), got {tuple(interval)}."
             raise ValueError(msg)
         self.feature_layers, self.r_list = tuple(feature_layers), tuple(int(r) for r in r_list)
         self.interval = (float(interval[0]), float(interval[1]))
