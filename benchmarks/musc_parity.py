@@ -21,11 +21,12 @@ Needs a checkout of ``xrli-U/MuSc`` (``--reference``) and a Python that runs it 
 
 Both sides run the image size given (default 240, not ViT-B-16's native 224), so the positional embedding is
 resized (the reference: bicubic without antialias) and the reference runs its tower with ``nn.GELU`` (its
-model config names no QuickGELU); the plugin gets ``quick_gelu=False`` to match. ``--feature-layers`` are the
-plugin's 1-indexed blocks; the reference gets them minus one (its ``[2, 5, 8, 11]`` is the plugin's
-``(3, 6, 9, 12)``). RsCIN's choice of nearest images can flip on rounding when two class-token similarities
-are nearly equal; the script prints the smallest such gap in the set, so a run whose gap is within rounding is
-seen as such (pick another ``--seed`` then, never a looser tolerance). Exit status 1 when anything differs.
+model config names no QuickGELU); the plugin keeps its default ``quick_gelu=None``, whose rule gives the same.
+``--feature-layers`` are the plugin's 1-indexed blocks; the reference gets them minus one (its ``[2, 5, 8, 11]``
+is the plugin's ``(3, 6, 9, 12)``). RsCIN's choice of nearest images can flip on rounding when two class-token
+similarities are nearly equal; the script prints the smallest such gap in the set, so a run whose gap is within
+rounding is seen as such (pick another ``--seed`` then, never a looser tolerance). Exit status 1 when anything
+differs.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _plugin_model(args: argparse.Namespace, weights: Path, rscin_k: tuple[int, .
     from anomalib_glocalclip import MuSc
 
     return MuSc(backbone=args.backbone, pretrained=str(weights), image_size=args.image_size,
-                feature_layers=tuple(args.feature_layers), rscin_k=rscin_k, quick_gelu=False, precision="fp32",
+                feature_layers=tuple(args.feature_layers), rscin_k=rscin_k, precision="fp32",
                 post_processor=False, evaluator=False, visualizer=False)
 
 
