@@ -18,7 +18,7 @@ from anomalib_glocalclip import MuSc
 from anomalib_glocalclip.components import ExportRefusedError
 from anomalib_glocalclip.musc.lightning_model import SetTooSmallError
 from anomalib_glocalclip.musc.rscin import rscin
-from anomalib_glocalclip.musc.torch_model import MuScModel, outlier_threshold, split_set
+from anomalib_glocalclip.musc.torch_model import SCORING_RESERVE, MuScModel, outlier_threshold, split_set
 from anomalib_glocalclip.testing import TINY_CLIP_CONFIG, generate_mvtec_ad, make_image
 
 TINY = {"backbone": str(TINY_CLIP_CONFIG), "pretrained": None, "image_size": 64, "feature_layers": (3, 6, 9, 12)}
@@ -286,3 +286,19 @@ def test_few_shot_references_come_from_the_train_split_and_are_not_scored(mvtec:
     assert all("/train/good/" in path for path in model.reference_paths)
     assert len(outputs.by_path) == 9  # the test images only
     assert not set(model.reference_paths) & set(outputs.by_path)
+
+
+def test_tokens_go_to_the_host_when_the_device_would_keep_too_little_room_for_scoring(monkeypatch) -> None:
+    model = MuScModel(**TINY, max_elements=1000)  # reserve: SCORING_RESERVE x 1000 fp32 values = 16,000 bytes
+    reserve = SCORING_RESERVE * 1000 * 4
+    free = {"bytes": reserve + 500}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: (free["bytes"], 10**12))
+    cuda = torch.device("cuda")
+    assert not model.keeps_tokens_on_host(500, cuda)  # exactly the reserve left: stays on the device
+    assert model.keeps_tokens_on_host(501, cuda)
+    free["bytes"] = 10**12
+    assert not model.keeps_tokens_on_host(10**6, cuda)
+    forced_on, forced_off = MuScModel(**TINY, tokens_on_host=True), MuScModel(**TINY, tokens_on_host=False)
+    assert forced_on.keeps_tokens_on_host(1, cuda)
+    assert not forced_off.keeps_tokens_on_host(10**15, cuda)
+

@@ -4,7 +4,7 @@ API (for scripts): ``MuSc(backbone="ViT-L-14-336", pretrained="openai", image_si
 24), r_list=(1, 3, 5), interval=(0.0, 0.3), rscin_k=(1, 2, 3), preprocessing="reference", quick_gelu=None,
 precision="auto", max_set_size=None, set_split_seed=0, few_shot=0, reference_images=None, few_shot_seed=0,
 pre_processor=True, post_processor=True, evaluator=True, visualizer=True, label_threshold=None,
-max_elements=2**28, encoder_batch_size=8, tokens_on_host=False)``.
+max_elements=2**28, encoder_batch_size=8, tokens_on_host=None)``.
 
 Each dataloader of a validation, test or predict run is one set: at the run's start the whole set is encoded once and
 scored, and every step returns its images' share. ``Engine.predict`` / ``Engine.test`` batches carry:
@@ -133,7 +133,8 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
             ``None``: the set's robust outlier threshold (median + 3 x 1.4826 x MAD of the image maxima).
         max_elements: element budget of the largest mutual-scoring temporary (2**28: 1 GiB of fp32).
         encoder_batch_size: images per backbone pass.
-        tokens_on_host: keep the set's tokens in host memory while scoring (sets too large for the device).
+        tokens_on_host: keep the set's tokens in host memory while scoring; ``None``: on CUDA, when they would not
+            leave room for scoring on the device (``MuScModel.keeps_tokens_on_host``).
     """
 
     reference_image_filter = "bicubic"  # xrli-U/MuSc: open_clip's Resize((S, S), BICUBIC) on PIL images
@@ -162,7 +163,7 @@ class MuSc(ZeroShotCLIPMixin, AnomalibModule):
         label_threshold: float | None = None,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         encoder_batch_size: int = 8,
-        tokens_on_host: bool = False,
+        tokens_on_host: bool | None = None,
     ) -> None:
         if max_set_size is not None and max_set_size < 2:
             msg = f"max_set_size must be at least 2 (or None for no split), got {max_set_size}."

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 MUSC_PRECISIONS = ("auto", "fp16", "fp32")
 """``auto``/``fp16``: fp16 autocast backbone and fp16 mutual-scoring inputs on CUDA (fp32 accumulation), fp32 on
 CPUs; ``fp32``: fp32 everywhere. Never bf16: its rounding near cos = 1 moves distances by ~1 %."""
+SCORING_RESERVE = 4
+"""fp32 element budgets (``max_elements``) of free device memory kept for scoring when tokens are placed by
+themselves (``tokens_on_host=None``): the similarity block, its maxima and the aggregated features."""
 CHUNK_IMAGES = 16
 """Images per chunk where a whole set would make a large temporary (aggregation, upsampled maps)."""
 
@@ -46,8 +49,10 @@ class EncodedImages(NamedTuple):
 
     @classmethod
     def cat(cls, parts: Sequence[EncodedImages]) -> EncodedImages:
-        """The images of ``parts`` one after the other."""
-        maps = [torch.cat([part.maps[layer] for part in parts]) for layer in range(len(parts[0].maps))]
+        """The images of ``parts`` one after the other (on the host if some parts' tokens went there)."""
+        host = any(maps.device.type == "cpu" for part in parts for maps in part.maps)
+        maps = [torch.cat([part.maps[layer].cpu() if host else part.maps[layer] for part in parts])
+                for layer in range(len(parts[0].maps))]
         return cls(maps, torch.cat([part.class_features for part in parts]))
 
     def select(self, indices: torch.Tensor) -> EncodedImages:
@@ -119,8 +124,9 @@ class MuScModel(nn.Module):
         max_elements: element budget of the largest mutual-scoring temporary.
         encoder_batch_size: images per backbone pass.
         tokens_on_host: keep the set's LayerNormed tokens in host memory (pinned on CUDA), moved to the device
-            a chunk at a time while scoring: for sets whose tokens do not fit the device (ViT-L at 518 px: 11.2 MB
-            per image in fp16).
+            a chunk at a time while scoring (ViT-L at 518 px: 11.2 MB per image in fp16). ``None``: on CUDA, each
+            encoded batch goes to the host once keeping it on the device would leave less free device memory than
+            ``SCORING_RESERVE`` budgets of ``max_elements`` (``keeps_tokens_on_host``); ``True``/``False`` force it.
     """
 
     def __init__(
@@ -136,7 +142,7 @@ class MuScModel(nn.Module):
         precision: str = "auto",
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         encoder_batch_size: int = 8,
-        tokens_on_host: bool = False,
+        tokens_on_host: bool | None = None,
     ) -> None:
         super().__init__()
         if precision not in MUSC_PRECISIONS:
@@ -188,9 +194,16 @@ class MuScModel(nn.Module):
 
     def _keep(self, maps: torch.Tensor) -> torch.Tensor:
         """``maps`` where the set's tokens are kept: on the device, or in (pinned) host memory."""
-        if not self.tokens_on_host or maps.device.type == "cpu":
+        if maps.device.type == "cpu" or not self.keeps_tokens_on_host(maps.numel() * maps.element_size(), maps.device):
             return maps
         return maps.cpu().pin_memory()
+
+    def keeps_tokens_on_host(self, nbytes: int, device: torch.device) -> bool:
+        """Whether ``nbytes`` of a set's tokens on CUDA ``device`` go to host memory (``tokens_on_host``'s rule)."""
+        if self.tokens_on_host is not None:
+            return self.tokens_on_host
+        free, _ = torch.cuda.mem_get_info(device)
+        return free - nbytes < SCORING_RESERVE * self.max_elements * 4
 
     def _features(self, maps: torch.Tensor, r: int) -> torch.Tensor:
         """LNAMD features ``[N, L, C]`` of one layer's maps, aggregated in fp32, in the mutual-scoring dtype."""
