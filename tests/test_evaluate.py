@@ -399,6 +399,13 @@ def test_cli_needs_prompts_for_glocalclip(data: dict[str, Path]) -> None:
     assert exit_info.value.code == 2
 
 
+def test_cli_refuses_normalised_scores_for_musc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "musc", "--normalize-scores", "--dataset", "mvtec_ad", "--root", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "relative to each set" in capsys.readouterr().err
+
+
 def test_cli_setup_errors_exit_2(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [

@@ -107,6 +107,9 @@ def main(argv: Sequence[str]) -> int:
     model = args.model
     if model.lower() == "glocalclip" and args.prompts is None:
         parser.error("--model glocalclip is evaluated with learned prompts: pass --prompts prompts.pt")
+    if model.lower() == "musc" and args.normalize_scores:
+        parser.error("--normalize-scores does not apply to --model musc: its scores are relative to each set and its "
+                     "post-processor normalises nothing")
     from anomalib_glocalclip.data.catalogue import get_dataset
     from anomalib_glocalclip.evaluation.stopping import SweepStopped
     from anomalib_glocalclip.evaluation.sweep import DEFAULT_OUTPUT, LOG_FILE, evaluate, is_config, quiet_lightning
