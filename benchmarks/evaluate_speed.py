@@ -22,7 +22,8 @@ than three categories), peak GPU memory, and seconds spent in
 * ``model``: the torch model's forward;
 * ``metrics``: the evaluator's batch and epoch hooks (metric updates and ``compute``);
 * ``heatmaps``: the one-pass callback's end of the test epoch (thresholds fitted, the kept predictions labelled and
-  drawn on a few threads), or the visualizer's test-batch hook on the two-pass path of normalised scores;
+  drawn on a few threads; without heatmaps its threshold fit counts as ``metrics``), or the visualizer's test-batch
+  hook on the two-pass path of normalised scores;
   ``heatmap drawing (threads)`` is the drawing threads' own time (rendering and writing PNGs), which overlaps and
   is not part of the total's split;
 * ``tables``: writing the sweep's tables at the end;
@@ -299,7 +300,8 @@ def run_sweep(
         *((Evaluator, hook, "metrics") for hook in ("on_validation_batch_end", "on_validation_epoch_end",
                                                     "on_test_batch_end", "on_test_epoch_end")),
         (ImageVisualizer, "on_test_batch_end", "heatmaps"),  # the two-pass path (normalised scores)
-        (one_pass.ThresholdsFromTest, "on_test_epoch_end", "heatmaps"),  # the one-pass path: fit, label, draw
+        # the one-pass path: fit, label, draw (without heatmaps only the fit, which is the thresholds' metrics)
+        (one_pass.ThresholdsFromTest, "on_test_epoch_end", "heatmaps" if heatmaps else "metrics"),
         (one_pass, "save_pictures", "heatmap drawing (threads)"),
         (sweep, "_write_tables", "tables"),
     ]
